@@ -1,0 +1,28 @@
+"""Shared test set-up: keep every cache inside a temp dir and never reach for a model hub."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="tio2fiji-mpl-"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "data"
+
+
+@pytest.fixture(scope="session")
+def example_images():
+    """The bundled BAM SEM images (shipped with the repository, CC BY-NC-ND 4.0)."""
+    images = sorted((EXAMPLES / "SEM").glob("*.tif"))
+    assert images, f"bundled example images missing in {EXAMPLES}/SEM"
+    return images
+
+
+@pytest.fixture(scope="session")
+def example_masks():
+    masks = sorted((EXAMPLES / "masks").glob("*_m.tif"))
+    assert masks, f"bundled example masks missing in {EXAMPLES}/masks"
+    return masks
