@@ -355,3 +355,22 @@ def test_write_labels_uint16_and_uint32(tmp_path):
     assert back.dtype == np.uint32
     np.testing.assert_array_equal(back, big)
     assert read_sem(p32).pixel_size_m == pytest.approx(5e-9, rel=1e-6)
+
+
+def test_parse_length():
+    from tio2fiji.io import parse_length
+
+    assert parse_length("7.34375nm") == pytest.approx(7.34375e-9)
+    assert parse_length("0.5 um") == pytest.approx(5e-7)
+    assert parse_length("2µm") == pytest.approx(2e-6)
+    for bad in ("7.3", "nm", "-1nm", "3 parsecs"):
+        with pytest.raises(InputError, match="pixel size"):
+            parse_length(bad)
+
+
+def test_read_pixel_size_without_pixels(example_images, example_masks):
+    from tio2fiji.io import read_pixel_size
+
+    assert read_pixel_size(example_images[0]) == (pytest.approx(7.34375e-9), "CZ_SEM")
+    ps, source = read_pixel_size(example_masks[0])  # BAM masks carry no calibration
+    assert ps is None and source.startswith("none")

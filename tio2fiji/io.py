@@ -745,3 +745,50 @@ def write_labels(path, labels: np.ndarray, pixel_size_m: float | None = None) ->
         per_cm = 0.01 / pixel_size_m
         kw = {"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"}
     return _atomic_write(path, lambda p: tifffile.imwrite(p, data, **kw))
+
+
+def write_csv(path, table, **kwargs) -> Path:
+    """Write a pandas DataFrame as CSV through a temporary file and a rename."""
+    kwargs.setdefault("index", False)
+    return _atomic_write(path, lambda p: table.to_csv(p, **kwargs))
+
+
+def write_json(path, obj) -> Path:
+    """Write a JSON document through a temporary file and a rename."""
+    import json
+
+    def _write(p):
+        with open(p, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, default=str)
+            fh.write("\n")
+
+    return _atomic_write(path, _write)
+
+
+_LENGTH_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµμ]+)\s*$")
+
+
+def parse_length(text: str) -> float:
+    """Parse a length with its unit (``"7.34375nm"``, ``"0.5 um"``) into metres."""
+    m = _LENGTH_RE.match(str(text))
+    if not m or m.group(2).lower() not in _UNIT_METRES:
+        raise InputError(
+            f"pixel size {text!r}: give a number with a length unit, e.g. 7.34375nm or 0.0073um "
+            f"(units: nm, um, µm, mm, m)."
+        )
+    value = float(m.group(1)) * _UNIT_METRES[m.group(2).lower()]
+    if value <= 0:
+        raise InputError(f"pixel size {text!r} must be positive.")
+    return value
+
+
+def read_pixel_size(path) -> tuple[float | None, str]:
+    """Pixel size (metres) and its source from a file's metadata, without reading its pixels."""
+    path = _check_path(path)
+    if not (path.suffix.lower() in TIFF_SUFFIXES or _is_tiff(path)):
+        return _NO_META["calibration"]
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return read_calibration(tif.pages[0])
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable TIFF file ({exc}).") from exc
