@@ -73,6 +73,97 @@ def info(images, data_bar_rows, page):
         sys.exit(1)
 
 
+def _versions() -> dict:
+    import platform
+
+    import numpy
+    import pandas
+
+    return {"tio2fiji": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+            "pandas": pandas.__version__}
+
+
+class _Progress:
+    """A tqdm bar for a batch; the library reports through the callback, the CLI draws."""
+
+    def __init__(self, total, desc):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="file", disable=total < 2, leave=False)
+
+    def __call__(self, done, total, name):
+        self.bar.set_postfix_str(name)
+        self.bar.update(1)
+
+    def close(self):
+        self.bar.close()
+
+
+def _report_failures(failures, total):
+    for path, message in failures:
+        click.echo(f"error: {message}", err=True)
+    if failures:
+        click.echo(f"{len(failures)} of {total} file(s) failed", err=True)
+
+
+@main.command()
+@click.argument("masks", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for particles.csv and particles.json.")
+@click.option("--backend", type=click.Choice(["native", "imagej"]), default="native", show_default=True)
+@click.option("--images", "images_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder of the SEM images: each mask's calibration and data bar come from the "
+                   "image with the same name (mask suffix _m/_mask removed).")
+@click.option("--pixel-size", default=None, help="Pixel size with unit, e.g. 7.34375nm (overrides metadata).")
+@click.option("--threshold", type=float, default=None, help="For gray masks: pixels > T are particle.")
+@click.option("--connectivity", type=click.Choice(["4", "8"]), default="8", show_default=True,
+              help="8 as ImageJ; 4 keeps particles apart that touch only at corners (BAM masks).")
+@click.option("--include-holes", is_flag=True, help="Count holes as particle area (ImageJ 'include').")
+@click.option("--exclude-edges", is_flag=True, help="Drop particles touching the image border.")
+def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connectivity, include_holes,
+            exclude_edges):
+    """Measure every particle of MASKS as ImageJ's Analyze Particles does; writes particles.csv."""
+    from .batch import concat_tables, measure_files
+    from .io import parse_length, write_csv, write_json
+
+    ps = parse_length(pixel_size) if pixel_size else None
+    bar = _Progress(len(masks), "measure")
+    try:
+        res = measure_files(list(masks), backend=backend, images_dir=images_dir, pixel_size_m=ps,
+                            threshold=threshold, connectivity=int(connectivity),
+                            include_holes=include_holes, exclude_edges=exclude_edges, progress=bar)
+    finally:
+        bar.close()
+    table = concat_tables(res.tables)
+    if res.tables:
+        csv = write_csv(out_dir / "particles.csv", table)
+        meta = {
+            "backend": backend,
+            "options": {"connectivity": int(connectivity), "include_holes": include_holes or connectivity == "4",
+                        "exclude_edges": exclude_edges},
+            "images": [{"name": it.name, "unit": "nm" if it.pixel_size_m else "pixel",
+                        "pixel_size_m": it.pixel_size_m, "calibration_source": it.calibration_source,
+                        "data_bar_rows": it.data_bar_rows, "particles": len(t)}
+                       for it, t in zip(res.inputs, res.tables)],
+            "units": "lengths in the unit of each image (nm when calibrated, else pixel); areas in unit^2; "
+                     "FeretX/FeretY in pixels, as ImageJ",
+            "versions": _versions(),
+            "failures": [{"file": p, "error": m} for p, m in res.failures],
+        }
+        if backend == "imagej":
+            from .imagej import imagej_version
+
+            meta["versions"]["imagej"] = imagej_version()
+        write_json(out_dir / "particles.json", meta)
+        for it, t in zip(res.inputs, res.tables):
+            unit = "nm" if it.pixel_size_m else "pixel"
+            click.echo(f"{it.name}: {len(t)} particles ({unit}; calibration: {it.calibration_source})")
+        click.echo(f"wrote {csv} ({len(table)} particles from {len(res.tables)} file(s))")
+    _report_failures(res.failures, len(masks))
+    if res.failures:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="Folder with SEM/ (and masks/); defaults to the bundled examples.")
@@ -88,6 +179,157 @@ def demo(ctx, data_dir, out_dir):
     click.echo(f"Example images in {data_dir}/SEM:")
     ctx.invoke(info, images=images, data_bar_rows=None, page=None)
     click.echo("Segmentation and measurement are not implemented yet; this demo only reads the images.")
+
+
+# --- training data, U-Net training and evaluation (issue 5) ----------------------------------------
+
+
+@main.group("dataset")
+def dataset_group():
+    """Training data from image/mask folders."""
+
+
+@dataset_group.command("build")
+@click.option("--images", "images_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of SEM images.")
+@click.option("--masks", "masks_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of masks <id>_m.tif (0/255).")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for tiles, tiles.csv, split.json, coco.json.")
+@click.option("--mode", type=click.Choice(["thesis", "practical"]), default="thesis", show_default=True,
+              help="thesis: 22 source tiles -> 396 augmented tiles; practical: split whole images, "
+                   "random crops while training.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val-grouping", type=click.Choice(["tile", "source"]), default="tile", show_default=True,
+              help="Thesis mode: random validation tiles (thesis) or whole held-out sources.")
+@click.option("--format", "fmt", type=click.Choice(["png", "tif"]), default="png", show_default=True)
+@click.option("--data-bar-rows", type=int, default=None, help="Data-bar height; detected when omitted.")
+@click.option("--skip-bad", is_flag=True, help="Leave unusable pairs out (reported) instead of stopping.")
+def dataset_build_cmd(images_dir, masks_dir, out_dir, mode, seed, val_grouping, fmt, data_bar_rows,
+                      skip_bad):
+    """Write 256x256 tiles, the seeded split (split.json) and COCO annotations."""
+    from tqdm import tqdm
+
+    from .dataset import build_dataset
+
+    bar = tqdm(desc="tiles", unit="tile", leave=False)
+
+    def progress(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        res = build_dataset(images_dir, masks_dir, out_dir, mode=mode, seed=seed,
+                            val_grouping=val_grouping, fmt=fmt, data_bar_rows=data_bar_rows,
+                            on_bad="skip" if skip_bad else "raise", progress=progress)
+    finally:
+        bar.close()
+    counts = res.counts()
+    click.echo(f"{out_dir}: {mode} mode, seed {seed}: {counts['train']} train / {counts['val']} val / "
+               f"{counts['test']} test tiles, {res.n_particles} particles in coco.json")
+    click.echo("images: " + ", ".join(f"{k} {len(v)}" for k, v in res.split.items()))
+    for p in res.problems:
+        if p["problem"] != "tile: empty":
+            click.echo(f"warning: {p['name']}: {p['problem']}: {p['detail']}", err=True)
+    empty = sum(p["problem"] == "tile: empty" for p in res.problems)
+    if empty:
+        click.echo(f"note: {empty} tile(s) without particles (kept as negative examples)")
+
+
+@main.group("train")
+def train_group():
+    """Train a segmentation network."""
+
+
+@train_group.command("unet")
+@click.argument("data_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Run folder: last.pt, best.pt, history.csv, training_curves.png.")
+@click.option("--config", default="resnet18-scratch", show_default=True,
+              type=click.Choice(["resnet18-imagenet", "resnet18-scratch", "resnet34-imagenet",
+                                 "resnet34-scratch"]), help="One of the thesis's four U-Nets.")
+@click.option("--encoder-weights", default=None,
+              help="Override the configuration's encoder weights: imagenet, none, or a local file.")
+@click.option("--epochs", type=int, default=50, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True, help="The thesis used 1.")
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option("--loss", type=click.Choice(["dice", "dice+bce"]), default="dice", show_default=True)
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant",
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--crops-per-epoch", type=int, default=None,
+              help="Practical mode: random crops per epoch (default: tiles that fit the images).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_size, lr, loss, schedule,
+                   seed, crops_per_epoch, resume, threads, workers):
+    """Train a U-Net on DATA_DIR (written by 'tio2fiji dataset build')."""
+    from tqdm import tqdm
+
+    from .train import train_unet
+
+    bar = tqdm(desc=f"train {config}", unit="step", leave=True)
+    last = {"val_iou": float("nan")}
+
+    def progress(kind, info):
+        if kind == "batch":
+            bar.total = info["epochs"] * info["steps"]
+            bar.update((info["epoch"] - 1) * info["steps"] + info["step"] - bar.n)
+            bar.set_postfix(epoch=f"{info['epoch']}/{info['epochs']}", loss=f"{info['loss']:.4f}",
+                            val_iou=f"{last['val_iou']:.4f}")
+        else:
+            last["val_iou"] = info["val_iou"]
+
+    try:
+        res = train_unet(data_dir, out_dir, config=config, encoder_weights=encoder_weights,
+                         epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, schedule=schedule,
+                         seed=seed, resume=resume, crops_per_epoch=crops_per_epoch, num_workers=workers,
+                         threads=threads, progress=progress)
+    finally:
+        bar.close()
+    click.echo(f"best validation IoU {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "
+               f"{len(res['history'])} epochs in {res['seconds'] / 60:.1f} min; checkpoints in {out_dir}")
+
+
+@main.command("evaluate")
+@click.option("--model", "model_path", default="default", show_default=True,
+              help="'default' (bundled), a compact model file, or a training checkpoint (best.pt).")
+@click.option("--images", "images_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--masks", "masks_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--split", "split_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="split.json: evaluate only the images of --subset.")
+@click.option("--subset", default="test", show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for metrics.json and per_image.csv.")
+@click.option("--threshold", type=float, default=0.5, show_default=True)
+@click.option("--mode", type=click.Choice(["blend", "thesis"]), default="blend", show_default=True,
+              help="blend: overlapping tiles, smooth weights; thesis: 256 tiles, mirrored border.")
+@click.option("--overlap", type=int, default=64, show_default=True)
+@click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True)
+@click.option("--data-bar-rows", type=int, default=None)
+@click.option("--save-masks", is_flag=True, help="Also write each predicted mask.")
+def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir, threshold, mode,
+                 overlap, connectivity, data_bar_rows, save_masks):
+    """Score a model on image/mask pairs; writes metrics.json and per_image.csv."""
+    from .evaluate import evaluate_model, select_pairs
+
+    pairs = select_pairs(images_dir, masks_dir, split_file=split_file, subset=subset)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(pairs), desc="evaluate", unit="image", leave=False)
+    try:
+        res = evaluate_model(model_path, pairs, out_dir=out_dir, threshold=threshold, overlap=overlap,
+                             mode=mode, connectivity=int(connectivity), data_bar_rows=data_bar_rows,
+                             save_masks=save_masks,
+                             progress=lambda done, total, name: (bar.set_postfix_str(name), bar.update(1)))
+    finally:
+        bar.close()
+    fmt = (lambda v: "n/a" if v is None else f"{v:.4f}")
+    click.echo(f"{res['n_images']} image(s): mean IoU {fmt(res['mean_iou'])}, Dice {fmt(res['mean_dice'])}, "
+               f"instance IoU {fmt(res['instance_iou'])}, AP50 (VOC11) {fmt(res['ap50_voc11'])}, "
+               f"COCO AP {fmt(res['coco_ap'])}, count error {fmt(res['count_error'])}")
+    click.echo(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'per_image.csv'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

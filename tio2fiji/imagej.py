@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .columns import ANGLE_COLUMNS, COLUMNS, IMAGEJ_COLUMNS, derived_columns
 from .errors import InputError, JavaNotFoundError, Tio2FijiError
 
 __all__ = [
@@ -64,16 +65,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Columns straight from ImageJ's ResultsTable, in the order of the returned table.
-IMAGEJ_COLUMNS = ("Area", "Perim.", "Circ.", "AR", "Round", "Solidity", "Feret", "FeretAngle",
-                  "MinFeret", "FeretX", "FeretY", "Major", "Minor", "Angle", "X", "Y", "BX", "BY",
-                  "Width", "Height")
-#: All columns of :func:`measure_imagej` (same as the native ``particles.measure``).
-COLUMNS = IMAGEJ_COLUMNS + ("FeretAR", "Compact", "Extent", "image", "label", "ECD", "touches_edge")
-
-#: Columns in degrees in [0, 180): compared modulo 180 by :func:`compare_tables`.
-ANGLE_COLUMNS = ("FeretAngle", "Angle")
 
 ENV_IJ_JAR = "TIO2FIJI_IJ_JAR"
 SYSTEM_IJ_JAR = Path("/usr/share/java/ij.jar")
@@ -549,14 +540,13 @@ def _run_particle_analyzer(imp, options: int) -> dict:
 def _assemble(columns: dict, shape, pw_nm, image_name: str) -> pd.DataFrame:
     df = pd.DataFrame({name: columns[name] for name in IMAGEJ_COLUMNS})
     n = len(df)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df["FeretAR"] = df["Feret"] / df["MinFeret"]
-        ecd = np.sqrt(4.0 * df["Area"] / np.pi)
-        df["Compact"] = ecd / df["Major"]
-        df["Extent"] = df["Area"] / (df["Width"] * df["Height"])
+    extra = derived_columns(df["Area"].to_numpy(), df["Feret"].to_numpy(), df["MinFeret"].to_numpy(),
+                            df["Major"].to_numpy(), df["Width"].to_numpy(), df["Height"].to_numpy())
+    for name in ("FeretAR", "Compact", "Extent"):
+        df[name] = extra[name]
     df["image"] = pd.Series([image_name] * n, dtype=object)
     df["label"] = np.arange(1, n + 1, dtype=np.int64)
-    df["ECD"] = ecd
+    df["ECD"] = extra["ECD"]
     scale = 1.0 if pw_nm is None else pw_nm
     bx, by = np.rint(df["BX"] / scale), np.rint(df["BY"] / scale)
     bw, bh = np.rint(df["Width"] / scale), np.rint(df["Height"] / scale)

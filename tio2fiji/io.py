@@ -641,9 +641,23 @@ def mask_from_array(arr: np.ndarray, threshold: float | None = None, kind: str =
     shown = ", ".join(str(v) for v in values[:5]) + (", ..." if values.size > 5 else "")
     raise InputError(
         f"{name}: mask is not binary: {values.size} distinct values ({shown}). Expected 0 and one "
-        f"foreground value (e.g. 0/255). Give a threshold (--threshold T keeps pixels > T) or, for a "
-        f"label image, kind='labels'."
+        f"foreground value (e.g. 0/255). Is this the SEM image instead of its mask? For a gray "
+        f"mask give a threshold (--threshold T keeps pixels > T); label images must be 16- or 32-bit."
     )
+
+
+def read_mask_or_labels(path, threshold: float | None = None, page: int | None = None) -> np.ndarray:
+    """Read a mask file as a bool mask, or as int labels when it is a label image.
+
+    Label images (integer types wider than 8 bits with more than two values) keep their labels so
+    that touching particles stay apart; everything else follows :func:`read_mask`.
+    """
+    path = _check_path(path)
+    arr = _check_2d(_read_raw(path, page, [])[0], path)
+    if (threshold is None and np.issubdtype(arr.dtype, np.integer) and arr.dtype.itemsize > 1
+            and arr.min() >= 0 and np.unique(arr[arr > 0]).size > 1):
+        return arr.astype(np.int64 if arr.max() > np.iinfo(np.int32).max else np.int32)
+    return mask_from_array(arr, threshold=threshold, name=str(path))
 
 
 def read_labels(path, page: int | None = None) -> np.ndarray:

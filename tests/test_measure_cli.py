@@ -1,0 +1,93 @@
+"""`tio2fiji measure`: files in, particles.csv out, same numbers from both backends."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from click.testing import CliRunner
+
+from tio2fiji.cli import main
+from tio2fiji.io import read_mask
+from tio2fiji.particles import measure
+
+PIXEL_NM = 7.34375
+
+
+def _run(args):
+    res = CliRunner().invoke(main, ["measure", *map(str, args)])
+    return res
+
+
+def test_bundled_masks_calibrated_from_their_images(tmp_path, example_masks, example_images):
+    out = tmp_path / "out"
+    res = _run([*example_masks, "--images", example_images[0].parent, "--out", out])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "particles.csv")
+    meta = json.loads((out / "particles.json").read_text())
+    for mask_path, info in zip(example_masks, meta["images"]):
+        assert info["unit"] == "nm" and info["calibration_source"] == f"CZ_SEM of {mask_path.stem[:-2]}.tif"
+        assert info["data_bar_rows"] == 64
+        # only the analysed area (above the 64-row data bar) is measured
+        expected = measure(read_mask(mask_path)[:704], pixel_size=PIXEL_NM * 1e-9)
+        rows = table[table["image"] == mask_path.name]
+        assert len(rows) == len(expected) == info["particles"]
+        np.testing.assert_allclose(rows["Area"].to_numpy(), expected["Area"].to_numpy(), rtol=1e-12)
+        assert (rows["BY"] + rows["Height"]).max() <= 704 * PIXEL_NM + 1e-6
+    # calibrated areas: pixel count times the pixel area
+    n_pixels = sum(int(read_mask(m)[:704].sum()) for m in example_masks)
+    assert table["Area"].sum() == pytest.approx(n_pixels * PIXEL_NM ** 2, rel=1e-12)
+
+
+def test_imagej_backend_gives_the_same_table(tmp_path, example_masks):
+    runs = {}
+    for backend in ("native", "imagej"):
+        out = tmp_path / backend
+        res = _run([*example_masks[:2], "--out", out, "--backend", backend, "--connectivity", "4",
+                    "--pixel-size", "7.34375nm"])
+        assert res.exit_code == 0, res.output
+        runs[backend] = pd.read_csv(out / "particles.csv")
+    nat, ij = runs["native"], runs["imagej"]
+    assert len(nat) == len(ij) > 100
+    num = [c for c in nat.columns if c not in ("image", "touches_edge")]
+    np.testing.assert_allclose(nat[num].to_numpy(float), ij[num].to_numpy(float), rtol=1e-6, atol=1e-9)
+    meta = json.loads((tmp_path / "imagej" / "particles.json").read_text())
+    assert meta["versions"]["imagej"].startswith("1.")
+    assert meta["options"]["include_holes"] is True  # forced by 4-connectivity, as ImageJ
+
+
+def test_label_image_keeps_touching_particles_apart(tmp_path):
+    lab = np.zeros((20, 20), np.uint16)
+    lab[2:8, 2:6] = 1
+    lab[2:8, 6:10] = 2  # touches label 1 along a whole side
+    p = tmp_path / "labels.tif"
+    tifffile.imwrite(p, lab)
+    res = _run([p, "--out", tmp_path / "o"])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(tmp_path / "o" / "particles.csv")
+    assert table["Area"].tolist() == [24, 24] and table["label"].tolist() == [1, 2]
+    res = _run([p, "--out", tmp_path / "o2", "--backend", "imagej"])
+    assert res.exit_code == 1 and "label image" in res.output
+
+
+def test_empty_mask_gives_header_only(tmp_path):
+    p = tmp_path / "empty_m.tif"
+    tifffile.imwrite(p, np.zeros((16, 16), np.uint8))
+    res = _run([p, "--out", tmp_path / "o"])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(tmp_path / "o" / "particles.csv")
+    assert len(table) == 0 and "Feret" in table.columns and "ECD" in table.columns
+
+
+def test_bad_inputs_are_reported_and_others_go_on(tmp_path, example_masks):
+    gray = tmp_path / "gray_m.tif"
+    tifffile.imwrite(gray, np.arange(256, dtype=np.uint8).reshape(16, 16))
+    res = _run([gray, example_masks[0], "--out", tmp_path / "o"])
+    assert res.exit_code == 1
+    assert "gray_m.tif: mask is not binary" in res.output and "Traceback" not in res.output
+    assert len(pd.read_csv(tmp_path / "o" / "particles.csv")) > 0  # the good mask was measured
+    res = _run([example_masks[0], "--images", tmp_path, "--out", tmp_path / "o2"])
+    assert res.exit_code == 1 and "no SEM image with the same name" in res.output
+    res = _run([example_masks[0], "--pixel-size", "7", "--out", tmp_path / "o3"])
+    assert res.exit_code == 1 and "length unit" in res.output

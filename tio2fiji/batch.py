@@ -1,0 +1,141 @@
+"""Running one analysis step over many files.
+
+These functions pair masks with their SEM images (for calibration and the data bar), keep going
+when one file fails, and collect the failures for the caller to report.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError, Tio2FijiError
+from .io import mask_for_image, read_mask_or_labels, read_pixel_size, read_sem
+
+log = logging.getLogger(__name__)
+
+_MASK_SUFFIX = re.compile(r"(_m|_cm|_mask|_masks|_labels|_label|_seg)$", re.IGNORECASE)
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+
+@dataclass
+class MaskInput:
+    """A mask (bool) or label image (int) ready to analyse: the analysed area only, calibrated."""
+
+    name: str
+    mask: np.ndarray
+    pixel_size_m: float | None
+    calibration_source: str
+    image_path: Path | None = None
+    data_bar_rows: int = 0
+
+
+@dataclass
+class BatchResult:
+    """Per-file results of a batch step and the files that failed, with their errors."""
+
+    tables: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # (path, message)
+
+
+def find_image_for_mask(mask_path: Path, images_dir: Path) -> Path | None:
+    """The SEM image in ``images_dir`` whose name is the mask's without a mask suffix (``_m``...)."""
+    stem = _MASK_SUFFIX.sub("", Path(mask_path).stem)
+    for suffix in IMAGE_SUFFIXES:
+        for cand in (images_dir / f"{stem}{suffix}", images_dir / f"{stem}{suffix.upper()}"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=None) -> MaskInput:
+    """Read a mask and find its calibration and data bar.
+
+    The pixel size comes from, in order: ``pixel_size_m``; the mask file's own metadata; the paired
+    SEM image in ``images_dir`` (same name without ``_m``/``_mask``/...). When a paired image has a
+    data bar and the mask covers the whole frame, only the analysed area is kept.
+    """
+    mask_path = Path(mask_path)
+    mask = read_mask_or_labels(mask_path, threshold=threshold)
+    ps, source = read_pixel_size(mask_path)
+    image_path, bar = None, 0
+    if images_dir is not None:
+        image_path = find_image_for_mask(mask_path, Path(images_dir))
+        if image_path is None:
+            raise InputError(
+                f"{mask_path}: no SEM image with the same name in {images_dir} (looked for "
+                f"{_MASK_SUFFIX.sub('', mask_path.stem)}.tif/.png/...). Give --pixel-size instead, "
+                f"or put the image there."
+            )
+        sem = read_sem(image_path)
+        mask = mask_for_image(mask, sem, mask_name=str(mask_path))
+        bar = sem.data_bar_rows
+        if ps is None:
+            ps, source = sem.pixel_size_m, f"{sem.pixel_size_source} of {image_path.name}"
+    if pixel_size_m is not None:
+        ps, source = float(pixel_size_m), "given"
+    return MaskInput(name=mask_path.name, mask=mask, pixel_size_m=ps, calibration_source=source,
+                     image_path=image_path, data_bar_rows=bar)
+
+
+def measure_files(mask_paths, backend="native", images_dir=None, pixel_size_m=None, threshold=None,
+                  connectivity=8, include_holes=False, exclude_edges=False, progress=None) -> BatchResult:
+    """Measure every particle of every mask; one failing file does not stop the others.
+
+    Parameters
+    ----------
+    mask_paths : sequence of path
+    backend : {"native", "imagej"}
+    images_dir, pixel_size_m, threshold
+        See :func:`load_mask_input`.
+    connectivity, include_holes, exclude_edges
+        Passed to the measurement (ImageJ's Analyze Particles options).
+    progress : callable, optional
+        Called as ``progress(done, total, name)`` after each file.
+
+    Returns
+    -------
+    BatchResult
+        ``tables`` holds one DataFrame per measured file, ``failures`` (path, message) pairs.
+    """
+    if backend == "native":
+        from .particles import measure as _measure
+    elif backend == "imagej":
+        from .imagej import measure_imagej as _measure
+    else:
+        raise InputError(f"unknown backend {backend!r}: use 'native' or 'imagej'.")
+    result = BatchResult()
+    total = len(mask_paths)
+    for i, path in enumerate(mask_paths, 1):
+        try:
+            item = load_mask_input(path, images_dir=images_dir, pixel_size_m=pixel_size_m,
+                                   threshold=threshold)
+            if backend == "imagej" and item.mask.dtype != bool:
+                raise InputError(f"{path}: a label image; the imagej backend measures binary masks "
+                                 f"(ImageJ would merge touching labels). Use --backend native.")
+            table = _measure(item.mask, pixel_size=item.pixel_size_m, connectivity=connectivity,
+                             include_holes=include_holes, exclude_edges=exclude_edges,
+                             image_name=item.name)
+            result.tables.append(table)
+            result.inputs.append(item)
+        except Tio2FijiError as exc:
+            log.debug("%s failed: %s", path, exc)
+            result.failures.append((str(path), str(exc)))
+        if progress is not None:
+            progress(i, total, Path(path).name)
+    return result
+
+
+def concat_tables(tables) -> pd.DataFrame:
+    """Concatenate per-image tables, keeping the columns of an empty table."""
+    tables = list(tables)
+    if not tables:
+        return pd.DataFrame()
+    non_empty = [t for t in tables if len(t)]
+    return pd.concat(non_empty, ignore_index=True) if non_empty else tables[0].iloc[0:0].copy()
