@@ -84,9 +84,32 @@ def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=Non
                      image_path=image_path, data_bar_rows=bar)
 
 
+def run_over_masks(mask_paths, step, images_dir=None, pixel_size_m=None, threshold=None,
+                   progress=None) -> BatchResult:
+    """Apply ``step(item) -> DataFrame`` to every mask; one failing file does not stop the others.
+
+    ``item`` is the :class:`MaskInput` of :func:`load_mask_input`. ``progress(done, total, name)``
+    is called after each file.
+    """
+    result = BatchResult()
+    total = len(mask_paths)
+    for i, path in enumerate(mask_paths, 1):
+        try:
+            item = load_mask_input(path, images_dir=images_dir, pixel_size_m=pixel_size_m,
+                                   threshold=threshold)
+            result.tables.append(step(item))
+            result.inputs.append(item)
+        except Tio2FijiError as exc:
+            log.debug("%s failed: %s", path, exc)
+            result.failures.append((str(path), str(exc)))
+        if progress is not None:
+            progress(i, total, Path(path).name)
+    return result
+
+
 def measure_files(mask_paths, backend="native", images_dir=None, pixel_size_m=None, threshold=None,
                   connectivity=8, include_holes=False, exclude_edges=False, progress=None) -> BatchResult:
-    """Measure every particle of every mask; one failing file does not stop the others.
+    """Measure every particle of every mask (see :func:`run_over_masks`).
 
     Parameters
     ----------
@@ -110,26 +133,35 @@ def measure_files(mask_paths, backend="native", images_dir=None, pixel_size_m=No
         from .imagej import measure_imagej as _measure
     else:
         raise InputError(f"unknown backend {backend!r}: use 'native' or 'imagej'.")
-    result = BatchResult()
-    total = len(mask_paths)
-    for i, path in enumerate(mask_paths, 1):
-        try:
-            item = load_mask_input(path, images_dir=images_dir, pixel_size_m=pixel_size_m,
-                                   threshold=threshold)
-            if backend == "imagej" and item.mask.dtype != bool:
-                raise InputError(f"{path}: a label image; the imagej backend measures binary masks "
-                                 f"(ImageJ would merge touching labels). Use --backend native.")
-            table = _measure(item.mask, pixel_size=item.pixel_size_m, connectivity=connectivity,
-                             include_holes=include_holes, exclude_edges=exclude_edges,
-                             image_name=item.name)
-            result.tables.append(table)
-            result.inputs.append(item)
-        except Tio2FijiError as exc:
-            log.debug("%s failed: %s", path, exc)
-            result.failures.append((str(path), str(exc)))
-        if progress is not None:
-            progress(i, total, Path(path).name)
-    return result
+
+    def step(item):
+        if backend == "imagej" and item.mask.dtype != bool:
+            raise InputError(f"{item.name}: a label image; the imagej backend measures binary masks "
+                             f"(ImageJ would merge touching labels). Use --backend native.")
+        return _measure(item.mask, pixel_size=item.pixel_size_m, connectivity=connectivity,
+                        include_holes=include_holes, exclude_edges=exclude_edges, image_name=item.name)
+
+    return run_over_masks(mask_paths, step, images_dir=images_dir, pixel_size_m=pixel_size_m,
+                          threshold=threshold, progress=progress)
+
+
+def distribution_files(mask_paths, methods=("clark-evans",), backend="native", images_dir=None,
+                       pixel_size_m=None, threshold=None, progress=None, **options) -> BatchResult:
+    """Spatial-distribution tests (:func:`tio2fiji.distribution.test_distribution`) per mask.
+
+    Each mask is reduced to its analysed area first (see :func:`load_mask_input`), so the window of
+    the tests is the micrograph without its data bar. ``options`` go to ``test_distribution``.
+    ``tables`` holds one DataFrame per file with one row per method.
+    """
+    from .distribution import distribution_table
+    from .distribution import test_distribution as _test
+
+    def step(item):
+        return distribution_table([_test(item.mask, method=m, pixel_size=item.pixel_size_m, image=item.name,
+                                   backend=backend, **options) for m in methods])
+
+    return run_over_masks(mask_paths, step, images_dir=images_dir, pixel_size_m=pixel_size_m,
+                          threshold=threshold, progress=progress)
 
 
 def concat_tables(tables) -> pd.DataFrame:

@@ -106,16 +106,23 @@ def _report_failures(failures, total):
         click.echo(f"{len(failures)} of {total} file(s) failed", err=True)
 
 
+def _mask_options(f):
+    """Options shared by the commands that read masks."""
+    f = click.option("--threshold", type=float, default=None, help="For gray masks: pixels > T are particle.")(f)
+    f = click.option("--pixel-size", default=None,
+                     help="Pixel size with unit, e.g. 7.34375nm (overrides metadata).")(f)
+    f = click.option("--images", "images_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help="Folder of the SEM images: each mask's calibration and data bar come from the "
+                          "image with the same name (mask suffix _m/_mask removed).")(f)
+    f = click.option("--backend", type=click.Choice(["native", "imagej"]), default="native",
+                     show_default=True)(f)
+    f = click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+                     help="Output folder.")(f)
+    return click.argument("masks", nargs=-1, required=True, type=click.Path(path_type=Path))(f)
+
+
 @main.command()
-@click.argument("masks", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="Folder for particles.csv and particles.json.")
-@click.option("--backend", type=click.Choice(["native", "imagej"]), default="native", show_default=True)
-@click.option("--images", "images_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Folder of the SEM images: each mask's calibration and data bar come from the "
-                   "image with the same name (mask suffix _m/_mask removed).")
-@click.option("--pixel-size", default=None, help="Pixel size with unit, e.g. 7.34375nm (overrides metadata).")
-@click.option("--threshold", type=float, default=None, help="For gray masks: pixels > T are particle.")
+@_mask_options
 @click.option("--connectivity", type=click.Choice(["4", "8"]), default="8", show_default=True,
               help="8 as ImageJ; 4 keeps particles apart that touch only at corners (BAM masks).")
 @click.option("--include-holes", is_flag=True, help="Count holes as particle area (ImageJ 'include').")
@@ -165,23 +172,81 @@ def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connecti
 
 
 @main.command()
+@_mask_options
+@click.option("--method", "methods", multiple=True, default=("clark-evans",), show_default=True,
+              type=click.Choice(["clark-evans", "monte-carlo", "biovoxxel"]),
+              help="Repeat for several. biovoxxel reproduces BioVoxxel's Particle Distribution (2D) "
+                   "(the thesis's Table 9); it is biased, see the docs.")
+@click.option("--points", type=click.Choice(["auto", "uep", "centroid"]), default="auto", show_default=True,
+              help="Ultimate eroded points (as the thesis) or particle centroids.")
+@click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option("--n-sim", type=int, default=199, show_default=True, help="Monte Carlo simulations.")
+@click.option("--null", type=click.Choice(["csr", "hardcore"]), default="csr", show_default=True,
+              help="Monte Carlo null: complete spatial randomness or non-overlapping discs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def distribution(masks, out_dir, backend, images_dir, pixel_size, threshold, methods, points, alpha,
+                 n_sim, null, seed):
+    """Test whether the particles of MASKS are clustered, random or regular; writes distribution.csv."""
+    from .batch import concat_tables, distribution_files
+    from .io import parse_length, write_csv, write_json
+
+    ps = parse_length(pixel_size) if pixel_size else None
+    bar = _Progress(len(masks), "distribution")
+    try:
+        res = distribution_files(list(masks), methods=methods, backend=backend, images_dir=images_dir,
+                                 pixel_size_m=ps, threshold=threshold, progress=bar, points=points,
+                                 alpha=alpha, n_sim=n_sim, null=null, seed=seed)
+    finally:
+        bar.close()
+    if res.tables:
+        table = concat_tables(res.tables)
+        csv = write_csv(out_dir / "distribution.csv", table)
+        write_json(out_dir / "distribution.json", {
+            "backend": backend, "methods": list(methods), "points": points, "alpha": alpha,
+            "n_sim": n_sim, "null": null, "seed": seed,
+            "images": [{"name": it.name, "pixel_size_m": it.pixel_size_m,
+                        "calibration_source": it.calibration_source, "data_bar_rows": it.data_bar_rows}
+                       for it in res.inputs],
+            "versions": _versions(),
+            "failures": [{"file": p, "error": m} for p, m in res.failures],
+        })
+        for _, row in table.iterrows():
+            click.echo(f"{row['image']}: {row['method']}: n={row['n']}, statistic={row['statistic']:.4g}, "
+                       f"p={row['p_value']:.3g} -> {row['classification']}")
+        click.echo(f"wrote {csv}")
+    _report_failures(res.failures, len(masks))
+    if res.failures:
+        sys.exit(1)
+
+
+@main.command()
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder with SEM/ (and masks/); defaults to the bundled examples.")
+              help="Folder with SEM/ and masks/; defaults to the bundled examples.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo-out"),
               show_default=True)
 @click.pass_context
 def demo(ctx, data_dir, out_dir):
-    """Run the parts of the pipeline that exist on the bundled example images."""
+    """The main job on the bundled example images, as far as it is built.
+
+    Reads the SEM images (calibration, data bar), measures the particles of their manual masks as
+    ImageJ does, and tests their spatial distribution. Segmenting the images with a network
+    replaces the manual masks once the analysis pipeline exists.
+    """
     data_dir = data_dir or example_data_dir()
     images = sorted((data_dir / "SEM").glob("*.tif"))
-    if not images:
-        raise Tio2FijiError(f"{data_dir}/SEM: no example images found; pass --data DIR.")
-    click.echo(f"Example images in {data_dir}/SEM:")
+    masks = sorted((data_dir / "masks").glob("*_m.tif"))
+    if not images or not masks:
+        raise Tio2FijiError(f"{data_dir}: no SEM/*.tif images or masks/*_m.tif masks found; pass --data DIR.")
+    click.echo(f"== 1. SEM images in {data_dir / 'SEM'}")
     ctx.invoke(info, images=images, data_bar_rows=None, page=None)
-    click.echo("Segmentation and measurement are not implemented yet; this demo only reads the images.")
-
-
-# --- training data, U-Net training and evaluation (issue 5) ----------------------------------------
+    click.echo(f"\n== 2. Particles of the manual masks in {data_dir / 'masks'} (no segmentation model yet)")
+    ctx.invoke(measure, masks=masks, out_dir=out_dir, backend="native", images_dir=data_dir / "SEM",
+               pixel_size=None, threshold=None, connectivity="4", include_holes=False, exclude_edges=False)
+    click.echo("\n== 3. Spatial distribution of the particles (ultimate eroded points)")
+    ctx.invoke(distribution, masks=masks, out_dir=out_dir, backend="native", images_dir=data_dir / "SEM",
+               pixel_size=None, threshold=None, methods=("clark-evans", "monte-carlo", "biovoxxel"),
+               points="auto", alpha=0.05, n_sim=199, null="csr", seed=0)
+    click.echo(f"\nResults in {out_dir}/: particles.csv, distribution.csv (+ .json with units and versions)")
 
 
 @main.group("dataset")
