@@ -44,6 +44,7 @@ from scipy import stats
 from scipy.spatial import cKDTree
 
 from .errors import InputError, Tio2FijiError
+from .io import as_binary_mask
 
 __all__ = [
     "BIOVOXXEL_CRITICAL_F",
@@ -369,18 +370,7 @@ def _analyze_edm_maxima(pix, width, height, keys, tolerance, sorting_error):
 
 
 def _check_mask(mask, name="mask") -> np.ndarray:
-    arr = np.asarray(mask)
-    if arr.ndim != 2 or 0 in arr.shape:
-        raise InputError(f"{name}: expected a non-empty 2-D mask, got shape {arr.shape}.")
-    if arr.dtype == bool:
-        return arr
-    if not np.issubdtype(arr.dtype, np.number):
-        raise InputError(f"{name}: expected a numeric or bool mask, got dtype {arr.dtype}.")
-    values = np.unique(arr)
-    if values.size > 2 or (values.size == 2 and values[0] != 0):
-        raise InputError(f"{name}: expected a binary mask (0 and one foreground value), got "
-                         f"{values.size} distinct values. For a label image use `labels > 0`.")
-    return arr != 0
+    return as_binary_mask(mask, name, hint="For a label image use `labels > 0`.")
 
 
 def edm_imagej(mask) -> np.ndarray:

@@ -46,6 +46,7 @@ import pandas as pd
 
 from .columns import ANGLE_COLUMNS, COLUMNS, IMAGEJ_COLUMNS, derived_columns
 from .errors import InputError, JavaNotFoundError, Tio2FijiError
+from .io import as_binary_mask
 
 __all__ = [
     "ANGLE_COLUMNS",
@@ -386,24 +387,9 @@ def jvm_info() -> dict:
 # --------------------------------------------------------------------------------------------
 
 def _as_binary_mask(array, name="mask") -> np.ndarray:
-    """Boolean mask from bool or 0/k arrays; anything else (labels, gray) is an InputError."""
-    arr = np.asarray(array)
-    if arr.ndim != 2 or 0 in arr.shape:
-        raise InputError(f"{name}: expected a non-empty 2-D mask, got shape {arr.shape}.")
-    if arr.dtype == bool:
-        return arr
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(f"{name}: expected a numeric or bool mask, got dtype {arr.dtype}.")
-    fg = arr != 0
-    values = arr[fg]
-    if values.size and (values.min() != values.max() or not np.isfinite(values[0])):
-        shown = np.unique(values)
-        text = ", ".join(str(v) for v in shown[:5]) + (", ..." if shown.size > 5 else "")
-        raise InputError(
-            f"{name}: the ImageJ backend measures binary masks only, but the foreground has "
-            f"{shown.size} values ({text}). Pass 0/255 or bool; for a label image use the native "
-            f"backend (tio2fiji.particles.measure) or `labels > 0`.")
-    return fg
+    return as_binary_mask(array, name, hint="The ImageJ backend measures binary masks only; for a "
+                          "label image use the native backend (tio2fiji.particles.measure) or "
+                          "`labels > 0`.")
 
 
 def _pixel_size_nm(pixel_size) -> float | None:

@@ -582,6 +582,28 @@ def normalize_for_network(image: np.ndarray, bits: int | None = None) -> np.ndar
     return (img - lo) / (hi - lo)
 
 
+def as_binary_mask(array, name: str = "mask", hint: str = "") -> np.ndarray:
+    """A bool mask from a 2-D bool or 0/k array; label or gray arrays are an :class:`InputError`.
+
+    ``hint`` is appended to the error message (what to do instead).
+    """
+    arr = np.asarray(array)
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise InputError(f"{name}: expected a non-empty 2-D mask, got shape {arr.shape}.")
+    if arr.dtype == bool:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(f"{name}: expected a numeric or bool mask, got dtype {arr.dtype}.")
+    fg = arr != 0
+    values = arr[fg]
+    if values.size and (values.min() != values.max() or not np.isfinite(values[0])):
+        shown = np.unique(values)
+        text = ", ".join(str(v) for v in shown[:5]) + (", ..." if shown.size > 5 else "")
+        raise InputError(f"{name}: expected a binary mask (0 and one foreground value), but the "
+                         f"foreground has {shown.size} values ({text}).{' ' + hint if hint else ''}")
+    return fg
+
+
 def read_mask(path, threshold: float | None = None, kind: str = "auto", page: int | None = None) -> np.ndarray:
     """Read a binary mask as a boolean array (True = particle).
 
