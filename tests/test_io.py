@@ -374,3 +374,12 @@ def test_read_pixel_size_without_pixels(example_images, example_masks):
     assert read_pixel_size(example_images[0]) == (pytest.approx(7.34375e-9), "CZ_SEM")
     ps, source = read_pixel_size(example_masks[0])  # BAM masks carry no calibration
     assert ps is None and source.startswith("none")
+
+
+def test_atomic_writes_have_normal_permissions(tmp_path):
+    import os
+
+    p = write_mask(tmp_path / "perm.tif", np.zeros((4, 4), bool))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)

@@ -81,6 +81,49 @@ def test_loss_ignores_invalid_pixels():
         make_loss("focal")
 
 
+def test_gap_pixels_and_gap_weighted_loss():
+    from tio2fiji.train import gap_pixels
+
+    m = torch.zeros(1, 1, 10, 12)
+    m[..., 2:8, 1:5] = 1
+    m[..., 2:8, 6:10] = 1  # two particles, a 1-pixel gap in column 5
+    gap = gap_pixels(m)[0, 0]
+    assert gap[2:8, 5].all() and int(gap.sum()) == 6  # only the gap, not the outer background
+    # a prediction that merges the two particles costs more with gap weights
+    valid = torch.ones_like(m)
+    merged = m.clone()
+    merged[..., 2:8, 5] = 1
+    logits = merged * 20 - 10
+    plain = float(make_loss("dice+bce")(logits, m, valid))
+    weighted = float(make_loss("dice+bce", gap_weight=10)(logits, m, valid))
+    assert weighted > plain + 0.05
+    with pytest.raises(InputError):
+        make_loss("dice", gap_weight=5)
+
+
+def test_validation_iou_is_pooled_per_image():
+    """An empty tile with a few false-positive pixels must not pull an image's IoU to 0."""
+    from tio2fiji.train import _evaluate
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return x * 40 - 20  # the "image" holds the prediction
+
+    pred = torch.zeros(3, 1, 8, 8)
+    gt = torch.zeros(3, 1, 8, 8)
+    gt[0, :, :4] = 1
+    pred[0, :, :4] = 1  # item 0: perfect, 32 px
+    pred[1, :, 0, 0] = 1  # item 1: empty tile, one false positive
+    gt[2, :, :2] = 1
+    pred[2, :, :1] = 1  # item 2: half found
+    items = [(pred[k], gt[k], torch.ones(1, 8, 8)) for k in range(3)]
+    loss = make_loss("dice")
+    _, per_tile = _evaluate(Fixed(), [tuple(torch.stack(t) for t in zip(*items))], loss)
+    assert per_tile == pytest.approx((1 + 0 + 0.5) / 3)
+    _, per_image = _evaluate(Fixed(), [tuple(torch.stack(t) for t in zip(*items))], loss, [0, 0, 1])
+    assert per_image == pytest.approx((32 / 33 + 0.5) / 2)
+
+
 def test_train_writes_history_curves_and_checkpoints(tmp_path):
     events = []
     res = train(_tiny_model(), Blobs(8, invalid_corner=True), Blobs(4, seed=1), tmp_path, epochs=2,

@@ -239,7 +239,7 @@ def test_evaluate_cli_with_the_default_model_on_the_bundled_examples(tmp_path):
         assert key in metrics
     assert metrics["n_images"] == 3
     assert metrics["mean_iou"] > 0.8
-    assert metrics["instance_iou"] > 0.5
+    assert metrics["instance_iou"] > 0.3
     import pandas as pd
 
     per = pd.read_csv(out / "per_image.csv")

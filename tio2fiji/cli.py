@@ -319,6 +319,10 @@ def train_group():
 @click.option("--batch-size", type=int, default=4, show_default=True, help="The thesis used 1.")
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
 @click.option("--loss", type=click.Choice(["dice", "dice+bce"]), default="dice", show_default=True)
+@click.option("--gap-weight", type=float, default=0.0, show_default=True,
+              help="With dice+bce: extra BCE weight of the 1-pixel gaps between touching particles.")
+@click.option("--init", "init", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Start from the weights of this checkpoint (fine-tuning).")
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant",
               show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -327,8 +331,8 @@ def train_group():
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
-def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_size, lr, loss, schedule,
-                   seed, crops_per_epoch, resume, threads, workers):
+def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_size, lr, loss, gap_weight,
+                   init, schedule, seed, crops_per_epoch, resume, threads, workers):
     """Train a U-Net on DATA_DIR (written by 'tio2fiji dataset build')."""
     from tqdm import tqdm
 
@@ -348,9 +352,10 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 
     try:
         res = train_unet(data_dir, out_dir, config=config, encoder_weights=encoder_weights,
-                         epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, schedule=schedule,
-                         seed=seed, resume=resume, crops_per_epoch=crops_per_epoch, num_workers=workers,
-                         threads=threads, progress=progress)
+                         epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, gap_weight=gap_weight,
+                         init=init, schedule=schedule, seed=seed, resume=resume,
+                         crops_per_epoch=crops_per_epoch, num_workers=workers, threads=threads,
+                         progress=progress)
     finally:
         bar.close()
     click.echo(f"best validation IoU {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "
@@ -367,7 +372,8 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 @click.option("--subset", default="test", show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Folder for metrics.json and per_image.csv.")
-@click.option("--threshold", type=float, default=0.5, show_default=True)
+@click.option("--threshold", type=float, default=None,
+              help="Probability threshold (default: the one stored with the model, else 0.5).")
 @click.option("--mode", type=click.Choice(["blend", "thesis"]), default="blend", show_default=True,
               help="blend: overlapping tiles, smooth weights; thesis: 256 tiles, mirrored border.")
 @click.option("--overlap", type=int, default=64, show_default=True)

@@ -42,7 +42,7 @@ def select_pairs(images_dir, masks_dir, split_file=None, subset: str = "test") -
     return [by_id[i] for i in wanted]
 
 
-def evaluate_model(model, pairs, out_dir=None, threshold: float = 0.5, tile: int = 256,
+def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, tile: int = 256,
                    overlap: int = 64, mode: str = "blend", batch_size: int = 4, connectivity: int = 4,
                    data_bar_rows: int | None = None, save_masks: bool = False, coco: bool = True,
                    progress=None) -> dict:
@@ -57,7 +57,7 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float = 0.5, tile: int
     out_dir : path, optional
         Gets ``metrics.json`` and ``per_image.csv`` (and ``<name>_pred.tif`` with ``save_masks``).
     threshold, tile, overlap, mode, batch_size
-        As :func:`tio2fiji.predict.segment`.
+        As :func:`tio2fiji.predict.segment` (threshold None: the one stored with the model).
     connectivity : {4, 8}
         Particles of the prediction and of the ground truth.
     data_bar_rows : int, optional
@@ -77,7 +77,7 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float = 0.5, tile: int
     """
     from .io import mask_for_image, read_mask, read_sem, write_csv, write_json, write_mask
     from .metrics import evaluate_images, per_image_frame
-    from .predict import load_model, segment
+    from .predict import load_model, model_threshold, segment
 
     pairs = list(pairs)
     if not pairs:
@@ -85,6 +85,8 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float = 0.5, tile: int
     model_name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
     if isinstance(model, (str, Path)):
         model = load_model(model)
+    if threshold is None:
+        threshold = model_threshold(model)
     preds, gts, probs, names = [], [], [], []
     seconds = []
     for k, (img_path, mask_path) in enumerate(pairs, 1):

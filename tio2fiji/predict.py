@@ -39,7 +39,7 @@ import numpy as np
 from .errors import InputError
 
 __all__ = ["DEFAULT_MODEL", "predict_probability", "segment", "Segmentation", "load_model",
-           "export_model", "tile_weights"]
+           "export_model", "model_threshold", "tile_weights"]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "unet_default.pt"
 _FORMAT = "tio2fiji-model"
@@ -216,7 +216,13 @@ class Segmentation:
     info: dict = field(default_factory=dict)
 
 
-def segment(model, sem_image, threshold: float = 0.5, tile: int = 256, overlap: int = 64,
+def model_threshold(model, default: float = 0.5) -> float:
+    """The threshold a model file recommends (``model_config["threshold"]``), else ``default``."""
+    info = getattr(model, "tio2fiji_info", None) or {}
+    return float((info.get("model_config") or {}).get("threshold", default))
+
+
+def segment(model, sem_image, threshold: float | None = None, tile: int = 256, overlap: int = 64,
             batch_size: int = 4, mode: str = "blend", data_bar_rows: int | None = None,
             progress=None) -> Segmentation:
     """Probability map and binary particle mask of the analysed area of an SEM image.
@@ -228,8 +234,9 @@ def segment(model, sem_image, threshold: float = 0.5, tile: int = 256, overlap: 
     sem_image : SemImage, path, or ndarray
         An image read by :func:`tio2fiji.io.read_sem` (its data bar is excluded), a file (read with
         ``read_sem``), or a 2-D array taken as the analysed area as it is.
-    threshold : float
-        Pixels with probability above it are particle.
+    threshold : float, optional
+        Pixels with probability above it are particle. Default: the threshold stored with the
+        model (:func:`model_threshold`; chosen on the validation images), else 0.5.
     tile, overlap, batch_size, mode
         As :func:`predict_probability`.
     data_bar_rows : int, optional
@@ -241,10 +248,12 @@ def segment(model, sem_image, threshold: float = 0.5, tile: int = 256, overlap: 
     """
     from .io import SemImage, read_sem
 
-    if not 0.0 <= threshold <= 1.0:
-        raise InputError(f"threshold must be in [0, 1], got {threshold}.")
     if isinstance(model, (str, Path)):
         model = load_model(model)
+    if threshold is None:
+        threshold = model_threshold(model)
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold must be in [0, 1], got {threshold}.")
     if isinstance(sem_image, (str, Path)):
         sem_image = read_sem(sem_image, data_bar_rows=data_bar_rows)
     if isinstance(sem_image, SemImage):
@@ -334,12 +343,14 @@ def load_model(path="default", device="cpu"):
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not fit a U-Net with encoder {cfg.get('encoder')} ({exc}).") from exc
+        raise InputError(f"{path}: weights do not fit a U-Net with encoder {cfg.get('encoder')} "
+                         f"({exc}).") from exc
     model.tio2fiji_info = info
     return model.to(device).eval()
 
 
-def export_model(checkpoint, path, weights: str = "float16", metadata: dict | None = None) -> Path:
+def export_model(checkpoint, path, weights: str = "float16", metadata: dict | None = None,
+                 threshold: float | None = None) -> Path:
     """Write a compact inference file from a training checkpoint, atomically.
 
     Parameters
@@ -355,6 +366,9 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
     metadata : dict, optional
         Stored with the weights (metrics, data, training time); ``load_model`` returns it in
         ``model.tio2fiji_info``.
+    threshold : float, optional
+        The probability threshold :func:`segment` uses by default with this model (stored in
+        ``model_config``; default: the checkpoint's, else 0.5).
     """
     import torch
 
@@ -376,7 +390,10 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
             out[k] = {"q": q, "scale": scale.half()}
         else:
             out[k] = v.half()
+    cfg = dict(ck["model_config"])
+    if threshold is not None:
+        cfg["threshold"] = float(threshold)
     doc = {"format": _FORMAT, "version": 1, "weights_dtype": weights,
-           "model_config": ck["model_config"], "epoch": ck.get("epoch"), "val_iou": ck.get("val_iou"),
+           "model_config": cfg, "epoch": ck.get("epoch"), "val_iou": ck.get("val_iou"),
            **(metadata or {}), "weights": out}
     return _atomic_write(Path(path), lambda p: torch.save(doc, p))

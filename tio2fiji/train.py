@@ -26,7 +26,6 @@ after every training step and ``"epoch"`` after every epoch (``info`` is the his
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -47,13 +46,46 @@ _IGNORE = 255.0  # target value of pixels that must not count (``valid`` False)
 # loss and metric on batches
 
 
-def make_loss(kind: str = "dice+bce"):
+def gap_pixels(target):
+    """Thin background gaps between particles: background pixels whose two opposite neighbours
+    along a row, a column or a diagonal are both particle.
+
+    The BAM masks separate touching particles by such 1-pixel lines; a network trained with an
+    unweighted loss smooths over them and touching particles merge into one.
+
+    Parameters
+    ----------
+    target : tensor (N, 1, H, W)
+        0/1 masks.
+
+    Returns
+    -------
+    tensor of bool, same shape
+    """
+    import torch.nn.functional as F
+
+    fg = F.pad(target > 0.5, (1, 1, 1, 1))
+    c = fg[..., 1:-1, 1:-1]
+    h, w = c.shape[-2:]
+
+    def at(dy, dx):
+        return fg[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+
+    between = ((at(0, -1) & at(0, 1)) | (at(-1, 0) & at(1, 0))
+               | (at(-1, -1) & at(1, 1)) | (at(-1, 1) & at(1, -1)))
+    return ~c & between
+
+
+def make_loss(kind: str = "dice+bce", gap_weight: float = 0.0):
     """The training loss ``loss(logits, target, valid)`` on ``(N, 1, H, W)`` tensors.
 
     ``"dice"`` is smp's binary ``DiceLoss`` on the logits (as the thesis); ``"dice+bce"`` adds the
-    mean binary cross-entropy. Pixels where ``valid`` is 0 (invented by a rotation) count in
-    neither term: their target is set to smp's ``ignore_index``, and BCE is averaged over valid
-    pixels only.
+    binary cross-entropy. Pixels where ``valid`` is 0 (invented by a rotation) count in neither
+    term: their target is set to smp's ``ignore_index``, and BCE is averaged over valid pixels only.
+
+    ``gap_weight`` > 0 (with ``"dice+bce"``) weights the BCE of the thin gaps between touching
+    particles (:func:`gap_pixels`) by ``1 + gap_weight``, in the spirit of the original U-Net's
+    separation-border weights, so that the network learns to keep touching particles apart.
     """
     import torch
     import torch.nn.functional as F
@@ -61,14 +93,19 @@ def make_loss(kind: str = "dice+bce"):
 
     if kind not in ("dice", "dice+bce"):
         raise InputError(f"loss must be 'dice' or 'dice+bce', not {kind!r}.")
+    if gap_weight < 0 or (gap_weight > 0 and kind != "dice+bce"):
+        raise InputError("gap_weight must be >= 0 and needs loss 'dice+bce'.")
     dice = DiceLoss(mode="binary", from_logits=True, ignore_index=_IGNORE)
 
     def loss(logits, target, valid):
         t = torch.where(valid > 0, target, torch.full_like(target, _IGNORE))
         out = dice(logits, t)
         if kind == "dice+bce":
+            weight = valid
+            if gap_weight > 0:
+                weight = valid * (1.0 + gap_weight * gap_pixels(target).to(valid.dtype))
             n = valid.sum().clamp_min(1.0)
-            out = out + (F.binary_cross_entropy_with_logits(logits, target, weight=valid,
+            out = out + (F.binary_cross_entropy_with_logits(logits, target, weight=weight,
                                                             reduction="sum") / n)
         return out
 
@@ -157,28 +194,45 @@ def plot_history(history, path) -> Path:
 # the loop
 
 
-def _evaluate(model, loader, loss_fn):
-    """Mean validation loss (per batch) and mean IoU (per tile) of ``model`` on ``loader``."""
+def _evaluate(model, loader, loss_fn, groups=None):
+    """Mean validation loss (per batch) and mean IoU of ``model`` on ``loader``.
+
+    The IoU is pooled over the items of each group (the tiles of one validation image: the
+    intersection and union of all its tiles) and averaged over groups, so it is the per-image mean
+    IoU of the test metric. Without groups every item is its own group (the thesis's mean over
+    validation tiles). Pooling matters: a tile without particles where the network marks a few
+    pixels scores 0, and per-tile means jump with such tiles from epoch to epoch.
+    """
     import torch
 
     model.eval()
-    losses, ious = [], []
+    losses, inters, unions = [], [], []
     with torch.no_grad():
         for image, target, valid in loader:
             logits = model(image)
             losses.append(float(loss_fn(logits, target, valid)))
             inter, union = masked_iou_counts(logits, target, valid)
-            # a tile with neither predicted nor true particles is a perfect 1.0 (metrics convention)
-            ious += torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter,
-                                dtype=torch.float32)).tolist()
+            inters += inter.tolist()
+            unions += union.tolist()
+    groups = list(range(len(inters))) if groups is None else list(groups)
+    if len(groups) != len(inters):
+        raise InputError(f"val_groups has {len(groups)} entries for {len(inters)} validation items.")
+    pooled: dict = {}
+    for g, i, u in zip(groups, inters, unions):
+        a = pooled.setdefault(g, [0, 0])
+        a[0] += i
+        a[1] += u
+    # a group with neither predicted nor true particles is a perfect 1.0 (metrics convention)
+    ious = [i / u if u else 1.0 for i, u in pooled.values()]
     return (float(np.mean(losses)) if losses else float("nan"),
             float(np.mean(ious)) if ious else float("nan"))
 
 
 def train(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int = 4, lr: float = 1e-4,
-          loss: str = "dice", schedule: str = "constant", seed: int = 0, resume: bool = False,
-          num_workers: int = 0, threads: int | None = None, val_batch_size: int | None = None,
-          model_config: dict | None = None, run_info: dict | None = None, progress=None) -> dict:
+          loss: str = "dice", gap_weight: float = 0.0, schedule: str = "constant", seed: int = 0,
+          resume: bool = False, num_workers: int = 0, threads: int | None = None,
+          val_batch_size: int | None = None, val_groups=None, model_config: dict | None = None, run_info: dict | None = None,
+          progress=None) -> dict:
     """Train ``model`` on ``train_ds``, validate on ``val_ds`` every epoch, checkpoint to ``out_dir``.
 
     Parameters
@@ -196,6 +250,8 @@ def train(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int = 
     lr : float
         Adam learning rate (thesis: 1e-4).
     loss : {"dice", "dice+bce"}
+    gap_weight : float
+        Extra BCE weight of the gaps between touching particles (see :func:`make_loss`).
     schedule : {"constant", "cosine"}
         Learning rate: constant (thesis) or cosine annealing to 1 % of ``lr`` over ``epochs``.
     seed : int
@@ -208,6 +264,9 @@ def train(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int = 
         ``torch.set_num_threads`` for the run (restored afterwards); default: leave torch's setting.
     val_batch_size : int, optional
         Default ``2 * batch_size``.
+    val_groups : sequence, optional
+        Per validation item, the image it belongs to: the validation IoU is pooled over each
+        image's items and averaged over images. Default: each item is its own image.
     model_config : dict, optional
         How to rebuild the model (stored in the checkpoints, used by ``predict.load_model``).
     run_info : dict, optional
@@ -234,7 +293,7 @@ def train(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int = 
         raise InputError("training and validation datasets must not be empty.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    loss_fn = make_loss(loss)
+    loss_fn = make_loss(loss, gap_weight)
 
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
@@ -264,7 +323,9 @@ def train(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int = 
             start = resumed_from = int(ck["epoch"])
             start += 1
         settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "loss": loss,
+                    "gap_weight": gap_weight,
                     "schedule": schedule, "seed": seed, "threads": torch.get_num_threads(),
+                    "val_iou": "per tile" if val_groups is None else "per image (tiles pooled)",
                     "train_items": len(train_ds), "val_items": len(val_ds),
                     "model_config": model_config or {}, **(run_info or {})}
         write_json(out_dir / "run.json", settings)
@@ -295,7 +356,7 @@ def train(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int = 
             current_lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None:
                 scheduler.step()
-            val_loss, val_iou = _evaluate(model, val_loader, loss_fn)
+            val_loss, val_iou = _evaluate(model, val_loader, loss_fn, val_groups)
             row = {"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val_loss,
                    "val_iou": val_iou, "lr": current_lr, "seconds": time.perf_counter() - t0}
             history.append(row)
@@ -330,9 +391,10 @@ def train(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int = 
 
 def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weights=None,
                epochs: int = 50, batch_size: int = 4, lr: float = 1e-4, loss: str = "dice",
-               schedule: str = "constant", seed: int = 0, resume: bool = False,
-               crops_per_epoch: int | None = None, images_dir=None, masks_dir=None,
-               num_workers: int = 0, threads: int | None = None, progress=None) -> dict:
+               gap_weight: float = 0.0, schedule: str = "constant", seed: int = 0,
+               resume: bool = False, init=None, crops_per_epoch: int | None = None, images_dir=None,
+               masks_dir=None, num_workers: int = 0, threads: int | None = None,
+               progress=None) -> dict:
     """Train one U-Net configuration on a data folder written by ``dataset.build_dataset``.
 
     Parameters
@@ -346,6 +408,9 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
         One of :data:`tio2fiji.models.unet.CONFIGS` (e.g. ``"resnet18-scratch"``).
     encoder_weights : optional
         Overrides the configuration's weights (``"none"``, ``"imagenet"`` or a local file).
+    init : path, optional
+        Start from the weights of this checkpoint (fine-tuning; a fresh optimizer). Its encoder
+        must be the configuration's.
     crops_per_epoch : int, optional
         Practical mode: random crops per epoch (default: as many as non-overlapping tiles fit).
     Other parameters
@@ -364,13 +429,22 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
     if threads:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)  # the initial weights
-    model = build_unet(encoder, weights)
+    model = build_unet(encoder, weights if init is None else None)
+    if init is not None:
+        ck = load_checkpoint(init)
+        if ck.get("model_config", {}).get("encoder") != encoder:
+            raise InputError(f"{init}: holds a {ck.get('model_config', {}).get('encoder')} U-Net, "
+                             f"not {encoder} ({config}).")
+        model.load_state_dict(ck["model"])
     weights_name = weights if weights is None or weights == "imagenet" else str(weights)
+    # practical mode: validation IoU per whole validation image (its tiles pooled)
+    val_groups = [k for k, _, _ in val_ds.index] if hasattr(val_ds, "index") else None
     model_config = {"arch": "unet", "encoder": encoder, "in_channels": 1, "classes": 1,
                     "config": config, "encoder_weights_at_start": weights_name,
+                    "init": None if init is None else str(init),
                     "threshold": 0.5, "normalisation": "io.normalize_for_network"}
     return train(model, train_ds, val_ds, out_dir, epochs=epochs, batch_size=batch_size, lr=lr,
-                 loss=loss, schedule=schedule, seed=seed, resume=resume, num_workers=num_workers,
-                 threads=threads, model_config=model_config,
+                 loss=loss, gap_weight=gap_weight, schedule=schedule, seed=seed, resume=resume,
+                 num_workers=num_workers, threads=threads, val_groups=val_groups, model_config=model_config,
                  run_info={"data_dir": str(Path(data_dir).resolve()), "config": config},
                  progress=progress)
