@@ -1,7 +1,7 @@
 """Spatial distribution: UEPs against the real ImageJ, BioVoxxel reproduced, sound tests checked.
 
-ImageJ runs for real (JVM in this process, no mocking). Masks are generated here; nothing from
-../shared is read.
+ImageJ runs for real (JVM in this process, no mocking). Masks are generated here; no external
+data folder is read.
 """
 
 import math

@@ -44,7 +44,7 @@ from scipy import stats
 from scipy.spatial import cKDTree
 
 from .errors import InputError, Tio2FijiError
-from .io import as_binary_mask
+from .io import as_binary_mask, pixel_size_nm
 
 __all__ = [
     "BIOVOXXEL_CRITICAL_F",
@@ -580,18 +580,9 @@ def biovoxxel_test_imagej(image, pixel_size=None, statistic="median", alpha=0.05
 # =============================================================================================
 
 def _scale_nm(pixel_size) -> float:
-    if pixel_size is None:
-        return 1.0
-    try:
-        value = float(pixel_size)
-    except (TypeError, ValueError) as err:
-        raise InputError(f"pixel_size must be a number of metres, got {pixel_size!r}.") from err
-    if not (value > 0 and math.isfinite(value)):
-        raise InputError(f"pixel_size must be a positive number of metres, got {pixel_size!r}.")
-    if value > 1e-3:
-        raise InputError(f"pixel_size is in metres; {value} m per pixel is implausible "
-                         f"(7.3 nm is 7.3e-9).")
-    return value * 1e9
+    """nm per pixel, or 1.0 (distances in pixels) without a pixel size."""
+    nm = pixel_size_nm(pixel_size)
+    return 1.0 if nm is None else nm
 
 
 def pixel_points(coords, pixel_size=None) -> np.ndarray:

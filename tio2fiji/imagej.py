@@ -46,7 +46,7 @@ import pandas as pd
 
 from .columns import ANGLE_COLUMNS, COLUMNS, IMAGEJ_COLUMNS, derived_columns
 from .errors import InputError, JavaNotFoundError, Tio2FijiError
-from .io import as_binary_mask
+from .io import as_binary_mask, pixel_size_nm
 
 __all__ = [
     "ANGLE_COLUMNS",
@@ -392,18 +392,6 @@ def _as_binary_mask(array, name="mask") -> np.ndarray:
                           "`labels > 0`.")
 
 
-def _pixel_size_nm(pixel_size) -> float | None:
-    if pixel_size is None:
-        return None
-    try:
-        value = float(pixel_size)
-    except (TypeError, ValueError) as err:
-        raise InputError(f"pixel_size must be a number of metres, got {pixel_size!r}.") from err
-    if not (value > 0 and math.isfinite(value)):
-        raise InputError(f"pixel_size must be a positive number of metres, got {pixel_size!r}.")
-    return value * 1e9
-
-
 def to_imageplus(array, title="mask", pixel_size=None):
     """Push a binary mask into ImageJ as an 8-bit ``ImagePlus`` (0 background, 255 particles).
 
@@ -426,7 +414,7 @@ def to_imageplus(array, title="mask", pixel_size=None):
         Not a 2-D binary mask, or a bad pixel size.
     """
     mask = _as_binary_mask(array, title)
-    pw = _pixel_size_nm(pixel_size)
+    pw = pixel_size_nm(pixel_size)
     start_imagej()
     import jpype
 
@@ -592,7 +580,7 @@ def measure_imagej(mask, pixel_size=None, connectivity=8, include_holes=False, e
         raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
     which = _select_backend(backend, fiji_dir)
     binary = _as_binary_mask(mask, image_name or "mask")
-    pw_nm = _pixel_size_nm(pixel_size)
+    pw_nm = pixel_size_nm(pixel_size)
     holes = bool(include_holes) or connectivity == 4
     if holes and not include_holes:
         logger.info("connectivity=4: include_holes forced on (as in ImageJ >= 1.54; "

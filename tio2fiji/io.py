@@ -604,6 +604,28 @@ def as_binary_mask(array, name: str = "mask", hint: str = "") -> np.ndarray:
     return fg
 
 
+def pixel_size_nm(pixel_size) -> float | None:
+    """Check a pixel size given in metres and return it in nanometres (None stays None).
+
+    Raises
+    ------
+    InputError
+        Not a number, not positive and finite, or larger than 1 mm (surely not metres).
+    """
+    if pixel_size is None:
+        return None
+    try:
+        value = float(pixel_size)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"pixel_size must be a number of metres, got {pixel_size!r}.") from err
+    if not (value > 0 and math.isfinite(value)):
+        raise InputError(f"pixel_size must be a positive number of metres, got {pixel_size!r}.")
+    if value > 1e-3:
+        raise InputError(f"pixel_size is in metres; {value} m per pixel is implausible "
+                         f"(7.3 nm is 7.3e-9).")
+    return value * 1e9
+
+
 def read_mask(path, threshold: float | None = None, kind: str = "auto", page: int | None = None) -> np.ndarray:
     """Read a binary mask as a boolean array (True = particle).
 

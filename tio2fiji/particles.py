@@ -32,6 +32,7 @@ from scipy import ndimage as ndi
 from .columns import COLUMNS as _COLUMNS
 from .columns import derived_columns
 from .errors import InputError
+from .io import pixel_size_nm
 
 __all__ = ["COLUMNS", "label_particles", "measure"]
 
@@ -838,17 +839,8 @@ def measure(mask_or_labels, pixel_size=None, connectivity=8, include_holes=False
 
 def _calibration(pixel_size):
     """Pixel size in the reported unit (nm) and the unit's name."""
-    if pixel_size is None:
-        return 1.0, "pixel"
-    try:
-        size = float(pixel_size)
-    except (TypeError, ValueError):
-        raise InputError(f"pixel_size must be a number of metres, not {pixel_size!r}") from None
-    if not math.isfinite(size) or size <= 0:
-        raise InputError(f"pixel_size must be a positive number of metres, not {pixel_size!r}")
-    if size > 1e-3:
-        raise InputError(f"pixel_size {size} m is implausible for an SEM image; give it in metres")
-    return size * 1e9, "nm"
+    nm = pixel_size_nm(pixel_size)
+    return (1.0, "pixel") if nm is None else (nm, "nm")
 
 
 def _empty_frame(unit, pixel_size):
