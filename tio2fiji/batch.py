@@ -171,3 +171,73 @@ def concat_tables(tables) -> pd.DataFrame:
         return pd.DataFrame()
     non_empty = [t for t in tables if len(t)]
     return pd.concat(non_empty, ignore_index=True) if non_empty else tables[0].iloc[0:0].copy()
+
+
+def segment_files(image_paths, out_dir, model="default", separate="auto", threshold=None,
+                  mode="blend", overlap=64, batch_size=4, data_bar_rows=None, rois=False,
+                  probability=False, progress=None) -> BatchResult:
+    """Segment SEM images and write each one's particles.
+
+    For every image ``<stem>``: ``<stem>_mask.tif`` (0/255, particles separated by background
+    lines), ``<stem>_labels.tif`` (uint16/32 label image, ImageJ calibration),
+    ``<stem>_scores.csv`` (label, area in pixels, score), optionally ``<stem>_rois.zip`` (ImageJ
+    ROI set) and ``<stem>_prob.tif`` (float32 probability map). All cover the analysed area (the
+    data bar removed), all written atomically.
+
+    Parameters
+    ----------
+    image_paths : sequence of path
+    out_dir : path
+    model : str, path or torch.nn.Module
+        ``"default"``, a model file or checkpoint (U-Net or Mask R-CNN), or a loaded network.
+    separate, threshold, mode, overlap, batch_size, data_bar_rows
+        As :func:`tio2fiji.predict.segment`.
+    rois, probability : bool
+        Also write the ROI zip / the probability map.
+    progress : callable, optional
+        ``progress(done, total, name)`` after each image.
+
+    Returns
+    -------
+    BatchResult
+        ``tables``: one DataFrame per image (``image, label, area_px, score``); ``inputs``: the
+        written paths per image (dict); ``failures``: (path, message).
+    """
+    import tifffile
+
+    from .io import _atomic_write, write_csv, write_labels, write_mask
+    from .predict import load_model, segment
+
+    out_dir = Path(out_dir)
+    if isinstance(model, (str, Path)):
+        model = load_model(model)
+    result = BatchResult()
+    paths = [Path(p) for p in image_paths]
+    for k, path in enumerate(paths, 1):
+        try:
+            sem = read_sem(path, data_bar_rows=data_bar_rows)
+            seg = segment(model, sem, threshold=threshold, mode=mode, overlap=overlap,
+                          batch_size=batch_size, separate=separate)
+            stem = path.stem
+            written = {"mask": write_mask(out_dir / f"{stem}_mask.tif", seg.labels > 0, sem.pixel_size_m),
+                       "labels": write_labels(out_dir / f"{stem}_labels.tif", seg.labels, sem.pixel_size_m)}
+            n = int(seg.labels.max())
+            area = np.bincount(seg.labels.ravel(), minlength=n + 1)[1:]
+            table = pd.DataFrame({"image": stem, "label": np.arange(1, n + 1), "area_px": area,
+                                  "score": seg.scores})
+            written["scores"] = write_csv(out_dir / f"{stem}_scores.csv", table)
+            if rois:
+                from .rois import write_roi_zip
+
+                written["rois"] = write_roi_zip(seg.labels, out_dir / f"{stem}_rois.zip")
+            if probability:
+                written["probability"] = _atomic_write(
+                    out_dir / f"{stem}_prob.tif",
+                    lambda p: tifffile.imwrite(p, seg.probability.astype(np.float32), imagej=True))
+            result.tables.append(table)
+            result.inputs.append(written)
+        except Tio2FijiError as exc:
+            result.failures.append((path, str(exc)))
+        if progress is not None:
+            progress(k, len(paths), path.name)
+    return result

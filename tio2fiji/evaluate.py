@@ -45,7 +45,7 @@ def select_pairs(images_dir, masks_dir, split_file=None, subset: str = "test") -
 def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, tile: int = 256,
                    overlap: int = 64, mode: str = "blend", batch_size: int = 4, connectivity: int = 4,
                    data_bar_rows: int | None = None, save_masks: bool = False, coco: bool = True,
-                   progress=None) -> dict:
+                   separate: str = "auto", progress=None) -> dict:
     """Segment every image of ``pairs`` with ``model`` and compute the metrics of DESIGN.md.
 
     Parameters
@@ -59,13 +59,16 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
     threshold, tile, overlap, mode, batch_size
         As :func:`tio2fiji.predict.segment` (threshold None: the one stored with the model).
     connectivity : {4, 8}
-        Particles of the prediction and of the ground truth.
+        Particles of the ground truth (and of the prediction with ``separate="none"``).
     data_bar_rows : int, optional
         Data-bar height of all images (detected per image when None).
     save_masks : bool
         Also write each predicted mask (0/255 TIFF of the analysed area).
     coco : bool
         Compute COCO AP (pycocotools).
+    separate : {"auto", "watershed", "none"}
+        How predicted particles are formed (:func:`tio2fiji.predict.segment`): ``"none"`` scores
+        the plain connected components of the mask, as the thesis did.
     progress : callable, optional
         ``progress(done, total, name)`` after each image.
 
@@ -94,12 +97,13 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
         gt = mask_for_image(read_mask(mask_path), sem, mask_name=str(mask_path))
         t0 = time.perf_counter()
         seg = segment(model, sem, threshold=threshold, tile=tile, overlap=overlap,
-                      batch_size=batch_size, mode=mode)
+                      batch_size=batch_size, mode=mode, separate=separate,
+                      connectivity=connectivity)
         seconds.append(time.perf_counter() - t0)
         name = Path(img_path).stem
         if save_masks and out_dir is not None:
-            write_mask(Path(out_dir) / f"{name}_pred.tif", seg.mask, sem.pixel_size_m)
-        preds.append(seg.mask)
+            write_mask(Path(out_dir) / f"{name}_pred.tif", seg.labels > 0, sem.pixel_size_m)
+        preds.append(seg.labels)
         gts.append(gt)
         probs.append(seg.probability)
         names.append(name)
@@ -107,7 +111,10 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
             progress(k, len(pairs), name)
     result = evaluate_images(preds, gts, probs=probs, names=names, connectivity=connectivity, coco=coco)
     result.update({"model": model_name, "threshold": threshold,
-                   "inference": {"tile": tile, "overlap": overlap, "mode": mode},
+                   "inference": {"tile": tile, "overlap": overlap, "mode": mode,
+                                 "separate": seg.info.get("separate"),
+                                 **({"watershed": seg.info["watershed"]} if "watershed" in seg.info
+                                    else {})},
                    "seconds_per_image": float(sum(seconds) / len(seconds))})
     if out_dir is not None:
         out_dir = Path(out_dir)

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .instances import SEPARATIONS, WATERSHED_DEFAULTS, label_particles
+from .metrics import particle_scores
 
 __all__ = ["DEFAULT_MODEL", "predict_probability", "segment", "Segmentation", "load_model",
            "export_model", "model_threshold", "tile_weights"]
@@ -205,7 +207,12 @@ class Segmentation:
     pixel_size_m : float or None
         The image's calibration (for the measurements downstream).
     info : dict
-        How it was made (tile, overlap, mode).
+        How it was made (tile, overlap, mode, separation).
+    labels : ndarray of uint32
+        The particles: 0 = background, 1..n (touching particles split as ``separate`` says).
+    scores : ndarray of float32
+        ``scores[i - 1]``: confidence of particle ``i`` (mean probability for the U-Net, the
+        detection score for Mask R-CNN).
     """
 
     probability: np.ndarray
@@ -214,6 +221,8 @@ class Segmentation:
     data_bar_rows: int = 0
     pixel_size_m: float | None = None
     info: dict = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
 
 def model_threshold(model, default: float = 0.5) -> float:
@@ -222,9 +231,16 @@ def model_threshold(model, default: float = 0.5) -> float:
     return float((info.get("model_config") or {}).get("threshold", default))
 
 
+def model_arch(model) -> str:
+    """``"unet"`` or ``"maskrcnn"``: which kind of network ``model`` is."""
+    from .models.maskrcnn import is_maskrcnn
+
+    return "maskrcnn" if is_maskrcnn(model) else "unet"
+
+
 def segment(model, sem_image, threshold: float | None = None, tile: int = 256, overlap: int = 64,
             batch_size: int = 4, mode: str = "blend", data_bar_rows: int | None = None,
-            progress=None) -> Segmentation:
+            separate: str = "auto", connectivity: int = 4, progress=None) -> Segmentation:
     """Probability map and binary particle mask of the analysed area of an SEM image.
 
     Parameters
@@ -241,6 +257,12 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = 256, o
         As :func:`predict_probability`.
     data_bar_rows : int, optional
         For a path: the data-bar height (detected when None).
+    separate : {"auto", "watershed", "none"}
+        How the U-Net's mask becomes particles (:mod:`tio2fiji.instances`): ``"watershed"`` splits
+        touching particles, ``"none"`` keeps connected components (``connectivity``). ``"auto"``:
+        watershed for a U-Net; Mask R-CNN's own instances (its only option).
+    connectivity : {4, 8}
+        Connected components with ``separate="none"``.
 
     Returns
     -------
@@ -260,11 +282,32 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = 256, o
         area, bar, ps = sem_image.analysed, sem_image.data_bar_rows, sem_image.pixel_size_m
     else:
         area, bar, ps = np.asarray(sem_image), 0, None
+    if separate not in ("auto",) + SEPARATIONS:
+        raise InputError(f"separate must be auto, {', '.join(SEPARATIONS)}; not {separate!r}.")
+    info = {"tile": tile, "overlap": overlap, "mode": mode}
+    if model_arch(model) == "maskrcnn":
+        from .models.maskrcnn import predict_instances
+
+        if separate not in ("auto",):
+            raise InputError(f"Mask R-CNN finds its own particles; separate={separate!r} does not apply "
+                             f"(use 'auto').")
+        labels, scores, prob = predict_instances(model, area, tile=tile, overlap=overlap,
+                                                 batch_size=batch_size, mask_threshold=threshold,
+                                                 progress=progress)
+        info.update(arch="maskrcnn", separate="instances")
+        return Segmentation(probability=prob, mask=labels > 0, threshold=float(threshold),
+                            data_bar_rows=int(bar), pixel_size_m=ps, info=info,
+                            labels=labels.astype(np.uint32), scores=np.asarray(scores, np.float32))
     prob = predict_probability(model, area, tile=tile, overlap=overlap, batch_size=batch_size,
                                mode=mode, progress=progress)
+    method = "watershed" if separate == "auto" else separate
+    labels = label_particles(prob, threshold, separate=method, connectivity=connectivity)
+    info.update(arch="unet", separate=method,
+                **({"watershed": dict(WATERSHED_DEFAULTS)} if method == "watershed" else
+                   {"connectivity": connectivity}))
     return Segmentation(probability=prob, mask=prob > threshold, threshold=float(threshold),
-                        data_bar_rows=int(bar), pixel_size_m=ps,
-                        info={"tile": tile, "overlap": overlap, "mode": mode})
+                        data_bar_rows=int(bar), pixel_size_m=ps, info=info, labels=labels,
+                        scores=particle_scores(labels, prob).astype(np.float32))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,8 +317,13 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = 256, o
 def _build_from_config(cfg: dict):
     from .models.unet import build_unet
 
+    if cfg.get("arch") == "maskrcnn":
+        from .models.maskrcnn import build_from_config
+
+        return build_from_config(cfg)
     if cfg.get("arch", "unet") != "unet":
-        raise InputError(f"model architecture {cfg.get('arch')!r} is not supported by load_model.")
+        raise InputError(f"model architecture {cfg.get('arch')!r} is not supported by load_model "
+                         f"(unet or maskrcnn).")
     # the weights come from the file: never download encoder weights here
     return build_unet(cfg.get("encoder", "resnet34"), None, in_channels=int(cfg.get("in_channels", 1)),
                       classes=int(cfg.get("classes", 1)))
@@ -343,8 +391,9 @@ def load_model(path="default", device="cpu"):
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not fit a U-Net with encoder {cfg.get('encoder')} "
-                         f"({exc}).") from exc
+        what = (f"Mask R-CNN configuration {cfg.get('config')}" if cfg.get("arch") == "maskrcnn"
+                else f"a U-Net with encoder {cfg.get('encoder')}")
+        raise InputError(f"{path}: weights do not fit {what} ({exc}).") from exc
     model.tio2fiji_info = info
     return model.to(device).eval()
 
