@@ -448,3 +448,499 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
                  num_workers=num_workers, threads=threads, val_groups=val_groups, model_config=model_config,
                  run_info={"data_dir": str(Path(data_dir).resolve()), "config": config},
                  progress=progress)
+
+
+# --------------------------------------------------------------------------------------------------
+# Mask R-CNN (thesis §3.2.1): instance data from the COCO export, two-phase SGD training
+
+__all__ += ["MASKRCNN_HISTORY_COLUMNS", "CocoInstanceDataset", "two_phase_lr", "train_maskrcnn"]
+
+#: history.csv of a Mask R-CNN run: the U-Net's columns, the phase, and the five loss terms.
+MASKRCNN_HISTORY_COLUMNS = ["epoch", "phase", "train_loss", "val_loss", "val_iou", "lr", "seconds",
+                            "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
+                            "loss_rpn_box_reg"]
+_LOSS_TERMS = MASKRCNN_HISTORY_COLUMNS[7:]
+
+
+class CocoInstanceDataset:
+    """Tiles and their particle instances from the ``coco.json`` of ``dataset.build_dataset``.
+
+    Every image entry of ``coco.json`` whose ``split`` is ``split`` is an item (entries without a
+    ``split`` field are assigned by ``split.json``'s tile lists). Its instances are its
+    annotations (RLE or polygons; ``iscrowd`` ones are skipped): for a data folder written by
+    ``dataset build``, the 4-connected components of the mask tile, so touching particles separated
+    by a 1-pixel gap are separate instances. The image is scaled by
+    :func:`tio2fiji.io.normalize_for_network` with the bit depth of its source image
+    (``tiles.csv``); pixels a rotation invented (``tiles.csv``'s ``valid`` files) are 0 and hold no
+    instance.
+
+    With ``augment`` every item is rotated by a random multiple of 90° and flipped left-right with
+    probability 1/2 (tile and instance masks alike, exactly), then gets the thesis's photometric
+    augmentation (:func:`tio2fiji.dataset.photometric`, image only). Item ``i`` of epoch ``e``
+    draws from ``numpy.random.default_rng([seed, e, i])``; call :meth:`set_epoch` every epoch.
+
+    Items are ``(image, target, valid)``: a float32 tensor ``(1, H, W)``, a torchvision detection
+    target (:func:`tio2fiji.models.maskrcnn.targets_from_instances`; empty masks dropped) and a bool
+    tensor ``(H, W)``.
+
+    Parameters
+    ----------
+    data_dir : path
+        Holds ``coco.json`` (and normally ``tiles.csv``, ``split.json``).
+    split : {"train", "val", "test"}
+    seed : int
+    augment : bool
+        Default: True for ``"train"``.
+    photometric_p : float, optional
+        Default 0.4 (the thesis) when augmenting, else 0.
+    length : int, optional
+        Items per epoch. Default: one per tile. Otherwise each epoch walks through fresh random
+        permutations of the tiles (depending on ``seed`` and the epoch).
+    """
+
+    def __init__(self, data_dir, split: str = "train", seed: int = 0, augment: bool | None = None,
+                 photometric_p: float | None = None, length: int | None = None):
+        import json
+
+        import pandas as pd
+
+        self.data_dir = Path(data_dir)
+        coco_path = self.data_dir / "coco.json"
+        if not coco_path.is_file():
+            raise InputError(f"{self.data_dir}: no coco.json; build the data set first "
+                             f"(tio2fiji dataset build).")
+        try:
+            coco = json.loads(coco_path.read_text(encoding="utf-8"))
+            images, anns = coco["images"], coco.get("annotations", [])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{coco_path}: not a COCO annotation file ({exc}).") from exc
+        names = None
+        if any("split" not in im for im in images):
+            split_path = self.data_dir / "split.json"
+            if not split_path.is_file():
+                raise InputError(f"{coco_path}: image entries have no 'split' field and there is no "
+                                 f"split.json next to it; rebuild with tio2fiji dataset build.")
+            from .dataset import read_split
+
+            _, meta = read_split(split_path)
+            names = set((meta.get("tiles") or {}).get(split, []))
+        self.images = [im for im in images
+                       if (im.get("split") == split if names is None else Path(im["file_name"]).stem in names)]
+        by_image: dict = {}
+        for a in anns:
+            if not a.get("iscrowd", 0):
+                by_image.setdefault(a["image_id"], []).append(a)
+        self.annotations = [by_image.get(im["id"], []) for im in self.images]
+        self.tiles = {}
+        table = self.data_dir / "tiles.csv"
+        if table.is_file():
+            t = pd.read_csv(table, keep_default_na=False)
+            self.tiles = {r["image"]: r for r in t.to_dict("records")}
+        self.split = split
+        self.seed = int(seed)
+        self.augment = (split == "train") if augment is None else bool(augment)
+        self.photometric_p = (0.4 if self.augment else 0.0) if photometric_p is None else float(photometric_p)
+        self.length = None if length is None else int(length)
+        if self.length is not None and self.length < 1:
+            raise InputError(f"length (crops per epoch) must be positive, got {length}.")
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.images) if self.length is None else (self.length if self.images else 0)
+
+    def groups(self) -> list:
+        """Per item, the validation group: the source image in practical mode, else the tile.
+
+        As the U-Net's validation (:func:`train_unet`): a practical data set's tiles are pooled per
+        whole image, the thesis's validation tiles count one by one.
+        """
+        from .dataset import read_split
+
+        mode = None
+        if (self.data_dir / "split.json").is_file():
+            mode = read_split(self.data_dir / "split.json")[1].get("mode")
+        if mode == "practical" and self.length is None:
+            return [im.get("source", im["id"]) for im in self.images]
+        return list(range(len(self)))
+
+    def _tile_index(self, index: int) -> int:
+        if self.length is None:
+            return index
+        n = len(self.images)
+        perm = np.random.default_rng([self.seed, self.epoch, 1_000_003, index // n]).permutation(n)
+        return int(perm[index % n])
+
+    def item_arrays(self, index: int):
+        """``(image float32 (H, W), instance masks bool (N, H, W), valid bool (H, W))``."""
+        from pycocotools import mask as mask_utils
+
+        from .dataset import _read_tile, photometric
+        from .io import normalize_for_network
+
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        k = self._tile_index(index)
+        entry, anns = self.images[k], self.annotations[k]
+        path = self.data_dir / entry["file_name"]
+        if not path.is_file():
+            raise InputError(f"{path}: image of coco.json not found (was the data folder moved?).")
+        raw = _read_tile(path)
+        if raw.ndim == 3:  # an RGB(A) export of a gray tile
+            raw = raw[..., 0]
+        row = self.tiles.get(entry["file_name"], {})
+        bits = row.get("bits", "")
+        img = normalize_for_network(raw, bits=int(bits) if str(bits) not in ("", "nan") else None)
+        h, w = img.shape
+        if row.get("valid"):
+            valid = _read_tile(self.data_dir / row["valid"]) > 0
+        else:
+            valid = np.ones((h, w), bool)
+        rles = []
+        for a in anns:
+            seg = a["segmentation"]
+            if isinstance(seg, list):  # polygons
+                rles.append(mask_utils.merge(mask_utils.frPyObjects(seg, h, w)))
+            elif isinstance(seg.get("counts"), list):  # uncompressed RLE
+                rles.append(mask_utils.frPyObjects(seg, h, w))
+            else:
+                rles.append({"size": seg["size"], "counts": seg["counts"].encode("ascii")
+                             if isinstance(seg["counts"], str) else seg["counts"]})
+        masks = np.zeros((0, h, w), bool)
+        if rles:
+            import warnings
+
+            with warnings.catch_warnings():
+                # pycocotools' own numpy-2 deprecation notice, not about our data
+                warnings.simplefilter("ignore", DeprecationWarning)
+                masks = np.moveaxis(mask_utils.decode(rles), 2, 0) > 0
+            if masks.shape[1:] != (h, w):
+                raise InputError(f"{path}: coco.json masks are {masks.shape[2]}x{masks.shape[1]}, "
+                                 f"the image {w}x{h}.")
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+            turns, mirror = int(rng.integers(4)), bool(rng.integers(2))
+            img, valid = np.rot90(img, turns), np.rot90(valid, turns)
+            masks = np.rot90(masks, turns, axes=(1, 2))
+            if mirror:
+                img, valid, masks = img[:, ::-1], valid[:, ::-1], masks[:, :, ::-1]
+            img = photometric(np.ascontiguousarray(img), rng, p=self.photometric_p)
+        img = np.where(valid, img, 0.0).astype(np.float32)
+        return np.ascontiguousarray(img), np.ascontiguousarray(masks & valid), np.ascontiguousarray(valid)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        from .models.maskrcnn import targets_from_instances
+
+        img, masks, valid = self.item_arrays(index)
+        return torch.from_numpy(img)[None], targets_from_instances(masks), torch.from_numpy(valid)
+
+
+def _collate_detection(batch):
+    """Detection batches are lists: images (and targets) may differ in size and instance count."""
+    return tuple(zip(*batch))
+
+
+def two_phase_lr(epoch: int, epochs_heads: int, epochs_all: int, lr: float = 0.01,
+                 lr_final: float = 1e-5) -> float:
+    """Learning rate of ``epoch`` (1-based): ``lr`` for the first half of each phase (rounded up),
+    ``lr_final`` for the rest (thesis: 0.01 for 15 of 30 head epochs, then 1e-5; the same over the
+    50 epochs of the whole network)."""
+    if epoch <= epochs_heads:
+        i, n = epoch, epochs_heads
+    else:
+        i, n = epoch - epochs_heads, epochs_all
+    return lr if i <= math.ceil(n / 2) else lr_final
+
+
+def _batchnorm_eval(model) -> None:
+    from torch import nn
+
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _evaluate_maskrcnn(model, val_ds, batch_size, groups, score_threshold, mask_threshold,
+                       with_loss, device):
+    """Mean validation loss and per-image IoU of the union of predicted masks with the truth.
+
+    The loss is the training loss on the validation items, computed without gradients and with
+    every BatchNorm layer in eval mode (torchvision returns losses only in training mode; NaN when
+    ``with_loss`` is False). The IoU is pooled over each group's tiles on valid pixels and averaged
+    over groups, as the U-Net's :func:`_evaluate`.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .models.maskrcnn import _paste, detect, paint_instances
+
+    loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, collate_fn=_collate_detection)
+    losses, inters, unions = [], [], []
+    was_training = model.training
+    try:
+        for images, targets, valids in loader:
+            if with_loss:
+                model.train()
+                _batchnorm_eval(model)
+                with torch.no_grad():
+                    out = model([im.to(device) for im in images],
+                                [{k: v.to(device) for k, v in t.items()} for t in targets])
+                losses.append(float(sum(out.values())))
+            dets = detect(model, [im[0].numpy() for im in images], score_threshold)
+            for d, t, v in zip(dets, targets, valids):
+                shape = tuple(v.shape)
+                inst = [(float(s), y, x, p) for s, (y, x, p)
+                        in zip(d["scores"], _paste(d["masks"], d["boxes"], shape))]
+                pred = (paint_instances(shape, inst, mask_threshold)[0] > 0) & v.numpy()
+                gt = t["masks"].numpy().any(axis=0) & v.numpy() if len(t["masks"]) else np.zeros(shape, bool)
+                inters.append(int((pred & gt).sum()))
+                unions.append(int((pred | gt).sum()))
+    finally:
+        model.train(was_training)
+    pooled: dict = {}
+    for g, i, u in zip(groups, inters, unions):
+        a = pooled.setdefault(g, [0, 0])
+        a[0] += i
+        a[1] += u
+    ious = [i / u if u else 1.0 for i, u in pooled.values()]
+    return (float(np.mean(losses)) if losses else float("nan"),
+            float(np.mean(ious)) if ious else float("nan"))
+
+
+def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_heads: int = 30,
+                   epochs_all: int = 50, batch_size: int = 2, lr: float = 0.01, lr_final: float = 1e-5,
+                   momentum: float = 0.9, weight_decay: float = 1e-4, clip_grad_norm: float | None = 5.0,
+                   trainable_backbone_layers: int | None = None, seed: int = 0, resume: bool = False,
+                   threads: int | None = None, crops_per_epoch: int | None = None,
+                   score_threshold: float = 0.5, mask_threshold: float = 0.5,
+                   photometric_p: float = 0.4, val_loss: bool = True, num_workers: int = 0,
+                   device=None, progress=None) -> dict:
+    """Train one Mask R-CNN configuration of the thesis (Table 3) in two phases.
+
+    Phase 1 ("heads", ``epochs_heads`` epochs) trains the FPN, RPN and box/mask heads with the
+    ResNet body frozen; phase 2 ("all", ``epochs_all`` epochs) trains the whole network (the
+    backbone's ``trainable_backbone_layers``). Each phase starts a fresh SGD optimizer (momentum
+    0.9) whose learning rate is ``lr`` for the first half of the phase and ``lr_final`` for the rest
+    (:func:`two_phase_lr`). After every epoch the model is scored on the validation tiles
+    (:func:`_evaluate_maskrcnn`); ``best.pt`` keeps the epoch with the best validation IoU of the
+    whole-network phase (of the heads phase when ``epochs_all`` is 0), as the thesis
+    checkpointed. Checkpoints, ``history.csv`` (:data:`MASKRCNN_HISTORY_COLUMNS`),
+    ``training_curves.png``, ``run.json`` and resuming work as in :func:`train`: a resumed run on
+    the CPU ends with the same weights as an uninterrupted one.
+
+    Parameters
+    ----------
+    data_dir : path
+        Written by ``dataset.build_dataset``: its ``coco.json`` (``"train"`` and ``"val"`` image
+        entries) and tiles (:class:`CocoInstanceDataset`).
+    out_dir : path
+        The run folder.
+    config : {1, 2, 3, 4}
+        Row of Table 3 (:data:`tio2fiji.models.maskrcnn.CONFIGS`).
+    weights_backbone : None, "none", "imagenet" or path
+        See :mod:`tio2fiji.models.maskrcnn`; never downloaded.
+    epochs_heads, epochs_all : int
+        Thesis: 30 and 50.
+    batch_size : int
+    lr, lr_final : float
+        Thesis: 0.01, then 1e-5 halfway through each phase.
+    momentum : float
+        Thesis: 0.9.
+    weight_decay : float
+        Not stated in the thesis; 1e-4 as torchvision's detection references and Matterport's Mask
+        R-CNN.
+    clip_grad_norm : float or None
+        Clip the gradients' total norm (Matterport's Mask R-CNN: 5). Without it, lr 0.01 on a
+        randomly initialised network diverges in a few steps (measured). None turns it off.
+    trainable_backbone_layers : int, optional
+        Backbone stages trained in phase 2 (default 3 with pretrained weights, 5 without).
+    seed : int
+    resume : bool
+        Continue from ``out_dir/last.pt`` (its configuration must be ``config``).
+    threads : int, optional
+        ``torch.set_num_threads`` for the run (restored afterwards).
+    crops_per_epoch : int, optional
+        Training items per epoch (random permutations of the tiles); default one per tile.
+    score_threshold, mask_threshold : float
+        Used for the validation IoU and stored in the checkpoints for prediction.
+    photometric_p : float
+        Probability of the thesis's brightness + blur augmentation of a training item.
+    val_loss : bool
+        Also compute the validation loss (one more forward pass over the validation tiles).
+    num_workers : int
+        DataLoader workers (items do not depend on the worker).
+    device : str or torch.device, optional
+        Default ``"cpu"``. Runs on a GPU are not bit-for-bit reproducible.
+    progress : callable, optional
+        ``progress("batch", {"epoch", "epochs", "step", "steps", "loss", "phase"})`` after every
+        step, ``progress("epoch", row)`` after every epoch (as :func:`train`).
+
+    Returns
+    -------
+    dict
+        ``history``, ``best_epoch``, ``best_val_iou``, ``out_dir``, ``resumed_from``, ``seconds``,
+        ``model_config``.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .errors import Tio2FijiError
+    from .models.maskrcnn import build_maskrcnn, model_config, set_backbone_trainable
+
+    epochs_heads, epochs_all, batch_size = int(epochs_heads), int(epochs_all), int(batch_size)
+    if epochs_heads < 0 or epochs_all < 0 or epochs_heads + epochs_all < 1 or batch_size < 1:
+        raise InputError(f"epochs_heads and epochs_all must be >= 0 with at least one epoch, and "
+                         f"batch_size positive; got {epochs_heads}, {epochs_all}, {batch_size}.")
+    if not (lr > 0 and lr_final > 0):
+        raise InputError(f"lr and lr_final must be positive, got {lr} and {lr_final}.")
+    if not (0.0 <= score_threshold <= 1.0 and 0.0 <= mask_threshold < 1.0):
+        raise InputError("score_threshold must be in [0, 1] and mask_threshold in [0, 1).")
+    train_ds = CocoInstanceDataset(data_dir, "train", seed=seed, augment=True,
+                                   photometric_p=photometric_p, length=crops_per_epoch)
+    val_ds = CocoInstanceDataset(data_dir, "val", seed=seed, augment=False, photometric_p=0.0)
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise InputError(f"{data_dir}: coco.json has {len(train_ds)} training and {len(val_ds)} "
+                         f"validation tiles; both are needed.")
+    val_groups = val_ds.groups()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device or "cpu")
+    epochs = epochs_heads + epochs_all
+
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2 ** 32)
+        random.seed(seed)
+        model = build_maskrcnn(config, weights_backbone,
+                               trainable_backbone_layers=trainable_backbone_layers)
+        mcfg = dict(model_config(model), score_threshold=float(score_threshold),
+                    mask_threshold=float(mask_threshold), threshold=float(mask_threshold),
+                    tile=int(model.transform.max_size))
+        train_layers = mcfg["trainable_backbone_layers"]
+        model.to(device)
+        history, best_iou, best_epoch, start, resumed_from = [], -1.0, None, 1, None
+        opt_state, opt_phase = None, None
+        last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+        if resume and last_path.is_file():
+            ck = load_checkpoint(last_path)
+            old = ck.get("model_config") or {}
+            if old.get("arch") != "maskrcnn" or old.get("config") != mcfg["config"] \
+                    or old.get("norm") != mcfg["norm"]:
+                raise InputError(f"{last_path}: holds a {old.get('arch')} model (configuration "
+                                 f"{old.get('config')}, norm {old.get('norm')}), not Mask R-CNN "
+                                 f"configuration {mcfg['config']} (norm {mcfg['norm']}); use "
+                                 f"another output folder or the same settings.")
+            model.load_state_dict(ck["model"])
+            _set_rng_states(ck["rng"])
+            history = list(ck["history"])
+            best_iou, best_epoch = ck["best_val_iou"], ck["best_epoch"]
+            if epochs_all > 0 and best_epoch is not None and best_epoch <= epochs_heads:
+                # a heads-only run continued with a whole-network phase: the best comes from that
+                best_iou, best_epoch = -1.0, None
+            opt_state, opt_phase = ck.get("optimizer"), ck.get("phase")
+            start = resumed_from = int(ck["epoch"])
+            start += 1
+        settings = {"arch": "maskrcnn", "config": mcfg["config"], "epochs_heads": epochs_heads,
+                    "epochs_all": epochs_all, "batch_size": batch_size, "lr": lr,
+                    "lr_final": lr_final, "momentum": momentum, "weight_decay": weight_decay,
+                    "clip_grad_norm": clip_grad_norm, "trainable_backbone_layers": train_layers,
+                    "seed": seed, "threads": torch.get_num_threads(), "device": str(device),
+                    "photometric_p": photometric_p, "score_threshold": score_threshold,
+                    "mask_threshold": mask_threshold,
+                    "val_iou": ("per image (tiles pooled)" if len(set(val_groups)) < len(val_groups)
+                                else "per tile"),
+                    "train_items": len(train_ds), "val_items": len(val_ds), "model_config": mcfg,
+                    "data_dir": str(Path(data_dir).resolve())}
+        write_json(out_dir / "run.json", settings)
+
+        steps = math.ceil(len(train_ds) / batch_size)
+        optimizer, phase_now = None, None
+        for epoch in range(start, epochs + 1):
+            t0 = time.perf_counter()
+            phase = "heads" if epoch <= epochs_heads else "all"
+            if phase != phase_now:
+                # a new phase: another set of trainable parameters and a fresh optimizer
+                set_backbone_trainable(model, 0 if phase == "heads" else train_layers)
+                params = [p for p in model.parameters() if p.requires_grad]
+                optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+                if opt_state is not None and opt_phase == phase:
+                    optimizer.load_state_dict(opt_state)
+                opt_state, phase_now = None, phase
+            current_lr = two_phase_lr(epoch, epochs_heads, epochs_all, lr, lr_final)
+            for g in optimizer.param_groups:
+                g["lr"] = current_lr
+            train_ds.set_epoch(epoch)
+            order = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=order,
+                                num_workers=num_workers, collate_fn=_collate_detection)
+            model.train()
+            sums = dict.fromkeys(_LOSS_TERMS, 0.0)
+            total, n = 0.0, 0
+            for step, (images, targets, _) in enumerate(loader, 1):
+                images = [im.to(device) for im in images]
+                targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+                loss_dict = model(images, targets)
+                batch_loss = sum(loss_dict.values())
+                value = float(batch_loss.item())
+                if not math.isfinite(value):
+                    raise Tio2FijiError(
+                        f"Mask R-CNN training diverged at epoch {epoch}, step {step} (loss {value}); "
+                        f"{last_path.name} holds the last complete epoch. Lower lr or keep "
+                        f"clip_grad_norm.")
+                optimizer.zero_grad(set_to_none=True)
+                batch_loss.backward()
+                if clip_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], clip_grad_norm)
+                optimizer.step()
+                total += value * len(images)
+                n += len(images)
+                for k in _LOSS_TERMS:
+                    if k in loss_dict:
+                        sums[k] += float(loss_dict[k].item()) * len(images)
+                if progress is not None:
+                    progress("batch", {"epoch": epoch, "epochs": epochs, "step": step, "steps": steps,
+                                       "loss": value, "phase": phase})
+            v_loss, v_iou = _evaluate_maskrcnn(model, val_ds, batch_size, val_groups, score_threshold,
+                                               mask_threshold, val_loss, device)
+            row = {"epoch": epoch, "phase": phase, "train_loss": total / max(n, 1),
+                   "val_loss": v_loss, "val_iou": v_iou, "lr": current_lr,
+                   "seconds": time.perf_counter() - t0,
+                   **{k: s / max(n, 1) for k, s in sums.items()}}
+            history.append(row)
+            # the thesis checkpointed during the whole-network phase only
+            eligible = phase == "all" or epochs_all == 0
+            improved = eligible and v_iou > best_iou
+            if improved:
+                best_iou, best_epoch = v_iou, epoch
+            state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+            if improved:
+                save_checkpoint(best_path, {"model": state, "model_config": mcfg, "epoch": epoch,
+                                            "val_iou": v_iou, "settings": settings})
+            save_checkpoint(last_path, {
+                "model": state, "optimizer": optimizer.state_dict(), "phase": phase,
+                "epoch": epoch, "rng": _rng_states(), "history": history,
+                "best_val_iou": best_iou, "best_epoch": best_epoch,
+                "model_config": mcfg, "settings": settings,
+            })
+            import pandas as pd
+
+            write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=MASKRCNN_HISTORY_COLUMNS))
+            plot_history(history, out_dir / "training_curves.png")
+            if progress is not None:
+                progress("epoch", dict(row, best_val_iou=best_iou, best_epoch=best_epoch))
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det, warn_only=old_det_warn)
+    return {"history": history, "best_epoch": best_epoch, "best_val_iou": best_iou,
+            "out_dir": out_dir, "resumed_from": resumed_from,
+            "seconds": float(sum(h["seconds"] for h in history)), "model_config": mcfg}

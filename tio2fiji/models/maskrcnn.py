@@ -1,0 +1,576 @@
+"""Mask R-CNN with the thesis's changes (§2.2.2, Table 3), and whole-image instance prediction.
+
+The network is torchvision's ``maskrcnn_resnet50_fpn`` (ResNet-50 + FPN, RPN, box and mask heads),
+assembled from the same public torchvision parts so that the backbone can take local weights:
+
+* 2 classes (background, particle);
+* anchor sizes 10, 24, 32, 48, 64 pixels (one per FPN level P2-P6), aspect ratios 0.5, 1, 2;
+* gray input: the first convolution has one input channel and the input transform normalises with
+  one mean and standard deviation (the averages of ImageNet's per-channel values, 0.449 and 0.226,
+  which fit ImageNet filters summed over the colour channels);
+* RoIs are assigned to FPN levels by ``k = floor(3 + log2(sqrt(wh) / 128))`` (canonical level 3,
+  canonical scale 128 instead of 4 and 224; eq. 19), set through ``MultiScaleRoIAlign``'s
+  ``canonical_level``/``canonical_scale`` for both the box and the mask RoIAlign;
+* ``min_size = max_size = 256`` (a 256×256 tile is not resized), ``rpn_nms_thresh = 0.2``;
+* the detection limits of Table 3, selectable as configurations 1-4 (:data:`CONFIGS`).
+
+Backbone weights
+----------------
+``None`` / ``"none"``
+    Random initialisation. As in torchvision, the backbone then uses trainable ``BatchNorm2d`` and
+    all its layers are trainable.
+``"imagenet"``
+    ``ResNet50_Weights.IMAGENET1K_V2`` (the thesis's), read from torchvision's local cache
+    (``$TORCH_HOME/hub/checkpoints/resnet50-11ad3fa6.pth``) and never downloaded: when the file is
+    not there an :class:`~tio2fiji.errors.InputError` says where to put it.
+    ``"IMAGENET1K_V1"`` selects the older file.
+a path
+    A local state dict of a torchvision ResNet-50 (``conv1.weight``, ``bn1.*``, ``layer1.*`` ...;
+    ``fc.*`` is ignored; a ``backbone.body.`` prefix, as in a detection model's state dict, is
+    stripped). E.g. ``torch.save(torchvision.models.resnet50(weights="IMAGENET1K_V2").state_dict(),
+    "r50.pth")`` on a machine with a network.
+
+With pretrained weights the backbone uses ``FrozenBatchNorm2d`` and, unless told otherwise, its
+first two stages stay frozen (``trainable_backbone_layers=3``), as torchvision does. A 3-channel
+``conv1`` is summed over its channels to one (smp's rule for gray input).
+
+Whole-image prediction
+----------------------
+:func:`predict_instances` covers an image with overlapping 256×256 tiles. Every instance is kept
+from exactly one tile: the one whose *own region* contains the centre of its box (the tiles' own
+regions split every overlap at its middle), so a particle on a tile border comes whole from the
+tile that sees it best and is never duplicated. Overlapping masks are resolved by score: each
+pixel belongs to the highest-scoring instance whose mask covers it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["CONFIGS", "ANCHOR_SIZES", "ASPECT_RATIOS", "CANONICAL_LEVEL", "CANONICAL_SCALE",
+           "IMAGE_SIZE", "build_maskrcnn", "build_from_config", "model_config", "is_maskrcnn",
+           "set_backbone_trainable", "targets_from_instances", "detect", "paint_instances",
+           "predict_instances"]
+
+#: Table 3 of the thesis: the four Mask R-CNN configurations.
+CONFIGS = {
+    1: {"box_detections_per_img": 1500, "box_batch_size_per_image": 2000,
+        "rpn_batch_size_per_image": 2000, "rpn_pre_nms_top_n_train": 3500,
+        "rpn_post_nms_top_n_train": 2500, "rpn_pre_nms_top_n_test": 3500,
+        "rpn_post_nms_top_n_test": 2500},
+    2: {"box_detections_per_img": 2000, "box_batch_size_per_image": 2500,
+        "rpn_batch_size_per_image": 2500, "rpn_pre_nms_top_n_train": 6500,
+        "rpn_post_nms_top_n_train": 3000, "rpn_pre_nms_top_n_test": 5000,
+        "rpn_post_nms_top_n_test": 3000},
+    3: {"box_detections_per_img": 2500, "box_batch_size_per_image": 3000,
+        "rpn_batch_size_per_image": 3000, "rpn_pre_nms_top_n_train": 6500,
+        "rpn_post_nms_top_n_train": 3000, "rpn_pre_nms_top_n_test": 5000,
+        "rpn_post_nms_top_n_test": 3000},
+    4: {"box_detections_per_img": 3000, "box_batch_size_per_image": 3500,
+        "rpn_batch_size_per_image": 3500, "rpn_pre_nms_top_n_train": 5500,
+        "rpn_post_nms_top_n_train": 3000, "rpn_pre_nms_top_n_test": 4000,
+        "rpn_post_nms_top_n_test": 3000},
+}
+ANCHOR_SIZES = (10, 24, 32, 48, 64)
+ASPECT_RATIOS = (0.5, 1.0, 2.0)
+CANONICAL_LEVEL = 3
+CANONICAL_SCALE = 128
+IMAGE_SIZE = 256
+RPN_NMS_THRESH = 0.2
+#: ImageNet's channel means and standard deviations, averaged for one gray channel.
+GRAY_MEAN, GRAY_STD = 0.449, 0.226
+_IMAGENET = {"imagenet": "IMAGENET1K_V2", "imagenet1k_v2": "IMAGENET1K_V2",
+             "imagenet1k_v1": "IMAGENET1K_V1"}
+_BODY_LAYERS = ("layer4", "layer3", "layer2", "layer1", "conv1")
+
+
+# --------------------------------------------------------------------------------------------------
+# building
+
+
+def _parse_config(config) -> int:
+    k = None
+    if isinstance(config, (int, np.integer)) and not isinstance(config, bool):
+        k = int(config)
+    elif isinstance(config, str) and config.strip().isdigit():
+        k = int(config.strip())
+    if k not in CONFIGS:
+        raise InputError(f"Mask R-CNN configuration must be one of 1, 2, 3, 4 (thesis Table 3), "
+                         f"not {config!r}.")
+    return k
+
+
+def _weights_source(weights_backbone):
+    """``(None | Path, name)``: the file to read (None: random initialisation) and a label for it."""
+    if weights_backbone is None:
+        return None, None
+    if not isinstance(weights_backbone, (str, os.PathLike)):
+        raise InputError(f"weights_backbone must be None, 'none', 'imagenet' or a file path, "
+                         f"not {weights_backbone!r}.")
+    text = str(weights_backbone)
+    if text.strip().lower() in ("", "none", "scratch"):
+        return None, None
+    key = text.strip().lower()
+    if key in _IMAGENET:
+        import torch
+        from torchvision.models import ResNet50_Weights
+
+        enum = ResNet50_Weights[_IMAGENET[key]]
+        # offline only: look where torchvision's downloader would have put the file
+        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
+        if not path.is_file():
+            raise InputError(
+                f"ImageNet weights for the ResNet-50 backbone ({enum}) are not in the local torch "
+                f"cache ({path}); tio2fiji never downloads them. On a machine with a network run "
+                f"torchvision.models.resnet50(weights='{enum.name}') and copy {path.name} to that "
+                f"folder (or set TORCH_HOME), or pass the file itself as the backbone weights, or "
+                f"use weights 'none' to train from scratch.")
+        return path, f"imagenet ({enum.name})"
+    path = Path(text)
+    if not path.is_file():
+        raise InputError(f"backbone weights {text!r}: not 'imagenet', 'none', or an existing file "
+                         f"with a ResNet-50 state dict.")
+    return path, str(path)
+
+
+def _backbone_state(path: Path) -> dict:
+    """A ResNet-50 state dict from a file, keys as in ``model.backbone.body``, conv1 for 1 channel."""
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors have many types
+        raise InputError(f"{path}: cannot read backbone weights ({exc}).") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise InputError(f"{path}: expected a state dict (parameter name -> tensor) of a ResNet-50.")
+    state = {}
+    for k, v in obj.items():
+        for prefix in ("module.", "backbone.body.", "body."):
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        if k.startswith("fc.") or k.startswith("backbone.") or k.startswith("roi_heads.") \
+                or k.startswith("rpn."):
+            continue
+        state[k] = v
+    w = state.get("conv1.weight")
+    if w is None:
+        raise InputError(f"{path}: no 'conv1.weight'; expected the keys of a torchvision ResNet-50 "
+                         f"(conv1.weight, bn1.*, layer1.* ... layer4.*).")
+    if w.dim() == 4 and w.shape[1] == 3:
+        state["conv1.weight"] = w.sum(dim=1, keepdim=True)  # gray input: sum the colour filters
+    return state
+
+
+def set_backbone_trainable(model, layers: int) -> None:
+    """Make the last ``layers`` stages of the ResNet body trainable and freeze the others.
+
+    0 freezes the whole body (the heads phase); 5 makes everything trainable (``bn1`` included),
+    as torchvision's ``trainable_backbone_layers``. The FPN, RPN and RoI heads are always trainable.
+    """
+    layers = int(layers)
+    if not 0 <= layers <= 5:
+        raise InputError(f"trainable backbone layers must be in 0..5, got {layers}.")
+    train = list(_BODY_LAYERS[:layers]) + (["bn1"] if layers == 5 else [])
+    for name, p in model.backbone.body.named_parameters():
+        p.requires_grad_(any(name.startswith(t) for t in train))
+
+
+def build_maskrcnn(config=1, weights_backbone=None, trainable_backbone_layers: int | None = None,
+                   num_classes: int = 2, norm: str | None = None, **overrides):
+    """Mask R-CNN (ResNet-50 FPN) with the thesis's changes and one Table 3 configuration.
+
+    Parameters
+    ----------
+    config : {1, 2, 3, 4}
+        Row of :data:`CONFIGS` (thesis Table 3).
+    weights_backbone : None, "none", "imagenet" or path
+        See the module docstring. Never downloads.
+    trainable_backbone_layers : int, optional
+        0-5 stages of the ResNet trainable from the last one; default 3 with pretrained weights and
+        5 without (torchvision's rule).
+    num_classes : int
+        Including the background (2: background, particle).
+    norm : {"frozen", "batch"}, optional
+        Normalisation layers of the backbone; default ``"frozen"`` (``FrozenBatchNorm2d``) with
+        pretrained weights, ``"batch"`` without (as torchvision). Used when rebuilding a model from
+        a checkpoint, whose weights must fit the same layers.
+    **overrides
+        Any other ``torchvision.models.detection.MaskRCNN`` argument (e.g. ``box_score_thresh``),
+        or a Table 3 value to change.
+
+    Returns
+    -------
+    torchvision.models.detection.MaskRCNN
+        Takes a list of ``(1, H, W)`` float tensors in ``[0, 1]``. The attribute
+        ``tio2fiji_model_config`` holds what :func:`build_from_config` needs to rebuild it.
+    """
+    from torch import nn
+    from torchvision.models import resnet50
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.ops import MultiScaleRoIAlign
+    from torchvision.ops import misc as misc_nn_ops
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+    k = _parse_config(config)
+    path, weights_name = _weights_source(weights_backbone)
+    pretrained = path is not None
+    if norm is None:
+        norm = "frozen" if pretrained else "batch"
+    if norm not in ("frozen", "batch"):
+        raise InputError(f"norm must be 'frozen' or 'batch', not {norm!r}.")
+    if trainable_backbone_layers is None:
+        trainable_backbone_layers = 3 if pretrained else 5
+    reserved = {"min_size", "max_size", "image_mean", "image_std", "rpn_anchor_generator",
+                "box_roi_pool", "mask_roi_pool", "num_classes"}
+    bad = sorted(set(overrides) & reserved)
+    if bad:
+        raise InputError(f"build_maskrcnn: {', '.join(bad)} are fixed by the thesis's model.")
+
+    norm_layer = misc_nn_ops.FrozenBatchNorm2d if norm == "frozen" else nn.BatchNorm2d
+    body = resnet50(weights=None, norm_layer=norm_layer)
+    body.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    nn.init.kaiming_normal_(body.conv1.weight, mode="fan_out", nonlinearity="relu")  # as ResNet's
+    if pretrained:
+        state = _backbone_state(path)
+        try:
+            res = body.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise InputError(f"{path}: weights do not fit a ResNet-50 "
+                             f"({' '.join(str(exc).split())[:300]}).") from exc
+        missing = [k for k in res.missing_keys
+                   if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
+        unexpected = list(res.unexpected_keys)
+        if missing or unexpected:
+            raise InputError(f"{path}: not a ResNet-50 state dict (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}).")
+    backbone = BackboneWithFPN(body, return_layers={"layer1": "0", "layer2": "1", "layer3": "2",
+                                                    "layer4": "3"},
+                               in_channels_list=[256, 512, 1024, 2048], out_channels=256,
+                               extra_blocks=LastLevelMaxPool())
+    anchors = AnchorGenerator(sizes=tuple((s,) for s in ANCHOR_SIZES),
+                              aspect_ratios=(ASPECT_RATIOS,) * len(ANCHOR_SIZES))
+    levels = ["0", "1", "2", "3"]
+    box_pool = MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2,
+                                  canonical_scale=CANONICAL_SCALE, canonical_level=CANONICAL_LEVEL)
+    mask_pool = MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2,
+                                   canonical_scale=CANONICAL_SCALE, canonical_level=CANONICAL_LEVEL)
+    kwargs = dict(CONFIGS[k], rpn_nms_thresh=RPN_NMS_THRESH)
+    kwargs.update(overrides)
+    model = MaskRCNN(backbone, num_classes=int(num_classes), min_size=IMAGE_SIZE, max_size=IMAGE_SIZE,
+                     image_mean=[GRAY_MEAN], image_std=[GRAY_STD], rpn_anchor_generator=anchors,
+                     box_roi_pool=box_pool, mask_roi_pool=mask_pool, **kwargs)
+    set_backbone_trainable(model, trainable_backbone_layers)
+    model.tio2fiji_model_config = {
+        "arch": "maskrcnn", "config": k, "num_classes": int(num_classes), "in_channels": 1,
+        "norm": norm, "trainable_backbone_layers": int(trainable_backbone_layers),
+        "image_size": IMAGE_SIZE, "weights_backbone_at_start": weights_name,
+        "overrides": dict(overrides), "normalisation": "io.normalize_for_network",
+    }
+    return model
+
+
+def model_config(model) -> dict:
+    """What :func:`build_from_config` needs to rebuild ``model`` (stored in checkpoints)."""
+    cfg = getattr(model, "tio2fiji_model_config", None)
+    if not cfg:
+        raise InputError("model_config: not a model built by tio2fiji.models.maskrcnn.build_maskrcnn.")
+    return dict(cfg)
+
+
+def build_from_config(cfg: dict):
+    """Rebuild the (untrained) network a checkpoint's ``model_config`` describes.
+
+    The weights are then loaded from the checkpoint; backbone weights are never read or downloaded
+    here. ``cfg`` must hold ``"arch": "maskrcnn"`` and ``"config"`` (1-4).
+    """
+    if not isinstance(cfg, dict) or cfg.get("arch") != "maskrcnn":
+        arch = cfg.get("arch") if isinstance(cfg, dict) else None
+        raise InputError(f"build_from_config: model_config is for architecture {arch!r}, not 'maskrcnn'.")
+    if "config" not in cfg:
+        raise InputError("build_from_config: model_config has no 'config' (1-4).")
+    model = build_maskrcnn(cfg["config"], weights_backbone=None,
+                           trainable_backbone_layers=cfg.get("trainable_backbone_layers"),
+                           num_classes=int(cfg.get("num_classes", 2)), norm=cfg.get("norm", "batch"),
+                           **(cfg.get("overrides") or {}))
+    model.tio2fiji_model_config = dict(cfg)
+    return model
+
+
+def is_maskrcnn(model) -> bool:
+    """True for a torchvision Mask R-CNN (what :func:`predict_instances` takes)."""
+    from torchvision.models.detection import MaskRCNN
+
+    return isinstance(model, MaskRCNN)
+
+
+# --------------------------------------------------------------------------------------------------
+# training targets
+
+
+def targets_from_instances(masks) -> dict:
+    """A torchvision detection target from instance masks ``(N, H, W)`` (bool).
+
+    Empty masks are dropped. Boxes are ``[x0, y0, x1 + 1, y1 + 1]`` of each mask's pixels (pixel
+    edges), so a one-pixel particle has a 1×1 box and no box is degenerate.
+
+    Returns
+    -------
+    dict
+        ``boxes`` float32 ``(N, 4)``, ``labels`` int64 ``(N,)`` (all 1), ``masks`` uint8 ``(N, H, W)``.
+    """
+    import torch
+
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3:
+        raise InputError(f"instance masks must be (N, H, W), got shape {masks.shape}.")
+    rows, cols = masks.any(axis=2), masks.any(axis=1)
+    keep = rows.any(axis=1)
+    masks, rows, cols = masks[keep], rows[keep], cols[keep]
+    n, h, w = masks.shape
+    boxes = np.zeros((n, 4), np.float32)
+    if n:
+        boxes[:, 0] = cols.argmax(axis=1)
+        boxes[:, 1] = rows.argmax(axis=1)
+        boxes[:, 2] = w - cols[:, ::-1].argmax(axis=1)
+        boxes[:, 3] = h - rows[:, ::-1].argmax(axis=1)
+    return {"boxes": torch.from_numpy(boxes), "labels": torch.ones(n, dtype=torch.int64),
+            "masks": torch.from_numpy(masks.astype(np.uint8))}
+
+
+# --------------------------------------------------------------------------------------------------
+# inference
+
+
+def detect(model, images, score_threshold: float = 0.5) -> list:
+    """Detections of a batch of tiles, with the masks at RoI resolution (not pasted).
+
+    Parameters
+    ----------
+    model : MaskRCNN
+    images : list of ndarray (H, W) float32 in [0, 1]
+        Already normalised (:func:`tio2fiji.io.normalize_for_network`).
+    score_threshold : float
+        Detections scoring at or below it are dropped before the mask head runs (the mask head is
+        the costly part with thousands of detections).
+
+    Returns
+    -------
+    list of dict
+        Per image: ``boxes`` float32 ``(N, 4)`` (x0, y0, x1, y1 in the image's pixels), ``scores``
+        float32 ``(N,)``, ``masks`` float32 ``(N, M, M)`` mask probabilities inside the boxes.
+    """
+    import torch
+    from torchvision.models.detection.transform import resize_boxes
+
+    device = next(model.parameters()).device
+    heads = model.roi_heads
+    old = heads.score_thresh
+    was_training = model.training
+    model.eval()
+    heads.score_thresh = float(score_threshold)
+    try:
+        with torch.no_grad():
+            x = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None].to(device)
+                 for a in images]
+            sizes = [tuple(a.shape[-2:]) for a in x]
+            batch, _ = model.transform(x)
+            features = model.backbone(batch.tensors)
+            proposals, _ = model.rpn(batch, features)
+            dets, _ = heads(features, proposals, batch.image_sizes)
+    finally:
+        heads.score_thresh = old
+        model.train(was_training)
+    out = []
+    for d, resized, original in zip(dets, batch.image_sizes, sizes):
+        boxes = resize_boxes(d["boxes"], resized, original)
+        out.append({"boxes": boxes.float().cpu().numpy(), "scores": d["scores"].float().cpu().numpy(),
+                    "masks": d["masks"][:, 0].float().cpu().numpy()})
+    return out
+
+
+def _paste(masks, boxes, shape, chunk: int = 64):
+    """Yield ``(y0, x0, probability patch)`` of each mask pasted into an image of ``shape``.
+
+    torchvision's ``paste_masks_in_image`` (1-pixel padding, bilinear resize to the box), in
+    chunks, cropped to the pixels the mask reaches so that thousands of instances stay cheap.
+    """
+    import torch
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    h, w = int(shape[0]), int(shape[1])
+    for s in range(0, len(boxes), chunk):
+        m = torch.from_numpy(np.ascontiguousarray(masks[s:s + chunk], np.float32))[:, None]
+        b = torch.from_numpy(np.ascontiguousarray(boxes[s:s + chunk], np.float32))
+        pasted = paste_masks_in_image(m, b, (h, w), padding=1)[:, 0].numpy()
+        for p in pasted:
+            ys, xs = np.nonzero(p.any(axis=1))[0], np.nonzero(p.any(axis=0))[0]
+            if ys.size == 0:
+                yield 0, 0, np.zeros((0, 0), np.float32)
+                continue
+            y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+            yield int(y0), int(x0), p[y0:y1, x0:x1]
+
+
+def paint_instances(shape, instances, mask_threshold: float = 0.5):
+    """Label image from scored instance patches; each pixel goes to the highest score.
+
+    Parameters
+    ----------
+    shape : (int, int)
+    instances : iterable of (score, y0, x0, patch)
+        ``patch`` is a float mask probability array placed at ``(y0, x0)`` (may reach outside the
+        image: it is clipped).
+    mask_threshold : float
+        A pixel belongs to an instance where its probability is above this.
+
+    Returns
+    -------
+    labels : ndarray of uint32
+        0 = background; labels numbered 1..n in raster order of each instance's first pixel.
+        Instances that keep no pixel are dropped.
+    scores : ndarray of float32
+        ``scores[i - 1]`` is the score of label ``i``.
+    probability : ndarray of float32
+        Per pixel, the largest mask probability of any instance (0 elsewhere); so
+        ``probability > mask_threshold`` is exactly ``labels > 0``.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    labels = np.zeros((h, w), np.uint32)
+    prob = np.zeros((h, w), np.float32)
+    items = list(instances)
+    # ascending score: a later (higher) instance overwrites; ties keep the earlier instance
+    order = sorted(range(len(items)), key=lambda i: (items[i][0], -i))
+    score_of = np.zeros(len(items) + 1, np.float32)
+    for n, i in enumerate(order, 1):
+        score, y0, x0, patch = items[i]
+        score_of[n] = score
+        ph, pw = patch.shape
+        ya, xa = max(y0, 0), max(x0, 0)
+        yb, xb = min(y0 + ph, h), min(x0 + pw, w)
+        if ya >= yb or xa >= xb:
+            continue
+        p = patch[ya - y0:yb - y0, xa - x0:xb - x0]
+        np.maximum(prob[ya:yb, xa:xb], p, out=prob[ya:yb, xa:xb])
+        labels[ya:yb, xa:xb][p > mask_threshold] = n
+    ids, first = np.unique(labels.ravel(), return_index=True)
+    keep = ids != 0
+    ids, first = ids[keep], first[keep]
+    ids = ids[np.argsort(first, kind="stable")]  # raster order, like connected-component labels
+    lut = np.zeros(len(items) + 1, np.uint32)
+    lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)
+    return lut[labels], score_of[ids].astype(np.float32), prob
+
+
+def _positions(n: int, tile: int, stride: int) -> list:
+    pos = list(range(0, n - tile + 1, stride))
+    if pos[-1] != n - tile:
+        pos.append(n - tile)
+    return pos
+
+
+def _own_ranges(pos: list, tile: int, size: int) -> list:
+    """Per tile start, the half-open range of coordinates it owns: overlaps split in the middle."""
+    out = []
+    for i, p in enumerate(pos):
+        lo = 0.0 if i == 0 else (p + pos[i - 1] + tile) / 2.0
+        hi = float(size) if i == len(pos) - 1 else (pos[i + 1] + p + tile) / 2.0
+        out.append((lo, hi))
+    return out
+
+
+def predict_instances(model, image, tile: int = 256, overlap: int = 64, batch_size: int = 2,
+                      score_threshold: float = 0.5, mask_threshold: float = 0.5, progress=None,
+                      bits: int | None = None):
+    """Particles of a whole gray image as a label image, with Mask R-CNN.
+
+    Parameters
+    ----------
+    model : MaskRCNN
+        From :func:`build_maskrcnn` / a checkpoint; its input size must be ``tile``.
+    image : ndarray, 2-D
+        Gray image of any size (the analysed area), uint8/uint16/float; scaled by
+        :func:`tio2fiji.io.normalize_for_network` (with ``bits``) as the training tiles were.
+        Images smaller than a tile are mirrored up to it.
+    tile : int
+        Tile side (the model's 256: tiles of another size would be rescaled by the network).
+    overlap : int
+        Overlap of neighbouring tiles. An instance is kept from the tile whose own region (overlaps
+        split in the middle) contains its box centre, so particles up to about ``overlap`` pixels
+        across are never cut by a tile border nor counted twice.
+    batch_size : int
+        Tiles per forward pass.
+    score_threshold : float
+        Instances scoring at or below it are dropped.
+    mask_threshold : float
+        Mask probability above which a pixel belongs to an instance.
+    progress : callable, optional
+        ``progress(done, total)`` after each batch of tiles.
+    bits : int, optional
+        Bit depth for the normalisation (default: from the image).
+
+    Returns
+    -------
+    labels : ndarray of uint32, same shape as ``image``
+        0 = background, particles 1..n (raster order); overlaps go to the higher score.
+    scores : ndarray of float32
+        ``scores[i - 1]`` belongs to label ``i``.
+    probability : ndarray of float32, same shape
+        Per pixel, the largest mask probability of the kept instances;
+        ``probability > mask_threshold`` equals ``labels > 0``.
+    """
+    from ..io import normalize_for_network
+
+    if not is_maskrcnn(model):
+        raise InputError("predict_instances needs a Mask R-CNN (tio2fiji.models.maskrcnn).")
+    img = np.asarray(image)
+    if img.ndim != 2 or 0 in img.shape:
+        raise InputError(f"expected a non-empty 2-D gray image, got shape {img.shape}.")
+    size = getattr(model.transform, "min_size", (IMAGE_SIZE,))
+    size = int(size[0]) if isinstance(size, (tuple, list)) else int(size)
+    if tile != size or int(model.transform.max_size) != size:
+        raise InputError(f"tile must be the model's input size {size} (got {tile}); other tiles would "
+                         f"be rescaled and the particles with them.")
+    if not 0 <= overlap < tile:
+        raise InputError(f"overlap must be in [0, {tile}), got {overlap}.")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be positive, got {batch_size}.")
+    if not (0.0 <= score_threshold <= 1.0 and 0.0 <= mask_threshold < 1.0):
+        raise InputError(f"score_threshold must be in [0, 1] and mask_threshold in [0, 1), got "
+                         f"{score_threshold} and {mask_threshold}.")
+    x = normalize_for_network(img, bits=bits).astype(np.float32, copy=False)
+    h, w = x.shape
+    H, W = max(h, tile), max(w, tile)
+    if (H, W) != (h, w):
+        x = np.pad(x, ((0, H - h), (0, W - w)), mode="symmetric")
+    stride = tile - overlap
+    ys, xs = _positions(H, tile, stride), _positions(W, tile, stride)
+    own_y, own_x = dict(zip(ys, _own_ranges(ys, tile, h))), dict(zip(xs, _own_ranges(xs, tile, w)))
+    corners = [(y, c) for y in ys for c in xs]
+    instances = []
+    for b in range(0, len(corners), batch_size):
+        chunk = corners[b:b + batch_size]
+        dets = detect(model, [x[y:y + tile, c:c + tile] for y, c in chunk], score_threshold)
+        for (ty, tx), d in zip(chunk, dets):
+            boxes = d["boxes"]
+            cy = (boxes[:, 1] + boxes[:, 3]) / 2.0 + ty
+            cx = (boxes[:, 0] + boxes[:, 2]) / 2.0 + tx
+            (ylo, yhi), (xlo, xhi) = own_y[ty], own_x[tx]
+            keep = np.nonzero((cy >= ylo) & (cy < yhi) & (cx >= xlo) & (cx < xhi))[0]
+            if keep.size == 0:
+                continue
+            patches = _paste(d["masks"][keep], boxes[keep], (tile, tile))
+            for i, (py, px, patch) in zip(keep, patches):
+                if patch.size:
+                    instances.append((float(d["scores"][i]), py + ty, px + tx, patch))
+        if progress is not None:
+            progress(min(b + batch_size, len(corners)), len(corners))
+    return paint_instances((h, w), instances, mask_threshold)
