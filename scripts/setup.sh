@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Set up tio2fiji on a fresh Debian/Ubuntu machine: OS packages (Java, ImageJ), a virtual
-# environment in .venv, and the package with its test dependencies. Safe to run again: each step
-# is skipped when it is already done.
+# Set up tio2fiji on a fresh Debian/Ubuntu machine: OS packages (Java, ImageJ, Chromium for the
+# report's browser test), a virtual environment in .venv, and the package with its test
+# dependencies. Safe to run again: each step is skipped when it is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
-APT_PACKAGES=(default-jre-headless libij-java python3-venv)
+APT_PACKAGES=(default-jre-headless libij-java python3-venv chromium)
 
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 [ -e /usr/share/java/ij.jar ] || [ -n "${TIO2FIJI_IJ_JAR:-}" ] || missing+=(libij-java)
 "$PY" -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing OS packages: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else

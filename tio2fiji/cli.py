@@ -74,13 +74,9 @@ def info(images, data_bar_rows, page):
 
 
 def _versions() -> dict:
-    import platform
+    from .report import software_versions
 
-    import numpy
-    import pandas
-
-    return {"tio2fiji": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-            "pandas": pandas.__version__}
+    return software_versions()
 
 
 class _Progress:
@@ -221,32 +217,28 @@ def distribution(masks, out_dir, backend, images_dir, pixel_size, threshold, met
 
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder with SEM/ and masks/; defaults to the bundled examples.")
+              help="Folder with SEM/*.tif; defaults to the bundled examples.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo-out"),
               show_default=True)
 @click.pass_context
 def demo(ctx, data_dir, out_dir):
-    """The main job on the bundled example images, as far as it is built.
+    """The main job on the bundled example images: 'tio2fiji analyze' with the bundled model.
 
-    Reads the SEM images (calibration, data bar), measures the particles of their manual masks as
-    ImageJ does, and tests their spatial distribution. Segmenting the images with a network
-    replaces the manual masks once the analysis pipeline exists.
+    Reads the SEM images (calibration, data bar), segments them with the bundled U-Net, measures
+    every particle as ImageJ does, tests their spatial distribution, and writes the tables, plots
+    and report.html to OUT.
     """
     data_dir = data_dir or example_data_dir()
     images = sorted((data_dir / "SEM").glob("*.tif"))
-    masks = sorted((data_dir / "masks").glob("*_m.tif"))
-    if not images or not masks:
-        raise Tio2FijiError(f"{data_dir}: no SEM/*.tif images or masks/*_m.tif masks found; pass --data DIR.")
+    if not images:
+        raise Tio2FijiError(f"{data_dir}: no SEM/*.tif images found; pass --data DIR.")
     click.echo(f"== 1. SEM images in {data_dir / 'SEM'}")
     ctx.invoke(info, images=images, data_bar_rows=None, page=None)
-    click.echo(f"\n== 2. Particles of the manual masks in {data_dir / 'masks'} (no segmentation model yet)")
-    ctx.invoke(measure, masks=masks, out_dir=out_dir, backend="native", images_dir=data_dir / "SEM",
-               pixel_size=None, threshold=None, connectivity="4", include_holes=False, exclude_edges=False)
-    click.echo("\n== 3. Spatial distribution of the particles (ultimate eroded points)")
-    ctx.invoke(distribution, masks=masks, out_dir=out_dir, backend="native", images_dir=data_dir / "SEM",
-               pixel_size=None, threshold=None, methods=("clark-evans", "monte-carlo", "biovoxxel"),
-               points="auto", alpha=0.05, n_sim=199, null="csr", seed=0)
-    click.echo(f"\nResults in {out_dir}/: particles.csv, distribution.csv (+ .json with units and versions)")
+    click.echo("\n== 2. Segment with the bundled model, measure, test the distribution, report")
+    ctx.invoke(analyze, images=images, out_dir=out_dir, model_path="default", backend="native",
+               separate="auto", connectivity="4", methods=("clark-evans", "monte-carlo"), threshold=None,
+               seed=0, threads=None)
+    click.echo(f"\nOpen {out_dir / 'report.html'} in a browser.")
 
 
 @main.group("dataset")
@@ -380,8 +372,11 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 @click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True)
 @click.option("--data-bar-rows", type=int, default=None)
 @click.option("--save-masks", is_flag=True, help="Also write each predicted mask.")
+@click.option("--separate", type=click.Choice(["auto", "watershed", "none"]), default="auto",
+              show_default=True, help="Touching particles: watershed split (auto for a U-Net), or "
+              "none (connected components, as the thesis).")
 def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir, threshold, mode,
-                 overlap, connectivity, data_bar_rows, save_masks):
+                 overlap, connectivity, data_bar_rows, save_masks, separate):
     """Score a model on image/mask pairs; writes metrics.json and per_image.csv."""
     from .evaluate import evaluate_model, select_pairs
 
@@ -392,7 +387,7 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
     try:
         res = evaluate_model(model_path, pairs, out_dir=out_dir, threshold=threshold, overlap=overlap,
                              mode=mode, connectivity=int(connectivity), data_bar_rows=data_bar_rows,
-                             save_masks=save_masks,
+                             save_masks=save_masks, separate=separate,
                              progress=lambda done, total, name: (bar.set_postfix_str(name), bar.update(1)))
     finally:
         bar.close()
@@ -401,6 +396,163 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
                f"instance IoU {fmt(res['instance_iou'])}, AP50 (VOC11) {fmt(res['ap50_voc11'])}, "
                f"COCO AP {fmt(res['coco_ap'])}, count error {fmt(res['count_error'])}")
     click.echo(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'per_image.csv'}")
+
+
+@train_group.command("maskrcnn")
+@click.argument("data_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Run folder: last.pt, best.pt, history.csv, training_curves.png.")
+@click.option("--config", type=click.Choice(["1", "2", "3", "4"]), default="1", show_default=True,
+              help="Row of the thesis's Table 3 (3 scored best there).")
+@click.option("--weights-backbone", default="none", show_default=True,
+              help="ResNet-50 weights: none, imagenet (from the local torch cache only), or a file.")
+@click.option("--epochs-heads", type=int, default=30, show_default=True,
+              help="Phase 1: heads only, backbone frozen.")
+@click.option("--epochs-all", type=int, default=50, show_default=True,
+              help="Phase 2: the whole network.")
+@click.option("--batch-size", type=int, default=2, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True,
+              help="SGD learning rate for the first half of each phase.")
+@click.option("--lr-final", type=float, default=1e-5, show_default=True,
+              help="Learning rate for the second half of each phase.")
+@click.option("--trainable-backbone-layers", type=click.IntRange(0, 5), default=None,
+              help="Backbone stages trained in phase 2 (default 3 with pretrained weights, 5 without).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--crops-per-epoch", type=int, default=None,
+              help="Training tiles per epoch (default: every training tile once).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--score-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Detections kept for the validation IoU (stored with the model for prediction).")
+@click.option("--no-val-loss", is_flag=True, help="Skip the validation loss (saves a forward pass).")
+@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+def train_maskrcnn_cmd(data_dir, out_dir, config, weights_backbone, epochs_heads, epochs_all, batch_size,
+                       lr, lr_final, trainable_backbone_layers, seed, crops_per_epoch, resume, threads,
+                       device, score_threshold, no_val_loss, workers):
+    """Train a Mask R-CNN (thesis Table 3) on DATA_DIR (written by 'tio2fiji dataset build')."""
+    from tqdm import tqdm
+
+    from .train import train_maskrcnn
+
+    bar = tqdm(desc=f"train maskrcnn {config}", unit="step", leave=True)
+    last = {"val_iou": float("nan")}
+
+    def progress(kind, info):
+        if kind == "batch":
+            bar.total = info["epochs"] * info["steps"]
+            bar.update((info["epoch"] - 1) * info["steps"] + info["step"] - bar.n)
+            bar.set_postfix(epoch=f"{info['epoch']}/{info['epochs']}", phase=info["phase"],
+                            loss=f"{info['loss']:.4f}", val_iou=f"{last['val_iou']:.4f}")
+        else:
+            last["val_iou"] = info["val_iou"]
+
+    try:
+        res = train_maskrcnn(data_dir, out_dir, config=int(config), weights_backbone=weights_backbone,
+                             epochs_heads=epochs_heads, epochs_all=epochs_all, batch_size=batch_size,
+                             lr=lr, lr_final=lr_final, trainable_backbone_layers=trainable_backbone_layers,
+                             seed=seed, resume=resume, threads=threads, crops_per_epoch=crops_per_epoch,
+                             score_threshold=score_threshold, val_loss=not no_val_loss,
+                             num_workers=workers, device=device,
+                             progress=progress)
+    finally:
+        bar.close()
+    best = "n/a" if res["best_epoch"] is None else f"{res['best_val_iou']:.4f} at epoch {res['best_epoch']}"
+    click.echo(f"best validation IoU {best}; {len(res['history'])} epochs in "
+               f"{res['seconds'] / 60:.1f} min; checkpoints in {out_dir}")
+
+
+@main.command("analyze")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--model", "model_path", default="default", show_default=True,
+              help="'default' (bundled), a compact model file, or a training checkpoint (best.pt).")
+@click.option("--backend", type=click.Choice(["native", "imagej"]), default="native", show_default=True,
+              help="Who measures the particles.")
+@click.option("--separate", type=click.Choice(["auto", "none", "watershed"]), default="auto",
+              show_default=True, help="Touching particles: watershed split (auto for a U-Net; a Mask "
+              "R-CNN finds its own), or none (connected components, as the thesis).")
+@click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True,
+              help="Particle connectivity of the components and the measurement (4: as the BAM masks).")
+@click.option("--method", "methods", multiple=True, default=("clark-evans", "monte-carlo"), show_default=True,
+              type=click.Choice(["clark-evans", "monte-carlo", "biovoxxel"]),
+              help="Spatial-distribution test; repeat for several.")
+@click.option("--threshold", type=float, default=None,
+              help="Probability threshold (default: the one stored with the model).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the bootstrap intervals and the simulations.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+def analyze(images, out_dir, model_path, backend, separate, connectivity, methods, threshold, seed, threads):
+    """Segment SEM IMAGES, measure every particle, test their spatial distribution, and write
+    particles.csv, distribution.csv, summary.csv, plots/ and report.html."""
+    from .analyze import analyze_images
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    bar = _Progress(len(images), "analyze")
+    try:
+        res = analyze_images(list(images), out_dir, model=model_path, backend=backend, separate=separate,
+                             connectivity=int(connectivity), methods=methods, threshold=threshold,
+                             seed=seed, progress=bar)
+    finally:
+        bar.close()
+    for meta, (_, row) in zip(res.images, res.summary.iterrows()):
+        unit = row["unit"]
+        click.echo(f"{meta['image']}: {row['particles']} particles, {row['area_coverage_pct']:.2f} % area, "
+                   f"ECD median {row['ECD_median']:.4g} {unit} [{row['ECD_median_ci_low']:.4g}, "
+                   f"{row['ECD_median_ci_high']:.4g}] (calibration: {meta['pixel_size_source']}), "
+                   f"{meta['seconds']:.1f} s")
+    if res.images:
+        click.echo(f"wrote {res.report} and particles.csv, distribution.csv, summary.csv, analysis.json, "
+                   f"<image>_mask.tif, <image>_labels.tif, plots/ in {out_dir} ({res.seconds:.0f} s)")
+    elif res.report is not None:
+        click.echo(f"wrote {res.report} (no image could be analysed)")
+    _report_failures(res.failures, len(images))
+    if res.failures:
+        sys.exit(1)
+
+
+@main.command("segment")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for <stem>_mask.tif, <stem>_labels.tif, <stem>_scores.csv.")
+@click.option("--model", "model_path", default="default", show_default=True,
+              help="'default' (bundled U-Net), a model file or a checkpoint (U-Net or Mask R-CNN).")
+@click.option("--separate", type=click.Choice(["auto", "watershed", "none"]), default="auto",
+              show_default=True, help="Touching particles: watershed split (auto for a U-Net) or none.")
+@click.option("--threshold", type=float, default=None,
+              help="Probability threshold (default: the one stored with the model).")
+@click.option("--mode", type=click.Choice(["blend", "thesis"]), default="blend", show_default=True,
+              help="blend: overlapping tiles, smooth weights; thesis: 256 tiles, mirrored border.")
+@click.option("--overlap", type=int, default=64, show_default=True)
+@click.option("--data-bar-rows", type=int, default=None, help="Data-bar height; detected when omitted.")
+@click.option("--rois", is_flag=True, help="Also write <stem>_rois.zip (ImageJ ROI Manager set).")
+@click.option("--probability", is_flag=True, help="Also write <stem>_prob.tif (float32).")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+def segment_cmd(images, out_dir, model_path, separate, threshold, mode, overlap, data_bar_rows, rois,
+                probability, threads):
+    """Segment SEM IMAGES into particle masks, label images and (optionally) ROI sets."""
+    from .batch import segment_files
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    bar = _Progress(len(images), "segment")
+    try:
+        res = segment_files(images, out_dir, model=model_path, separate=separate, threshold=threshold,
+                            mode=mode, overlap=overlap, data_bar_rows=data_bar_rows, rois=rois,
+                            probability=probability, progress=bar)
+    finally:
+        bar.close()
+    for table in res.tables:
+        click.echo(f"{table['image'].iloc[0] if len(table) else '?'}: {len(table)} particles")
+    click.echo(f"wrote {len(res.tables)} image(s) to {out_dir}")
+    _report_failures(res.failures, len(images))
+    if res.failures:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

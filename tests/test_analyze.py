@@ -1,0 +1,216 @@
+"""The main job end to end: `tio2fiji demo` / `analyze` on real SEM images with the bundled model.
+
+One run of the demo on the three bundled images (what the README's first command does) checks the
+files, their mutual consistency and the report in a browser; small crops of a bundled image check
+failures, calibration sources, progress and the ImageJ backend.
+"""
+
+import hashlib
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from click.testing import CliRunner
+from test_report import browser_dom, table_rows
+
+from tio2fiji.analyze import analyze_images, labels_to_separated_mask
+from tio2fiji.cli import main
+from tio2fiji.errors import InputError
+from tio2fiji.io import read_sem
+from tio2fiji.predict import DEFAULT_MODEL
+
+PS = 7.34375e-9
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The test machine's cores are shared: one torch thread, restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from tio2fiji.predict import load_model
+
+    return load_model("default")
+
+
+@pytest.fixture(scope="module")
+def crops(example_images, tmp_path_factory):
+    """A 320×256 crop with particles, calibrated (ImageJ metadata) and uncalibrated."""
+    d = tmp_path_factory.mktemp("crops")
+    area = read_sem(example_images[0]).analysed[250:506, 300:620]
+    cal, raw = d / "cal" / "crop.tif", d / "raw" / "crop.tif"
+    cal.parent.mkdir()
+    raw.parent.mkdir()
+    tifffile.imwrite(cal, area, imagej=True, resolution=(1e-9 / PS, 1e-9 / PS), metadata={"unit": "nm"})
+    tifffile.imwrite(raw, area)
+    return cal, raw
+
+
+def test_demo_writes_consistent_results_and_a_report_that_renders(tmp_path, example_images):
+    out = tmp_path / "demo-out"
+    res = CliRunner().invoke(main, ["demo", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    names = [p.name for p in example_images]
+    for n in names:
+        assert f"{n}: " in res.output and "(calibration: CZ_SEM)" in res.output
+    assert "report.html" in res.output
+
+    particles = pd.read_csv(out / "particles.csv")
+    summary = pd.read_csv(out / "summary.csv")
+    dist = pd.read_csv(out / "distribution.csv")
+    meta = json.loads((out / "analysis.json").read_text())
+    assert list(summary["image"]) == names
+    assert set(dist["image"]) == set(names) and set(dist["method"]) == {"clark-evans", "monte-carlo"}
+    assert [m["pixel_size_source"] for m in meta["images"]] == ["CZ_SEM"] * 3
+    assert [m["separation"] for m in meta["images"]] == ["watershed"] * 3  # "auto" for a U-Net
+    assert meta["model"]["sha256"] == hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
+    assert meta["failures"] == [] and meta["versions"]["torch"]
+    for n, row in zip(names, summary.itertuples()):
+        stem = n.rsplit(".", 1)[0]
+        mask = tifffile.imread(out / f"{stem}_mask.tif")
+        labels = tifffile.imread(out / f"{stem}_labels.tif")
+        assert mask.shape == labels.shape == (704, 1024)  # the analysed area, data bar removed
+        assert set(np.unique(mask)) <= {0, 255}
+        # particles lie in the mask; what is left out is the watershed lines between them
+        assert (mask[labels > 0] > 0).all()
+        assert np.count_nonzero(mask) - np.count_nonzero(labels) < 0.05 * np.count_nonzero(mask)
+        mine = particles[particles["image"] == n]
+        # every label is one row, and the summary agrees with the files it summarises
+        assert row.particles == len(mine) == len(np.unique(labels)) - 1 > 20
+        assert row.area_coverage_pct == pytest.approx(100 * np.count_nonzero(mask) / mask.size)
+        assert row.ECD_median == pytest.approx(np.median(mine["ECD"]))
+        assert row.ECD_median_ci_low <= row.ECD_median <= row.ECD_median_ci_high
+        assert row.circularity_mean == pytest.approx(mine["Circ."].mean())
+        assert row.unit == "nm" and row.pixel_size_nm == pytest.approx(7.34375)
+        # ECD in nm: the label's pixel count at 7.34375 nm per pixel bounds it from below
+        npx = np.bincount(labels.ravel())[1:]
+        assert np.sqrt(4 * npx.max() / np.pi) * 7.34375 <= mine["ECD"].max() * (1 + 1e-9)
+        for f in (f"{stem}_overlay.png", f"{stem}_envelopes.png"):
+            assert (out / "plots" / f).is_file()
+
+    dom, total, decoded, bad = browser_dom(out / "report.html", tmp_path)
+    assert total == 4 + 3 + 3 and decoded == total, bad  # 4 summary plots, 3 envelopes, 3 overlays
+    rows = table_rows(dom, "summary-table")
+    assert [r[0] for r in rows] == names
+    assert [int(r[1]) for r in rows] == list(summary["particles"])
+    assert len(table_rows(dom, "distribution-table")) == len(dist)
+    assert [r[5] for r in table_rows(dom, "images-table")] == ["CZ_SEM"] * 3
+
+
+def test_failures_are_reported_and_the_others_go_on(tmp_path, model, crops):
+    cal, raw = crops
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not an image")
+    calls = []
+    res = analyze_images([cal, bad, tmp_path / "missing.tif", raw], tmp_path / "out", model=model,
+                         n_boot=200, envelope_sims=19, progress=lambda *a: calls.append(a))
+    assert calls == [(1, 4, "crop.tif"), (2, 4, "bad.tif"), (3, 4, "missing.tif"), (4, 4, "crop.tif")]
+    assert [p for p, _ in res.failures] == [str(bad), str(tmp_path / "missing.tif")]
+    assert "not a readable TIFF" in res.failures[0][1] and "file not found" in res.failures[1][1]
+    assert not res.ok and len(res.images) == 2
+    out = tmp_path / "out"
+    # the same name in two folders: the folder tells them apart, the second one's files get a suffix
+    assert [m["image"] for m in res.images] == ["cal/crop.tif", "raw/crop.tif"]
+    assert list(res.summary["image"]) == ["cal/crop.tif", "raw/crop.tif"]
+    assert (out / "crop_mask.tif").is_file() and (out / "crop_2_labels.tif").is_file()
+    assert res.images[1]["files"]["labels"].endswith("crop_2_labels.tif")
+    # calibration: ImageJ metadata -> nm; none -> pixels, and both say where it came from
+    c, r = res.images
+    assert (c["pixel_size_source"], c["unit"]) == ("ImageJ", "nm")
+    assert r["pixel_size_m"] is None and r["unit"] == "pixel" and r["pixel_size_source"].startswith("none")
+    s = res.summary
+    assert list(s["unit"]) == ["nm", "pixel"]
+    # the same pixels: counts and coverage agree, sizes differ by the pixel size
+    assert s["particles"].iloc[0] == s["particles"].iloc[1] > 3
+    assert s["area_coverage_pct"].iloc[0] == pytest.approx(s["area_coverage_pct"].iloc[1])
+    assert s["ECD_median"].iloc[0] == pytest.approx(s["ECD_median"].iloc[1] * 7.34375)
+    meta = json.loads((out / "analysis.json").read_text())
+    assert len(meta["failures"]) == 2 and meta["options"]["n_boot"] == 200
+    page = res.report.read_text(encoding="utf-8")
+    assert "Images that failed" in page and "bad.tif" in page and "ImageJ" in page
+    assert page.count("data:image/png;base64,") == 4 + 2 + 2
+
+
+def test_cli_analyze_exit_code_1_when_an_image_fails(tmp_path, crops):
+    cal, _ = crops
+    res = CliRunner().invoke(main, ["analyze", str(cal), str(tmp_path / "missing.tif"),
+                                    "--out", str(tmp_path / "o"), "--threads", "1"])
+    assert res.exit_code == 1
+    assert "Traceback" not in res.output
+    assert re.search(r"crop\.tif: \d+ particles, [\d.]+ % area, ECD median [\d.]+ nm \[", res.output)
+    assert "(calibration: ImageJ)" in res.output
+    assert "missing.tif: file not found" in res.output and "1 of 2 file(s) failed" in res.output
+    assert (tmp_path / "o" / "report.html").is_file() and (tmp_path / "o" / "summary.csv").is_file()
+
+
+def test_cli_analyze_bad_option_is_one_line(tmp_path, crops):
+    res = CliRunner().invoke(main, ["analyze", str(crops[0]), "--out", str(tmp_path / "o"),
+                                    "--model", str(tmp_path / "nothing.pt")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "nothing.pt: model file not found" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_options_raise_before_any_work(tmp_path, model, crops):
+    for kw, msg in (({"separate": "magic"}, "separate"), ({"backend": "fiji"}, "backend"),
+                    ({"connectivity": 6}, "connectivity"), ({"methods": ("ripley",)}, "ripley")):
+        with pytest.raises(InputError, match=msg):
+            analyze_images([crops[0]], tmp_path / "o", model=model, **kw)
+    with pytest.raises(InputError, match="no images"):
+        analyze_images([], tmp_path / "o", model=model)
+    assert not (tmp_path / "o").exists()
+
+
+def test_imagej_backend_gives_the_native_numbers(tmp_path, model, crops):
+    kw = dict(model=model, n_boot=100, envelope_sims=0, report=False, methods=("clark-evans",))
+    nat = analyze_images([crops[0]], tmp_path / "n", backend="native", **kw)
+    ij = analyze_images([crops[0]], tmp_path / "i", backend="imagej", **kw)
+    assert nat.ok and ij.ok
+    cols = ["Area", "Perim.", "Circ.", "Solidity", "Feret", "FeretAngle", "MinFeret", "X", "Y", "ECD"]
+    a = nat.particles.sort_values(["Y", "X"])[cols].to_numpy()
+    b = ij.particles.sort_values(["Y", "X"])[cols].to_numpy()
+    assert a.shape == b.shape and len(a) > 3
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    assert "imagej" in json.loads((tmp_path / "i" / "analysis.json").read_text())["versions"]
+
+
+def test_labels_to_separated_mask_cuts_touching_labels_only():
+    from scipy import ndimage as ndi
+
+    lab = np.zeros((8, 12), np.int32)
+    lab[1:5, 1:4] = 3
+    lab[1:5, 4:7] = 1   # touches label 3 along a side
+    lab[6:8, 9:11] = 7  # alone
+    lab[5, 8] = 2       # alone, one pixel
+    m4 = labels_to_separated_mask(lab, 4)
+    n4 = ndi.label(m4)[1]  # 4-connected components
+    assert n4 == 4
+    assert m4.sum() == (lab > 0).sum() - 4  # one column of four pixels cut between 1 and 3
+    assert m4[6:8, 9:11].all() and m4[5, 8]
+    diag = np.zeros((4, 4), np.int32)
+    diag[0:2, 0:2], diag[2:4, 2:4] = 1, 2  # corner contact
+    assert labels_to_separated_mask(diag, 4).sum() == 8  # 4-connected: already apart
+    m8 = labels_to_separated_mask(diag, 8)
+    assert ndi.label(m8, structure=np.ones((3, 3)))[1] == 2 and m8.sum() == 7
+
+
+def test_image_without_particles_gives_a_zero_row_not_a_failure(tmp_path, model):
+    blank = tmp_path / "blank.tif"
+    tifffile.imwrite(blank, np.full((200, 260), 40, np.uint8))  # flat substrate, nothing on it
+    res = analyze_images([blank], tmp_path / "o", model=model, n_boot=50)
+    assert res.ok and len(res.particles) == 0
+    row = res.summary.iloc[0]
+    assert row["particles"] == 0 and row["area_coverage_pct"] == 0.0 and np.isnan(row["ECD_median"])
+    assert set(res.distribution["classification"]) == {"too few points"}
+    assert res.report.is_file() and (tmp_path / "o" / "summary.csv").is_file()

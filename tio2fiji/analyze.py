@@ -1,0 +1,378 @@
+"""The main job: SEM images in, particle statistics, plots and an HTML report out.
+
+:func:`analyze_images` runs, for every image: :func:`tio2fiji.io.read_sem` (calibration, data
+bar) → :func:`tio2fiji.predict.segment` (mask and separated particles) → ``<stem>_mask.tif`` and
+``<stem>_labels.tif`` → the particle measurement (:func:`tio2fiji.particles.measure` or the ImageJ
+bridge) → the spatial tests (:func:`tio2fiji.distribution.test_distribution`) and G/L envelopes →
+the overlay. Then, over all images, it writes ``particles.csv``, ``distribution.csv``,
+``summary.csv``, the plots and ``report.html`` (:mod:`tio2fiji.report`), and ``analysis.json``
+with the options, model, calibration sources, versions and failures.
+
+An image that fails is recorded with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError, Tio2FijiError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["analyze_images", "AnalysisResult", "labels_to_separated_mask", "SEPARATE", "METHODS"]
+
+SEPARATE = ("auto", "none", "watershed")
+METHODS = ("clark-evans", "monte-carlo", "biovoxxel")
+_PLOTS = {"area_violin.png": "Particle area per image (thesis Fig. 34)",
+          "feret_angle_kde.png": "Kernel density of the Feret angle per image (thesis Fig. 35)",
+          "correlation.png": "Correlation matrices of Area, Solidity, Circularity, Compactness, "
+                             "Roundness and Feret angle (thesis Fig. 36)",
+          "ecd_distribution.png": "Particle size: equivalent circle diameter (ECD)"}
+
+
+@dataclass
+class AnalysisResult:
+    """What :func:`analyze_images` produced.
+
+    Attributes
+    ----------
+    out_dir : Path
+    particles, distribution, summary : pandas.DataFrame
+        The tables written to ``particles.csv``, ``distribution.csv`` and ``summary.csv`` (empty
+        when no image succeeded).
+    images : list of dict
+        Per analysed image: name, path, analysed width and height, pixel size and its source,
+        data-bar rows, particle count, foreground pixels, output files and seconds.
+    failures : list of (str, str)
+        ``(image path, message)`` of the images that failed.
+    files : dict
+        Name -> path of every file written (CSV, JSON, plots, report).
+    report : Path or None
+        ``report.html``.
+    seconds : float
+        Wall time of the whole run.
+    """
+
+    out_dir: Path
+    particles: pd.DataFrame = field(default_factory=pd.DataFrame)
+    distribution: pd.DataFrame = field(default_factory=pd.DataFrame)
+    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    images: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+    files: dict = field(default_factory=dict)
+    report: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every image was analysed."""
+        return not self.failures
+
+
+def labels_to_separated_mask(labels, connectivity=4) -> np.ndarray:
+    """A binary mask in which touching labels stay separate particles for ImageJ.
+
+    ImageJ's Analyze Particles measures binary masks, where two labels that touch would merge.
+    Each pixel that touches a pixel of a *higher* label (4-neighbours for ``connectivity=4``,
+    8-neighbours for 8) is cleared, which leaves a one-pixel cut between them, as ImageJ's own
+    *Binary > Watershed* draws. Labels that do not touch are unchanged.
+
+    Parameters
+    ----------
+    labels : (H, W) integer array
+        0 = background.
+    connectivity : {4, 8}
+
+    Returns
+    -------
+    (H, W) ndarray of bool
+    """
+    lab = np.asarray(labels)
+    if connectivity not in (4, 8):
+        raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
+    cut = np.zeros(lab.shape, bool)
+    shifts = [(0, 1), (1, 0), (0, -1), (-1, 0)]
+    if connectivity == 8:
+        shifts += [(1, 1), (1, -1), (-1, 1), (-1, -1)]
+    h, w = lab.shape
+    for dy, dx in shifts:
+        # neighbour of pixel (y, x) is (y + dy, x + dx); compare on the overlapping window
+        a = lab[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+        b = lab[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
+        hit = (a > 0) & (b > a)
+        cut[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] |= hit
+    return (lab > 0) & ~cut
+
+
+def _file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _model_description(model, source) -> dict:
+    """What the report says about the model: its file, configuration, threshold and scores."""
+    from .predict import DEFAULT_MODEL, model_threshold
+
+    info = getattr(model, "tio2fiji_info", None) or {}
+    desc = {}
+    if isinstance(source, (str, Path)):
+        path = DEFAULT_MODEL if str(source) == "default" else Path(source)
+        desc["model"] = "default (bundled)" if str(source) == "default" else str(source)
+        desc["file"] = path.name
+        if path.is_file():
+            desc["sha256"] = _file_sha256(path)
+    else:
+        desc["model"] = type(model).__name__ + " (given as an object)"
+    cfg = info.get("model_config") or {}
+    for key in ("arch", "encoder", "config", "in_channels"):
+        if key in cfg:
+            desc[key] = cfg[key]
+    desc["threshold"] = model_threshold(model)
+    for key in ("weights_dtype", "epoch", "val_iou"):
+        if info.get(key) is not None:
+            desc[key] = info[key]
+    return desc
+
+
+def _envelope_points(table, window):
+    """Particle centroids as (x, y) in the table's unit, inside the window."""
+    pts = table[["X", "Y"]].to_numpy(np.float64)
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] <= window[0]) & (pts[:, 1] >= 0) & (pts[:, 1] <= window[1])
+    return pts[inside]
+
+
+def _envelopes(table, width, height, pixel_size_m, n_sim, seed):
+    """G and L envelopes of the particle centroids (CSR); None with fewer than 3 particles.
+
+    L is evaluated up to 10 times the nearest-neighbour distance expected under CSR (at most a
+    quarter of the shorter side): beyond that it says little about particle interactions, and
+    its cost, the number of point pairs within r, grows with r².
+    """
+    from .distribution import envelopes
+
+    scale = pixel_size_m * 1e9 if pixel_size_m is not None else 1.0
+    window = (width * scale, height * scale)
+    pts = _envelope_points(table, window)
+    if len(pts) < 3:
+        return None
+    spacing = 0.5 * math.sqrt(window[0] * window[1] / len(pts))
+    r_l = np.linspace(0.0, min(0.25 * min(window), 10.0 * spacing), 101)
+    return envelopes(pts, window, r_l=r_l, n_sim=n_sim, null="csr", seed=seed)
+
+
+def _unique_names(paths) -> list:
+    """Image names for the tables and output-file stems, both unique within one run.
+
+    The name is the file name; files of the same name in different folders are told apart by
+    their folder (``a/x.tif``, ``b/x.tif``), and their output stems get ``_2``, ``_3``, ...
+    """
+    names = [p.name for p in paths]
+    for depth in (2, None):
+        dup = {n for n in names if names.count(n) > 1}
+        if not dup:
+            break
+        names = [(str(Path(*p.parts[-depth:])) if depth else str(p)) if n in dup else n
+                 for n, p in zip(names, paths)]
+    count = {}
+    for j, n in enumerate(names):  # the same file given twice
+        count[n] = count.get(n, 0) + 1
+        if count[n] > 1:
+            names[j] = f"{n} #{count[n]}"
+    seen, stems = {}, []
+    for p in paths:
+        k = seen[p.stem] = seen.get(p.stem, 0) + 1
+        stems.append(p.stem if k == 1 else f"{p.stem}_{k}")
+    return list(zip(names, stems))
+
+
+def _check_options(backend, separate, connectivity, methods, points):
+    if backend not in ("native", "imagej"):
+        raise InputError(f"backend must be 'native' or 'imagej', not {backend!r}.")
+    if separate not in SEPARATE:
+        raise InputError(f"separate must be one of {', '.join(SEPARATE)}, not {separate!r}.")
+    if connectivity not in (4, 8):
+        raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise InputError(f"unknown distribution method(s) {', '.join(map(str, bad))}: "
+                         f"use {', '.join(METHODS)}.")
+    if points not in ("auto", "uep", "centroid"):
+        raise InputError(f"points must be 'auto', 'uep' or 'centroid', not {points!r}.")
+
+
+def analyze_images(images, out_dir, model="default", backend="native", separate="auto", connectivity=4,
+                   methods=("clark-evans", "monte-carlo"), points="auto", threshold=None, n_boot=1000,
+                   seed=0, n_sim=199, envelope_sims=39, report=True, progress=None) -> AnalysisResult:
+    """Segment, measure and test SEM images; write tables, plots and the HTML report.
+
+    Parameters
+    ----------
+    images : sequence of path
+        SEM images (anything :func:`tio2fiji.io.read_sem` reads).
+    out_dir : path
+        Output folder (created). Per image ``<stem>_mask.tif`` (0/255), ``<stem>_labels.tif``
+        and ``plots/<stem>_overlay.png``, ``plots/<stem>_envelopes.png``; over all images
+        ``particles.csv``, ``distribution.csv``, ``summary.csv``, ``analysis.json``,
+        ``plots/*.png`` and ``report.html``.
+    model : "default", path or torch.nn.Module
+        The segmentation network (:func:`tio2fiji.predict.load_model`); loaded once.
+    backend : {"native", "imagej"}
+        Who measures the particles. ImageJ measures binary masks, so touching particles are cut
+        apart by one pixel first (:func:`labels_to_separated_mask`).
+    separate : {"auto", "none", "watershed"}
+        How :func:`tio2fiji.predict.segment` turns the mask into particles: ``"watershed"`` splits
+        touching particles, ``"none"`` keeps connected components, ``"auto"`` is watershed for a
+        U-Net and the network's own instances for Mask R-CNN.
+    connectivity : {4, 8}
+        Particle connectivity of the connected components (``separate="none"``) and of the
+        measurement's outline tracing (4: particles apart unless they share a side, as in the BAM
+        masks).
+    methods : sequence of {"clark-evans", "monte-carlo", "biovoxxel"}
+        Spatial-distribution tests, one ``distribution.csv`` row each per image.
+    points : {"auto", "uep", "centroid"}
+        Points of the tests (``"auto"``: centroids of the separated particles).
+    threshold : float, optional
+        Probability threshold (default: the model's).
+    n_boot, seed
+        Bootstrap of the size statistics (:func:`tio2fiji.report.bootstrap_ci`); ``seed`` also
+        seeds the Monte Carlo test and the envelopes.
+    n_sim : int
+        Simulations of the Monte Carlo test.
+    envelope_sims : int
+        Simulations of the G/L envelopes (0: no envelopes).
+    report : bool
+        Write the plots and ``report.html``.
+    progress : callable, optional
+        ``progress(done, total, name)`` after each image (analysed or failed).
+
+    Returns
+    -------
+    AnalysisResult
+
+    Raises
+    ------
+    InputError
+        Bad options or a model that cannot be loaded (nothing is analysed then). Errors of single
+        images are not raised; they are in ``AnalysisResult.failures``.
+    """
+    from . import report as rep
+    from .distribution import distribution_table, test_distribution
+    from .io import read_sem, write_csv, write_json, write_labels, write_mask
+    from .predict import load_model, segment
+
+    t_start = time.perf_counter()
+    images = [Path(p) for p in images]
+    methods = tuple(methods)
+    _check_options(backend, separate, connectivity, methods, points)
+    if not images:
+        raise InputError("no images given.")
+    out_dir = Path(out_dir)
+    plots_dir = out_dir / "plots"
+    net = load_model(model) if isinstance(model, (str, Path)) else model
+    model_desc = _model_description(net, model)
+    if backend == "native":
+        from .particles import measure as _measure
+    else:
+        from .imagej import measure_imagej as _measure
+
+    res = AnalysisResult(out_dir=out_dir)
+    tables, dist_rows, envs, overlays = [], [], {}, {}
+    for i, (path, (name, stem)) in enumerate(zip(images, _unique_names(images)), 1):
+        t0 = time.perf_counter()
+        try:
+            sem = read_sem(path)
+            seg = segment(net, sem, threshold=threshold, separate=separate, connectivity=connectivity)
+            labels = np.asarray(seg.labels)
+            ps = sem.pixel_size_m
+            files = {"mask": write_mask(out_dir / f"{stem}_mask.tif", seg.mask, ps),
+                     "labels": write_labels(out_dir / f"{stem}_labels.tif", labels, ps)}
+            if backend == "native":
+                table = _measure(labels, pixel_size=ps, connectivity=connectivity, image_name=name)
+            else:
+                table = _measure(labels_to_separated_mask(labels, connectivity), pixel_size=ps,
+                                 connectivity=connectivity, image_name=name)
+            for m in methods:
+                dist_rows.append(test_distribution(labels, method=m, pixel_size=ps, image=name,
+                                                   points=points, n_sim=n_sim, seed=seed,
+                                                   backend=backend))
+            h, w = labels.shape
+            if report:
+                overlays[name] = files["overlay"] = rep.overlay_image(
+                    sem.analysed, labels, plots_dir / f"{stem}_overlay.png")
+                env = _envelopes(table, w, h, ps, envelope_sims, seed) if envelope_sims else None
+                if env is not None:
+                    envs[name] = files["envelopes"] = rep.plot_envelopes_png(
+                        env, plots_dir / f"{stem}_envelopes.png", unit=sem.unit if ps else "px",
+                        title=name)
+            tables.append(table)
+            res.images.append({
+                "image": name, "path": str(path), "width": int(w), "height": int(h),
+                "pixel_size_m": ps, "pixel_size_source": sem.pixel_size_source, "unit": sem.unit,
+                "data_bar_rows": int(sem.data_bar_rows), "particles": int(len(table)),
+                # coverage counts the mask: watershed lines between touching particles are particle
+                "foreground_px": int(np.count_nonzero(seg.mask)), "threshold": seg.threshold,
+                "separation": seg.info.get("separate"), "segmentation": dict(seg.info),
+                "files": {k: str(v) for k, v in files.items()},
+                "seconds": round(time.perf_counter() - t0, 2)})
+        except Exception as exc:  # one image must not stop a batch; the message says what failed
+            msg = str(exc) if isinstance(exc, Tio2FijiError) else f"{path}: {type(exc).__name__}: {exc}"
+            if not isinstance(exc, Tio2FijiError):
+                log.warning("%s failed unexpectedly", path, exc_info=True)
+            res.failures.append((str(path), msg))
+        if progress is not None:
+            progress(i, len(images), path.name)
+
+    options = {"backend": backend, "separate": separate, "connectivity": connectivity,
+               "methods": list(methods), "points": points,
+               "threshold": threshold if threshold is not None else model_desc["threshold"],
+               "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims}
+    versions = rep.software_versions()
+    if backend == "imagej" and res.images:
+        from .imagej import imagej_version
+
+        versions["imagej"] = imagej_version()
+    if tables:
+        from .batch import concat_tables
+
+        res.particles = concat_tables(tables)
+        res.distribution = distribution_table(dist_rows) if dist_rows else pd.DataFrame()
+        res.summary = rep.summary_table(res.particles, res.images, n_boot=n_boot, seed=seed)
+        res.files["particles.csv"] = write_csv(out_dir / "particles.csv", res.particles)
+        if len(res.distribution):
+            res.files["distribution.csv"] = write_csv(out_dir / "distribution.csv", res.distribution)
+        res.files["summary.csv"] = write_csv(out_dir / "summary.csv", res.summary)
+    plots = {}
+    if report and tables:
+        names = [m["image"] for m in res.images]
+        units = {m["unit"] for m in res.images}
+        unit = units.pop() if len(units) == 1 else ""  # mixed calibrations: no unit on the axes
+        t = res.particles
+        for fname, plot in (("area_violin.png", lambda f: rep.plot_area_violin(t, f, names, unit)),
+                            ("feret_angle_kde.png", lambda f: rep.plot_feret_angle_kde(t, f, names)),
+                            ("correlation.png", lambda f: rep.plot_correlation(t, f, names)),
+                            ("ecd_distribution.png", lambda f: rep.plot_ecd_distribution(t, f, names, unit))):
+            plots[_PLOTS[fname]] = res.files[fname] = plot(plots_dir / fname)
+    res.seconds = time.perf_counter() - t_start
+    meta = {"options": options, "model": model_desc, "images": res.images, "versions": versions,
+            "failures": [{"file": p, "error": m} for p, m in res.failures],
+            "units": "lengths in the unit of each image (nm when calibrated, else pixel); areas in "
+                     "unit^2; FeretX/FeretY in pixels, as ImageJ",
+            "seconds": round(res.seconds, 2)}
+    res.files["analysis.json"] = write_json(out_dir / "analysis.json", meta)
+    if report:
+        res.report = res.files["report.html"] = rep.write_report(
+            out_dir, res.summary, res.distribution, images=res.images, plots=plots, overlays=overlays,
+            envelopes=envs, model=model_desc, versions=versions, failures=res.failures, options=options,
+            title=f"tio2fiji analysis of {len(images)} image(s)")
+    return res

@@ -1,0 +1,787 @@
+"""Summary tables, the thesis's plots and a self-contained HTML report.
+
+The functions here take the particle table (``particles.csv``, one row per particle, column names of
+:mod:`tio2fiji.columns`), the distribution table (``distribution.csv``) and a little metadata per
+image, and turn them into what a reader looks at:
+
+* :func:`summary_table`: the thesis's Table 8 per image (particle count, % area coverage, mean
+  circularity, solidity and Feret angle) plus particle sizes (equivalent circle diameter, ECD) with
+  seeded percentile-bootstrap confidence intervals (:func:`bootstrap_ci`).
+* one function per figure, each writing one PNG and returning its path: violin plots of particle
+  area (thesis Fig. 34), kernel densities of the Feret angle (Fig. 35), correlation matrices of
+  Area, Solidity, Circularity, Compactness, Roundness and Feret angle (Fig. 36), the ECD
+  distribution, the G/L envelopes of :func:`tio2fiji.distribution.envelopes`, and
+  :func:`overlay_image` (the detected particles' outlines on the SEM image).
+* :func:`write_report`: one HTML page with every image embedded as base64 PNG, so it can be mailed
+  or archived as one file.
+
+Plots use matplotlib's Agg canvas directly (no pyplot, no display, nothing shown).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import math
+import platform
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+__all__ = ["software_versions", "bootstrap_ci", "summary_table", "plot_area_violin",
+           "plot_feret_angle_kde", "plot_correlation", "plot_ecd_distribution", "plot_envelopes_png",
+           "overlay_rgb", "overlay_image", "write_report", "CORRELATION_COLUMNS", "SUMMARY_COLUMNS"]
+
+#: Particle-table columns of the thesis's correlation matrices (Fig. 36) and their labels.
+CORRELATION_COLUMNS = {"Area": "Area", "Solidity": "Solidity", "Circ.": "Circularity",
+                       "Compact": "Compactness", "Round": "Roundness", "FeretAngle": "Feret angle"}
+
+#: Size statistics of the summary (number-weighted ECD); name -> statistic for :func:`bootstrap_ci`.
+_SIZE_STATS = {"mean": "mean", "median": "median", "D10": 0.10, "D50": 0.50, "D90": 0.90}
+
+#: Columns of :func:`summary_table`, in order.
+SUMMARY_COLUMNS = (
+    ["image", "particles", "area_coverage_pct", "circularity_mean", "solidity_mean",
+     "feret_angle_mean", "feret_angle_axial_mean", "unit", "pixel_size_nm"]
+    + [f"ECD_{k}{s}" for k in _SIZE_STATS for s in ("", "_ci_low", "_ci_high")]
+    + ["ci_level", "n_boot", "seed"]
+)
+
+# packages whose versions the report and the JSON side files record (distribution names)
+_PACKAGES = ("numpy", "pandas", "scipy", "scikit-image", "numba", "tifffile", "matplotlib", "torch",
+             "torchvision", "segmentation-models-pytorch", "JPype1", "scyjava")
+
+
+def software_versions(packages=_PACKAGES) -> dict:
+    """Versions of tio2fiji, Python and the packages that produce the numbers.
+
+    Read from the installed distributions' metadata, so nothing heavy (torch) is imported.
+
+    Parameters
+    ----------
+    packages : sequence of str
+        Distribution names; ones that are not installed are left out.
+
+    Returns
+    -------
+    dict
+        ``{"tio2fiji": ..., "python": ..., "numpy": ..., ...}``.
+    """
+    from importlib import metadata
+
+    from . import __version__
+
+    out = {"tio2fiji": __version__, "python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# statistics
+
+
+def _stat_function(stat):
+    """A function ``f(array, axis)`` for a statistic given by name, quantile or callable."""
+    if callable(stat):
+        return stat
+    if stat == "mean":
+        return np.mean
+    if stat == "median":
+        return np.median
+    if isinstance(stat, (int, float)) and not isinstance(stat, bool) and 0.0 <= stat <= 1.0:
+        q = float(stat)
+        return lambda a, axis: np.quantile(a, q, axis=axis)
+    raise InputError(f"stat must be 'mean', 'median', a quantile in [0, 1] or a callable, not {stat!r}.")
+
+
+def bootstrap_ci(values, stat="median", n=1000, seed=0, level=0.95, chunk=200):
+    """A statistic of a sample and its percentile-bootstrap confidence interval.
+
+    Parameters
+    ----------
+    values : 1-D array_like
+        The sample; NaNs are dropped.
+    stat : {"mean", "median"}, float or callable
+        The statistic: a name, a quantile in ``[0, 1]`` (0.1 for D10), or ``f(array, axis)``.
+    n : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resampling, so reports are reproducible.
+    level : float
+        Confidence level in (0, 1).
+    chunk : int
+        Resamples drawn at a time (bounds memory for large samples).
+
+    Returns
+    -------
+    (estimate, low, high) : tuple of float
+        The statistic of ``values`` and the ``(1 - level)/2`` and ``(1 + level)/2`` quantiles of
+        its bootstrap distribution. All NaN for an empty sample; the interval is NaN for a sample
+        of one value (a resample of one value says nothing about the spread).
+    """
+    f = _stat_function(stat)
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[~np.isnan(x)]
+    if not 0.0 < level < 1.0:
+        raise InputError(f"level must be in (0, 1), got {level}.")
+    if n < 1:
+        raise InputError(f"n (bootstrap resamples) must be positive, got {n}.")
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    estimate = float(f(x, axis=None))
+    if x.size == 1:
+        return estimate, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    boot = np.empty(int(n))
+    for lo in range(0, int(n), chunk):
+        hi = min(lo + chunk, int(n))
+        idx = rng.integers(0, x.size, size=(hi - lo, x.size))
+        boot[lo:hi] = f(x[idx], axis=1)
+    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return estimate, float(low), float(high)
+
+
+def _axial_mean(angles_deg) -> float:
+    """Mean direction of axial data (angles in [0, 180), where 0 and 180 are the same axis)."""
+    a = np.deg2rad(2.0 * np.asarray(angles_deg, dtype=np.float64))
+    if a.size == 0:
+        return math.nan
+    s, c = np.sin(a).mean(), np.cos(a).mean()
+    if math.hypot(s, c) < 1e-12:  # uniform around the circle: no mean direction
+        return math.nan
+    return float(np.rad2deg(np.arctan2(s, c)) / 2.0 % 180.0)
+
+
+def _meta_frame(images_meta) -> pd.DataFrame:
+    meta = pd.DataFrame(list(images_meta) if not isinstance(images_meta, pd.DataFrame) else images_meta)
+    if "image" not in meta:
+        raise InputError("images_meta needs an 'image' entry per image (the particle table's image name).")
+    return meta
+
+
+def summary_table(particles, images_meta, n_boot=1000, seed=0, level=0.95) -> pd.DataFrame:
+    """Per-image summary: the thesis's Table 8 plus particle sizes with bootstrap intervals.
+
+    Parameters
+    ----------
+    particles : pandas.DataFrame
+        The particle table (``particles.csv``) of all images; rows are matched to images by its
+        ``image`` column.
+    images_meta : sequence of dict or DataFrame
+        One entry per image, in the order of the output rows, with ``image`` (name as in the
+        particle table), ``width`` and ``height`` (the analysed area in pixels) and optionally
+        ``foreground_px`` (particle pixels of the mask), ``pixel_size_m`` and ``unit``. Images
+        without particles get a row with count 0.
+    n_boot, seed, level
+        Bootstrap settings of :func:`bootstrap_ci` (the same seed for every image and statistic).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SUMMARY_COLUMNS`:
+
+        * ``particles``: particle count; ``area_coverage_pct``: 100 × particle pixels / analysed
+          pixels (from ``foreground_px`` when given, e.g. the segmentation mask's pixel count,
+          else from the summed ``Area``, which includes filled holes when holes were included).
+        * ``circularity_mean``, ``solidity_mean``, ``feret_angle_mean``: arithmetic means as in
+          Table 8; ``feret_angle_axial_mean``: the mean axis of the Feret angles (the arithmetic
+          mean of axial data depends on where 0°/180° is cut: particles at 5° and 175° are almost
+          parallel, their arithmetic mean says 90°).
+        * ``ECD_mean``, ``ECD_median``, ``ECD_D10``, ``ECD_D50``, ``ECD_D90``: the equivalent
+          circle diameter's mean and number-weighted quantiles (D50 is the median, listed under
+          both names), each with ``_ci_low``/``_ci_high`` percentile-bootstrap bounds, in ``unit``
+          (nm when calibrated, else pixel).
+    """
+    meta = _meta_frame(images_meta)
+    pts = particles if particles is not None else pd.DataFrame(columns=["image"])
+    groups = {name: g for name, g in pts.groupby("image", sort=False)} if len(pts) else {}
+    rows = []
+    for _, m in meta.iterrows():
+        g = groups.get(m["image"], pts.iloc[0:0])
+        ps = m.get("pixel_size_m")
+        ps = None if ps is None or (isinstance(ps, float) and math.isnan(ps)) else float(ps)
+        unit = m.get("unit") or ("nm" if ps is not None else "pixel")
+        width, height = float(m["width"]), float(m["height"])
+        fg = m.get("foreground_px")
+        if fg is not None and not (isinstance(fg, float) and math.isnan(fg)):
+            coverage = 100.0 * float(fg) / (width * height)
+        else:
+            pw = ps * 1e9 if ps is not None else 1.0
+            coverage = 100.0 * float(g["Area"].sum()) / (width * height * pw * pw)
+        row = {"image": m["image"], "particles": int(len(g)), "area_coverage_pct": coverage,
+               "circularity_mean": float(g["Circ."].mean()) if len(g) else math.nan,
+               "solidity_mean": float(g["Solidity"].mean()) if len(g) else math.nan,
+               "feret_angle_mean": float(g["FeretAngle"].mean()) if len(g) else math.nan,
+               "feret_angle_axial_mean": _axial_mean(g["FeretAngle"]) if len(g) else math.nan,
+               "unit": unit, "pixel_size_nm": ps * 1e9 if ps is not None else math.nan}
+        ecd = g["ECD"].to_numpy(dtype=np.float64) if len(g) else np.empty(0)
+        for key, stat in _SIZE_STATS.items():
+            est, lo, hi = bootstrap_ci(ecd, stat, n=n_boot, seed=seed, level=level)
+            row[f"ECD_{key}"], row[f"ECD_{key}_ci_low"], row[f"ECD_{key}_ci_high"] = est, lo, hi
+        row.update(ci_level=level, n_boot=int(n_boot), seed=seed)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------------
+# plots
+
+
+def _figure(figsize):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path) -> Path:
+    from .io import _atomic_write
+
+    return _atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=100))
+
+
+def _images_in_order(particles, images=None) -> list:
+    if images is not None:
+        return list(images)
+    return list(dict.fromkeys(particles["image"])) if len(particles) else []
+
+
+def _unit_of(particles, unit):
+    if unit is not None:
+        return unit
+    return particles.attrs.get("unit", "") if hasattr(particles, "attrs") else ""
+
+
+def _short(name, limit=18) -> str:
+    stem = str(Path(str(name)).with_suffix("")) if Path(str(name)).suffix else str(name)
+    return stem if len(stem) <= limit else stem[:limit - 1] + "…"
+
+
+def plot_area_violin(particles, path, images=None, unit=None) -> Path:
+    """Violin plots of particle area, one per image (thesis Fig. 34).
+
+    Parameters
+    ----------
+    particles : pandas.DataFrame
+        Particle table with ``image`` and ``Area``.
+    path : path
+        The PNG to write.
+    images : sequence of str, optional
+        Images to show and their order (default: order of appearance; images with no particles
+        get an empty slot).
+    unit : str, optional
+        Length unit for the axis label (default: ``particles.attrs["unit"]``).
+
+    Returns
+    -------
+    Path
+    """
+    names = _images_in_order(particles, images)
+    unit = _unit_of(particles, unit)
+    fig = _figure((max(4.0, 1.3 * len(names) + 2), 4.2))
+    ax = fig.add_subplot()
+    data = [particles.loc[particles["image"] == n, "Area"].to_numpy(float) for n in names]
+    pos = [i + 1 for i, d in enumerate(data) if d.size >= 2]  # a violin needs a spread
+    if pos:
+        parts = ax.violinplot([data[p - 1] for p in pos], positions=pos, showmedians=True,
+                              quantiles=[[0.25, 0.75]] * len(pos), widths=0.8)
+        for body in parts["bodies"]:
+            body.set_alpha(0.6)
+    for i, d in enumerate(data, 1):
+        if d.size == 1:
+            ax.plot([i], d, "o", color="C0")
+        ax.annotate(f"n={d.size}", (i, 1.0), xycoords=("data", "axes fraction"), ha="center",
+                    va="bottom", fontsize=8)
+    ax.set_xticks(range(1, len(names) + 1), [_short(n) for n in names], rotation=30 if len(names) > 4 else 0)
+    ax.set_xlim(0.4, len(names) + 0.6)
+    ax.set_ylabel(f"Area ({unit}²)" if unit else "Area")
+    ax.set_title("Particle area per image (median and quartiles)", fontsize=10, pad=14)
+    return _save(fig, path)
+
+
+def _periodic_kde(angles, grid, period=180.0):
+    """Wrapped-Gaussian kernel density of axial angles (0° and ``period`` are the same axis).
+
+    The bandwidth is Silverman's rule on the *circular* spread of the angles (from the mean
+    resultant length of the doubled angles): a linear rule would see particles at 2° and 178° as
+    176° apart and smooth everything flat.
+    """
+    a = np.asarray(angles, float) % period
+    n = a.size
+    r = abs(np.exp(2j * np.pi * a / period).mean())
+    spread = period / (2 * np.pi) * math.sqrt(-2.0 * math.log(r)) if r > 1e-12 else math.inf
+    spread = min(spread, period / math.sqrt(12.0))  # never wider than a uniform distribution
+    h = max(1.06 * spread * n ** -0.2, 1e-3 * period)
+    g = np.asarray(grid, float)[:, None]
+    dens = np.zeros(g.shape[0])
+    for k in range(-3, 4):  # images of each kernel one to three periods away
+        dens += np.exp(-0.5 * ((g - a[None, :] + k * period) / h) ** 2).sum(axis=1)
+    return dens / (n * h * math.sqrt(2 * math.pi))
+
+
+def plot_feret_angle_kde(particles, path, images=None) -> Path:
+    """Kernel density of the Feret angle, one curve per image (thesis Fig. 35).
+
+    The density is wrapped at 0°/180° (a Feret angle is an axis, 0° and 180° are the same), so it
+    integrates to 1 over [0, 180) and has no artificial drop at the ends (see
+    :func:`_periodic_kde`).
+
+    Parameters
+    ----------
+    particles : pandas.DataFrame
+        Particle table with ``image`` and ``FeretAngle`` (degrees, [0, 180)).
+    path : path
+    images : sequence of str, optional
+
+    Returns
+    -------
+    Path
+    """
+    names = _images_in_order(particles, images)
+    fig = _figure((6.4, 4.0))
+    ax = fig.add_subplot()
+    grid = np.linspace(0.0, 180.0, 361)
+    for i, n in enumerate(names):
+        a = particles.loc[particles["image"] == n, "FeretAngle"].to_numpy(float)
+        a = a[~np.isnan(a)]
+        if a.size < 2:
+            continue  # no density from one angle
+        ax.plot(grid, _periodic_kde(a, grid), color=f"C{i % 10}", label=f"{_short(n)} (n={a.size})")
+    ax.set_xlim(0, 180)
+    ax.set_xticks(range(0, 181, 30))
+    ax.set_xlabel("Feret angle (°)")
+    ax.set_ylabel("density")
+    ax.set_title("Feret angle, kernel density per image", fontsize=10)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def correlation_matrix(particles) -> pd.DataFrame:
+    """Pearson correlations of :data:`CORRELATION_COLUMNS` (renamed to the thesis's words)."""
+    return particles[list(CORRELATION_COLUMNS)].rename(columns=CORRELATION_COLUMNS).corr()
+
+
+def plot_correlation(particles, path, images=None) -> Path:
+    """Correlation matrices of Area, Solidity, Circularity, Compactness, Roundness and Feret
+    angle, one panel per image (thesis Fig. 36).
+
+    Parameters
+    ----------
+    particles : pandas.DataFrame
+    path : path
+    images : sequence of str, optional
+
+    Returns
+    -------
+    Path
+    """
+    names = _images_in_order(particles, images) or [""]
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig = _figure((4.6 * ncols + 0.8, 4.2 * nrows))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    labels = list(CORRELATION_COLUMNS.values())
+    im = None
+    for ax, n in zip(axes, names):
+        g = particles[particles["image"] == n] if len(particles) else particles
+        ax.set_title(f"{_short(n, 30)} (n={len(g)})", fontsize=9)
+        if len(g) < 3:
+            ax.text(0.5, 0.5, "too few particles", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        c = correlation_matrix(g).to_numpy()
+        im = ax.imshow(c, vmin=-1, vmax=1, cmap="RdBu_r")
+        for (r, k), v in np.ndenumerate(c):
+            ax.text(k, r, "–" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(v) > 0.6 else "black")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    for ax in axes[len(names):]:
+        ax.set_axis_off()
+    if im is not None:
+        fig.colorbar(im, ax=list(axes), shrink=0.8, label="Pearson r")
+    return _save(fig, path)
+
+
+def plot_ecd_distribution(particles, path, images=None, unit=None) -> Path:
+    """Size distribution: histogram and cumulative number distribution of the ECD per image,
+    with D10, D50 and D90 marked on the cumulative curve.
+
+    Parameters
+    ----------
+    particles : pandas.DataFrame
+        Particle table with ``image`` and ``ECD``.
+    path : path
+    images : sequence of str, optional
+    unit : str, optional
+
+    Returns
+    -------
+    Path
+    """
+    names = _images_in_order(particles, images)
+    unit = _unit_of(particles, unit)
+    fig = _figure((10, 4.0))
+    ax_h, ax_c = fig.subplots(1, 2)
+    all_ecd = particles["ECD"].to_numpy(float) if len(particles) else np.empty(0)
+    all_ecd = all_ecd[np.isfinite(all_ecd)]
+    bins = np.histogram_bin_edges(all_ecd, bins="auto") if all_ecd.size else 10
+    if not np.isscalar(bins) and len(bins) > 61:  # readable bars
+        bins = np.linspace(bins[0], bins[-1], 61)
+    for i, n in enumerate(names):
+        d = particles.loc[particles["image"] == n, "ECD"].to_numpy(float)
+        d = np.sort(d[np.isfinite(d)])
+        if d.size == 0:
+            continue
+        color = f"C{i % 10}"
+        ax_h.hist(d, bins=bins, histtype="step", density=True, color=color, label=f"{_short(n)} (n={d.size})")
+        ax_c.step(d, np.arange(1, d.size + 1) / d.size, where="post", color=color)
+        qs = np.quantile(d, [0.1, 0.5, 0.9])
+        ax_c.plot(qs, [0.1, 0.5, 0.9], "o", color=color, ms=4)
+    u = f" ({unit})" if unit else ""
+    ax_h.set_xlabel(f"ECD{u}")
+    ax_h.set_ylabel("density")
+    ax_h.set_title("Equivalent circle diameter", fontsize=10)
+    if ax_h.patches:
+        ax_h.legend(fontsize=8)
+    ax_c.set_xlabel(f"ECD{u}")
+    ax_c.set_ylabel("cumulative number fraction")
+    ax_c.set_title("Cumulative distribution (dots: D10, D50, D90)", fontsize=10)
+    for y in (0.1, 0.5, 0.9):
+        ax_c.axhline(y, color="0.85", lw=0.8, zorder=0)
+    ax_c.set_ylim(0, 1.02)
+    return _save(fig, path)
+
+
+def plot_envelopes_png(env, path, unit="px", title=None) -> Path:
+    """G(r) and L(r) − r with simulation envelopes (:func:`tio2fiji.distribution.plot_envelopes`),
+    written as a PNG.
+
+    Parameters
+    ----------
+    env : dict
+        Output of :func:`tio2fiji.distribution.envelopes`.
+    path : path
+    unit : str
+    title : str, optional
+
+    Returns
+    -------
+    Path
+    """
+    from .distribution import plot_envelopes
+
+    return _save(plot_envelopes(env, unit=unit, title=title), path)
+
+
+# --------------------------------------------------------------------------------------------------
+# overlays
+
+
+def _display_gray(image) -> np.ndarray:
+    """8-bit version of a gray image for display only: uint8 as is, else a 0.5–99.5 % stretch."""
+    img = np.asarray(image)
+    if img.dtype == np.uint8:
+        return img
+    f = img.astype(np.float64)
+    lo, hi = np.percentile(f, [0.5, 99.5]) if f.size else (0.0, 1.0)
+    if hi <= lo:
+        return np.zeros(img.shape, np.uint8)
+    return (np.clip((f - lo) / (hi - lo), 0, 1) * 255).round().astype(np.uint8)
+
+
+def _label_colours(n_labels: int) -> np.ndarray:
+    """Distinct bright colours for labels 1..n (row 0 unused): golden-ratio steps around the hue
+    circle, so labels with neighbouring numbers (often neighbouring particles) differ."""
+    from matplotlib.colors import hsv_to_rgb
+
+    k = np.arange(n_labels + 1, dtype=np.float64)
+    hsv = np.stack([(k * 0.6180339887) % 1.0, np.full_like(k, 0.9), np.full_like(k, 1.0)], axis=1)
+    return (hsv_to_rgb(hsv) * 255).round().astype(np.uint8)
+
+
+def overlay_rgb(image, labels) -> np.ndarray:
+    """The SEM image in gray with each particle's outline in its own colour.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        Gray image (the analysed area, the same shape as ``labels``).
+    labels : (H, W) integer array
+        Label image, 0 = background.
+
+    Returns
+    -------
+    (H, W, 3) ndarray of uint8
+        Outline pixels (particle pixels with a 4-neighbour outside the particle) take the
+        particle's colour; all other pixels show the image.
+    """
+    from skimage.segmentation import find_boundaries
+
+    img, lab = np.asarray(image), np.asarray(labels)
+    if img.ndim != 2 or img.shape != lab.shape:
+        raise InputError(f"overlay: image {img.shape} and labels {lab.shape} must be 2-D and the same shape.")
+    gray = _display_gray(img)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    if lab.size and lab.max() > 0:
+        edge = find_boundaries(lab, connectivity=1, mode="inner") & (lab > 0)
+        # colours by rank of the label value, so sparse label values still get distinct colours
+        values, inverse = np.unique(lab[edge], return_inverse=True)
+        rgb[edge] = _label_colours(len(values))[inverse + 1]
+    return rgb
+
+
+def overlay_image(image, labels, path) -> Path:
+    """Write :func:`overlay_rgb` as a PNG at the image's full resolution and return its path."""
+    from matplotlib.image import imsave
+
+    from .io import _atomic_write
+
+    rgb = overlay_rgb(image, labels)
+    return _atomic_write(Path(path), lambda p: imsave(p, rgb, format="png"))
+
+
+# --------------------------------------------------------------------------------------------------
+# HTML
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1200px;padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+h3{font-size:1.05em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0 1em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
+th{background:#f0f0f0}td.text,th.text{text-align:left}
+.wide{overflow-x:auto}figure{margin:1em 0}figcaption{font-size:.85em;color:#555}
+img{max-width:100%;height:auto;border:1px solid #ddd}
+.fail{color:#a00}.note{font-size:.85em;color:#555}code{font-size:.9em}
+"""
+
+
+def _esc(v) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if math.isnan(v):
+            return "–"
+        # 4 significant digits (Table 8 style); large values keep their integer part
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.1f}"
+    return str(v)
+
+
+def html_table(df, columns=None, headers=None, table_id=None) -> str:
+    """A DataFrame as an HTML table (escaped; numbers right-aligned, text left-aligned).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+    columns : sequence of str, optional
+        Columns to show (those missing from ``df`` are skipped).
+    headers : dict, optional
+        Display names of columns.
+    table_id : str, optional
+        ``id`` attribute of the table.
+    """
+    cols = [c for c in (columns or list(df.columns)) if c in df.columns]
+    headers = headers or {}
+    text = {c for c in cols if any(isinstance(v, str) for v in df[c])}
+    id_attr = f' id="{_esc(table_id)}"' if table_id else ""
+    out = [f'<div class="wide"><table{id_attr}>', "<thead><tr>"]
+    out += [f'<th class="{"text" if c in text else "num"}">{_esc(headers.get(c, c))}</th>' for c in cols]
+    out.append("</tr></thead><tbody>")
+    for _, row in df.iterrows():
+        out.append("<tr>" + "".join(f'<td class="{"text" if c in text else "num"}">{_esc(_fmt(row[c]))}</td>'
+                                    for c in cols) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _img_tag(path, alt) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _figure_html(path, caption) -> str:
+    return f"<figure>{_img_tag(path, caption)}<figcaption>{_esc(caption)}</figcaption></figure>"
+
+
+_SUMMARY_HEADERS = {
+    "image": "Image", "particles": "Particle count", "area_coverage_pct": "% Area coverage",
+    "circularity_mean": "Circularity", "solidity_mean": "Solidity",
+    "feret_angle_mean": "Feret angle (°)", "feret_angle_axial_mean": "Feret axis (°, axial mean)",
+    "unit": "Unit",
+}
+
+_DISTRIBUTION_HEADERS = {"image": "Image", "method": "Method", "points": "Points", "n": "n",
+                         "expected_nnd": "Expected NND", "observed_nnd": "Observed NND",
+                         "statistic": "Statistic", "critical_value": "Critical value",
+                         "p_value": "p", "classification": "Classification", "unit": "Unit"}
+_DISTRIBUTION_COLUMNS = ["image", "method", "points", "n", "expected_nnd", "observed_nnd", "statistic",
+                         "critical_value", "p_value", "classification", "unit"]
+
+
+def _size_table(summary) -> pd.DataFrame:
+    """ECD statistics as "estimate [low, high]" strings, one row per image."""
+    rows = []
+    for _, r in summary.iterrows():
+        row = {"image": r["image"], "unit": r["unit"]}
+        for k in _SIZE_STATS:
+            est, lo, hi = r[f"ECD_{k}"], r[f"ECD_{k}_ci_low"], r[f"ECD_{k}_ci_high"]
+            if pd.isna(est):
+                row[k] = "–"
+            else:
+                row[k] = f"{est:.2f}" if pd.isna(lo) else f"{est:.2f} [{lo:.2f}, {hi:.2f}]"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["image", "unit", *_SIZE_STATS]).astype(object)
+
+
+def write_report(out_dir, summary, distribution=None, images=None, plots=None, overlays=None,
+                 envelopes=None, model=None, versions=None, failures=None, options=None,
+                 title="tio2fiji analysis", filename="report.html") -> Path:
+    """Write one self-contained HTML page (all images embedded as base64 PNG).
+
+    Parameters
+    ----------
+    out_dir : path
+        Folder of the report.
+    summary : pandas.DataFrame
+        :func:`summary_table`'s output.
+    distribution : pandas.DataFrame, optional
+        ``distribution.csv``'s table.
+    images : sequence of dict, optional
+        Per image: ``image``, ``path``, ``width``, ``height``, ``pixel_size_m``,
+        ``pixel_size_source`` (the calibration source), ``data_bar_rows``, ``particles`` and
+        optionally ``separation`` (how touching particles were split) and ``seconds``.
+    plots : dict, optional
+        Caption -> PNG path of the summary figures.
+    overlays, envelopes : dict, optional
+        Image name -> PNG path of its overlay and of its G/L envelope plot.
+    model : dict, optional
+        What segmented the images (name, file, configuration, threshold...); shown as a table.
+    versions : dict, optional
+        Software versions (default: :func:`software_versions`).
+    failures : sequence of (path, message), optional
+        Images that could not be analysed.
+    options : dict, optional
+        The analysis options, shown as a table.
+    title : str
+    filename : str
+
+    Returns
+    -------
+    Path
+        The written report.
+    """
+    from .io import _atomic_write
+
+    versions = versions if versions is not None else software_versions()
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{_esc(title)}</h1>"
+             f"<p class='note'>Written {_esc(now)} by tio2fiji {_esc(versions.get('tio2fiji', ''))}.</p>"]
+
+    if failures:
+        parts.append("<h2 id='failures'>Images that failed</h2><ul class='fail'>")
+        parts += [f"<li><code>{_esc(p)}</code>: {_esc(m)}</li>" for p, m in failures]
+        parts.append("</ul>")
+
+    parts.append("<h2 id='images'>Images and calibration</h2>")
+    if images:
+        idf = pd.DataFrame(list(images))
+        if "pixel_size_m" in idf:
+            idf["pixel_size_nm"] = [None if v is None or pd.isna(v) else float(v) * 1e9
+                                    for v in idf["pixel_size_m"]]
+        if {"width", "height"} <= set(idf.columns):
+            idf["Analysed area (px)"] = [f"{int(w)}×{int(h)}" for w, h in zip(idf["width"], idf["height"])]
+        idf = idf.astype(object)
+        parts.append(html_table(idf, ["image", "path", "Analysed area (px)", "data_bar_rows", "pixel_size_nm",
+                                      "pixel_size_source", "separation", "particles", "seconds"],
+                                {"image": "Image", "path": "File", "data_bar_rows": "Data-bar rows",
+                                 "pixel_size_nm": "Pixel size (nm)",
+                                 "pixel_size_source": "Calibration source",
+                                 "separation": "Particles split by", "particles": "Particles",
+                                 "seconds": "Time (s)"}, "images-table"))
+    else:
+        parts.append("<p>No image was analysed.</p>")
+
+    parts.append("<h2 id='summary'>Summary (thesis Table 8)</h2>")
+    if summary is not None and len(summary):
+        parts.append(html_table(summary.astype(object), list(_SUMMARY_HEADERS), _SUMMARY_HEADERS,
+                                "summary-table"))
+        lvl = summary["ci_level"].iloc[0]
+        parts.append(f"<h3>Particle size: equivalent circle diameter</h3><p class='note'>Estimate "
+                     f"[{lvl:.0%} percentile-bootstrap interval, {int(summary['n_boot'].iloc[0])} "
+                     f"resamples, seed {_esc(summary['seed'].iloc[0])}]; number-weighted quantiles "
+                     f"(D50 = median).</p>")
+        parts.append(html_table(_size_table(summary), None,
+                                {"image": "Image", "unit": "Unit", "mean": "Mean", "median": "Median"},
+                                "size-table"))
+    else:
+        parts.append("<p>No summary: no image was analysed.</p>")
+
+    parts.append("<h2 id='distribution'>Spatial distribution (thesis Table 9)</h2>")
+    if distribution is not None and len(distribution):
+        parts.append(html_table(distribution.astype(object), _DISTRIBUTION_COLUMNS, _DISTRIBUTION_HEADERS,
+                                "distribution-table"))
+        note = "Distances in the unit of the Unit column; points: what stands for a particle."
+        if "biovoxxel" in set(distribution["method"]):
+            note += (" The biovoxxel rows reproduce BioVoxxel's Particle Distribution (2D), which is "
+                     "not a sound test (see the README).")
+        parts.append(f"<p class='note'>{_esc(note)}</p>")
+    else:
+        parts.append("<p>No distribution test.</p>")
+
+    if plots:
+        parts.append("<h2 id='plots'>Plots</h2>")
+        parts += [_figure_html(p, cap) for cap, p in plots.items()]
+    if envelopes:
+        parts.append("<h2 id='envelopes'>Spatial statistics: G and L functions</h2>")
+        parts += [_figure_html(p, f"{name}: G(r) and L(r) − r of the particle centroids with "
+                                  f"simulation envelopes of complete spatial randomness")
+                  for name, p in envelopes.items()]
+    if overlays:
+        parts.append("<h2 id='overlays'>Detected particles</h2>")
+        parts += [_figure_html(p, f"{name}: outline of each detected particle (one colour per particle)")
+                  for name, p in overlays.items()]
+
+    if model:
+        parts.append("<h2 id='model'>Model</h2>")
+        parts.append(html_table(pd.DataFrame({"key": list(model), "value": [str(v) for v in model.values()]}),
+                                None, {"key": "setting", "value": "value"}, "model-table"))
+    if options:
+        parts.append("<h2 id='options'>Options</h2>")
+        parts.append(html_table(pd.DataFrame({"option": list(options),
+                                              "value": [str(v) for v in options.values()]}),
+                                None, None, "options-table"))
+    parts.append("<h2 id='versions'>Software</h2>")
+    parts.append(html_table(pd.DataFrame({"package": list(versions),
+                                          "version": [str(v) for v in versions.values()]}),
+                            None, None, "versions-table"))
+    parts.append("</body></html>")
+    page = "\n".join(parts)
+    path = Path(out_dir) / filename
+
+    def _write(p):
+        p.write_text(page, encoding="utf-8")
+
+    return _atomic_write(path, _write)
