@@ -24,7 +24,7 @@ __all__ = ["SEPARATIONS", "WATERSHED_DEFAULTS", "connected_components", "watersh
 
 SEPARATIONS = ("none", "watershed")
 #: chosen on the validation images (benchmarks/separation.py): h in px of distance, sigma in px
-WATERSHED_DEFAULTS = {"h": 0.5, "sigma": 1.0, "weight_by_probability": True}
+WATERSHED_DEFAULTS = {"h": 0.75, "sigma": 1.0, "weight_by_probability": True}
 
 
 def _check_mask(mask, name="mask") -> np.ndarray:
