@@ -38,17 +38,18 @@ def _probabilities(model, pairs, threads):
 
 def _score(data, fn):
     from tio2fiji.instances import connected_components
-    from tio2fiji.metrics import count_error, instance_iou
+    from tio2fiji.metrics import best_iou_per_gt, count_error, match_instances
 
-    ii, ce, secs = [], [], []
+    # as metrics.json: instance IoU pooled over all ground-truth particles, count error per image
+    best, ce, secs = [], [], []
     for prob, gt, _ in data.values():
         t0 = time.perf_counter()
         lab = fn(prob)
         secs.append(time.perf_counter() - t0)
         g = connected_components(gt, 4)
-        ii.append(instance_iou(lab, g))
+        best.append(best_iou_per_gt(match_instances(lab, g)))
         ce.append(count_error(int(lab.max()), int(g.max())))
-    return {"instance_iou": float(np.mean(ii)), "count_error": float(np.mean(ce)),
+    return {"instance_iou": float(np.concatenate(best).mean()), "count_error": float(np.mean(ce)),
             "seconds_per_image": float(np.mean(secs))}
 
 
@@ -75,7 +76,9 @@ def main(argv=None):
         r = _score(val, lambda p: label_particles(p, thr, "watershed", h=h, sigma=sigma,
                                                   weight_by_probability=wp))
         sweep.append({"h": h, "sigma": sigma, "weight_by_probability": wp, **r})
-    best = max(sweep, key=lambda r: (round(r["instance_iou"], 3), -r["count_error"]))
+    # differences below 0.002 of instance IoU are noise on 4 images: among those, the lowest count error
+    top = max(r["instance_iou"] for r in sweep)
+    best = min((r for r in sweep if r["instance_iou"] >= top - 0.002), key=lambda r: r["count_error"])
     params = {k: best[k] for k in ("h", "sigma", "weight_by_probability")}
     rows = []
     for name, fn in [("connected components (4)", lambda p: label_particles(p, thr, "none")),

@@ -21,7 +21,7 @@ def run_row(run: Path) -> dict:
     row = {"run": run.name, "configuration": settings.get("config"), "epochs": len(hist),
            "best_epoch": int(best["epoch"]), "val_iou": float(best["val_iou"]),
            "train_minutes": float(hist["seconds"].sum() / 60)}
-    for sep in ("none", "watershed"):
+    for sep in ("watershed", "none"):  # pixel IoU/Dice from "none": no watershed lines, as the thesis
         m = run / f"eval-test-best-{sep}" / "metrics.json"
         if m.is_file():
             d = json.loads(m.read_text())
