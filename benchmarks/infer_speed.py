@@ -1,0 +1,203 @@
+"""Inference speed of the default U-Net on a 1280×960 image, and the fraction of the CPU's peak
+FLOP rate it reaches.
+
+Usage::
+
+    python benchmarks/infer_speed.py [--threads 1] [--repeats 3] [--out runs/infer-speed/t1.json]
+
+The test image is the thesis's image size, 1280×960 (uint8): the analysed area (1024×704, data bar
+removed by :func:`tio2fiji.io.read_sem`) of the bundled example ``examples/data/SEM/1908248.tif``,
+mirrored at its right and bottom borders up to 1280×960.
+
+Timed, each as the median of ``--repeats`` runs after one warm-up, with ``--threads`` torch threads:
+
+* ``whole``: one forward pass over the whole image (1280×960 is a multiple of 32), input scaled by
+  :func:`tio2fiji.io.normalize_for_network`, sigmoid applied, as :func:`predict_probability` does;
+* ``blend``: :func:`tio2fiji.predict.predict_probability` with ``mode="blend", overlap=64``;
+* ``thesis``: ``predict_probability(mode="thesis")`` (non-overlapping tiles, mirrored borders).
+
+The network's FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and
+matrix products; 1 multiply-add = 2 FLOPs): for the whole image, and per 256×256 tile times the
+number of tiles (from the ``progress`` callback of ``predict_probability``). The CPU's peak is
+measured in the same process with the same thread count: a float32 ``torch.mm`` of two
+4096×4096 matrices, best of several. The thesis reports 1.4 s per image on an A100 GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "data" / "SEM" / "1908248.tif"
+THESIS_A100_S = 1.4
+SIZE = (960, 1280)  # rows, columns
+
+
+def make_test_image(path=EXAMPLE, size=SIZE) -> np.ndarray:
+    """The analysed area of ``path`` mirrored (symmetric, as predict's thesis mode pads) to ``size``."""
+    from tio2fiji.io import read_sem
+
+    area = np.asarray(read_sem(path).analysed)
+    if area.dtype != np.uint8:
+        raise SystemExit(f"{path}: expected an 8-bit image, got {area.dtype}")
+    h, w = size
+    reps = (-(-h // area.shape[0]), -(-w // area.shape[1]))
+    # mirror-tile: alternate flipped copies so every seam is a mirror, then crop
+    rows = [area if i % 2 == 0 else area[::-1] for i in range(reps[0])]
+    col = np.concatenate(rows, axis=0)
+    cols = [col if j % 2 == 0 else col[:, ::-1] for j in range(reps[1])]
+    img = np.ascontiguousarray(np.concatenate(cols, axis=1)[:h, :w])
+    assert img.shape == size and img.dtype == np.uint8
+    return img
+
+
+def timed(fn, repeats: int):
+    """Warm-up once, then ``repeats`` timed calls; returns (median, all times, last result)."""
+    out = fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, out
+
+
+def count_flops(model, shape) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(shape, dtype=torch.float32)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def peak_matmul(n: int = 4096, tries: int = 5) -> dict:
+    """Best float32 GFLOP/s of ``torch.mm`` on n×n matrices (2n³ FLOPs per product)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g)
+    b = torch.randn(n, n, generator=g)
+    torch.mm(a, b)  # warm-up
+    times = []
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t0)
+    flops = 2.0 * n ** 3
+    return {"n": n, "tries": tries, "best_s": min(times), "median_s": statistics.median(times),
+            "gflops_best": flops / min(times) / 1e9, "gflops_median": flops / statistics.median(times) / 1e9}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (median)")
+    ap.add_argument("--matmul-n", type=int, default=4096)
+    ap.add_argument("--matmul-tries", type=int, default=5)
+    ap.add_argument("--image", type=Path, default=EXAMPLE)
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from tio2fiji.io import normalize_for_network
+    from tio2fiji.predict import load_model, predict_probability
+
+    torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()
+    img = make_test_image(args.image)
+    model = load_model("default")
+    h, w = img.shape
+
+    def whole():
+        x = torch.from_numpy(normalize_for_network(img))[None, None]
+        with torch.no_grad():
+            return torch.sigmoid(model(x))[0, 0].numpy()
+
+    tiles = {}
+
+    def tiled(mode):
+        def run():
+            return predict_probability(model, img, mode=mode, overlap=64,
+                                       progress=lambda done, total: tiles.__setitem__(mode, total))
+        return run
+
+    print(f"torch {torch.__version__}, {args.threads} thread(s), image {w}x{h} uint8 from "
+          f"{args.image.name}; load average at start {load_start}", flush=True)
+    peak_before = peak_matmul(args.matmul_n, args.matmul_tries)
+    print(f"peak matmul {peak_before['gflops_best']:.1f} GFLOP/s (best of {args.matmul_tries})", flush=True)
+    flops_whole = count_flops(model, (1, 1, h, w))
+    flops_tile = count_flops(model, (1, 1, 256, 256))
+
+    results = {}
+    med, times, p_whole = timed(whole, args.repeats)
+    results["whole"] = {"seconds": med, "times": times, "forward_passes": 1, "flops": flops_whole}
+    print(f"whole: {med:.2f} s", flush=True)
+    probs = {}
+    for mode in ("blend", "thesis"):
+        med, times, probs[mode] = timed(tiled(mode), args.repeats)
+        results[mode] = {"seconds": med, "times": times, "tiles": tiles[mode],
+                         "flops": tiles[mode] * flops_tile,
+                         "overlap": 64 if mode == "blend" else 0}
+        print(f"{mode}: {med:.2f} s ({tiles[mode]} tiles)", flush=True)
+    peak_after = peak_matmul(args.matmul_n, args.matmul_tries)
+    peak = max(peak_before["gflops_best"], peak_after["gflops_best"])
+    load_end = os.getloadavg()
+
+    for name, r in results.items():
+        r["gflops_achieved"] = r["flops"] / r["seconds"] / 1e9
+        r["fraction_of_peak"] = r["gflops_achieved"] / peak
+        r["vs_thesis_a100"] = r["seconds"] / THESIS_A100_S
+    # how much the outputs differ (same network, different context at tile borders)
+    agree = {}
+    for mode, p in probs.items():
+        agree[mode] = {"mean_abs_diff_vs_whole": float(np.mean(np.abs(p - p_whole))),
+                       "mask_disagreement_vs_whole": float(np.mean((p > 0.5) != (p_whole > 0.5)))}
+
+    doc = {"threads": args.threads, "repeats": args.repeats, "image": str(args.image),
+           "size": [w, h], "dtype": "uint8", "torch": torch.__version__, "python": sys.version.split()[0],
+           "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+           "loadavg_start": load_start, "loadavg_end": load_end,
+           "flops_per_tile_256": flops_tile,
+           "peak_matmul": {"before": peak_before, "after": peak_after, "gflops_used": peak},
+           "thesis_a100_seconds": THESIS_A100_S, "results": results, "agreement": agree}
+
+    print()
+    print(f"| {args.threads} thread(s) | s / image | forward passes | GFLOP | GFLOP/s | % of peak "
+          f"({peak:.0f} GFLOP/s) | × thesis A100 (1.4 s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        label = {"whole": "whole image, 1 pass", "blend": "tiled blend, overlap 64",
+                 "thesis": "tiled thesis, no overlap"}[name]
+        passes = r.get("tiles", 1)
+        print(f"| {label} | {r['seconds']:.2f} | {passes} | {r['flops'] / 1e9:.1f} | "
+              f"{r['gflops_achieved']:.1f} | {100 * r['fraction_of_peak']:.0f} % | "
+              f"{r['vs_thesis_a100']:.1f} |")
+    print(f"\nFLOPs per 256×256 tile {flops_tile / 1e9:.2f} G; peak matmul {args.matmul_n}² best "
+          f"{peak_before['gflops_best']:.1f} (before) / {peak_after['gflops_best']:.1f} (after) GFLOP/s")
+    for mode, a in agree.items():
+        print(f"{mode} vs whole: mean |Δp| {a['mean_abs_diff_vs_whole']:.4f}, "
+              f"mask pixels differing {100 * a['mask_disagreement_vs_whole']:.2f} %")
+    print(f"load average start {tuple(round(v, 2) for v in load_start)}, "
+          f"end {tuple(round(v, 2) for v in load_end)} (2 CPU cores)")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=2))
+        print(f"wrote {args.out}")
+    return doc
+
+
+if __name__ == "__main__":
+    main()
