@@ -6,13 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
-APT_PACKAGES=(default-jre-headless libij-java python3-venv chromium)
+APT_PACKAGES=(default-jre libij-java python3-venv chromium xvfb)
 
 missing=()
-command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+# a JRE with AWT (not -headless): the macro tests run ImageJ's menu commands under Xvfb
+java_gui() { command -v java >/dev/null 2>&1 && [ -e "$(dirname "$(readlink -f "$(command -v java)")")/../lib/libawt_xawt.so" ]; }
+java_gui || missing+=(default-jre)
 [ -e /usr/share/java/ij.jar ] || [ -n "${TIO2FIJI_IJ_JAR:-}" ] || missing+=(libij-java)
 "$PY" -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
+command -v xvfb-run >/dev/null 2>&1 || missing+=(xvfb)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing OS packages: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else

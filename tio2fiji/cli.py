@@ -555,5 +555,34 @@ def segment_cmd(images, out_dir, model_path, separate, threshold, mode, overlap,
         raise SystemExit(1)
 
 
+@main.command("export")
+@click.option("--model", "model_path", default="default", show_default=True,
+              help="'default' (bundled U-Net) or a U-Net model file / checkpoint.")
+@click.option("--format", "fmt", type=click.Choice(["bioimageio", "onnx"]), default="bioimageio",
+              show_default=True, help="bioimageio: model package (.zip or folder); onnx: one .onnx file.")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
+              help="Package .zip or new folder (bioimageio), or .onnx file.")
+@click.option("--test-image", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="SEM image for the package's test tensors / the ONNX check (default: bundled example).")
+@click.option("--no-test", is_flag=True, help="Skip the test run (bioimageio.core / onnxruntime).")
+def export_cmd(model_path, fmt, out_path, test_image, no_test):
+    """Export the U-Net for bioimage.io consumers (deepImageJ, ilastik, ...) or as ONNX."""
+    from .export import export
+
+    res = export(model_path, fmt, out_path, test_image=test_image, check=not no_test)
+    click.echo(f"wrote {res['path']}")
+    if fmt == "bioimageio":
+        click.echo(f"  files: {', '.join(res['files'])}")
+        if "test" in res:
+            t = res["test"]
+            click.echo(f"  bioimageio.core test: {t['status']} (format {t['format_version']}, "
+                       f"weights {', '.join(t['weights'])})")
+    elif "max_abs_diff" in res:
+        masks = ("identical" if res["mask_equal"]
+                 else f"differ in {res['mask_differences']} pixels")
+        click.echo(f"  onnxruntime vs PyTorch on {res['test_image']} {res['shape'][1]}x{res['shape'][0]}: "
+                   f"max |diff| {res['max_abs_diff']:.2e}, masks at {res['threshold']:g} {masks}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

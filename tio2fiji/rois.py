@@ -400,12 +400,21 @@ def rois_to_labels(rois, shape, start: int = 1) -> np.ndarray:
     height, width = (int(s) for s in shape)
     out = np.zeros((height, width), np.int32)
     for i, roi in enumerate(rois):
-        fill = np.zeros((height, width), bool)
-        for loop in roi_polygons(roi):
+        loops = roi_polygons(roi)
+        pts = np.concatenate(loops)
+        # work in the ROI's bounding box (clipped to the image)
+        x0, y0 = (max(0, int(np.floor(v))) for v in pts.min(axis=0))
+        x1, y1 = int(np.ceil(pts[:, 0].max())), int(np.ceil(pts[:, 1].max()))
+        x1, y1 = min(x1, width), min(y1, height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        box = (y1 - y0, x1 - x0)
+        fill = np.zeros(box, bool)
+        for loop in loops:
             # pixel (x, y) is the square [x, x+1) x [y, y+1); skimage tests integer centres
-            rr, cc = draw_polygon(loop[:, 1] - 0.5, loop[:, 0] - 0.5, shape=(height, width))
-            part = np.zeros((height, width), bool)
+            rr, cc = draw_polygon(loop[:, 1] - 0.5 - y0, loop[:, 0] - 0.5 - x0, shape=box)
+            part = np.zeros(box, bool)
             part[rr, cc] = True
-            fill ^= part
-        out[fill] = start + i
+            fill ^= part  # even-odd: holes and pieces of composite ROIs
+        out[y0:y1, x0:x1][fill] = start + i
     return out
