@@ -94,16 +94,9 @@ def ijm(path) -> str:
 
 
 def parse_return(text: str) -> dict:
-    out = {}
-    for item in text.strip().split(";"):
-        if "=" not in item:
-            continue
-        key, value = item.split("=", 1)
-        try:
-            out[key] = float(value)
-        except ValueError:
-            out[key] = value
-    return out
+    from tio2fiji.distribution import parse_macro_return
+
+    return parse_macro_return(text)
 
 
 DUMP_RESULTS = """

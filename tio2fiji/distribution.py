@@ -516,6 +516,20 @@ def macro_path() -> Path:
                         f"{here.parent / 'macros'}; reinstall tio2fiji.")
 
 
+def parse_macro_return(text: str) -> dict:
+    """``"key=value;key=value"`` (what the project's macros return) to a dict, numbers as floats."""
+    out = {}
+    for item in text.strip().split(";"):
+        if "=" not in item:
+            continue
+        key, value = item.split("=", 1)
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def biovoxxel_test_imagej(image, pixel_size=None, statistic="median", alpha=0.05,
                           java_student_bug=True, macro=None, ij_jar=None) -> dict:
     """Run the BioVoxxel procedure as an ImageJ macro in a real ImageJ, headless.
@@ -558,15 +572,7 @@ def biovoxxel_test_imagej(image, pixel_size=None, statistic="median", alpha=0.05
     res = ij.run_macro(code, image=imp, args=args, ij_jar=ij_jar)
     if not res.value:
         raise Tio2FijiError(f"The BioVoxxel macro returned nothing; its log:\n{res.output}")
-    out = {}
-    for item in res.value.split(";"):
-        if "=" not in item:
-            continue
-        key, value = item.split("=", 1)
-        try:
-            out[key] = float(value)
-        except ValueError:
-            out[key] = value
+    out = parse_macro_return(res.value)
     for key in ("n", "df"):
         if key in out and np.isfinite(out[key]):
             out[key] = int(out[key]) if key == "n" else out[key]
