@@ -422,3 +422,31 @@ def test_interrupted_training_resumes_to_the_same_weights(data_dir, tmp_path):
     for k, v in b["model"].items():
         assert torch.equal(a["model"][k], v), k
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+
+
+def test_segment_runs_mask_rcnn_with_its_stored_score_threshold(model1, monkeypatch):
+    """predict.segment takes a Mask R-CNN unchanged: labels, scores and the detection score
+    threshold stored with the model (not a fixed 0.5)."""
+    from tio2fiji.predict import segment
+
+    used = []
+
+    def detect(model, images, score_threshold=0.5):
+        used.append(score_threshold)
+        return _fake_detect(model, images, score_threshold)
+
+    monkeypatch.setattr(mr, "detect", detect)
+    img, mask = _blobs((256, 256), 12, seed=5, rmin=4, rmax=9)
+    model1.tio2fiji_info = {"model_config": {"arch": "maskrcnn", "score_threshold": 0.2,
+                                             "threshold": 0.5}}
+    try:
+        seg = segment(model1, img)
+    finally:
+        del model1.tio2fiji_info
+    assert used and set(used) == {0.2}
+    assert seg.info["arch"] == "maskrcnn" and seg.info["score_threshold"] == 0.2
+    assert seg.labels.dtype == np.uint32 and len(seg.scores) == seg.labels.max() > 0
+    assert np.array_equal(seg.mask, seg.labels > 0)
+    assert seg.labels.max() == label_instances(mask, 4).max()
+    with pytest.raises(InputError, match="own particles"):
+        segment(model1, img, separate="watershed")

@@ -291,10 +291,13 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = 256, o
         if separate not in ("auto",):
             raise InputError(f"Mask R-CNN finds its own particles; separate={separate!r} does not apply "
                              f"(use 'auto').")
+        # the detection score threshold stored with the model (the one its validation IoU used)
+        cfg = (getattr(model, "tio2fiji_info", None) or {}).get("model_config") or {}
+        score_threshold = float(cfg.get("score_threshold", 0.5))
         labels, scores, prob = predict_instances(model, area, tile=tile, overlap=overlap,
                                                  batch_size=batch_size, mask_threshold=threshold,
-                                                 progress=progress)
-        info.update(arch="maskrcnn", separate="instances")
+                                                 score_threshold=score_threshold, progress=progress)
+        info.update(arch="maskrcnn", separate="instances", score_threshold=score_threshold)
         return Segmentation(probability=prob, mask=labels > 0, threshold=float(threshold),
                             data_bar_rows=int(bar), pixel_size_m=ps, info=info,
                             labels=labels.astype(np.uint32), scores=np.asarray(scores, np.float32))
