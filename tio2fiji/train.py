@@ -164,6 +164,28 @@ def _set_rng_states(states: dict) -> None:
 # curves
 
 
+def _start_run(threads, seed):
+    """Threads, deterministic kernels and seeds for one training run; returns the function that
+    puts the thread count and determinism setting back."""
+    import torch
+
+    old = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+           torch.is_deterministic_algorithms_warn_only_enabled())
+    if threads:
+        torch.set_num_threads(int(threads))
+    # warn_only: an op without a deterministic CPU kernel warns instead of stopping the run
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+
+    def restore():
+        torch.set_num_threads(old[0])
+        torch.use_deterministic_algorithms(old[1], warn_only=old[2])
+
+    return restore
+
+
 def plot_history(history, path) -> Path:
     """Training curves like the thesis's Fig. 28-29: loss (left) and validation IoU (right)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -295,17 +317,8 @@ def train(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int = 
     out_dir.mkdir(parents=True, exist_ok=True)
     loss_fn = make_loss(loss, gap_weight)
 
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    old_det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    if threads:
-        torch.set_num_threads(int(threads))
-    # warn_only: an op without a deterministic CPU kernel warns instead of stopping the run
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    restore = _start_run(threads, seed)
     try:
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2 ** 32)
-        random.seed(seed)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr * 0.01)
                      if schedule == "cosine" else None)
@@ -382,8 +395,7 @@ def train(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int = 
             if progress is not None:
                 progress("epoch", dict(row, best_val_iou=best_iou, best_epoch=best_epoch))
     finally:
-        torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_det, warn_only=old_det_warn)
+        restore()
     return {"history": history, "best_epoch": best_epoch, "best_val_iou": best_iou,
             "out_dir": out_dir, "resumed_from": resumed_from,
             "seconds": float(sum(h["seconds"] for h in history))}
@@ -811,16 +823,8 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
     device = torch.device(device or "cpu")
     epochs = epochs_heads + epochs_all
 
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    old_det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    if threads:
-        torch.set_num_threads(int(threads))
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    restore = _start_run(threads, seed)
     try:
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2 ** 32)
-        random.seed(seed)
         model = build_maskrcnn(config, weights_backbone,
                                trainable_backbone_layers=trainable_backbone_layers)
         mcfg = dict(model_config(model), score_threshold=float(score_threshold),
@@ -939,8 +943,7 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
             if progress is not None:
                 progress("epoch", dict(row, best_val_iou=best_iou, best_epoch=best_epoch))
     finally:
-        torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_det, warn_only=old_det_warn)
+        restore()
     return {"history": history, "best_epoch": best_epoch, "best_val_iou": best_iou,
             "out_dir": out_dir, "resumed_from": resumed_from,
             "seconds": float(sum(h["seconds"] for h in history)), "model_config": mcfg}
