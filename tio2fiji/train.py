@@ -216,6 +216,19 @@ def plot_history(history, path) -> Path:
 # the loop
 
 
+def _pooled_loss_iou(losses, inters, unions, groups):
+    """Mean loss and mean IoU per group (image) of per-item intersection/union pixel counts."""
+    pooled: dict = {}
+    for g, i, u in zip(groups, inters, unions):
+        a = pooled.setdefault(g, [0, 0])
+        a[0] += i
+        a[1] += u
+    # a group with neither predicted nor true particles is a perfect 1.0 (metrics convention)
+    ious = [i / u if u else 1.0 for i, u in pooled.values()]
+    return (float(np.mean(losses)) if losses else float("nan"),
+            float(np.mean(ious)) if ious else float("nan"))
+
+
 def _evaluate(model, loader, loss_fn, groups=None):
     """Mean validation loss (per batch) and mean IoU of ``model`` on ``loader``.
 
@@ -239,15 +252,7 @@ def _evaluate(model, loader, loss_fn, groups=None):
     groups = list(range(len(inters))) if groups is None else list(groups)
     if len(groups) != len(inters):
         raise InputError(f"val_groups has {len(groups)} entries for {len(inters)} validation items.")
-    pooled: dict = {}
-    for g, i, u in zip(groups, inters, unions):
-        a = pooled.setdefault(g, [0, 0])
-        a[0] += i
-        a[1] += u
-    # a group with neither predicted nor true particles is a perfect 1.0 (metrics convention)
-    ious = [i / u if u else 1.0 for i, u in pooled.values()]
-    return (float(np.mean(losses)) if losses else float("nan"),
-            float(np.mean(ious)) if ious else float("nan"))
+    return _pooled_loss_iou(losses, inters, unions, groups)
 
 
 def train(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int = 4, lr: float = 1e-4,
@@ -713,14 +718,7 @@ def _evaluate_maskrcnn(model, val_ds, batch_size, groups, score_threshold, mask_
                 unions.append(int((pred | gt).sum()))
     finally:
         model.train(was_training)
-    pooled: dict = {}
-    for g, i, u in zip(groups, inters, unions):
-        a = pooled.setdefault(g, [0, 0])
-        a[0] += i
-        a[1] += u
-    ious = [i / u if u else 1.0 for i, u in pooled.values()]
-    return (float(np.mean(losses)) if losses else float("nan"),
-            float(np.mean(ious)) if ious else float("nan"))
+    return _pooled_loss_iou(losses, inters, unions, groups)
 
 
 def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_heads: int = 30,
