@@ -164,6 +164,14 @@ def _set_rng_states(states: dict) -> None:
 # curves
 
 
+def _write_history(out_dir: Path, history: list, columns) -> None:
+    """``history.csv`` and ``training_curves.png`` of a run so far (after every epoch)."""
+    import pandas as pd
+
+    write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=columns))
+    plot_history(history, out_dir / "training_curves.png")
+
+
 def _start_run(threads, seed):
     """Threads, deterministic kernels and seeds for one training run; returns the function that
     puts the thread count and determinism setting back."""
@@ -393,10 +401,7 @@ def train(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int = 
                 "best_val_iou": best_iou, "best_epoch": best_epoch,
                 "model_config": model_config or {}, "settings": settings,
             })
-            import pandas as pd
-
-            write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS))
-            plot_history(history, out_dir / "training_curves.png")
+            _write_history(out_dir, history, HISTORY_COLUMNS)
             if progress is not None:
                 progress("epoch", dict(row, best_val_iou=best_iou, best_epoch=best_epoch))
     finally:
@@ -934,10 +939,7 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
                 "best_val_iou": best_iou, "best_epoch": best_epoch,
                 "model_config": mcfg, "settings": settings,
             })
-            import pandas as pd
-
-            write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=MASKRCNN_HISTORY_COLUMNS))
-            plot_history(history, out_dir / "training_curves.png")
+            _write_history(out_dir, history, MASKRCNN_HISTORY_COLUMNS)
             if progress is not None:
                 progress("epoch", dict(row, best_val_iou=best_iou, best_epoch=best_epoch))
     finally:
