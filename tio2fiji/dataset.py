@@ -60,7 +60,8 @@ from .io import (_atomic_write, mask_for_image, normalize_for_network, read_mask
 
 __all__ = [
     "FLIPS", "THESIS_ANGLES", "THESIS_VARIANTS", "pair_files", "make_split", "write_split",
-    "read_split", "tile_positions", "flip", "rotation_footprint", "rotate_pair", "augment_pair",
+    "read_split", "tile_positions", "axis_positions", "flip", "rotation_footprint", "rotate_pair",
+    "augment_pair",
     "crop_with_context", "gaussian_blur", "photometric", "coco_from_masks", "Sample",
     "load_samples", "RandomCropDataset", "FullTileDataset", "TileDataset", "training_datasets",
     "BuildResult", "build_dataset",
@@ -310,13 +311,16 @@ def tile_positions(shape, tile: int = TILE, stride: int | None = None) -> list:
     if h < tile or w < tile:
         raise InputError(f"image of {w}x{h} pixels is smaller than a {tile}x{tile} tile.")
 
-    def axis(n):
-        pos = list(range(0, n - tile + 1, stride))
-        if pos[-1] != n - tile:
-            pos.append(n - tile)
-        return pos
+    return [(y, x) for y in axis_positions(h, tile, stride) for x in axis_positions(w, tile, stride)]
 
-    return [(y, x) for y in axis(h) for x in axis(w)]
+
+def axis_positions(n: int, tile: int, stride: int) -> list:
+    """Tile starts along one axis of length ``n >= tile``: every ``stride`` pixels, the last one
+    flush with the border (:func:`tile_positions` per axis; also the inference tiling)."""
+    pos = list(range(0, n - tile + 1, stride))
+    if pos[-1] != n - tile:
+        pos.append(n - tile)
+    return pos
 
 
 def flip(a: np.ndarray, kind) -> np.ndarray:

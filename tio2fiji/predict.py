@@ -73,13 +73,6 @@ def tile_weights(tile: int, overlap: int, top: bool, bottom: bool, left: bool, r
     return np.outer(_ramp(tile, overlap, top, bottom), _ramp(tile, overlap, left, right))
 
 
-def _positions(n: int, tile: int, stride: int) -> list:
-    pos = list(range(0, n - tile + 1, stride))
-    if pos[-1] != n - tile:
-        pos.append(n - tile)
-    return pos
-
-
 def _to_network_input(image, bits):
     from .io import normalize_for_network
 
@@ -143,6 +136,8 @@ def predict_probability(model, image, tile: int = 256, overlap: int = 64, batch_
         raise InputError(f"overlap must be in [0, {tile}), got {overlap}.")
     if batch_size < 1:
         raise InputError(f"batch_size must be positive, got {batch_size}.")
+    from .dataset import axis_positions
+
     img = _to_network_input(image, bits)
     h, w = img.shape
     if h == 0 or w == 0:
@@ -168,7 +163,7 @@ def predict_probability(model, image, tile: int = 256, overlap: int = 64, batch_
         H, W = max(h, tile), max(w, tile)
         padded = np.pad(img, ((0, H - h), (0, W - w)), mode="symmetric") if (H, W) != (h, w) else img
         stride = tile - overlap
-        ys, xs = _positions(H, tile, stride), _positions(W, tile, stride)
+        ys, xs = axis_positions(H, tile, stride), axis_positions(W, tile, stride)
         corners = [(y, x) for y in ys for x in xs]
         acc = np.zeros((H, W), np.float64)
         norm = np.zeros((H, W), np.float64)

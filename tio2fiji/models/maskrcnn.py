@@ -140,29 +140,12 @@ def _weights_source(weights_backbone):
 
 def _backbone_state(path: Path) -> dict:
     """A ResNet-50 state dict from a file, keys as in ``model.backbone.body``, conv1 for 1 channel."""
-    import torch
+    from .weights import resnet_state_from_file
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors have many types
-        raise InputError(f"{path}: cannot read backbone weights ({exc}).") from exc
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise InputError(f"{path}: expected a state dict (parameter name -> tensor) of a ResNet-50.")
-    state = {}
-    for k, v in obj.items():
-        for prefix in ("module.", "backbone.body.", "body."):
-            if k.startswith(prefix):
-                k = k[len(prefix):]
-        if k.startswith("fc.") or k.startswith("backbone.") or k.startswith("roi_heads.") \
-                or k.startswith("rpn."):
-            continue
-        state[k] = v
-    w = state.get("conv1.weight")
-    if w is None:
-        raise InputError(f"{path}: no 'conv1.weight'; expected the keys of a torchvision ResNet-50 "
-                         f"(conv1.weight, bn1.*, layer1.* ... layer4.*).")
+    state = resnet_state_from_file(path, strip=("module.", "backbone.body.", "body."),
+                                   drop=("fc.", "backbone.", "roi_heads.", "rpn."),
+                                   what="backbone weights", arch="ResNet-50")
+    w = state["conv1.weight"]
     if w.dim() == 4 and w.shape[1] == 3:
         state["conv1.weight"] = w.sum(dim=1, keepdim=True)  # gray input: sum the colour filters
     return state
@@ -470,13 +453,6 @@ def paint_instances(shape, instances, mask_threshold: float = 0.5):
     return lut[labels], score_of[ids].astype(np.float32), prob
 
 
-def _positions(n: int, tile: int, stride: int) -> list:
-    pos = list(range(0, n - tile + 1, stride))
-    if pos[-1] != n - tile:
-        pos.append(n - tile)
-    return pos
-
-
 def _own_ranges(pos: list, tile: int, size: int) -> list:
     """Per tile start, the half-open range of coordinates it owns: overlaps split in the middle."""
     out = []
@@ -527,6 +503,7 @@ def predict_instances(model, image, tile: int = 256, overlap: int = 64, batch_si
         Per pixel, the largest mask probability of the kept instances;
         ``probability > mask_threshold`` equals ``labels > 0``.
     """
+    from ..dataset import axis_positions
     from ..io import normalize_for_network
 
     if not is_maskrcnn(model):
@@ -552,7 +529,7 @@ def predict_instances(model, image, tile: int = 256, overlap: int = 64, batch_si
     if (H, W) != (h, w):
         x = np.pad(x, ((0, H - h), (0, W - w)), mode="symmetric")
     stride = tile - overlap
-    ys, xs = _positions(H, tile, stride), _positions(W, tile, stride)
+    ys, xs = axis_positions(H, tile, stride), axis_positions(W, tile, stride)
     own_y, own_x = dict(zip(ys, _own_ranges(ys, tile, h))), dict(zip(xs, _own_ranges(xs, tile, w)))
     corners = [(y, c) for y in ys for c in xs]
     instances = []

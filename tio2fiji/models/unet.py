@@ -64,26 +64,12 @@ def _weights_kind(encoder_weights):
 
 def _encoder_state_from_file(path: Path, in_channels: int) -> dict:
     """Read a local encoder state dict and adapt its first convolution to ``in_channels``."""
-    import torch
+    from .weights import resnet_state_from_file
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors have many types
-        raise InputError(f"{path}: cannot read encoder weights ({exc}).") from exc
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise InputError(f"{path}: expected a state dict (parameter name -> tensor) of a ResNet encoder.")
-    state = {}
-    for k, v in obj.items():
-        k = k[len("encoder."):] if k.startswith("encoder.") else k
-        if k.startswith("fc.") or k.startswith("decoder.") or k.startswith("segmentation_head."):
-            continue
-        state[k] = v
-    w = state.get("conv1.weight")
-    if w is None:
-        raise InputError(f"{path}: no 'conv1.weight'; expected the keys of a torchvision ResNet "
-                         f"(conv1.weight, bn1.*, layer1.* ... layer4.*).")
+    state = resnet_state_from_file(path, strip=("encoder.",),
+                                   drop=("fc.", "decoder.", "segmentation_head."),
+                                   what="encoder weights", arch="ResNet encoder")
+    w = state["conv1.weight"]
     if w.shape[1] != in_channels:
         if in_channels == 1:
             # smp's rule for pretrained weights and one channel: sum the colour filters
