@@ -14,7 +14,7 @@ Usage::
    callback's timestamps (and ``AnalysisResult.images[i]["seconds"]``).
 2. Connected components (``separate="none"``) of the *same* network output: analyze writes
    ``<stem>_mask.tif`` = probability > threshold (``Segmentation.mask``), and
-   ``label_particles(prob, thr, separate="none", connectivity=4)`` is by definition
+   ``labels_from_probability(prob, thr, separate="none", connectivity=4)`` is by definition
    ``connected_components(prob > thr, 4)``; so the mask is read back, labelled with
    :func:`tio2fiji.instances.connected_components` and measured as analyze measures (a label image,
    :func:`tio2fiji.particles.measure`, connectivity 4). No second network pass.
@@ -68,10 +68,10 @@ def main(argv=None):
 
     from tio2fiji.analyze import analyze_images
     from tio2fiji.batch import measure_files
-    from tio2fiji.dataset import read_split
     from tio2fiji.instances import connected_components
     from tio2fiji.io import read_mask
     from tio2fiji.particles import measure
+    from tio2fiji.training import read_split
 
     torch.set_num_threads(args.threads)
     sem_dir = args.data_dir / "SEM"
@@ -122,7 +122,7 @@ def main(argv=None):
         ws_table = res.particles[res.particles["image"] == name]
         pred_mask = read_mask(m["files"]["mask"])
         none_labels = connected_components(pred_mask, 4)
-        none_table = measure(none_labels, pixel_size=ps, connectivity=4, image_name=name)
+        none_table = measure(none_labels, pixel_size_m=ps, connectivity=4, image_name=name)
         man_table, item = manual_by_stem[stem]
         if item.mask.shape != pred_mask.shape:
             raise SystemExit(f"{stem}: manual {item.mask.shape} vs predicted {pred_mask.shape}")

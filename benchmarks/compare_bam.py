@@ -32,7 +32,7 @@ def _load_native():
     return particles
 
 
-def compare_directory(data_dir: Path, pixel_size=None):
+def compare_directory(data_dir: Path, pixel_size_m=None):
     """Yield one result dict per option combination."""
     particles = _load_native()
     paths = sorted(p for p in data_dir.iterdir() if p.suffix.lower() in (".tif", ".tiff", ".png"))
@@ -41,7 +41,7 @@ def compare_directory(data_dir: Path, pixel_size=None):
     masks = [(p.name, read_mask(p)) for p in paths]
     imagej.start_imagej()
     for conn, holes, edges in itertools.product((8, 4), (False, True), (False, True)):
-        kw = dict(pixel_size=pixel_size, connectivity=conn, include_holes=holes, exclude_edges=edges)
+        kw = dict(pixel_size_m=pixel_size_m, connectivity=conn, include_holes=holes, exclude_edges=edges)
         n_ij = n_native = count_mismatch = 0
         t_ij, t_native, reports = [], [], []
         for name, mask in masks:
@@ -78,7 +78,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     summary, worst, rows = [], {}, []
     print(f"ImageJ {imagej.imagej_version()}; masks in {args.data_dir}")
-    for res in compare_directory(args.data_dir, args.pixel_size):
+    for res in compare_directory(args.data_dir, args.pixel_size_m):
         dev = res["deviations"]
         key = _key(res)
         summary.append({"options": key, "masks": res["masks"], "n_imagej": res["n_imagej"],

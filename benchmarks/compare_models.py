@@ -75,7 +75,8 @@ def main(argv=None):
     from tio2fiji.instances import connected_components
     from tio2fiji.io import mask_for_image, read_mask, read_sem
     from tio2fiji.metrics import best_iou_per_gt, iou, match_instances
-    from tio2fiji.predict import load_model, segment
+    from tio2fiji.models.checkpoint import load_model
+    from tio2fiji.predict import segment
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", required=True)

@@ -91,7 +91,7 @@ def main(argv=None):
     for path in paths:
         name = path.name.replace("_m.tif", "")
         mask = read_mask(path)
-        ps = pixel_size_for(path, args.pixel_size)
+        ps = pixel_size_for(path, args.pixel_size_m)
 
         t0 = time.perf_counter()
         native, values = D.ultimate_points(mask)
@@ -114,7 +114,7 @@ def main(argv=None):
         for label, size in (("px", None), ("nm", ps)):
             nat = D.biovoxxel_test(D.biovoxxel_points(native, size), mask.size)
             t3 = time.perf_counter()
-            mac = D.biovoxxel_test_imagej(ij_uep, pixel_size=size)
+            mac = D.biovoxxel_test_imagej(ij_uep, pixel_size_m=size)
             t_macro += time.perf_counter() - t3
             diff = same_stats(nat, mac)
             if diff:
@@ -124,9 +124,9 @@ def main(argv=None):
         # verdicts on the analysed area (no data bar), nm
         area = mask[: mask.shape[0] - DATA_BAR_ROWS]
         r_bv_px = D.test_distribution(area, "biovoxxel", image=name)
-        r_bv_nm = D.test_distribution(area, "biovoxxel", pixel_size=ps, image=name)
-        r_ce = D.test_distribution(area, "clark-evans", pixel_size=ps, image=name)
-        r_mc = D.test_distribution(area, "monte-carlo", pixel_size=ps, image=name,
+        r_bv_nm = D.test_distribution(area, "biovoxxel", pixel_size_m=ps, image=name)
+        r_ce = D.test_distribution(area, "clark-evans", pixel_size_m=ps, image=name)
+        r_mc = D.test_distribution(area, "monte-carlo", pixel_size_m=ps, image=name,
                                    n_sim=args.n_sim, seed=0)
         rows += [r_bv_px | {"variant": "biovoxxel (px)"}, r_bv_nm | {"variant": "biovoxxel (nm)"},
                  r_ce | {"variant": "clark-evans (nm)"}, r_mc | {"variant": "monte-carlo (nm)"}]

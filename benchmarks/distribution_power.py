@@ -153,7 +153,7 @@ def main(argv=None):
         verdicts = {}  # model -> test -> list of classifications
         for model, (make, _) in MODELS.items():
             per_test = {}
-            for i in tqdm(range(args.patterns), desc=f"n={n} {model}", file=sys.stderr, leave=False):
+            for _i in tqdm(range(args.patterns), desc=f"n={n} {model}", file=sys.stderr, leave=False):
                 pts = make(n, rng)
                 for test, cls in run_tests(pts, args.n_sim, int(rng.integers(2**31)),
                                            not args.no_envelope).items():

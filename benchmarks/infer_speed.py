@@ -12,7 +12,7 @@ mirrored at its right and bottom borders up to 1280×960.
 Timed, each as the median of ``--repeats`` runs after one warm-up, with ``--threads`` torch threads:
 
 * ``whole``: one forward pass over the whole image (1280×960 is a multiple of 32), input scaled by
-  :func:`tio2fiji.io.normalize_for_network`, sigmoid applied, as :func:`predict_probability` does;
+  :func:`tio2fiji.transforms.normalize_for_network`, sigmoid applied, as :func:`predict_probability` does;
 * ``blend``: :func:`tio2fiji.predict.predict_probability` with ``mode="blend", overlap=64``;
 * ``thesis``: ``predict_probability(mode="thesis")`` (non-overlapping tiles, mirrored borders).
 
@@ -112,8 +112,9 @@ def main(argv=None):
 
     import torch
 
-    from tio2fiji.io import normalize_for_network
-    from tio2fiji.predict import load_model, predict_probability
+    from tio2fiji.models.checkpoint import load_model
+    from tio2fiji.predict import predict_probability
+    from tio2fiji.transforms import normalize_for_network
 
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
@@ -131,7 +132,7 @@ def main(argv=None):
     def tiled(mode):
         def run():
             return predict_probability(model, img, mode=mode, overlap=64,
-                                       progress=lambda done, total: tiles.__setitem__(mode, total))
+                                       progress=lambda done, total, name: tiles.__setitem__(mode, total))
         return run
 
     print(f"torch {torch.__version__}, {args.threads} thread(s), image {w}x{h} uint8 from "
@@ -156,7 +157,7 @@ def main(argv=None):
     peak = max(peak_before["gflops_best"], peak_after["gflops_best"])
     load_end = os.getloadavg()
 
-    for name, r in results.items():
+    for r in results.values():
         r["gflops_achieved"] = r["flops"] / r["seconds"] / 1e9
         r["fraction_of_peak"] = r["gflops_achieved"] / peak
         r["vs_thesis_a100"] = r["seconds"] / THESIS_A100_S

@@ -11,7 +11,7 @@ Measures, for a thesis configuration (Table 3; default 1):
 * **inference**: one tile through backbone, RPN and box head with no detection kept (the fixed
   cost), plus the mask head's cost per detection (it runs on every detection above the score
   threshold, so a tile costs ``fixed + detections × per_detection``); with ``--checkpoint`` also
-  the whole :func:`tio2fiji.models.maskrcnn.predict_instances` on a 1024×704 image.
+  the whole :func:`tio2fiji.predict.predict_instances` on a 1024×704 image.
 
 Run it on an otherwise idle machine: other processes on the same cores change the numbers.
 
@@ -37,8 +37,8 @@ import torch  # noqa: E402
 
 
 def _generated_items(n, particles, seed=0):
-    from tio2fiji.metrics import label_instances
-    from tio2fiji.models.maskrcnn import targets_from_instances
+    from tio2fiji.instances import connected_components
+    from tio2fiji.training import targets_from_instances
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:256, :256]
@@ -50,7 +50,7 @@ def _generated_items(n, particles, seed=0):
             cy, cx = rng.integers(r, 256 - r, 2)
             mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
         img = np.clip(0.2 + 0.6 * mask + rng.normal(0, 0.03, mask.shape), 0, 1).astype(np.float32)
-        lab = label_instances(mask, 4)
+        lab = connected_components(mask, 4)
         inst = np.stack([lab == i for i in range(1, lab.max() + 1)]) if lab.max() else \
             np.zeros((0, 256, 256), bool)
         items.append((torch.from_numpy(img)[None], targets_from_instances(inst)))
@@ -58,7 +58,7 @@ def _generated_items(n, particles, seed=0):
 
 
 def _data_items(data_dir, n, seed=0):
-    from tio2fiji.train import CocoInstanceDataset
+    from tio2fiji.training import CocoInstanceDataset
 
     ds = CocoInstanceDataset(data_dir, "train", seed=seed, length=n)
     return [ds[i][:2] for i in range(n)]
@@ -92,7 +92,7 @@ def bench_train(config, items, batch_size, steps, warmup, phase="all"):
 
 
 def bench_infer(model, items, repeats=3, k=100):
-    from tio2fiji.models.maskrcnn import detect
+    from tio2fiji.predict import detect
 
     model.eval()
     tile = items[0][0][0].numpy()
@@ -121,12 +121,10 @@ def bench_infer(model, items, repeats=3, k=100):
 
 
 def bench_whole_image(checkpoint, repeats=1):
-    from tio2fiji.models.maskrcnn import build_from_config, predict_instances
-    from tio2fiji.train import load_checkpoint
+    from tio2fiji.models.checkpoint import load_model
+    from tio2fiji.predict import predict_instances
 
-    ck = load_checkpoint(checkpoint)
-    model = build_from_config(ck["model_config"])
-    model.load_state_dict(ck["model"])
+    model = load_model(checkpoint)
     img = (np.random.default_rng(0).random((704, 1024)) * 255).astype(np.uint8)
     times = []
     for _ in range(repeats):

@@ -55,8 +55,8 @@ def _score(data, fn):
 
 def main(argv=None):
     from tio2fiji.evaluate import select_pairs
-    from tio2fiji.instances import label_particles
-    from tio2fiji.predict import load_model, model_threshold
+    from tio2fiji.instances import labels_from_probability
+    from tio2fiji.models.checkpoint import load_model, model_threshold
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", required=True)
@@ -73,17 +73,17 @@ def main(argv=None):
     grid = list(itertools.product((0.25, 0.5, 0.75, 1.0, 2.0), (0.0, 1.0, 1.5, 2.0), (False, True)))
     sweep = []
     for h, sigma, wp in grid:
-        r = _score(val, lambda p: label_particles(p, thr, "watershed", h=h, sigma=sigma,
-                                                  weight_by_probability=wp))
+        r = _score(val, lambda p, h=h, sigma=sigma, wp=wp: labels_from_probability(
+            p, thr, "watershed", h=h, sigma=sigma, weight_by_probability=wp))
         sweep.append({"h": h, "sigma": sigma, "weight_by_probability": wp, **r})
     # differences below 0.002 of instance IoU are noise on 4 images: among those, the lowest count error
     top = max(r["instance_iou"] for r in sweep)
     best = min((r for r in sweep if r["instance_iou"] >= top - 0.002), key=lambda r: r["count_error"])
     params = {k: best[k] for k in ("h", "sigma", "weight_by_probability")}
     rows = []
-    for name, fn in [("connected components (4)", lambda p: label_particles(p, thr, "none")),
+    for name, fn in [("connected components (4)", lambda p: labels_from_probability(p, thr, "none")),
                      ("watershed " + json.dumps(params),
-                      lambda p: label_particles(p, thr, "watershed", **params))]:
+                      lambda p: labels_from_probability(p, thr, "watershed", **params))]:
         for subset, data in (("val", val), ("test", test)):
             rows.append({"method": name, "subset": subset, **_score(data, fn)})
     doc = {"model": a.model, "threshold": thr, "chosen_on_val": params, "results": rows,

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 def bench_train(encoder, batch_size, steps, warmup, loss_kind="dice+bce"):
     from tio2fiji.models.unet import build_unet
-    from tio2fiji.train import make_loss
+    from tio2fiji.training import make_loss
 
     torch.manual_seed(0)
     model = build_unet(encoder, None).train()
@@ -83,7 +83,7 @@ def bench_infer(encoder, batch, repeat, warmup=2):
 
 
 def bench_data(data_dir, n):
-    from tio2fiji.dataset import training_datasets
+    from tio2fiji.training import training_datasets
 
     train_ds, _ = training_datasets(data_dir, seed=0)
     train_ds[0]

@@ -10,14 +10,15 @@ import shutil
 import numpy as np
 import pytest
 import tifffile
+from conftest import EXAMPLES
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from tio2fiji import dataset as D
+from tio2fiji import training as D
+from tio2fiji import transforms as T
 from tio2fiji.errors import InputError
-from tio2fiji.metrics import label_instances
-
-from conftest import EXAMPLES
+from tio2fiji.instances import connected_components
+from tio2fiji.io import pair_files
 
 # pycocotools' decode trips numpy 2's __array__(copy=...) deprecation; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -30,7 +31,7 @@ MASK_DIR = EXAMPLES / "masks"
 
 
 def test_pair_files_on_examples():
-    pairs = D.pair_files(SEM_DIR, MASK_DIR)
+    pairs = pair_files(SEM_DIR, MASK_DIR)
     assert [p[0].stem for p in pairs] == ["1908248", "1908252", "1908256"]
     assert all(m.name == f"{i.stem}_m.tif" for i, m in pairs)
 
@@ -47,17 +48,17 @@ def test_pair_files_reports_unmatched_files(tmp_path):
     shutil.copy(msk / "1908248_m.tif", msk / "999_m.tif")
     (img / "1908252.tif").rename(img / "1908252_x.tif")
     with pytest.raises(InputError) as err:
-        D.pair_files(img, msk)
+        pair_files(img, msk)
     text = str(err.value)
     assert "999_m.tif" in text and "1908252_m.tif" in text and "1908252_x.tif" in text
-    assert len(D.pair_files(img, msk, strict=False)) == 2
+    assert len(pair_files(img, msk, strict=False)) == 2
 
 
 def test_pair_files_reports_size_mismatch(tmp_path):
     img, msk = _copy_examples(tmp_path)
     tifffile.imwrite(msk / "1908256_m.tif", np.zeros((100, 100), np.uint8))
     with pytest.raises(InputError, match="1908256_m.tif is 100x100 pixels but its image"):
-        D.pair_files(img, msk)
+        pair_files(img, msk)
 
 
 # ----------------------------------------------------------------------------------------- splits
@@ -107,7 +108,7 @@ def test_write_read_split_roundtrip(tmp_path):
 
 
 def test_tile_positions_cover_the_analysed_area():
-    pos = D.tile_positions((704, 1024))  # BAM: 768 rows minus the 64-row data bar
+    pos = T.tile_positions((704, 1024))  # BAM: 768 rows minus the 64-row data bar
     assert len(pos) == 3 * 4
     assert sorted({y for y, _ in pos}) == [0, 256, 448]  # last row flush with the border
     assert sorted({x for _, x in pos}) == [0, 256, 512, 768]
@@ -115,26 +116,26 @@ def test_tile_positions_cover_the_analysed_area():
     for y, x in pos:
         covered[y:y + 256, x:x + 256] = True
     assert covered.all()
-    assert len(D.tile_positions((512, 512), stride=128)) == 9
+    assert len(T.tile_positions((512, 512), stride=128)) == 9
     with pytest.raises(InputError):
-        D.tile_positions((200, 1024))
+        T.tile_positions((200, 1024))
 
 
 # ------------------------------------------------------------------------------------ augmentation
 
 
 def test_thesis_variants_give_18_tiles_of_which_14_distinct():
-    assert len(D.THESIS_VARIANTS) == 18 == 396 // 22
+    assert len(T.THESIS_VARIANTS) == 18 == 396 // 22
     rng = np.random.default_rng(0)
     big = rng.integers(0, 256, (200, 200)).astype(np.uint8)
     mask = big > 128
-    margin = D._context_margin(64, D.THESIS_ANGLES)
-    win = D.crop_with_context(big, mask, 60, 60, 64, margin)
-    outs = [D.augment_pair(win[0], win[1], f, a, out_size=64, valid=win[2]) for f, a in D.THESIS_VARIANTS]
+    margin = T.context_margin(64, T.THESIS_ANGLES)
+    win = T.crop_with_context(big, mask, 60, 60, 64, margin)
+    outs = [T.augment_pair(win[0], win[1], f, a, out_size=64, valid=win[2]) for f, a in T.THESIS_VARIANTS]
     assert all(v.all() for _, _, v in outs)  # enough context: no invented pixels at all
     assert len({o[0].tobytes() for o in outs}) == 14  # 4 right-angle variants coincide
     # the v+h flip rotated by 180 degrees is the original tile
-    i, m, _ = outs[D.THESIS_VARIANTS.index(("vh", 180))]
+    i, m, _ = outs[T.THESIS_VARIANTS.index(("vh", 180))]
     np.testing.assert_array_equal(i, big[60:124, 60:124])
     np.testing.assert_array_equal(m, mask[60:124, 60:124])
 
@@ -144,7 +145,7 @@ def test_generic_rotation_matches_rot90():
     img = rng.random((12, 9))
     mask = rng.random((12, 9)) > 0.5
     for k in (1, 2, 3):
-        i, m, v = D.rotate_pair(img, mask, 90 * k, exact=False)
+        i, m, v = T.rotate_pair(img, mask, 90 * k, exact=False)
         np.testing.assert_allclose(i, np.rot90(img, k), atol=1e-12)
         np.testing.assert_array_equal(m, np.rot90(mask, k))
         assert v.all()
@@ -155,14 +156,14 @@ def test_non_right_rotation_invents_no_mask(angle):
     # an all-particle tile without context: corners have no source data
     img = np.full((64, 64), 200, np.uint8)
     mask = np.ones((64, 64), bool)
-    i, m, v = D.augment_pair(img, mask, "h", angle)
+    i, m, v = T.augment_pair(img, mask, "h", angle)
     assert m.dtype == bool
     assert not v.all() and v.mean() > 0.5
     assert not (m & ~v).any()  # no particle where the source had no data
     assert m[v].all()  # and no background invented inside the data either
     assert (i[~v] == 0).all() and (i[v] == 200).all()
     # an empty mask stays empty
-    _, m0, _ = D.augment_pair(img, np.zeros((64, 64), bool), "v", angle)
+    _, m0, _ = T.augment_pair(img, np.zeros((64, 64), bool), "v", angle)
     assert not m0.any()
 
 
@@ -173,10 +174,10 @@ def test_rotation_mask_stays_aligned_with_image():
     lab[40:70, 50:90] = 1
     lab[95:120, 60:75] = 2
     img = np.where(lab > 0, 250, 10).astype(np.uint8)
-    margin = D._context_margin(64, D.THESIS_ANGLES)
-    win = D.crop_with_context(img, lab > 0, 48, 48, 64, margin)
-    for f, a in D.THESIS_VARIANTS:
-        i, m, v = D.augment_pair(win[0], win[1], f, a, out_size=64, valid=win[2])
+    margin = T.context_margin(64, T.THESIS_ANGLES)
+    win = T.crop_with_context(img, lab > 0, 48, 48, 64, margin)
+    for f, a in T.THESIS_VARIANTS:
+        i, m, v = T.augment_pair(win[0], win[1], f, a, out_size=64, valid=win[2])
         assert v.all()
         assert (i[m] > 128).mean() > 0.97 and (i[~m] < 128).mean() > 0.97, (f, a)
 
@@ -185,18 +186,18 @@ def test_context_size_does_not_change_the_tile():
     rng = np.random.default_rng(2)
     big = rng.random((300, 300))
     mask = big > 0.5
-    m1 = D._context_margin(64, [225])
-    a = D.crop_with_context(big, mask, 100, 110, 64, m1)
-    b = D.crop_with_context(big, mask, 100, 110, 64, m1 + 20)
-    ra = D.augment_pair(a[0], a[1], "v", 225, out_size=64, valid=a[2])
-    rb = D.augment_pair(b[0], b[1], "v", 225, out_size=64, valid=b[2])
+    m1 = T.context_margin(64, [225])
+    a = T.crop_with_context(big, mask, 100, 110, 64, m1)
+    b = T.crop_with_context(big, mask, 100, 110, 64, m1 + 20)
+    ra = T.augment_pair(a[0], a[1], "v", 225, out_size=64, valid=a[2])
+    rb = T.augment_pair(b[0], b[1], "v", 225, out_size=64, valid=b[2])
     np.testing.assert_allclose(ra[0], rb[0], atol=1e-9)
     np.testing.assert_array_equal(ra[1], rb[1])
 
 
 def test_crop_with_context_marks_outside_pixels():
     img = np.ones((10, 10))
-    i, m, v = D.crop_with_context(img, img > 0, 0, 0, 6, 3)
+    i, m, v = T.crop_with_context(img, img > 0, 0, 0, 6, 3)
     assert i.shape == (12, 12) and not v[:3].any() and v[3:13, 3:13].all()
     assert not (m & ~v).any()
 
@@ -204,18 +205,18 @@ def test_crop_with_context_marks_outside_pixels():
 def test_gaussian_blur_kernel_and_photometric_probability():
     delta = np.zeros((5, 5))
     delta[2, 2] = 1.0
-    b = D.gaussian_blur(delta, sigma=1.0, kernel=3)
+    b = T.gaussian_blur(delta, sigma=1.0, kernel=3)
     w = np.exp(-0.5)
     assert b[2, 2] == pytest.approx(1 / (1 + 2 * w) ** 2)
     assert b[1, 2] == pytest.approx(w / (1 + 2 * w) ** 2)
     assert b.sum() == pytest.approx(1.0)
     img = np.full((8, 8), 0.5, np.float32)
     rng = np.random.default_rng(0)
-    np.testing.assert_array_equal(D.photometric(img, rng, p=0.0), img)
-    out = D.photometric(img, rng, p=1.0)
+    np.testing.assert_array_equal(T.photometric(img, rng, p=0.0), img)
+    out = T.photometric(img, rng, p=1.0)
     factor = out[4, 4] / 0.5  # a flat image: blur keeps the brightened value
     assert 0.9 <= factor <= 1.32
-    applied = sum(not np.array_equal(D.photometric(img, np.random.default_rng(s)), img)
+    applied = sum(not np.array_equal(T.photometric(img, np.random.default_rng(s)), img)
                   for s in range(400))
     assert 0.3 < applied / 400 < 0.5  # p = 0.4
 
@@ -225,7 +226,7 @@ def test_gaussian_blur_kernel_and_photometric_probability():
 
 @pytest.fixture(scope="module")
 def samples():
-    return D.load_samples(D.pair_files(SEM_DIR, MASK_DIR))
+    return D.load_samples(pair_files(SEM_DIR, MASK_DIR))
 
 
 def test_load_samples_drop_the_data_bar(samples):
@@ -256,9 +257,9 @@ def test_random_crop_dataset_mask_is_the_geometric_crop(samples):
     for i in range(6):
         img, msk, val, r = ds.item_arrays(i)
         s = next(x for x in samples if x.name == r["name"])
-        margin = D._context_margin(256, [r["angle"]])
-        win = D.crop_with_context(s.image, s.mask, r["y"], r["x"], 256, margin)
-        ei, em, _ = D.augment_pair(win[0], win[1], r["flip"], r["angle"], out_size=256, valid=win[2])
+        margin = T.context_margin(256, [r["angle"]])
+        win = T.crop_with_context(s.image, s.mask, r["y"], r["x"], 256, margin)
+        ei, em, _ = T.augment_pair(win[0], win[1], r["flip"], r["angle"], out_size=256, valid=win[2])
         np.testing.assert_array_equal(msk, em)
         np.testing.assert_allclose(img, ei, atol=1e-6)
 
@@ -325,14 +326,15 @@ def thesis_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("thesis")
     calls = []
     res = D.build_dataset(SEM_DIR, MASK_DIR, out, mode="thesis", seed=1, n_source=2, n_test=1,
-                          n_val=4, progress=lambda d, t: calls.append((d, t)))
+                          n_val=4, progress=lambda d, t, name: calls.append((d, t, name)))
     return res, out, calls
 
 
 def test_build_thesis_mode_counts_and_files(thesis_build):
     res, out, calls = thesis_build
     assert res.counts() == {"train": 2 * 18 - 4, "val": 4, "test": 1}
-    assert calls[-1] == (37, 37) and len(calls) == 37
+    assert [c[:2] for c in calls] == [(k, 37) for k in range(1, 38)] and len(calls) == 37
+    assert [c[2] for c in calls] == list(res.tiles["name"])  # each tile's name as it is written
     split, meta = D.read_split(out / "split.json")
     assert meta["mode"] == "thesis" and meta["seed"] == 1
     assert len(split["train"]) == 2 and len(split["test"]) == 1 and "unused" not in split
@@ -354,7 +356,7 @@ def test_build_thesis_mode_coco_loads_and_matches_tiles(thesis_build):
     img_id = next(i for i, im in c.imgs.items() if im["file_name"] == row["image"])
     mask = np.asarray(Image.open(out / row["mask"])) > 0
     anns = c.loadAnns(c.getAnnIds(imgIds=[img_id]))
-    assert len(anns) == label_instances(mask, 4).max()
+    assert len(anns) == connected_components(mask, 4).max()
     rebuilt = np.zeros_like(mask)
     for a in anns:
         rebuilt |= mask_utils.decode(a["segmentation"]) > 0
@@ -363,8 +365,8 @@ def test_build_thesis_mode_coco_loads_and_matches_tiles(thesis_build):
 
 def test_build_is_reproducible_from_the_seed(thesis_build, tmp_path):
     res, out, _ = thesis_build
-    again = D.build_dataset(SEM_DIR, MASK_DIR, tmp_path / "again", mode="thesis", seed=1, n_source=2,
-                            n_test=1, n_val=4)
+    D.build_dataset(SEM_DIR, MASK_DIR, tmp_path / "again", mode="thesis", seed=1, n_source=2,
+                    n_test=1, n_val=4)
     assert _digest(out) == _digest(tmp_path / "again")
     assert D.read_split(out / "split.json")[0] == D.read_split(tmp_path / "again" / "split.json")[0]
 

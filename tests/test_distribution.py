@@ -4,7 +4,13 @@ ImageJ runs for real (JVM in this process, no mocking). Masks are generated here
 data folder is read.
 """
 
+import json
 import math
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,7 +215,7 @@ def test_uep_by_hand():
     two[6:9, 2:5] = True
     two[1:4, 14:17] = True
     assert D.ultimate_points(two)[0].tolist() == [[2, 15], [7, 3]]
-    assert D.pixel_points([[2, 15]], pixel_size=2e-9).tolist() == [[31.0, 5.0]]
+    assert D.pixel_points([[2, 15]], pixel_size_m=2e-9).tolist() == [[31.0, 5.0]]
     assert D.ultimate_points(np.zeros((5, 5), bool))[0].shape == (0, 2)
 
 
@@ -218,6 +224,13 @@ def test_uep_rejects_non_binary():
         D.ultimate_points(np.arange(12).reshape(3, 4))
     with pytest.raises(InputError):
         D.ultimate_points(np.zeros(5))
+
+
+def test_distribution_reaches_imagej_only_through_the_session():
+    # the ImageJ route uses tio2fiji.imagej.session(), never JPype or the bridge's lock itself
+    for path in Path(D.__file__).parent.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "jpype" not in text.lower() and "_lock" not in text, path.name
 
 
 def test_uep_native_equals_imagej_on_generated_masks(ij):
@@ -235,17 +248,16 @@ def test_uep_native_equals_imagej_on_generated_masks(ij):
 
 
 def test_edm_equals_imagej_float_edm(ij):
-    import jpype
-
     rng = np.random.default_rng(7)
     yy, xx = np.mgrid[:240, :320]
     mask = np.zeros((240, 320), bool)
     for cy, cx, r in rng.uniform((0, 0, 15), (240, 320, 70), (10, 3)):
         mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
     mask &= rng.random(mask.shape) > 0.001
-    imp = imagej.to_imageplus(mask)
-    fp = jpype.JClass("ij.plugin.filter.EDM")().makeFloatEDM(imp.getProcessor(), 0, False)
-    ref = np.array(fp.getPixels(), dtype=np.float32).reshape(mask.shape)
+    with imagej.session() as s:
+        imp = s.to_imageplus(mask)
+        fp = s.jclass("ij.plugin.filter.EDM")().makeFloatEDM(imp.getProcessor(), 0, False)
+        ref = np.array(fp.getPixels(), dtype=np.float32).reshape(mask.shape)
     ours = D.edm_imagej(mask)
     assert np.array_equal(ours, ref)
     # ImageJ's EDM is an approximation: the distance to *a* background pixel, so never below the
@@ -261,17 +273,17 @@ def test_edm_equals_imagej_float_edm(ij):
 # Native BioVoxxel vs the ImageJ macro
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seed, pixel_size, statistic, bug", [
+@pytest.mark.parametrize("seed, pixel_size_m, statistic, bug", [
     (1, None, "median", True), (2, 7.34375e-9, "median", True), (3, None, "mean", True),
     (4, None, "median", False)])
-def test_biovoxxel_native_equals_macro_on_uep_images(ij, seed, pixel_size, statistic, bug):
+def test_biovoxxel_native_equals_macro_on_uep_images(ij, seed, pixel_size_m, statistic, bug):
     rng = np.random.default_rng(seed)
     mask = random_mask(rng, 150, 220, 45)
     coords, _ = D.ultimate_points(mask)
     uep = np.zeros(mask.shape, bool)
     uep[coords[:, 0], coords[:, 1]] = True
-    macro = D.biovoxxel_test_imagej(uep, pixel_size, statistic, java_student_bug=bug)
-    native = D.biovoxxel_test(D.biovoxxel_points(coords, pixel_size), uep.size, statistic=statistic,
+    macro = D.biovoxxel_test_imagej(uep, pixel_size_m, statistic, java_student_bug=bug)
+    native = D.biovoxxel_test(D.biovoxxel_points(coords, pixel_size_m), uep.size, statistic=statistic,
                               java_student_bug=bug)
     assert macro["n"] == native["n"] > 20
     for key in ("test", "df", "classification", "significant"):
@@ -296,9 +308,26 @@ def test_biovoxxel_macro_student_branch_and_groups(ij):
         assert macro["classification"] == native["classification"]
 
 
+def test_biovoxxel_macro_starts_imagej_from_the_given_jar(tmp_path):
+    # a fresh interpreter (a JVM cannot be restarted in this one): ij_jar starts ImageJ
+    jar = tmp_path / "my-ij.jar"
+    shutil.copy(imagej.find_ij_jar(), jar)
+    code = textwrap.dedent(f"""
+        import json, numpy as np
+        from tio2fiji import distribution as D, imagej
+        img = np.zeros((20, 30), bool)
+        img[[3, 9, 15, 4], [5, 20, 8, 26]] = True
+        res = D.biovoxxel_test_imagej(img, ij_jar={str(jar)!r})
+        print(json.dumps([res["n"], str(imagej.jvm_info()["jar"])]))
+        """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [4, str(jar)]
+
+
 def test_test_distribution_biovoxxel_backends_agree(ij):
     mask = random_mask(np.random.default_rng(9), 120, 160, 30)
-    rows = [D.test_distribution(mask, "biovoxxel", backend=b, pixel_size=5e-9) for b in ("native", "imagej")]
+    rows = [D.test_distribution(mask, "biovoxxel", backend=b, pixel_size_m=5e-9) for b in ("native", "imagej")]
     for key in ("n", "area", "df", "test", "classification"):
         assert rows[0][key] == rows[1][key]
     assert rows[0]["statistic"] == pytest.approx(rows[1]["statistic"], rel=1e-12)
@@ -396,7 +425,9 @@ def test_envelopes_and_plot(tmp_path):
     assert np.array_equal(env["L"]["theoretical"], env["L"]["r"])
     env2 = D.envelopes(pts, (400, 300), n_sim=19, seed=4)
     assert np.array_equal(env["L"]["high"], env2["L"]["high"])
-    fig = D.plot_envelopes(env, unit="nm", title="test")
+    from tio2fiji.report import plot_envelopes
+
+    fig = plot_envelopes(env, unit="nm", title="test")
     out = tmp_path / "gl.png"
     fig.savefig(out)
     assert out.stat().st_size > 1000
@@ -408,7 +439,7 @@ def test_envelopes_and_plot(tmp_path):
 
 def test_row_columns_units_and_methods():
     mask = random_mask(np.random.default_rng(12), 160, 200, 40)
-    rows = {m: D.test_distribution(mask, m, image="x", pixel_size=2e-9, n_sim=19) for m in D.METHODS}
+    rows = {m: D.test_distribution(mask, m, image="x", pixel_size_m=2e-9, n_sim=19) for m in D.METHODS}
     for m, row in rows.items():
         assert list(row)[:len(D.COLUMNS)] == list(D.COLUMNS)
         assert row["image"] == "x" and row["method"] == m and row["unit"] == "nm"

@@ -19,7 +19,7 @@ EXAMPLE = "examples/data/SEM/1908248.tif"
 
 @pytest.fixture(scope="module")
 def unet():
-    from tio2fiji.predict import load_model
+    from tio2fiji.models.checkpoint import load_model
 
     return load_model("default")
 

@@ -22,7 +22,8 @@ from scipy import ndimage as ndi
 
 from tio2fiji import imagej
 from tio2fiji.errors import InputError, JavaNotFoundError, Tio2FijiError
-from tio2fiji.imagej import COLUMNS, find_ij_jar, measure_imagej, run_macro
+from tio2fiji.imagej import COLUMNS, find_ij_jar, measure_imagej, run_macro, session
+from tio2fiji.imagej._measure import _run_particle_analyzer, _select_backend
 
 CORNER = 2 - math.sqrt(2)  # what each counted corner takes off a unit-square outline
 
@@ -74,6 +75,44 @@ def test_pyimagej_cannot_join_a_running_jvm(tmp_path):
     (fiji / "jars" / "imagej-2.14.0.jar").touch()
     with pytest.raises(Tio2FijiError, match="cannot share a process"):
         measure_imagej(canvas(), fiji_dir=fiji)
+
+
+# ---------------------------------------------------------------------------- session
+
+def test_session_gives_classes_images_plugins_and_macros(ij_version):
+    m = canvas(9, 11)
+    m[2:7, 3:8] = 255
+    with session() as s:
+        assert s.version == ij_version and ij_version in repr(s)
+        assert str(s.jclass("ij.IJ").getVersion()) == ij_version
+        imp = s.to_imageplus(m, title="s", pixel_size_m=2e-9)
+        assert isinstance(imp, s.jclass("ij.ImagePlus"))
+        np.testing.assert_array_equal(s.from_imageplus(imp), m)
+        s.run_plugin(imp, "ij.plugin.filter.Filters", "invert")
+        np.testing.assert_array_equal(s.from_imageplus(imp), 255 - m)
+        res = s.run_macro("return '' + getWidth() + ' ' + getPixel(0, 0);", image=imp)
+        assert res.value == "11 255"
+        with session() as inner:  # the lock is re-entrant; the bridge's own calls work inside
+            assert inner.version == ij_version
+            assert len(measure_imagej(m)) == 1
+
+
+def test_session_ends_with_its_block():
+    with session() as s:
+        pass
+    with pytest.raises(Tio2FijiError, match="session has ended"):
+        s.jclass("ij.IJ")
+    with pytest.raises(Tio2FijiError, match="session has ended"):
+        s.to_imageplus(canvas())
+    assert "ended" in repr(s)
+
+
+def test_session_with_another_jar_is_a_clear_error(tmp_path):
+    other = tmp_path / "ij-copy.jar"
+    shutil.copy(find_ij_jar(), other)
+    with pytest.raises(Tio2FijiError, match="cannot be restarted"):
+        with session(other):
+            pass
 
 
 # ---------------------------------------------------------------------------- hand-computed cases
@@ -185,11 +224,9 @@ def test_four_connected_quirk_is_handled(ij_version):
     assert df.attrs["include_holes"] is True and df.attrs["include_holes_forced"] is True
     # Why: the raw ParticleAnalyzer of ImageJ 1.53t with FOUR_CONNECTED alone reports the second
     # block as four zero-area particles (later versions force include-holes themselves).
-    import jpype
-
-    pa = jpype.JClass("ij.plugin.filter.ParticleAnalyzer")
-    raw = imagej._run_particle_analyzer(imagej.to_imageplus(m),
-                                        int(pa.SHOW_NONE | pa.FOUR_CONNECTED))
+    with session() as s:
+        pa = s.jclass("ij.plugin.filter.ParticleAnalyzer")
+        raw = _run_particle_analyzer(s.to_imageplus(m), int(pa.SHOW_NONE | pa.FOUR_CONNECTED))
     if ij_version == "1.53t":
         assert (raw["Area"] == 0).sum() == 4
     else:
@@ -211,7 +248,7 @@ def test_calibration_in_nm():
     m[6:10, 4:9] = 255  # 5 x 4
     m[19, 0] = 255
     px = measure_imagej(m)
-    nm = measure_imagej(m, pixel_size=2.5e-9)
+    nm = measure_imagej(m, pixel_size_m=2.5e-9)
     assert nm.attrs["unit"] == "nm" and px.attrs["unit"] == "pixel"
     assert nm.attrs["pixel_size_m"] == 2.5e-9
     np.testing.assert_allclose(nm["Area"], px["Area"] * 6.25, rtol=1e-12)
@@ -229,7 +266,7 @@ def test_calibration_in_nm():
 def test_imageplus_round_trip_and_calibration():
     m = canvas(7, 9)
     m[2:4, 1:6] = 255
-    imp = imagej.to_imageplus(m, title="t", pixel_size=3e-9)
+    imp = imagej.to_imageplus(m, title="t", pixel_size_m=3e-9)
     assert (imp.getWidth(), imp.getHeight(), imp.getBitDepth()) == (9, 7, 8)
     cal = imp.getCalibration()
     assert str(cal.getUnit()) == "nm" and cal.pixelWidth == pytest.approx(3.0)
@@ -281,8 +318,8 @@ def test_non_binary_input_is_rejected(bad):
 def test_bad_options_are_rejected():
     with pytest.raises(InputError, match="connectivity"):
         measure_imagej(canvas(), connectivity=6)
-    with pytest.raises(InputError, match="pixel_size"):
-        measure_imagej(canvas(), pixel_size=-1)
+    with pytest.raises(InputError, match="pixel_size_m"):
+        measure_imagej(canvas(), pixel_size_m=-1)
     with pytest.raises(InputError, match="backend"):
         measure_imagej(canvas(), backend="fiji")
 
@@ -359,8 +396,8 @@ def test_nothing_is_written_to_home(tmp_path):
 
 
 def test_missing_fiji_dir_selects_pyimagej_and_fails_clearly(tmp_path):
-    assert imagej._select_backend("auto", tmp_path) == "pyimagej"
-    assert imagej._select_backend("auto", None) == "ij1"
+    assert _select_backend("auto", tmp_path) == "pyimagej"
+    assert _select_backend("auto", None) == "ij1"
     with pytest.raises(Tio2FijiError, match="does not exist"):
         measure_imagej(canvas(), fiji_dir=tmp_path / "Fiji.app")
     with pytest.raises(Tio2FijiError, match="fiji_dir"):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tio2fiji.errors import InputError
-from tio2fiji.instances import connected_components, label_particles, watershed_split
+from tio2fiji.instances import connected_components, labels_from_probability, watershed_split
 
 
 def disk(shape, cy, cx, r):
@@ -53,10 +53,10 @@ def test_label_particles_modes_and_errors():
     p = np.zeros((20, 20))
     p[2:5, 2:5] = 0.9
     p[5:8, 5:8] = 0.9  # touches the first only diagonally
-    assert label_particles(p, 0.5, "none", connectivity=4).max() == 2
-    assert label_particles(p, 0.5, "none", connectivity=8).max() == 1
-    assert label_particles(np.zeros((5, 5)), 0.5, "watershed").max() == 0
+    assert labels_from_probability(p, 0.5, "none", connectivity=4).max() == 2
+    assert labels_from_probability(p, 0.5, "none", connectivity=8).max() == 1
+    assert labels_from_probability(np.zeros((5, 5)), 0.5, "watershed").max() == 0
     with pytest.raises(InputError, match="separate"):
-        label_particles(p, 0.5, "magic")
+        labels_from_probability(p, 0.5, "magic")
     with pytest.raises(InputError, match="h > 0"):
         watershed_split(p > 0.5, h=0)

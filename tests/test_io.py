@@ -8,13 +8,13 @@ from tio2fiji.errors import InputError
 from tio2fiji.io import (
     detect_data_bar,
     mask_for_image,
-    normalize_for_network,
     read_labels,
     read_mask,
     read_sem,
     write_labels,
     write_mask,
 )
+from tio2fiji.transforms import normalize_for_network
 
 
 def _scene(h=120, w=160, seed=0, dtype=np.uint8):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,9 +94,7 @@ def ijm(path) -> str:
 
 
 def parse_return(text: str) -> dict:
-    from tio2fiji.distribution import parse_macro_return
-
-    return parse_macro_return(text)
+    return D.parse_macro_return(text)
 
 
 DUMP_RESULTS = """
@@ -146,11 +144,11 @@ def random_mask(rng, h, w, k, holes=False):
 def analysis_cases(tmp: Path) -> list[dict]:
     """Each case: the file ImageJ opens, the macro's options, and what the native route gets."""
     cases = []
-    for i, mask_path in enumerate(sorted((EXAMPLES / "masks").glob("*_m.tif"))):
+    for _i, mask_path in enumerate(sorted((EXAMPLES / "masks").glob("*_m.tif"))):
         sem = read_sem(EXAMPLES / "SEM" / mask_path.name.replace("_m.tif", ".tif"))
         assert sem.data_bar_rows == 64 and sem.pixel_size_m == PIXEL
         full = read_mask(mask_path)
-        cases.append(dict(name=mask_path.stem, file=mask_path, set_scale=True, pixel_size=PIXEL,
+        cases.append(dict(name=mask_path.stem, file=mask_path, set_scale=True, pixel_size_m=PIXEL,
                           mask=full[:-sem.data_bar_rows], data_bar=sem.data_bar_rows,
                           include=0, exclude=0, statistic="median", alpha=0.05, bug=1))
     # the first example again with include holes and exclude on edges
@@ -167,7 +165,7 @@ def analysis_cases(tmp: Path) -> list[dict]:
     for j, (h, w, k, holes, ps, inc, exc, stat, alpha, bug) in enumerate(specs):
         m = random_mask(rng, h, w, k, holes)
         path = write_mask(tmp / f"generated{j}.tif", m, pixel_size_m=ps)
-        cases.append(dict(name=f"generated{j}", file=path, set_scale=False, pixel_size=ps, mask=m,
+        cases.append(dict(name=f"generated{j}", file=path, set_scale=False, pixel_size_m=ps, mask=m,
                           data_bar=0, include=inc, exclude=exc, statistic=stat, alpha=alpha, bug=bug))
     # the dialog path: the same options given to the macro's dialog (ImageJ macro options)
     cases.append(dict(cases[-5], name="generated1-dialog",
@@ -175,11 +173,11 @@ def analysis_cases(tmp: Path) -> list[dict]:
     one = np.zeros((30, 40), bool)
     one[10:16, 12:20] = True  # one particle, one ultimate point: no test
     cases.append(dict(name="one-particle", file=write_mask(tmp / "one.tif", one), set_scale=False,
-                      pixel_size=None, mask=one, data_bar=0, include=0, exclude=0,
+                      pixel_size_m=None, mask=one, data_bar=0, include=0, exclude=0,
                       statistic="median", alpha=0.05, bug=1))
     empty = np.zeros((20, 30), bool)
     cases.append(dict(name="empty", file=write_mask(tmp / "empty.tif", empty), set_scale=False,
-                      pixel_size=None, mask=empty, data_bar=0, include=0, exclude=0,
+                      pixel_size_m=None, mask=empty, data_bar=0, include=0, exclude=0,
                       statistic="median", alpha=0.05, bug=1))
     return cases
 
@@ -197,8 +195,8 @@ def analysis_runs(tmp_path_factory):
         lines.append(f'print("=== case {i}");')
         lines.append(f"open({ijm(c['file'])});")
         if c["set_scale"]:  # as the SEM image's calibration (Image > Properties)
-            lines.append(f'run("Properties...", "unit=nm pixel_width={pixel_size_nm(c["pixel_size"])!r} '
-                         f'pixel_height={pixel_size_nm(c["pixel_size"])!r}");')
+            lines.append(f'run("Properties...", "unit=nm pixel_width={pixel_size_nm(c["pixel_size_m"])!r} '
+                         f'pixel_height={pixel_size_nm(c["pixel_size_m"])!r}");')
         if c.get("dialog"):  # GenericDialog reads its fields from the thread's macro options
             lines.append(f'call("ij.Macro.setOptions", {ijm(c["dialog"])});')
             lines.append(f'r = runMacro({ijm(ANALYSIS)}, "");')
@@ -207,7 +205,7 @@ def analysis_runs(tmp_path_factory):
             lines.append(f"r = runMacro({ijm(ANALYSIS)}, {ijm(args)});")
         lines.append(f"File.saveString(r, {ijm(tmp / f'case{i}.ret')});")
         lines.append(f"dumpResults({ijm(tmp / f'case{i}.csv')});")
-        lines.append(f'print("open images " + nImages);')
+        lines.append('print("open images " + nImages);')
         lines.append('close("*");')
     lines.append('print("=== end");')
     log = run_imagej("\n".join(lines), tmp)
@@ -243,7 +241,7 @@ def assert_same_particles(ij: pd.DataFrame, native: pd.DataFrame, name: str):
 
 def test_particle_analysis_macro_equals_native_measure(analysis_runs):
     for run in analysis_runs:
-        native = measure(run["mask"], pixel_size=run["pixel_size"], include_holes=bool(run["include"]),
+        native = measure(run["mask"], pixel_size_m=run["pixel_size_m"], include_holes=bool(run["include"]),
                          exclude_edges=bool(run["exclude"]))
         ij = run["table"]
         if len(native):
@@ -255,7 +253,7 @@ def test_particle_analysis_macro_equals_native_measure(analysis_runs):
         assert run["ret"]["particles"] == len(native)
         h, w = run["mask"].shape
         assert (run["ret"]["width"], run["ret"]["height"]) == (w, h)  # data bar left out
-        assert run["ret"]["unit"] == ("nm" if run["pixel_size"] else "pixels")
+        assert run["ret"]["unit"] == ("nm" if run["pixel_size_m"] else "pixels")
         assert f"{len(native)} particles" in run["log"]
         assert "open images 1" in run["log"]  # its working copies are closed again
 
@@ -269,7 +267,7 @@ def test_particle_analysis_macro_distribution_equals_native(analysis_runs):
     for run in analysis_runs:
         mask = run["mask"]
         coords, _ = D.ultimate_points(mask)
-        pts = D.biovoxxel_points(coords, run["pixel_size"])
+        pts = D.biovoxxel_points(coords, run["pixel_size_m"])
         ret = run["ret"]
         if len(pts) < 2:
             assert ret["n"] == len(pts) and ret["classification"] == "too few points", run["name"]
@@ -289,7 +287,7 @@ def test_particle_analysis_macro_distribution_equals_native(analysis_runs):
             else:
                 assert a == pytest.approx(b, rel=1e-12), (run["name"], key)
         # the same number as the library's whole-image BioVoxxel row (as `tio2fiji distribution`)
-        row = D.test_distribution(mask, method="biovoxxel", pixel_size=run["pixel_size"],
+        row = D.test_distribution(mask, method="biovoxxel", pixel_size_m=run["pixel_size_m"],
                                   statistic=run["statistic"], alpha=run["alpha"],
                                   java_student_bug=bool(run["bug"]))
         assert row["statistic"] == pytest.approx(ret["statistic"], rel=1e-12) or (
@@ -326,6 +324,11 @@ def test_distribution_code_is_shared_with_biovoxxel_macro(first, last):
     theirs = _between(BIOVOXXEL.read_text(encoding="utf-8"), first, last)
     assert ours == theirs
     assert len(ours) > 10
+
+
+def test_library_finds_the_biovoxxel_macro():
+    # biovoxxel_test_imagej runs this file (package data, else the source tree's macros/)
+    assert D.macro_path().read_bytes() == BIOVOXXEL.read_bytes()
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,11 +401,11 @@ def segment_driver(image: Path, args: str, tmp: Path, dialog: str = "") -> str:
     """)
 
 
-def check_rois_against_labels(tmp: Path, labels_path: Path, pixel_size: float, log: str):
+def check_rois_against_labels(tmp: Path, labels_path: Path, pixel_size_m: float, log: str):
     from tio2fiji.io import read_labels
 
     labels = read_labels(labels_path)
-    native = measure(labels, pixel_size=pixel_size).sort_values("label")
+    native = measure(labels, pixel_size_m=pixel_size_m).sort_values("label")
     areas = pd.read_csv(tmp / "roi_areas.csv")
     assert len(areas) == len(native) > 0
     # each ROI covers exactly its particle: same area, and only its label value under it
@@ -410,7 +413,7 @@ def check_rois_against_labels(tmp: Path, labels_path: Path, pixel_size: float, l
     np.testing.assert_array_equal(areas["Min"], native["label"])
     np.testing.assert_array_equal(areas["Max"], native["label"])
     h, w = labels.shape
-    assert f"labels {w}x{h} bits 16 unit nm pw {pixel_size * 1e9:.17g}"[:60] in log
+    assert f"labels {w}x{h} bits 16 unit nm pw {pixel_size_m * 1e9:.17g}"[:60] in log
     return labels
 
 

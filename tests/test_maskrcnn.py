@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from tio2fiji import predict as P
 from tio2fiji.errors import InputError
-from tio2fiji.metrics import label_instances
+from tio2fiji.instances import connected_components, paint_instances, paste_masks
 from tio2fiji.models import maskrcnn as mr
+from tio2fiji.training import targets_from_instances
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +40,8 @@ def _blobs(size, n, seed, rmin=3, rmax=9):
 
 
 def _target(mask):
-    lab = label_instances(mask, 4)
-    return mr.targets_from_instances(np.stack([lab == i for i in range(1, lab.max() + 1)]))
+    lab = connected_components(mask, 4)
+    return targets_from_instances(np.stack([lab == i for i in range(1, lab.max() + 1)]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -102,7 +104,7 @@ def test_every_configuration_builds_trains_a_step_and_predicts(config):
 
     # whole-image inference on an image smaller than a tile
     small, _ = _blobs((90, 140), 4, seed=10 + config)
-    labels, scores, prob = mr.predict_instances(model, small, score_threshold=0.9)
+    labels, scores, prob = P.predict_instances(model, small, score_threshold=0.9)
     assert labels.shape == small.shape and labels.dtype == np.uint32
     assert scores.dtype == np.float32 and prob.dtype == np.float32 and prob.shape == small.shape
     assert len(scores) == labels.max() and np.all(scores > 0.9)
@@ -113,11 +115,11 @@ def test_targets_from_instances():
     m = np.zeros((3, 6, 8), bool)
     m[0, 2, 3] = True  # a one-pixel particle: a 1x1 box, not a degenerate one
     m[2, 1:4, 5:8] = True
-    t = mr.targets_from_instances(m)  # the empty mask is dropped
+    t = targets_from_instances(m)  # the empty mask is dropped
     assert t["boxes"].tolist() == [[3, 2, 4, 3], [5, 1, 8, 4]]
     assert t["labels"].tolist() == [1, 1] and t["masks"].shape == (2, 6, 8)
     assert t["masks"].dtype == torch.uint8
-    e = mr.targets_from_instances(np.zeros((0, 6, 8), bool))
+    e = targets_from_instances(np.zeros((0, 6, 8), bool))
     assert e["boxes"].shape == (0, 4) and e["masks"].shape == (0, 6, 8)
 
 
@@ -170,7 +172,7 @@ def _fake_detect(model, images, score_threshold=0.5):
 
     out = []
     for img in images:
-        lab = label_instances(img > 0.5, 4)
+        lab = connected_components(img > 0.5, 4)
         boxes, masks = [], []
         for i, (ys, xs) in enumerate(ndimage.find_objects(lab), 1):
             box = np.array([xs.start, ys.start, xs.stop, ys.stop], np.float32)
@@ -198,18 +200,18 @@ def test_tiles_keep_border_particles_whole_and_once(model1, monkeypatch):
     """1024x704 image, particles everywhere (many across tile borders): with a perfect detector in
     place of the network, every particle comes back exactly once, and as whole as when the
     detector sees the entire image at once."""
-    monkeypatch.setattr(mr, "detect", _fake_detect)
+    monkeypatch.setattr(P, "detect", _fake_detect)
     img, mask = _blobs((704, 1024), 160, seed=3, rmin=4, rmax=12)
-    truth = label_instances(mask, 4)
+    truth = connected_components(mask, 4)
     seen = []
-    labels, scores, prob = mr.predict_instances(model1, img, overlap=64, batch_size=3,
-                                                progress=lambda d, t: seen.append((d, t)))
-    assert seen[-1] == (20, 20)  # 4 x 5 tiles of 256 with 64 overlap (the last ones flush)
+    labels, scores, prob = P.predict_instances(model1, img, overlap=64, batch_size=3,
+                                                progress=lambda d, t, name: seen.append((d, t, name)))
+    assert seen[-1] == (20, 20, "tile")  # 4 x 5 tiles of 256 with 64 overlap (the last ones flush)
     # the same detector on the whole image, no tiles
     d = _fake_detect(None, [img / 255.0])[0]
     whole = [(float(s), y, x, p) for s, (y, x, p)
-             in zip(d["scores"], mr._paste(d["masks"], d["boxes"], img.shape))]
-    ref = mr.paint_instances(img.shape, whole)[0]
+             in zip(d["scores"], paste_masks(d["masks"], d["boxes"], img.shape))]
+    ref = paint_instances(img.shape, whole)[0]
     assert labels.max() == ref.max() == truth.max() == len(scores)
 
     from scipy import ndimage
@@ -236,24 +238,24 @@ def test_tiles_keep_border_particles_whole_and_once(model1, monkeypatch):
 
 def test_overlapping_masks_go_to_the_higher_score():
     a = np.full((6, 6), 0.9, np.float32)
-    labels, scores, prob = mr.paint_instances((10, 12), [(0.6, 0, 0, a), (0.8, 3, 3, a),
+    labels, scores, prob = paint_instances((10, 12), [(0.6, 0, 0, a), (0.8, 3, 3, a),
                                                          (0.7, 20, 20, a)])
     # the lower-scored instance keeps only what the higher one does not cover; off-image one dropped
     assert scores.tolist() == pytest.approx([0.6, 0.8])
     assert (labels[3:9, 3:9] == 2).all() and (labels[:3, :6] == 1).all() and labels[5, 2] == 1
     assert labels.dtype == np.uint32 and prob.max() == pytest.approx(0.9)
     # an instance that keeps no pixel disappears and the labels stay consecutive
-    labels, scores, _ = mr.paint_instances((10, 10), [(0.5, 2, 2, a[:2, :2]), (0.9, 0, 0, a)])
+    labels, scores, _ = paint_instances((10, 10), [(0.5, 2, 2, a[:2, :2]), (0.9, 0, 0, a)])
     assert labels.max() == 1 and scores.tolist() == pytest.approx([0.9])
 
 
 def test_predict_instances_rejects_bad_input(model1):
     with pytest.raises(InputError, match="2-D"):
-        mr.predict_instances(model1, np.zeros((4, 4, 3), np.uint8))
+        P.predict_instances(model1, np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(InputError, match="input size 256"):
-        mr.predict_instances(model1, np.zeros((300, 300), np.uint8), tile=512)
+        P.predict_instances(model1, np.zeros((300, 300), np.uint8), tile=512)
     with pytest.raises(InputError, match="Mask R-CNN"):
-        mr.predict_instances(torch.nn.Conv2d(1, 1, 3), np.zeros((30, 30), np.uint8))
+        P.predict_instances(torch.nn.Conv2d(1, 1, 3), np.zeros((30, 30), np.uint8))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -265,7 +267,7 @@ def data_dir(tmp_path_factory):
     """A practical-mode data folder from three generated 256x256 images (1 train, 1 val, 1 test)."""
     from PIL import Image
 
-    from tio2fiji.dataset import build_dataset
+    from tio2fiji.training import build_dataset
 
     root = tmp_path_factory.mktemp("mrcnn")
     (root / "SEM").mkdir()
@@ -285,7 +287,7 @@ def data_dir(tmp_path_factory):
 
 
 def test_coco_dataset_items_and_augmentation(data_dir):
-    from tio2fiji.train import CocoInstanceDataset
+    from tio2fiji.training import CocoInstanceDataset
 
     coco = json.loads((data_dir / "coco.json").read_text())
     ds = CocoInstanceDataset(data_dir, "train", seed=1, photometric_p=0.0)
@@ -325,7 +327,7 @@ def _d4(a, k, f):
 
 
 def test_two_phase_learning_rate():
-    from tio2fiji.train import two_phase_lr
+    from tio2fiji.training import two_phase_lr
 
     lrs = [two_phase_lr(e, 30, 50) for e in range(1, 81)]
     assert lrs[:15] == [0.01] * 15 and lrs[15:30] == [1e-5] * 15
@@ -339,7 +341,8 @@ def test_two_phase_training_cli_resume_and_checkpoint(data_dir, tmp_path):
     from click.testing import CliRunner
 
     from tio2fiji.cli import main
-    from tio2fiji.train import MASKRCNN_HISTORY_COLUMNS, load_checkpoint, train_maskrcnn
+    from tio2fiji.models.checkpoint import load_checkpoint
+    from tio2fiji.training import MASKRCNN_HISTORY_COLUMNS, train_maskrcnn
 
     run = tmp_path / "run"
     res = CliRunner().invoke(main, ["train", "maskrcnn", str(data_dir), "--out", str(run), "--config",
@@ -361,8 +364,10 @@ def test_two_phase_training_cli_resume_and_checkpoint(data_dir, tmp_path):
 
     events = []
     out = train_maskrcnn(data_dir, run, config=1, epochs_heads=1, epochs_all=1, resume=True,
-                         threads=1, score_threshold=0.99, progress=lambda kind, info: events.append((kind, info)))
-    assert out["resumed_from"] == 1 and [k for k, _ in events] == ["batch", "epoch"]
+                         threads=1, score_threshold=0.99,
+                         progress=lambda done, total, name: events.append((done, total, name)))
+    assert out["resumed_from"] == 1 and [(d, t) for d, t, _ in events] == [(2, 2), (2, 2)]
+    assert events[0][2].startswith("epoch 2/2 (all) loss ") and " val_iou " in events[1][2]
     assert [h["phase"] for h in out["history"]] == ["heads", "all"]
     assert out["best_epoch"] == 2  # the thesis checkpointed in the whole-network phase
     last = load_checkpoint(run / "last.pt")
@@ -383,7 +388,7 @@ def test_two_phase_training_cli_resume_and_checkpoint(data_dir, tmp_path):
     assert cfg["score_threshold"] == 0.99
     model.load_state_dict(best["model"])
     img, _ = _blobs((200, 250), 5, seed=7)
-    labels, scores, _ = mr.predict_instances(model.eval(), img, score_threshold=0.95)
+    labels, scores, _ = P.predict_instances(model.eval(), img, score_threshold=0.95)
     assert labels.shape == img.shape and len(scores) == labels.max()
 
     # a resumed run with another configuration is refused; imagenet weights offline: one clear line
@@ -402,13 +407,14 @@ class _Stop(Exception):
 def test_interrupted_training_resumes_to_the_same_weights(data_dir, tmp_path):
     """Stopped in the middle of the heads phase (optimizer state restored) and resumed through the
     phase change, a run ends exactly where an uninterrupted one ends (CPU, one thread)."""
-    from tio2fiji.train import load_checkpoint, train_maskrcnn
+    from tio2fiji.models.checkpoint import load_checkpoint
+    from tio2fiji.training import train_maskrcnn
 
     kw = dict(config=1, seed=4, threads=1, epochs_heads=2, epochs_all=1, batch_size=1,
               score_threshold=0.99, val_loss=False)
 
-    def stop(kind, info):
-        if kind == "batch" and info["epoch"] == 2:  # after a step of epoch 2: that epoch is lost
+    def stop(done, total, name):
+        if name.startswith("epoch 2/3") and " loss " in name:  # after a step of epoch 2: it is lost
             raise _Stop
 
     with pytest.raises(_Stop):
@@ -435,7 +441,7 @@ def test_segment_runs_mask_rcnn_with_its_stored_score_threshold(model1, monkeypa
         used.append(score_threshold)
         return _fake_detect(model, images, score_threshold)
 
-    monkeypatch.setattr(mr, "detect", detect)
+    monkeypatch.setattr(P, "detect", detect)
     img, mask = _blobs((256, 256), 12, seed=5, rmin=4, rmax=9)
     model1.tio2fiji_info = {"model_config": {"arch": "maskrcnn", "score_threshold": 0.2,
                                              "threshold": 0.5}}
@@ -447,6 +453,6 @@ def test_segment_runs_mask_rcnn_with_its_stored_score_threshold(model1, monkeypa
     assert seg.info["arch"] == "maskrcnn" and seg.info["score_threshold"] == 0.2
     assert seg.labels.dtype == np.uint32 and len(seg.scores) == seg.labels.max() > 0
     assert np.array_equal(seg.mask, seg.labels > 0)
-    assert seg.labels.max() == label_instances(mask, 4).max()
+    assert seg.labels.max() == connected_components(mask, 4).max()
     with pytest.raises(InputError, match="own particles"):
         segment(model1, img, separate="watershed")

@@ -30,7 +30,8 @@ def test_bundled_masks_calibrated_from_their_images(tmp_path, example_masks, exa
         assert info["unit"] == "nm" and info["calibration_source"] == f"CZ_SEM of {mask_path.stem[:-2]}.tif"
         assert info["data_bar_rows"] == 64
         # only the analysed area (above the 64-row data bar) is measured
-        expected = measure(read_mask(mask_path)[:704], pixel_size=PIXEL_NM * 1e-9)
+        # the command's default connectivity is 4 (the BAM masks' convention), not ImageJ's 8
+        expected = measure(read_mask(mask_path)[:704], pixel_size_m=PIXEL_NM * 1e-9, connectivity=4)
         rows = table[table["image"] == mask_path.name]
         assert len(rows) == len(expected) == info["particles"]
         np.testing.assert_allclose(rows["Area"].to_numpy(), expected["Area"].to_numpy(), rtol=1e-12)

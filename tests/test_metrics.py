@@ -8,6 +8,7 @@ from pycocotools import mask as mask_utils
 
 from tio2fiji import metrics as M
 from tio2fiji.errors import InputError
+from tio2fiji.instances import connected_components, particle_scores
 
 
 def squares(shape, boxes):
@@ -69,8 +70,8 @@ def test_match_instances_sparse_iou_values():
 
 def test_match_instances_sort_path_equals_bincount_path(monkeypatch):
     rng = np.random.default_rng(3)
-    gt = M.label_instances(rng.random((60, 60)) > 0.55)
-    pred = M.label_instances(rng.random((60, 60)) > 0.55)
+    gt = connected_components(rng.random((60, 60)) > 0.55)
+    pred = connected_components(rng.random((60, 60)) > 0.55)
     a = M.match_instances(pred, gt).iou.toarray()
     monkeypatch.setattr(M, "_MAX_BINCOUNT_CELLS", 0)
     b = M.match_instances(pred, gt).iou.toarray()
@@ -94,8 +95,8 @@ def test_connectivity_4_separates_diagonal_particles():
     mask = np.zeros((6, 6), bool)
     mask[0:2, 0:2] = True
     mask[2:4, 2:4] = True  # touches the first only at a corner
-    assert M.label_instances(mask, 4).max() == 2
-    assert M.label_instances(mask, 8).max() == 1
+    assert connected_components(mask, 4).max() == 2
+    assert connected_components(mask, 8).max() == 1
 
 
 def test_instance_iou_mean_over_ground_truth():
@@ -120,7 +121,7 @@ def test_particle_scores_are_mean_probabilities():
     probs = np.zeros((4, 4))
     probs[0:2, 0:2] = [[0.2, 0.4], [0.6, 0.8]]
     probs[2:4, 2:4] = 1.0
-    np.testing.assert_allclose(M.particle_scores(lab, probs), [0.5, 1.0])
+    np.testing.assert_allclose(particle_scores(lab, probs), [0.5, 1.0])
 
 
 # ------------------------------------------------------------------------------------------ VOC
@@ -176,7 +177,7 @@ def test_ap50_voc11_over_images():
 
 def test_rle_from_labels_equals_pycocotools_encode():
     rng = np.random.default_rng(1)
-    lab = M.label_instances(rng.random((37, 29)) > 0.6)
+    lab = connected_components(rng.random((37, 29)) > 0.6)
     rles = M.rle_from_labels(lab)
     assert len(rles) == lab.max()
     for k, r in enumerate(rles, 1):
@@ -216,7 +217,7 @@ def test_coco_ap_decomposition_matches_whole_image_pycocotools():
         g = squares((80, 80), boxes)
         p = np.roll(g, int(rng.integers(-1, 2)), axis=1) > 0
         p[rng.random(p.shape) > 0.98] = True
-        pl = M.label_instances(p)
+        pl = connected_components(p)
         gts.append(g)
         preds.append(pl)
         scores.append(rng.random(int(pl.max())))  # distinct scores: no tie-order ambiguity

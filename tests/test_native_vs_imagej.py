@@ -138,8 +138,8 @@ def test_native_equals_imagej(name, connectivity, include_holes, exclude_edges):
 @pytest.mark.parametrize("connectivity", [8, 4])
 def test_native_equals_imagej_calibrated(connectivity):
     mask = MASKS["blobs_with_holes"]
-    ij = measure_imagej(mask, pixel_size=3.7e-9, connectivity=connectivity)
-    native = particles.measure(mask, pixel_size=3.7e-9, connectivity=connectivity)
+    ij = measure_imagej(mask, pixel_size_m=3.7e-9, connectivity=connectivity)
+    native = particles.measure(mask, pixel_size_m=3.7e-9, connectivity=connectivity)
     assert ij.attrs["unit"] == "nm"
     if "unit" in native.attrs:
         assert native.attrs["unit"] == "nm"

@@ -270,12 +270,12 @@ def test_bad_options_rejected():
     with pytest.raises(InputError):
         measure(m, connectivity=6)
     with pytest.raises(InputError):
-        measure(m, pixel_size=-1.0)
+        measure(m, pixel_size_m=-1.0)
 
 
 def test_empty_mask():
     df = measure(np.zeros((8, 8), bool))
-    assert list(df.columns) == COLUMNS and len(df) == 0
+    assert list(df.columns) == list(COLUMNS) and len(df) == 0
     assert df.attrs["unit"] == "pixel"
     labels, n = label_particles(np.zeros((8, 8), bool))
     assert n == 0 and not labels.any()
@@ -285,7 +285,7 @@ def test_calibration_in_nanometres():
     m = _canvas(20, 20)
     m[3:6, 4:9] = True  # 5 x 3
     px = _one(measure(m))
-    df = measure(m, pixel_size=7.5e-9, image_name="a.tif")
+    df = measure(m, pixel_size_m=7.5e-9, image_name="a.tif")
     nm = _one(df)
     assert df.attrs == {"unit": "nm", "pixel_size_m": 7.5e-9}
     assert nm["Area"] == pytest.approx(15 * 7.5 ** 2)
@@ -302,9 +302,9 @@ def test_columns_and_progress():
     rng = np.random.default_rng(1)
     m = rng.random((50, 60)) < 0.3
     calls = []
-    df = measure(m, progress=lambda done, total: calls.append((done, total)))
-    assert list(df.columns) == COLUMNS
-    assert calls and calls[-1] == (len(df), len(df))
+    df = measure(m, image_name="m.tif", progress=lambda done, total, name: calls.append((done, total, name)))
+    assert list(df.columns) == list(COLUMNS)
+    assert calls and calls[-1] == (len(df), len(df), "m.tif")
     assert df["label"].tolist() == list(range(1, len(df) + 1))
     assert df["touches_edge"].dtype == bool
 
@@ -315,7 +315,8 @@ def test_fast_hull_equals_imagej_gift_wrapping():
     """The O(n) hull lists exactly the vertices of the port of FloatPolygon.getConvexHull."""
     from scipy import ndimage as ndi
 
-    from tio2fiji import particles as P
+    from tio2fiji.particles import _scan as S
+    from tio2fiji.particles import _shape as P
 
     rng = np.random.default_rng(3)
     masks = [rng.random((40, 50)) < 0.5,
@@ -325,7 +326,7 @@ def test_fast_hull_equals_imagej_gift_wrapping():
     for m in masks:
         for conn in (8, 4):
             labels, n = label_particles(m, connectivity=conn)
-            count, minx, maxx, miny, maxy, fx, fy, _ = P._scan(labels, n)
+            count, minx, maxx, miny, maxy, fx, fy, _ = S._scan(labels, n)
             for k in range(1, n + 1):
                 size = 4 * count[k] + 8
                 xs, ys = np.empty(size, np.int64), np.empty(size, np.int64)
@@ -344,7 +345,7 @@ def test_fast_hull_equals_imagej_gift_wrapping():
 
 def test_trace_starts_where_imagej_starts():
     """Vertices of a 2x2 square: the walk starts below the first run's right end, heading down."""
-    from tio2fiji import particles as P
+    from tio2fiji.particles import _shape as P
 
     m = _canvas(6, 6)
     m[1:3, 2:4] = True

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 
 from tio2fiji import report as R
+from tio2fiji import summary as S
+from tio2fiji.batch import software_versions
 from tio2fiji.errors import InputError
 from tio2fiji.particles import measure
 
@@ -82,36 +84,36 @@ def test_bootstrap_ci_contains_true_median_and_covers_at_nominal_rate():
     true_median = math.log(2.0)  # exponential(1)
     rng = np.random.default_rng(1)
     x = rng.exponential(1.0, 400)
-    est, lo, hi = R.bootstrap_ci(x, "median", n=1000, seed=0)
+    est, lo, hi = S.bootstrap_ci(x, "median", n=1000, seed=0)
     assert est == pytest.approx(np.median(x))
     assert lo < true_median < hi
     assert lo < est < hi
     # seeded: the same interval again, another seed another interval
-    assert R.bootstrap_ci(x, "median", n=1000, seed=0) == (est, lo, hi)
-    assert R.bootstrap_ci(x, "median", n=1000, seed=1) != (est, lo, hi)
+    assert S.bootstrap_ci(x, "median", n=1000, seed=0) == (est, lo, hi)
+    assert S.bootstrap_ci(x, "median", n=1000, seed=1) != (est, lo, hi)
     # coverage over independent samples is near 95 % (binomial 95 % range for 200 trials: 184-196;
     # the percentile interval of a median undercovers slightly at n = 60)
     hits = sum(lo < true_median < hi for lo, hi in
-               (R.bootstrap_ci(rng.exponential(1.0, 60), "median", n=400, seed=k)[1:] for k in range(200)))
+               (S.bootstrap_ci(rng.exponential(1.0, 60), "median", n=400, seed=k)[1:] for k in range(200)))
     assert 176 <= hits <= 199
 
 
 def test_bootstrap_ci_quantiles_mean_and_edge_cases():
     rng = np.random.default_rng(2)
     x = rng.normal(10.0, 2.0, 2000)
-    est, lo, hi = R.bootstrap_ci(x, 0.9, n=500, seed=0)
+    est, lo, hi = S.bootstrap_ci(x, 0.9, n=500, seed=0)
     assert est == pytest.approx(np.quantile(x, 0.9))
     assert lo < 10 + 2 * 1.2815515655 < hi  # true D90 of N(10, 2)
-    est, lo, hi = R.bootstrap_ci(x, "mean", n=500, seed=0)
+    est, lo, hi = S.bootstrap_ci(x, "mean", n=500, seed=0)
     se = x.std(ddof=1) / math.sqrt(x.size)
     assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)  # the textbook interval's width
-    assert all(math.isnan(v) for v in R.bootstrap_ci([], "median"))
-    est, lo, hi = R.bootstrap_ci([3.0, np.nan], "median")
+    assert all(math.isnan(v) for v in S.bootstrap_ci([], "median"))
+    est, lo, hi = S.bootstrap_ci([3.0, np.nan], "median")
     assert est == 3.0 and math.isnan(lo) and math.isnan(hi)
     with pytest.raises(InputError, match="stat must be"):
-        R.bootstrap_ci(x, "mode")
+        S.bootstrap_ci(x, "mode")
     with pytest.raises(InputError, match="level"):
-        R.bootstrap_ci(x, "mean", level=95)
+        S.bootstrap_ci(x, "mean", level=95)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,8 +131,8 @@ def tiny_particles():
 def test_summary_table_matches_hand_computation():
     meta = [{"image": "a.tif", "width": 10, "height": 20, "pixel_size_m": None, "foreground_px": 50},
             {"image": "b.tif", "width": 8, "height": 8, "pixel_size_m": 2e-9}]
-    s = R.summary_table(tiny_particles(), meta, n_boot=200, seed=0)
-    assert list(s.columns) == R.SUMMARY_COLUMNS
+    s = S.summary_table(tiny_particles(), meta, n_boot=200, seed=0)
+    assert list(s.columns) == S.SUMMARY_COLUMNS
     a, b = s.iloc[0], s.iloc[1]
     assert a["particles"] == 3 and b["particles"] == 0
     assert a["area_coverage_pct"] == pytest.approx(25.0)  # 50 of 200 pixels
@@ -164,11 +166,11 @@ def disc_mask(shape=(120, 160), n=25, seed=3):
 def test_area_coverage_of_generated_mask_is_the_pixel_ratio():
     mask = disc_mask()
     ps = 5e-9
-    table = measure(mask, pixel_size=ps, connectivity=8, image_name="gen")
+    table = measure(mask, pixel_size_m=ps, connectivity=8, image_name="gen")
     ratio = 100.0 * mask.sum() / mask.size
     meta = {"image": "gen", "width": mask.shape[1], "height": mask.shape[0], "pixel_size_m": ps}
-    with_px = R.summary_table(table, [dict(meta, foreground_px=int(mask.sum()))], n_boot=50)
-    from_area = R.summary_table(table, [meta], n_boot=50)  # summed Area in nm² over the window
+    with_px = S.summary_table(table, [dict(meta, foreground_px=int(mask.sum()))], n_boot=50)
+    from_area = S.summary_table(table, [meta], n_boot=50)  # summed Area in nm² over the window
     assert with_px["area_coverage_pct"].iloc[0] == pytest.approx(ratio, rel=1e-12)
     assert from_area["area_coverage_pct"].iloc[0] == pytest.approx(ratio, rel=1e-12)
     assert with_px["particles"].iloc[0] == len(table) > 5
@@ -177,7 +179,7 @@ def test_area_coverage_of_generated_mask_is_the_pixel_ratio():
 
 def test_summary_table_needs_image_names():
     with pytest.raises(InputError, match="'image'"):
-        R.summary_table(tiny_particles(), [{"width": 1, "height": 1}])
+        S.summary_table(tiny_particles(), [{"width": 1, "height": 1}])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -262,13 +264,14 @@ def test_overlay_of_16_bit_image_is_stretched():
     assert rgb.dtype == np.uint8 and rgb.min() == 0 and rgb.max() == 255
 
 
-def test_software_versions_and_cli_helper_agree():
-    from tio2fiji import __version__
-    from tio2fiji.cli import _versions
+def test_software_versions():
+    from importlib import metadata
 
-    v = R.software_versions()
-    assert v["tio2fiji"] == __version__ and "numpy" in v and "torch" in v and "python" in v
-    assert _versions() == v
+    from tio2fiji import __version__
+
+    v = software_versions()
+    assert v["tio2fiji"] == __version__ and "torch" in v and "python" in v
+    assert v["numpy"] == metadata.version("numpy") == np.__version__
 
 
 # --------------------------------------------------------------------------------------------------
@@ -281,7 +284,7 @@ def small_report(tmp_path):
     meta = [{"image": n, "path": f"/data/{n}", "width": 64, "height": 48, "pixel_size_m": 7.34375e-9,
              "pixel_size_source": "CZ_SEM", "data_bar_rows": 0, "particles": int((df["image"] == n).sum())}
             for n in names]
-    summary = R.summary_table(df, meta, n_boot=100)
+    summary = S.summary_table(df, meta, n_boot=100)
     dist = pd.DataFrame({"image": names, "method": "clark-evans", "points": "centroid", "n": [40, 60, 1],
                          "expected_nnd": [1.0, 2.0, np.nan], "observed_nnd": [1.5, 2.5, np.nan],
                          "statistic": [3.1, 2.2, np.nan], "critical_value": 1.96,
@@ -294,8 +297,8 @@ def small_report(tmp_path):
     overlays = {"one.tif": R.overlay_image(np.full((48, 64), 90, np.uint8), lab, tmp_path / "o.png")}
     model = {"model": "default (bundled)", "file": "unet_default.pt", "threshold": 0.5}
     failures = [("/data/bad <1>.tif", "bad <1>.tif: not a readable TIFF file")]
-    path = R.write_report(tmp_path / "rep", summary, dist, images=meta, plots=plots, overlays=overlays,
-                          model=model, failures=failures, options={"backend": "native"})
+    path = R.write_report(tmp_path / "rep", summary, software_versions(), dist, images=meta, plots=plots,
+                          overlays=overlays, model=model, failures=failures, options={"backend": "native"})
     return path, summary
 
 

@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 from tio2fiji import imagej, rois
 from tio2fiji.errors import InputError
 from tio2fiji.io import read_mask, read_sem, write_labels
-from tio2fiji.particles import _trace, label_particles, measure
+from tio2fiji.particles import label_particles, measure, wand_trace
 
 PIXEL = 7.34375e-9
 
@@ -94,7 +94,7 @@ def test_simple_particle_is_imagej_traced_outline():
     (roi,) = rois.label_rois(labels)
     assert roi.roitype == roifile.ROI_TYPE.TRACED and roi.name == "0004-label"
     xs, ys = np.zeros(200, np.int64), np.zeros(200, np.int64)
-    n = _trace(labels, 4, 3, 2, False, xs, ys)  # ImageJ's wand from the first pixel
+    n = wand_trace(labels, 4, 3, 2, False, xs, ys)  # ImageJ's wand from the first pixel
     assert np.array_equal(roi.coordinates(), np.stack([xs[:n], ys[:n]], axis=1))
     assert (roi.left, roi.top, roi.right, roi.bottom) == (3, 2, 10, 8)
 
@@ -190,12 +190,12 @@ def roi_mask(roi, shape):
     return full
 
 
-def check_in_imagej(labels, pixel_size, path):
+def check_in_imagej(labels, pixel_size_m, path):
     import jpype
 
     rois.write_roi_zip(labels, path)
-    native = measure(labels, pixel_size=pixel_size).set_index("label").sort_index()
-    imp = imagej.to_imageplus(labels > 0, pixel_size=pixel_size)
+    native = measure(labels, pixel_size_m=pixel_size_m).set_index("label").sort_index()
+    imp = imagej.to_imageplus(labels > 0, pixel_size_m=pixel_size_m)
     area_flag = jpype.JClass("ij.measure.Measurements").AREA
     ij_rois = imagej_rois(path)
     assert len(ij_rois) == len(native)
@@ -219,8 +219,8 @@ def check_in_imagej(labels, pixel_size, path):
 
 
 def test_imagej_reads_roi_zip_of_examples(ij, tmp_path):
-    for name, labels, pixel_size in example_labels():
-        n_traced = check_in_imagej(labels, pixel_size, tmp_path / f"{name}.zip")
+    for name, labels, pixel_size_m in example_labels():
+        n_traced = check_in_imagej(labels, pixel_size_m, tmp_path / f"{name}.zip")
         assert n_traced > 0.9 * labels.max()
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tio2fiji.cli import main
 from tio2fiji.io import read_labels, read_mask, read_sem
-from tio2fiji.predict import DEFAULT_MODEL
+from tio2fiji.models.checkpoint import DEFAULT_MODEL
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="bundled model missing")
 EX = Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM"
@@ -45,3 +45,24 @@ def test_segment_writes_consistent_mask_labels_scores_rois_and_probability(tmp_p
     assert len(read_roi_zip(out / "1908252_rois.zip")) == n
     # calibration travels with the label image
     assert tifffile.TiffFile(out / "1908252_labels.tif").imagej_metadata.get("unit") in ("nm", "micron", "µm", "um")
+
+
+def test_same_stem_from_two_folders_gets_two_sets_of_files(tmp_path):
+    import json
+    import shutil
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    shutil.copy(EX / "1908252.tif", tmp_path / "a" / "x.tif")
+    # a different image under the same name: if one overwrote the other, the labels would agree
+    shutil.copy(EX / "1908256.tif", tmp_path / "b" / "x.tif")
+    out = tmp_path / "seg"
+    res = CliRunner().invoke(main, ["segment", str(tmp_path / "a" / "x.tif"), str(tmp_path / "b" / "x.tif"),
+                                    "--out", str(out), "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    first, second = read_labels(out / "x_labels.tif"), read_labels(out / "x_2_labels.tif")
+    assert not np.array_equal(first, second)
+    meta = json.loads((out / "segment.json").read_text())
+    assert [m["image"] for m in meta["images"]] == ["a/x.tif", "b/x.tif"]
+    assert [Path(m["files"]["labels"]).name for m in meta["images"]] == ["x_labels.tif", "x_2_labels.tif"]
+    assert meta["failures"] == [] and meta["versions"]["tio2fiji"]

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tio2fiji.io import read_sem
-from tio2fiji.predict import DEFAULT_MODEL, load_model, predict_probability
+from tio2fiji.models.checkpoint import DEFAULT_MODEL, load_model
+from tio2fiji.predict import predict_probability
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="bundled model missing")
 

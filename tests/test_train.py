@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tio2fiji.errors import InputError
-from tio2fiji.train import HISTORY_COLUMNS, load_checkpoint, make_loss, train
+from tio2fiji.errors import InputError, Tio2FijiError
+from tio2fiji.models.checkpoint import load_checkpoint
+from tio2fiji.training import HISTORY_COLUMNS, fit_unet, make_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "data"
@@ -47,7 +48,8 @@ class Blobs:
         valid = np.ones_like(mask)
         if self.invalid_corner:
             valid[:10, :10] = False
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
+        def t(a):
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
         return t(img), t(mask), t(valid)
 
 
@@ -82,7 +84,7 @@ def test_loss_ignores_invalid_pixels():
 
 
 def test_gap_pixels_and_gap_weighted_loss():
-    from tio2fiji.train import gap_pixels
+    from tio2fiji.training.unet import gap_pixels
 
     m = torch.zeros(1, 1, 10, 12)
     m[..., 2:8, 1:5] = 1
@@ -103,7 +105,7 @@ def test_gap_pixels_and_gap_weighted_loss():
 
 def test_validation_iou_is_pooled_per_image():
     """An empty tile with a few false-positive pixels must not pull an image's IoU to 0."""
-    from tio2fiji.train import _evaluate
+    from tio2fiji.training.unet import evaluate
 
     class Fixed(torch.nn.Module):
         def forward(self, x):
@@ -118,24 +120,26 @@ def test_validation_iou_is_pooled_per_image():
     pred[2, :, :1] = 1  # item 2: half found
     items = [(pred[k], gt[k], torch.ones(1, 8, 8)) for k in range(3)]
     loss = make_loss("dice")
-    _, per_tile = _evaluate(Fixed(), [tuple(torch.stack(t) for t in zip(*items))], loss)
+    _, per_tile = evaluate(Fixed(), [tuple(torch.stack(t) for t in zip(*items))], loss)
     assert per_tile == pytest.approx((1 + 0 + 0.5) / 3)
-    _, per_image = _evaluate(Fixed(), [tuple(torch.stack(t) for t in zip(*items))], loss, [0, 0, 1])
+    _, per_image = evaluate(Fixed(), [tuple(torch.stack(t) for t in zip(*items))], loss, [0, 0, 1])
     assert per_image == pytest.approx((32 / 33 + 0.5) / 2)
 
 
 def test_train_writes_history_curves_and_checkpoints(tmp_path):
     events = []
-    res = train(_tiny_model(), Blobs(8, invalid_corner=True), Blobs(4, seed=1), tmp_path, epochs=2,
-                batch_size=4, lr=1e-3, loss="dice+bce", seed=0, threads=1,
-                model_config={"arch": "unet", "encoder": "resnet18", "in_channels": 1, "classes": 1},
-                progress=lambda kind, info: events.append((kind, info)))
+    res = fit_unet(_tiny_model(), Blobs(8, invalid_corner=True), Blobs(4, seed=1), tmp_path, epochs=2,
+                   batch_size=4, lr=1e-3, loss="dice+bce", seed=0, threads=1,
+                   model_config={"arch": "unet", "encoder": "resnet18", "in_channels": 1, "classes": 1},
+                   progress=lambda done, total, name: events.append((done, total, name)))
     hist = pd.read_csv(tmp_path / "history.csv")
     assert list(hist.columns) == HISTORY_COLUMNS and list(hist["epoch"]) == [1, 2]
     assert hist["val_iou"].between(0, 1).all() and (hist["seconds"] > 0).all()
     png = (tmp_path / "training_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [k for k, _ in events].count("epoch") == 2 and [k for k, _ in events].count("batch") == 4
+    # progress(done, total, name): after each of the 2 x 2 steps, and after each epoch
+    assert [(d, t) for d, t, _ in events] == [(1, 4), (2, 4), (2, 4), (3, 4), (4, 4), (4, 4)]
+    assert events[0][2].startswith("epoch 1/2 loss ") and events[2][2].startswith("epoch 1/2 val_iou ")
     last = load_checkpoint(tmp_path / "last.pt")
     assert last["epoch"] == 2 and len(last["history"]) == 2 and "optimizer" in last and "rng" in last
     best = load_checkpoint(tmp_path / "best.pt")
@@ -146,20 +150,38 @@ def test_train_writes_history_curves_and_checkpoints(tmp_path):
     assert not torch.are_deterministic_algorithms_enabled()
 
 
+def test_non_finite_loss_stops_the_run(tmp_path):
+    """The engine stops at the first non-finite loss (for both networks) and leaves no checkpoint of
+    the broken epoch."""
+
+    class NaNNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return x * self.w + float("nan")
+
+    with pytest.raises(Tio2FijiError, match="diverged at epoch 1, step 1"):
+        fit_unet(NaNNet(), Blobs(4), Blobs(2, seed=1), tmp_path, epochs=1, batch_size=2, threads=1)
+    assert not (tmp_path / "last.pt").exists()
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
 _CHILD = textwrap.dedent("""
     import sys, time, torch
     sys.path.insert(0, {root!r})
     from tests.test_train import Blobs, _tiny_model
-    from tio2fiji.train import train
+    from tio2fiji.training import fit_unet
 
-    def progress(kind, info):
-        print(kind, info["epoch"], info.get("step", ""), flush=True)
-        if sys.argv[2:] == ["pause"] and (kind, info["epoch"], info.get("step")) == ("batch", 2, 2):
-            time.sleep(60)  # wait in the middle of epoch 2 to be killed
+    def progress(done, total, name):
+        print(done, name, flush=True)
+        if sys.argv[2:] == ["pause"] and done == 5 and " loss " in name:
+            time.sleep(60)  # wait in the middle of epoch 2 (its step 2 of 3) to be killed
 
-    train(_tiny_model(), Blobs(6), Blobs(2, seed=1), sys.argv[1], epochs=3, batch_size=2, lr=1e-3,
-          loss="dice+bce", seed=3, threads=1, resume=True, progress=progress,
-          model_config={{"arch": "unet", "encoder": "resnet18"}})
+    fit_unet(_tiny_model(), Blobs(6), Blobs(2, seed=1), sys.argv[1], epochs=3, batch_size=2, lr=1e-3,
+             loss="dice+bce", seed=3, threads=1, resume=True, progress=progress,
+             model_config={{"arch": "unet", "encoder": "resnet18"}})
 """)
 
 
@@ -174,7 +196,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
                              stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
     try:
         for line in child.stdout:
-            if line.split()[:3] == ["batch", "2", "2"]:  # in the middle of epoch 2
+            if line.split()[:3] == ["5", "epoch", "2/3"]:  # in the middle of epoch 2
                 child.send_signal(signal.SIGKILL)
                 break
     finally:
@@ -187,12 +209,12 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     done = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "epoch 2" in done.stdout and "epoch 1 " not in done.stdout
+    assert "epoch 2/3" in done.stdout and "epoch 1/3" not in done.stdout
     resumed = load_checkpoint(run / "last.pt")
 
     straight = tmp_path / "straight"
-    train(_tiny_model(), Blobs(6), Blobs(2, seed=1), straight, epochs=3, batch_size=2, lr=1e-3,
-          loss="dice+bce", seed=3, threads=1, model_config={"arch": "unet", "encoder": "resnet18"})
+    fit_unet(_tiny_model(), Blobs(6), Blobs(2, seed=1), straight, epochs=3, batch_size=2, lr=1e-3,
+             loss="dice+bce", seed=3, threads=1, model_config={"arch": "unet", "encoder": "resnet18"})
     ref = load_checkpoint(straight / "last.pt")
     assert resumed["epoch"] == ref["epoch"] == 3
     for k, v in ref["model"].items():

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from tio2fiji.errors import InputError, Tio2FijiError
+from tio2fiji.models.checkpoint import DEFAULT_MODEL, export_model, load_model
 from tio2fiji.models.unet import CONFIGS, build_config, build_unet, parse_config
-from tio2fiji.predict import (DEFAULT_MODEL, export_model, load_model, predict_probability, segment,
-                              tile_weights)
+from tio2fiji.predict import predict_probability, segment
+from tio2fiji.transforms import tile_weights
 
 torch.set_num_threads(2)
 
@@ -201,6 +202,39 @@ def test_load_model_errors(tmp_path):
     torch.save({"a": 1}, tmp_path / "x.pt")
     with pytest.raises(InputError, match="not a tio2fiji model"):
         load_model(tmp_path / "x.pt")
+
+
+def test_post_processing_parameters_are_stored_with_the_weights(tmp_path):
+    """export_model stores the threshold and the watershed parameters next to the weights, segment
+    uses them, and a file that stores none gets today's defaults."""
+    from tio2fiji.instances import WATERSHED_DEFAULTS, labels_from_probability
+    from tio2fiji.models.checkpoint import model_postprocessing
+
+    torch.manual_seed(0)
+    ck = {"model": build_unet("resnet18", None).state_dict(), "epoch": 1, "val_iou": 0.5,
+          "model_config": {"arch": "unet", "encoder": "resnet18", "in_channels": 1, "classes": 1}}
+    assert model_postprocessing(load_model(ck)) == {"threshold": 0.5, "score_threshold": 0.5,
+                                                    "watershed": WATERSHED_DEFAULTS}
+    loaded = load_model(export_model(ck, tmp_path / "m.pt", threshold=0.4, watershed={"h": 20.0}))
+    post = model_postprocessing(loaded)
+    assert post["threshold"] == 0.4 and post["watershed"] == dict(WATERSHED_DEFAULTS, h=20.0)
+    assert loaded.tio2fiji_info["model_config"]["watershed"] == post["watershed"]
+
+    # two overlapping discs: the default watershed splits them, h = 20 px keeps them one particle
+    yy, xx = np.mgrid[:64, :96]
+    discs = (np.hypot(yy - 32, xx - 36) < 12) | (np.hypot(yy - 32, xx - 58) < 12)
+    img = np.where(discs, 230, 13).astype(np.uint8)
+    echo = _Echo()
+    assert segment(echo, img, tile=64, overlap=16).labels.max() == 2
+    echo.tio2fiji_info = loaded.tio2fiji_info
+    seg = segment(echo, img, tile=64, overlap=16)
+    assert seg.threshold == 0.4 and seg.info["watershed"] == post["watershed"]
+    assert seg.labels.max() == 1
+    assert np.array_equal(seg.labels, labels_from_probability(seg.probability, 0.4, "watershed",
+                                                              **post["watershed"]))
+    echo.tio2fiji_info = {"model_config": {"watershed": {"hh": 1.0}}}
+    with pytest.raises(InputError, match="unknown watershed"):
+        segment(echo, img, tile=64, overlap=16)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ An image that fails is recorded with its error and the others go on.
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,14 +21,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, Tio2FijiError
+from . import report as rep
+from .batch import BACKENDS, concat_tables, run_files, software_versions
+from .distribution import METHODS, distribution_table, envelopes, test_distribution
+from .errors import InputError
+from .imagej import imagej_version, measure_imagej
+from .instances import CONNECTIVITY, SEPARATE, labels_to_separated_mask
+from .io import file_sha256, read_sem, write_csv, write_json, write_labels, write_mask
+from .models.checkpoint import DEFAULT_MODEL, load_model, model_threshold
+from .particles import measure
+from .predict import segment
+from .summary import summary_table
 
-log = logging.getLogger(__name__)
-
-__all__ = ["analyze_images", "AnalysisResult", "labels_to_separated_mask", "SEPARATE", "METHODS"]
-
-SEPARATE = ("auto", "none", "watershed")
-METHODS = ("clark-evans", "monte-carlo", "biovoxxel")
+__all__ = ["analyze_images", "AnalysisResult"]
 _PLOTS = {"area_violin.png": "Particle area per image (thesis Fig. 34)",
           "feret_angle_kde.png": "Kernel density of the Feret angle per image (thesis Fig. 35)",
           "correlation.png": "Correlation matrices of Area, Solidity, Circularity, Compactness, "
@@ -77,53 +80,8 @@ class AnalysisResult:
         return not self.failures
 
 
-def labels_to_separated_mask(labels, connectivity=4) -> np.ndarray:
-    """A binary mask in which touching labels stay separate particles for ImageJ.
-
-    ImageJ's Analyze Particles measures binary masks, where two labels that touch would merge.
-    Each pixel that touches a pixel of a *higher* label (4-neighbours for ``connectivity=4``,
-    8-neighbours for 8) is cleared, which leaves a one-pixel cut between them, as ImageJ's own
-    *Binary > Watershed* draws. Labels that do not touch are unchanged.
-
-    Parameters
-    ----------
-    labels : (H, W) integer array
-        0 = background.
-    connectivity : {4, 8}
-
-    Returns
-    -------
-    (H, W) ndarray of bool
-    """
-    lab = np.asarray(labels)
-    if connectivity not in (4, 8):
-        raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
-    cut = np.zeros(lab.shape, bool)
-    shifts = [(0, 1), (1, 0), (0, -1), (-1, 0)]
-    if connectivity == 8:
-        shifts += [(1, 1), (1, -1), (-1, 1), (-1, -1)]
-    h, w = lab.shape
-    for dy, dx in shifts:
-        # neighbour of pixel (y, x) is (y + dy, x + dx); compare on the overlapping window
-        a = lab[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
-        b = lab[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
-        hit = (a > 0) & (b > a)
-        cut[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] |= hit
-    return (lab > 0) & ~cut
-
-
-def _file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _model_description(model, source) -> dict:
     """What the report says about the model: its file, configuration, threshold and scores."""
-    from .predict import DEFAULT_MODEL, model_threshold
-
     info = getattr(model, "tio2fiji_info", None) or {}
     desc = {}
     if isinstance(source, (str, Path)):
@@ -131,7 +89,7 @@ def _model_description(model, source) -> dict:
         desc["model"] = "default (bundled)" if str(source) == "default" else str(source)
         desc["file"] = path.name
         if path.is_file():
-            desc["sha256"] = _file_sha256(path)
+            desc["sha256"] = file_sha256(path)
     else:
         desc["model"] = type(model).__name__ + " (given as an object)"
     cfg = info.get("model_config") or {}
@@ -159,8 +117,6 @@ def _envelopes(table, width, height, pixel_size_m, n_sim, seed):
     quarter of the shorter side): beyond that it says little about particle interactions, and
     its cost, the number of point pairs within r, grows with r².
     """
-    from .distribution import envelopes
-
     scale = pixel_size_m * 1e9 if pixel_size_m is not None else 1.0
     window = (width * scale, height * scale)
     pts = _envelope_points(table, window)
@@ -171,33 +127,8 @@ def _envelopes(table, width, height, pixel_size_m, n_sim, seed):
     return envelopes(pts, window, r_l=r_l, n_sim=n_sim, null="csr", seed=seed)
 
 
-def _unique_names(paths) -> list:
-    """Image names for the tables and output-file stems, both unique within one run.
-
-    The name is the file name; files of the same name in different folders are told apart by
-    their folder (``a/x.tif``, ``b/x.tif``), and their output stems get ``_2``, ``_3``, ...
-    """
-    names = [p.name for p in paths]
-    for depth in (2, None):
-        dup = {n for n in names if names.count(n) > 1}
-        if not dup:
-            break
-        names = [(str(Path(*p.parts[-depth:])) if depth else str(p)) if n in dup else n
-                 for n, p in zip(names, paths)]
-    count = {}
-    for j, n in enumerate(names):  # the same file given twice
-        count[n] = count.get(n, 0) + 1
-        if count[n] > 1:
-            names[j] = f"{n} #{count[n]}"
-    seen, stems = {}, []
-    for p in paths:
-        k = seen[p.stem] = seen.get(p.stem, 0) + 1
-        stems.append(p.stem if k == 1 else f"{p.stem}_{k}")
-    return list(zip(names, stems))
-
-
 def _check_options(backend, separate, connectivity, methods, points):
-    if backend not in ("native", "imagej"):
+    if backend not in BACKENDS:
         raise InputError(f"backend must be 'native' or 'imagej', not {backend!r}.")
     if separate not in SEPARATE:
         raise InputError(f"separate must be one of {', '.join(SEPARATE)}, not {separate!r}.")
@@ -211,9 +142,10 @@ def _check_options(backend, separate, connectivity, methods, points):
         raise InputError(f"points must be 'auto', 'uep' or 'centroid', not {points!r}.")
 
 
-def analyze_images(images, out_dir, model="default", backend="native", separate="auto", connectivity=4,
-                   methods=("clark-evans", "monte-carlo"), points="auto", threshold=None, n_boot=1000,
-                   seed=0, n_sim=199, envelope_sims=39, report=True, progress=None) -> AnalysisResult:
+def analyze_images(images, out_dir, model="default", backend="native", separate="auto",
+                   connectivity=CONNECTIVITY, methods=("clark-evans", "monte-carlo"), points="auto",
+                   threshold=None, n_boot=1000, seed=0, n_sim=199, envelope_sims=39, report=True,
+                   progress=None) -> AnalysisResult:
     """Segment, measure and test SEM images; write tables, plots and the HTML report.
 
     Parameters
@@ -221,7 +153,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     images : sequence of path
         SEM images (anything :func:`tio2fiji.io.read_sem` reads).
     out_dir : path
-        Output folder (created). Per image ``<stem>_mask.tif`` (0/255), ``<stem>_labels.tif``
+        Output folder (created). Per image ``<stem>_mask.tif`` (0/255, the measured particles:
+        ``labels > 0``), ``<stem>_labels.tif``
         and ``plots/<stem>_overlay.png``, ``plots/<stem>_envelopes.png``; over all images
         ``particles.csv``, ``distribution.csv``, ``summary.csv``, ``analysis.json``,
         ``plots/*.png`` and ``report.html``.
@@ -229,7 +162,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         The segmentation network (:func:`tio2fiji.predict.load_model`); loaded once.
     backend : {"native", "imagej"}
         Who measures the particles. ImageJ measures binary masks, so touching particles are cut
-        apart by one pixel first (:func:`labels_to_separated_mask`).
+        apart by one pixel first (:func:`tio2fiji.instances.labels_to_separated_mask`).
     separate : {"auto", "none", "watershed"}
         How :func:`tio2fiji.predict.segment` turns the mask into particles: ``"watershed"`` splits
         touching particles, ``"none"`` keeps connected components, ``"auto"`` is watershed for a
@@ -245,7 +178,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     threshold : float, optional
         Probability threshold (default: the model's).
     n_boot, seed
-        Bootstrap of the size statistics (:func:`tio2fiji.report.bootstrap_ci`); ``seed`` also
+        Bootstrap of the size statistics (:func:`tio2fiji.summary.bootstrap_ci`); ``seed`` also
         seeds the Monte Carlo test and the envelopes.
     n_sim : int
         Simulations of the Monte Carlo test.
@@ -266,11 +199,6 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         Bad options or a model that cannot be loaded (nothing is analysed then). Errors of single
         images are not raised; they are in ``AnalysisResult.failures``.
     """
-    from . import report as rep
-    from .distribution import distribution_table, test_distribution
-    from .io import read_sem, write_csv, write_json, write_labels, write_mask
-    from .predict import load_model, segment
-
     t_start = time.perf_counter()
     images = [Path(p) for p in images]
     methods = tuple(methods)
@@ -281,73 +209,62 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     plots_dir = out_dir / "plots"
     net = load_model(model) if isinstance(model, (str, Path)) else model
     model_desc = _model_description(net, model)
-    if backend == "native":
-        from .particles import measure as _measure
-    else:
-        from .imagej import measure_imagej as _measure
 
-    res = AnalysisResult(out_dir=out_dir)
-    tables, dist_rows, envs, overlays = [], [], {}, {}
-    for i, (path, (name, stem)) in enumerate(zip(images, _unique_names(images)), 1):
+    def analyze_one(path, name, stem):
         t0 = time.perf_counter()
-        try:
-            sem = read_sem(path)
-            seg = segment(net, sem, threshold=threshold, separate=separate, connectivity=connectivity)
-            labels = np.asarray(seg.labels)
-            ps = sem.pixel_size_m
-            files = {"mask": write_mask(out_dir / f"{stem}_mask.tif", seg.mask, ps),
-                     "labels": write_labels(out_dir / f"{stem}_labels.tif", labels, ps)}
-            if backend == "native":
-                table = _measure(labels, pixel_size=ps, connectivity=connectivity, image_name=name)
-            else:
-                table = _measure(labels_to_separated_mask(labels, connectivity), pixel_size=ps,
-                                 connectivity=connectivity, image_name=name)
-            for m in methods:
-                dist_rows.append(test_distribution(labels, method=m, pixel_size=ps, image=name,
-                                                   points=points, n_sim=n_sim, seed=seed,
-                                                   backend=backend))
-            h, w = labels.shape
-            if report:
-                overlays[name] = files["overlay"] = rep.overlay_image(
-                    sem.analysed, labels, plots_dir / f"{stem}_overlay.png")
-                env = _envelopes(table, w, h, ps, envelope_sims, seed) if envelope_sims else None
-                if env is not None:
-                    envs[name] = files["envelopes"] = rep.plot_envelopes_png(
-                        env, plots_dir / f"{stem}_envelopes.png", unit=sem.unit if ps else "px",
-                        title=name)
-            tables.append(table)
-            res.images.append({
-                "image": name, "path": str(path), "width": int(w), "height": int(h),
-                "pixel_size_m": ps, "pixel_size_source": sem.pixel_size_source, "unit": sem.unit,
-                "data_bar_rows": int(sem.data_bar_rows), "particles": int(len(table)),
-                # coverage counts the mask: watershed lines between touching particles are particle
-                "foreground_px": int(np.count_nonzero(seg.mask)), "threshold": seg.threshold,
-                "separation": seg.info.get("separate"), "segmentation": dict(seg.info),
-                "files": {k: str(v) for k, v in files.items()},
-                "seconds": round(time.perf_counter() - t0, 2)})
-        except Exception as exc:  # one image must not stop a batch; the message says what failed
-            msg = str(exc) if isinstance(exc, Tio2FijiError) else f"{path}: {type(exc).__name__}: {exc}"
-            if not isinstance(exc, Tio2FijiError):
-                log.warning("%s failed unexpectedly", path, exc_info=True)
-            res.failures.append((str(path), msg))
-        if progress is not None:
-            progress(i, len(images), path.name)
+        sem = read_sem(path)
+        seg = segment(net, sem, threshold=threshold, separate=separate, connectivity=connectivity)
+        labels = np.asarray(seg.labels)
+        ps = sem.pixel_size_m
+        files = {"mask": write_mask(out_dir / f"{stem}_mask.tif", labels > 0, ps),
+                 "labels": write_labels(out_dir / f"{stem}_labels.tif", labels, ps)}
+        if backend == "native":
+            table = measure(labels, pixel_size_m=ps, connectivity=connectivity, image_name=name)
+        else:
+            table = measure_imagej(labels_to_separated_mask(labels, connectivity), pixel_size_m=ps,
+                                   connectivity=connectivity, image_name=name)
+        rows = [test_distribution(labels, method=m, pixel_size_m=ps, image=name, points=points,
+                                  n_sim=n_sim, seed=seed, backend=backend) for m in methods]
+        h, w = labels.shape
+        overlay = env_png = None
+        if report:
+            overlay = files["overlay"] = rep.overlay_image(sem.analysed, labels,
+                                                           plots_dir / f"{stem}_overlay.png")
+            env = _envelopes(table, w, h, ps, envelope_sims, seed) if envelope_sims else None
+            if env is not None:
+                env_png = files["envelopes"] = rep.plot_envelopes_png(
+                    env, plots_dir / f"{stem}_envelopes.png", unit=sem.unit if ps else "px", title=name)
+        meta = {
+            "image": name, "path": str(path), "width": int(w), "height": int(h),
+            "pixel_size_m": ps, "pixel_size_source": sem.pixel_size_source, "unit": sem.unit,
+            "data_bar_rows": int(sem.data_bar_rows), "particles": int(len(table)),
+            # coverage counts the thresholded probability: the one-pixel cuts between touching
+            # particles (background in the mask file) count as particle area
+            "foreground_px": int(np.count_nonzero(seg.mask)), "threshold": seg.threshold,
+            "separation": seg.info.get("separate"), "segmentation": dict(seg.info),
+            "files": {k: str(v) for k, v in files.items()},
+            "seconds": round(time.perf_counter() - t0, 2)}
+        return table, (meta, rows, overlay, env_png)
+
+    done = run_files(images, analyze_one, progress)
+    res = AnalysisResult(out_dir=out_dir, failures=done.failures)
+    tables = done.tables
+    res.images = [meta for meta, _, _, _ in done.inputs]
+    dist_rows = [row for _, rows, _, _ in done.inputs for row in rows]
+    overlays = {m["image"]: o for m, _, o, _ in done.inputs if o is not None}
+    envs = {m["image"]: e for m, _, _, e in done.inputs if e is not None}
 
     options = {"backend": backend, "separate": separate, "connectivity": connectivity,
                "methods": list(methods), "points": points,
                "threshold": threshold if threshold is not None else model_desc["threshold"],
                "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims}
-    versions = rep.software_versions()
+    versions = software_versions()
     if backend == "imagej" and res.images:
-        from .imagej import imagej_version
-
         versions["imagej"] = imagej_version()
     if tables:
-        from .batch import concat_tables
-
         res.particles = concat_tables(tables)
         res.distribution = distribution_table(dist_rows) if dist_rows else pd.DataFrame()
-        res.summary = rep.summary_table(res.particles, res.images, n_boot=n_boot, seed=seed)
+        res.summary = summary_table(res.particles, res.images, n_boot=n_boot, seed=seed)
         res.files["particles.csv"] = write_csv(out_dir / "particles.csv", res.particles)
         if len(res.distribution):
             res.files["distribution.csv"] = write_csv(out_dir / "distribution.csv", res.distribution)
@@ -372,7 +289,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     res.files["analysis.json"] = write_json(out_dir / "analysis.json", meta)
     if report:
         res.report = res.files["report.html"] = rep.write_report(
-            out_dir, res.summary, res.distribution, images=res.images, plots=plots, overlays=overlays,
-            envelopes=envs, model=model_desc, versions=versions, failures=res.failures, options=options,
-            title=f"tio2fiji analysis of {len(images)} image(s)")
+            out_dir, res.summary, versions, distribution=res.distribution, images=res.images,
+            plots=plots, overlays=overlays, envelopes=envs, model=model_desc, failures=res.failures,
+            options=options, title=f"tio2fiji analysis of {len(images)} image(s)")
     return res

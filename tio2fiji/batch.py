@@ -1,26 +1,59 @@
-"""Running one analysis step over many files.
+"""The one per-file runner: every command that works on many files goes through :func:`run_files`.
 
-These functions pair masks with their SEM images (for calibration and the data bar), keep going
-when one file fails, and collect the failures for the caller to report.
+It gives each input a unique name and output stem (:func:`unique_names`), keeps going when one file
+fails (one failure rule: a :class:`~tio2fiji.errors.Tio2FijiError` is recorded with its message, any
+other exception with its type, and logged with its traceback), reports progress as
+``progress(done, total, name)``, and builds the run's metadata JSON (:func:`run_metadata`: options,
+inputs, software versions, failures). ``measure``, ``distribution``, ``segment`` and ``analyze`` all
+use it.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import platform
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tifffile
 
+from . import __version__
+from .distribution import distribution_table, test_distribution
 from .errors import InputError, Tio2FijiError
-from .io import mask_for_image, read_mask_or_labels, read_pixel_size, read_sem
+from .imagej import imagej_version, measure_imagej
+from .instances import CONNECTIVITY
+from .io import (
+    MASK_SUFFIX,
+    atomic_write,
+    find_image_for_mask,
+    mask_for_image,
+    read_mask_or_labels,
+    read_pixel_size,
+    read_sem,
+    write_csv,
+    write_json,
+    write_labels,
+    write_mask,
+)
+from .models.checkpoint import load_model
+from .particles import measure
+from .predict import segment
+from .rois import write_roi_zip
+
+__all__ = ["BACKENDS", "BatchResult", "MaskInput", "run_files", "unique_names", "failure_message",
+           "run_metadata", "software_versions", "load_mask_input", "measure_files",
+           "distribution_files", "segment_files", "concat_tables"]
 
 log = logging.getLogger(__name__)
 
-_MASK_SUFFIX = re.compile(r"(_m|_cm|_mask|_masks|_labels|_label|_seg)$", re.IGNORECASE)
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+#: Who measures particles: tio2fiji's own port (numba) or the real ImageJ in a JVM.
+BACKENDS = ("native", "imagej")
+#: What the JSON side files say about units.
+UNITS_NOTE = ("lengths in the unit of each image (nm when calibrated, else pixel); areas in unit^2; "
+              "FeretX/FeretY in pixels, as ImageJ")
 
 
 @dataclass
@@ -37,21 +70,149 @@ class MaskInput:
 
 @dataclass
 class BatchResult:
-    """Per-file results of a batch step and the files that failed, with their errors."""
+    """What :func:`run_files` collected.
+
+    Attributes
+    ----------
+    tables : list of pandas.DataFrame
+        One per file that succeeded, in input order.
+    inputs : list
+        What each successful step returned beside its table (e.g. a :class:`MaskInput` or the
+        written paths), in the same order.
+    failures : list of (str, str)
+        ``(path, message)`` of the files that failed.
+    files : dict
+        Name -> path of the run-level files written (CSV, JSON).
+    """
 
     tables: list = field(default_factory=list)
     inputs: list = field(default_factory=list)
-    failures: list = field(default_factory=list)  # (path, message)
+    failures: list = field(default_factory=list)
+    files: dict = field(default_factory=dict)
 
 
-def find_image_for_mask(mask_path: Path, images_dir: Path) -> Path | None:
-    """The SEM image in ``images_dir`` whose name is the mask's without a mask suffix (``_m``...)."""
-    stem = _MASK_SUFFIX.sub("", Path(mask_path).stem)
-    for suffix in IMAGE_SUFFIXES:
-        for cand in (images_dir / f"{stem}{suffix}", images_dir / f"{stem}{suffix.upper()}"):
-            if cand.is_file():
-                return cand
-    return None
+# packages whose versions the report and the JSON side files record (distribution names)
+_PACKAGES = ("numpy", "pandas", "scipy", "scikit-image", "numba", "tifffile", "matplotlib", "torch",
+             "torchvision", "segmentation-models-pytorch", "JPype1", "scyjava")
+
+
+def software_versions(packages=_PACKAGES) -> dict:
+    """Versions of tio2fiji, Python and the packages that produce the numbers.
+
+    Read from the installed distributions' metadata, so nothing heavy (torch) is imported.
+
+    Parameters
+    ----------
+    packages : sequence of str
+        Distribution names; ones that are not installed are left out.
+
+    Returns
+    -------
+    dict
+        ``{"tio2fiji": ..., "python": ..., "numpy": ..., ...}``.
+    """
+    out = {"tio2fiji": __version__, "python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+
+
+def unique_names(paths) -> list:
+    """Image names for the tables and output-file stems, both unique within one run.
+
+    The name is the file name; files of the same name in different folders are told apart by
+    their folder (``a/x.tif``, ``b/x.tif``), and their output stems get ``_2``, ``_3``, ...,
+    so that no output of one input overwrites another's.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+
+    Returns
+    -------
+    list of (str, str)
+        ``(name, stem)`` per path, in order.
+    """
+    names = [p.name for p in paths]
+    for depth in (2, None):
+        dup = {n for n in names if names.count(n) > 1}
+        if not dup:
+            break
+        names = [(str(Path(*p.parts[-depth:])) if depth else str(p)) if n in dup else n
+                 for n, p in zip(names, paths)]
+    count = {}
+    for j, n in enumerate(names):  # the same file given twice
+        count[n] = count.get(n, 0) + 1
+        if count[n] > 1:
+            names[j] = f"{n} #{count[n]}"
+    seen, stems = {}, []
+    for p in paths:
+        k = seen[p.stem] = seen.get(p.stem, 0) + 1
+        stems.append(p.stem if k == 1 else f"{p.stem}_{k}")
+    return list(zip(names, stems))
+
+
+def failure_message(path, exc: BaseException) -> str:
+    """The message recorded for a file that failed (the one failure rule).
+
+    tio2fiji's own errors already name the file and say what to do; anything else is unexpected:
+    its type and text are kept and the traceback is logged at WARNING.
+    """
+    if isinstance(exc, Tio2FijiError):
+        return str(exc)
+    log.warning("%s failed unexpectedly", path, exc_info=exc)
+    return f"{path}: {type(exc).__name__}: {exc}"
+
+
+def run_files(paths, step, progress=None) -> BatchResult:
+    """Apply ``step`` to every file; one failing file does not stop the others.
+
+    Parameters
+    ----------
+    paths : sequence of path
+    step : callable
+        ``step(path, name, stem) -> (table, info)`` with the unique ``name`` and output ``stem`` of
+        :func:`unique_names`; ``table`` goes to ``tables``, ``info`` to ``inputs``.
+    progress : callable, optional
+        ``progress(done, total, name)`` after each file (done or failed).
+
+    Returns
+    -------
+    BatchResult
+    """
+    paths = [Path(p) for p in paths]
+    result = BatchResult()
+    for i, (path, (name, stem)) in enumerate(zip(paths, unique_names(paths)), 1):
+        try:
+            table, info = step(path, name, stem)
+            result.tables.append(table)
+            result.inputs.append(info)
+        except Exception as exc:  # one file must not stop a batch; the message says what failed
+            result.failures.append((str(path), failure_message(path, exc)))
+        if progress is not None:
+            progress(i, len(paths), path.name)
+    return result
+
+
+def run_metadata(failures=(), backend=None, **fields) -> dict:
+    """The run's metadata JSON: ``fields`` (options, inputs, ...), then versions and failures.
+
+    ``versions`` holds :func:`software_versions`, plus the ImageJ version when ``backend`` is
+    ``"imagej"``.
+    """
+    doc = dict(fields)
+    if backend is not None:
+        doc = {"backend": backend, **doc}
+    doc["versions"] = software_versions()
+    if backend == "imagej":
+        doc["versions"]["imagej"] = imagej_version()
+    doc["failures"] = [{"file": str(p), "error": m} for p, m in failures]
+    return doc
 
 
 def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=None) -> MaskInput:
@@ -70,7 +231,7 @@ def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=Non
         if image_path is None:
             raise InputError(
                 f"{mask_path}: no SEM image with the same name in {images_dir} (looked for "
-                f"{_MASK_SUFFIX.sub('', mask_path.stem)}.tif/.png/...). Give --pixel-size instead, "
+                f"{MASK_SUFFIX.sub('', mask_path.stem)}.tif/.png/...). Give --pixel-size instead, "
                 f"or put the image there."
             )
         sem = read_sem(image_path)
@@ -84,84 +245,105 @@ def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=Non
                      image_path=image_path, data_bar_rows=bar)
 
 
-def run_over_masks(mask_paths, step, images_dir=None, pixel_size_m=None, threshold=None,
-                   progress=None) -> BatchResult:
-    """Apply ``step(item) -> DataFrame`` to every mask; one failing file does not stop the others.
-
-    ``item`` is the :class:`MaskInput` of :func:`load_mask_input`. ``progress(done, total, name)``
-    is called after each file.
-    """
-    result = BatchResult()
-    total = len(mask_paths)
-    for i, path in enumerate(mask_paths, 1):
-        try:
-            item = load_mask_input(path, images_dir=images_dir, pixel_size_m=pixel_size_m,
-                                   threshold=threshold)
-            result.tables.append(step(item))
-            result.inputs.append(item)
-        except Tio2FijiError as exc:
-            log.debug("%s failed: %s", path, exc)
-            result.failures.append((str(path), str(exc)))
-        if progress is not None:
-            progress(i, total, Path(path).name)
-    return result
+def _check_backend(backend):
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}: use 'native' or 'imagej'.")
 
 
-def measure_files(mask_paths, backend="native", images_dir=None, pixel_size_m=None, threshold=None,
-                  connectivity=8, include_holes=False, exclude_edges=False, progress=None) -> BatchResult:
-    """Measure every particle of every mask (see :func:`run_over_masks`).
+def _mask_step(images_dir, pixel_size_m, threshold, measure_one):
+    def step(path, name, stem):
+        item = load_mask_input(path, images_dir=images_dir, pixel_size_m=pixel_size_m,
+                               threshold=threshold)
+        item.name = name
+        return measure_one(item), item
+    return step
+
+
+def _image_meta(res, **extra):
+    return [{"name": it.name, **{k: f(it, t) for k, f in extra.items()},
+             "pixel_size_m": it.pixel_size_m, "calibration_source": it.calibration_source,
+             "data_bar_rows": it.data_bar_rows}
+            for it, t in zip(res.inputs, res.tables)]
+
+
+def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, pixel_size_m=None,
+                  threshold=None, connectivity=CONNECTIVITY, include_holes=False, exclude_edges=False,
+                  progress=None) -> BatchResult:
+    """Measure every particle of every mask as ImageJ's *Analyze Particles* does.
 
     Parameters
     ----------
     mask_paths : sequence of path
+        Masks or label images.
+    out_dir : path, optional
+        Gets ``particles.csv`` (all particles) and ``particles.json`` (options, unit and
+        calibration source per image, versions, failures) when at least one file succeeded.
     backend : {"native", "imagej"}
     images_dir, pixel_size_m, threshold
         See :func:`load_mask_input`.
     connectivity, include_holes, exclude_edges
         Passed to the measurement (ImageJ's Analyze Particles options).
     progress : callable, optional
-        Called as ``progress(done, total, name)`` after each file.
+        ``progress(done, total, name)`` after each file.
 
     Returns
     -------
     BatchResult
-        ``tables`` holds one DataFrame per measured file, ``failures`` (path, message) pairs.
+        ``tables`` holds one DataFrame per measured file, ``inputs`` its :class:`MaskInput`.
     """
-    if backend == "native":
-        from .particles import measure as _measure
-    elif backend == "imagej":
-        from .imagej import measure_imagej as _measure
-    else:
-        raise InputError(f"unknown backend {backend!r}: use 'native' or 'imagej'.")
+    _check_backend(backend)
 
-    def step(item):
-        if backend == "imagej" and item.mask.dtype != bool:
-            raise InputError(f"{item.name}: a label image; the imagej backend measures binary masks "
-                             f"(ImageJ would merge touching labels). Use --backend native.")
-        return _measure(item.mask, pixel_size=item.pixel_size_m, connectivity=connectivity,
-                        include_holes=include_holes, exclude_edges=exclude_edges, image_name=item.name)
+    def measure_one(item):
+        if backend == "imagej":
+            if item.mask.dtype != bool:
+                raise InputError(f"{item.name}: a label image; the imagej backend measures binary masks "
+                                 f"(ImageJ would merge touching labels). Use --backend native.")
+            fn = measure_imagej
+        else:
+            fn = measure
+        return fn(item.mask, pixel_size_m=item.pixel_size_m, connectivity=connectivity,
+                  include_holes=include_holes, exclude_edges=exclude_edges, image_name=item.name)
 
-    return run_over_masks(mask_paths, step, images_dir=images_dir, pixel_size_m=pixel_size_m,
-                          threshold=threshold, progress=progress)
+    res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, measure_one), progress)
+    if out_dir is not None and res.tables:
+        out_dir = Path(out_dir)
+        res.files["particles.csv"] = write_csv(out_dir / "particles.csv", concat_tables(res.tables))
+        options = {"connectivity": int(connectivity),
+                   "include_holes": bool(include_holes) or int(connectivity) == 4,
+                   "exclude_edges": bool(exclude_edges)}
+        images = _image_meta(res, unit=lambda it, t: "nm" if it.pixel_size_m else "pixel",
+                             particles=lambda it, t: len(t))
+        res.files["particles.json"] = write_json(out_dir / "particles.json", run_metadata(
+            res.failures, backend=backend, options=options, images=images, units=UNITS_NOTE))
+    return res
 
 
-def distribution_files(mask_paths, methods=("clark-evans",), backend="native", images_dir=None,
-                       pixel_size_m=None, threshold=None, progress=None, **options) -> BatchResult:
+def distribution_files(mask_paths, out_dir=None, methods=("clark-evans",), backend="native",
+                       images_dir=None, pixel_size_m=None, threshold=None, progress=None,
+                       **options) -> BatchResult:
     """Spatial-distribution tests (:func:`tio2fiji.distribution.test_distribution`) per mask.
 
     Each mask is reduced to its analysed area first (see :func:`load_mask_input`), so the window of
     the tests is the micrograph without its data bar. ``options`` go to ``test_distribution``.
-    ``tables`` holds one DataFrame per file with one row per method.
+    ``tables`` holds one DataFrame per file with one row per method. With ``out_dir``,
+    ``distribution.csv`` and ``distribution.json`` are written there.
     """
-    from .distribution import distribution_table
-    from .distribution import test_distribution as _test
+    _check_backend(backend)
+    methods = tuple(methods)
 
-    def step(item):
-        return distribution_table([_test(item.mask, method=m, pixel_size=item.pixel_size_m, image=item.name,
-                                   backend=backend, **options) for m in methods])
+    def test_one(item):
+        return distribution_table([test_distribution(item.mask, method=m, pixel_size_m=item.pixel_size_m,
+                                                     image=item.name, backend=backend, **options)
+                                   for m in methods])
 
-    return run_over_masks(mask_paths, step, images_dir=images_dir, pixel_size_m=pixel_size_m,
-                          threshold=threshold, progress=progress)
+    res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, test_one), progress)
+    if out_dir is not None and res.tables:
+        out_dir = Path(out_dir)
+        res.files["distribution.csv"] = write_csv(out_dir / "distribution.csv", concat_tables(res.tables))
+        res.files["distribution.json"] = write_json(out_dir / "distribution.json", run_metadata(
+            res.failures, backend=backend, methods=list(methods), **options,
+            images=_image_meta(res)))
+    return res
 
 
 def concat_tables(tables) -> pd.DataFrame:
@@ -174,15 +356,17 @@ def concat_tables(tables) -> pd.DataFrame:
 
 
 def segment_files(image_paths, out_dir, model="default", separate="auto", threshold=None,
-                  mode="blend", overlap=64, batch_size=4, data_bar_rows=None, rois=False,
-                  probability=False, progress=None) -> BatchResult:
+                  mode="blend", overlap=64, batch_size=4, data_bar_rows=None,
+                  connectivity=CONNECTIVITY, rois=False, probability=False, progress=None) -> BatchResult:
     """Segment SEM images and write each one's particles.
 
-    For every image ``<stem>``: ``<stem>_mask.tif`` (0/255, particles separated by background
-    lines), ``<stem>_labels.tif`` (uint16/32 label image, ImageJ calibration),
-    ``<stem>_scores.csv`` (label, area in pixels, score), optionally ``<stem>_rois.zip`` (ImageJ
-    ROI set) and ``<stem>_prob.tif`` (float32 probability map). All cover the analysed area (the
-    data bar removed), all written atomically.
+    For every image (output stem ``<stem>``, unique within the run, see :func:`unique_names`):
+    ``<stem>_mask.tif`` (0/255: the particles, ``labels > 0``, touching particles separated by
+    one-pixel background lines), ``<stem>_labels.tif`` (uint16/32 label image, ImageJ
+    calibration), ``<stem>_scores.csv`` (label, area in pixels, score), optionally
+    ``<stem>_rois.zip`` (ImageJ ROI set) and ``<stem>_prob.tif`` (float32 probability map); and
+    ``segment.json`` (options, model, inputs, versions, failures). All cover the analysed area
+    (the data bar removed), all written atomically.
 
     Parameters
     ----------
@@ -190,7 +374,7 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
     out_dir : path
     model : str, path or torch.nn.Module
         ``"default"``, a model file or checkpoint (U-Net or Mask R-CNN), or a loaded network.
-    separate, threshold, mode, overlap, batch_size, data_bar_rows
+    separate, threshold, mode, overlap, batch_size, data_bar_rows, connectivity
         As :func:`tio2fiji.predict.segment`.
     rois, probability : bool
         Also write the ROI zip / the probability map.
@@ -203,41 +387,36 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
         ``tables``: one DataFrame per image (``image, label, area_px, score``); ``inputs``: the
         written paths per image (dict); ``failures``: (path, message).
     """
-    import tifffile
-
-    from .io import _atomic_write, write_csv, write_labels, write_mask
-    from .predict import load_model, segment
-
     out_dir = Path(out_dir)
-    if isinstance(model, (str, Path)):
-        model = load_model(model)
-    result = BatchResult()
-    paths = [Path(p) for p in image_paths]
-    for k, path in enumerate(paths, 1):
-        try:
-            sem = read_sem(path, data_bar_rows=data_bar_rows)
-            seg = segment(model, sem, threshold=threshold, mode=mode, overlap=overlap,
-                          batch_size=batch_size, separate=separate)
-            stem = path.stem
-            written = {"mask": write_mask(out_dir / f"{stem}_mask.tif", seg.labels > 0, sem.pixel_size_m),
-                       "labels": write_labels(out_dir / f"{stem}_labels.tif", seg.labels, sem.pixel_size_m)}
-            n = int(seg.labels.max())
-            area = np.bincount(seg.labels.ravel(), minlength=n + 1)[1:]
-            table = pd.DataFrame({"image": stem, "label": np.arange(1, n + 1), "area_px": area,
-                                  "score": seg.scores})
-            written["scores"] = write_csv(out_dir / f"{stem}_scores.csv", table)
-            if rois:
-                from .rois import write_roi_zip
+    net = load_model(model) if isinstance(model, (str, Path)) else model
 
-                written["rois"] = write_roi_zip(seg.labels, out_dir / f"{stem}_rois.zip")
-            if probability:
-                written["probability"] = _atomic_write(
-                    out_dir / f"{stem}_prob.tif",
-                    lambda p: tifffile.imwrite(p, seg.probability.astype(np.float32), imagej=True))
-            result.tables.append(table)
-            result.inputs.append(written)
-        except Tio2FijiError as exc:
-            result.failures.append((path, str(exc)))
-        if progress is not None:
-            progress(k, len(paths), path.name)
-    return result
+    def step(path, name, stem):
+        sem = read_sem(path, data_bar_rows=data_bar_rows)
+        seg = segment(net, sem, threshold=threshold, mode=mode, overlap=overlap,
+                      batch_size=batch_size, separate=separate, connectivity=connectivity)
+        written = {"mask": write_mask(out_dir / f"{stem}_mask.tif", seg.labels > 0, sem.pixel_size_m),
+                   "labels": write_labels(out_dir / f"{stem}_labels.tif", seg.labels, sem.pixel_size_m)}
+        n = int(seg.labels.max())
+        area = np.bincount(seg.labels.ravel(), minlength=n + 1)[1:]
+        table = pd.DataFrame({"image": stem, "label": np.arange(1, n + 1), "area_px": area,
+                              "score": seg.scores})
+        written["scores"] = write_csv(out_dir / f"{stem}_scores.csv", table)
+        if rois:
+            written["rois"] = write_roi_zip(seg.labels, out_dir / f"{stem}_rois.zip")
+        if probability:
+            written["probability"] = atomic_write(
+                out_dir / f"{stem}_prob.tif",
+                lambda p: tifffile.imwrite(p, seg.probability.astype(np.float32), imagej=True))
+        info = {"image": name, "stem": stem, "path": str(path), "pixel_size_m": sem.pixel_size_m,
+                "pixel_size_source": sem.pixel_size_source, "data_bar_rows": int(sem.data_bar_rows),
+                "particles": n, "segmentation": dict(seg.info),
+                "files": {k: str(v) for k, v in written.items()}}
+        return table, info
+
+    res = run_files(image_paths, step, progress)
+    options = {"model": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
+               "separate": separate, "threshold": threshold, "mode": mode, "overlap": overlap,
+               "connectivity": connectivity, "data_bar_rows": data_bar_rows}
+    res.files["segment.json"] = write_json(out_dir / "segment.json", run_metadata(
+        res.failures, options=options, images=res.inputs))
+    return res

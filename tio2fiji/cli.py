@@ -9,7 +9,14 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .batch import BACKENDS
+from .distribution import METHODS
 from .errors import Tio2FijiError
+from .instances import CONNECTIVITY, SEPARATE
+
+# library functions are imported by the commands that use them, so that `tio2fiji info` does not
+# load torch; the option choices above come from the library's own definitions
+_CONNECTIVITY = click.Choice(["4", "8"])
 
 
 class _Group(click.Group):
@@ -73,19 +80,13 @@ def info(images, data_bar_rows, page):
         sys.exit(1)
 
 
-def _versions() -> dict:
-    from .report import software_versions
-
-    return software_versions()
-
-
 class _Progress:
     """A tqdm bar for a batch; the library reports through the callback, the CLI draws."""
 
-    def __init__(self, total, desc):
+    def __init__(self, total, desc, unit="file"):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=desc, unit="file", disable=total < 2, leave=False)
+        self.bar = tqdm(total=total, desc=desc, unit=unit, disable=total < 2, leave=False)
 
     def __call__(self, done, total, name):
         self.bar.set_postfix_str(name)
@@ -96,7 +97,7 @@ class _Progress:
 
 
 def _report_failures(failures, total):
-    for path, message in failures:
+    for _, message in failures:
         click.echo(f"error: {message}", err=True)
     if failures:
         click.echo(f"{len(failures)} of {total} file(s) failed", err=True)
@@ -110,7 +111,7 @@ def _mask_options(f):
     f = click.option("--images", "images_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
                      help="Folder of the SEM images: each mask's calibration and data bar come from the "
                           "image with the same name (mask suffix _m/_mask removed).")(f)
-    f = click.option("--backend", type=click.Choice(["native", "imagej"]), default="native",
+    f = click.option("--backend", type=click.Choice(BACKENDS), default="native",
                      show_default=True)(f)
     f = click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
                      help="Output folder.")(f)
@@ -119,49 +120,31 @@ def _mask_options(f):
 
 @main.command()
 @_mask_options
-@click.option("--connectivity", type=click.Choice(["4", "8"]), default="8", show_default=True,
-              help="8 as ImageJ; 4 keeps particles apart that touch only at corners (BAM masks).")
+@click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True,
+              help="4 keeps particles apart that touch only at corners (the BAM masks and tio2fiji's "
+                   "own); 8 is ImageJ's default.")
 @click.option("--include-holes", is_flag=True, help="Count holes as particle area (ImageJ 'include').")
 @click.option("--exclude-edges", is_flag=True, help="Drop particles touching the image border.")
 def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connectivity, include_holes,
             exclude_edges):
     """Measure every particle of MASKS as ImageJ's Analyze Particles does; writes particles.csv."""
-    from .batch import concat_tables, measure_files
-    from .io import parse_length, write_csv, write_json
+    from .batch import measure_files
+    from .io import parse_length
 
     ps = parse_length(pixel_size) if pixel_size else None
     bar = _Progress(len(masks), "measure")
     try:
-        res = measure_files(list(masks), backend=backend, images_dir=images_dir, pixel_size_m=ps,
-                            threshold=threshold, connectivity=int(connectivity),
+        res = measure_files(list(masks), out_dir=out_dir, backend=backend, images_dir=images_dir,
+                            pixel_size_m=ps, threshold=threshold, connectivity=int(connectivity),
                             include_holes=include_holes, exclude_edges=exclude_edges, progress=bar)
     finally:
         bar.close()
-    table = concat_tables(res.tables)
+    for it, t in zip(res.inputs, res.tables):
+        unit = "nm" if it.pixel_size_m else "pixel"
+        click.echo(f"{it.name}: {len(t)} particles ({unit}; calibration: {it.calibration_source})")
     if res.tables:
-        csv = write_csv(out_dir / "particles.csv", table)
-        meta = {
-            "backend": backend,
-            "options": {"connectivity": int(connectivity), "include_holes": include_holes or connectivity == "4",
-                        "exclude_edges": exclude_edges},
-            "images": [{"name": it.name, "unit": "nm" if it.pixel_size_m else "pixel",
-                        "pixel_size_m": it.pixel_size_m, "calibration_source": it.calibration_source,
-                        "data_bar_rows": it.data_bar_rows, "particles": len(t)}
-                       for it, t in zip(res.inputs, res.tables)],
-            "units": "lengths in the unit of each image (nm when calibrated, else pixel); areas in unit^2; "
-                     "FeretX/FeretY in pixels, as ImageJ",
-            "versions": _versions(),
-            "failures": [{"file": p, "error": m} for p, m in res.failures],
-        }
-        if backend == "imagej":
-            from .imagej import imagej_version
-
-            meta["versions"]["imagej"] = imagej_version()
-        write_json(out_dir / "particles.json", meta)
-        for it, t in zip(res.inputs, res.tables):
-            unit = "nm" if it.pixel_size_m else "pixel"
-            click.echo(f"{it.name}: {len(t)} particles ({unit}; calibration: {it.calibration_source})")
-        click.echo(f"wrote {csv} ({len(table)} particles from {len(res.tables)} file(s))")
+        click.echo(f"wrote {res.files['particles.csv']} ({sum(len(t) for t in res.tables)} particles "
+                   f"from {len(res.tables)} file(s))")
     _report_failures(res.failures, len(masks))
     if res.failures:
         sys.exit(1)
@@ -170,7 +153,7 @@ def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connecti
 @main.command()
 @_mask_options
 @click.option("--method", "methods", multiple=True, default=("clark-evans",), show_default=True,
-              type=click.Choice(["clark-evans", "monte-carlo", "biovoxxel"]),
+              type=click.Choice(METHODS),
               help="Repeat for several. biovoxxel reproduces BioVoxxel's Particle Distribution (2D) "
                    "(the thesis's Table 9); it is biased, see the docs.")
 @click.option("--points", type=click.Choice(["auto", "uep", "centroid"]), default="auto", show_default=True,
@@ -184,32 +167,22 @@ def distribution(masks, out_dir, backend, images_dir, pixel_size, threshold, met
                  n_sim, null, seed):
     """Test whether the particles of MASKS are clustered, random or regular; writes distribution.csv."""
     from .batch import concat_tables, distribution_files
-    from .io import parse_length, write_csv, write_json
+    from .io import parse_length
 
     ps = parse_length(pixel_size) if pixel_size else None
     bar = _Progress(len(masks), "distribution")
     try:
-        res = distribution_files(list(masks), methods=methods, backend=backend, images_dir=images_dir,
-                                 pixel_size_m=ps, threshold=threshold, progress=bar, points=points,
-                                 alpha=alpha, n_sim=n_sim, null=null, seed=seed)
+        res = distribution_files(list(masks), out_dir=out_dir, methods=methods, backend=backend,
+                                 images_dir=images_dir, pixel_size_m=ps, threshold=threshold,
+                                 progress=bar, points=points, alpha=alpha, n_sim=n_sim, null=null,
+                                 seed=seed)
     finally:
         bar.close()
     if res.tables:
-        table = concat_tables(res.tables)
-        csv = write_csv(out_dir / "distribution.csv", table)
-        write_json(out_dir / "distribution.json", {
-            "backend": backend, "methods": list(methods), "points": points, "alpha": alpha,
-            "n_sim": n_sim, "null": null, "seed": seed,
-            "images": [{"name": it.name, "pixel_size_m": it.pixel_size_m,
-                        "calibration_source": it.calibration_source, "data_bar_rows": it.data_bar_rows}
-                       for it in res.inputs],
-            "versions": _versions(),
-            "failures": [{"file": p, "error": m} for p, m in res.failures],
-        })
-        for _, row in table.iterrows():
+        for _, row in concat_tables(res.tables).iterrows():
             click.echo(f"{row['image']}: {row['method']}: n={row['n']}, statistic={row['statistic']:.4g}, "
                        f"p={row['p_value']:.3g} -> {row['classification']}")
-        click.echo(f"wrote {csv}")
+        click.echo(f"wrote {res.files['distribution.csv']}")
     _report_failures(res.failures, len(masks))
     if res.failures:
         sys.exit(1)
@@ -236,7 +209,7 @@ def demo(ctx, data_dir, out_dir):
     ctx.invoke(info, images=images, data_bar_rows=None, page=None)
     click.echo("\n== 2. Segment with the bundled model, measure, test the distribution, report")
     ctx.invoke(analyze, images=images, out_dir=out_dir, model_path="default", backend="native",
-               separate="auto", connectivity="4", methods=("clark-evans", "monte-carlo"), threshold=None,
+               separate="auto", connectivity=str(CONNECTIVITY), methods=("clark-evans", "monte-carlo"), threshold=None,
                seed=0, threads=None)
     click.echo(f"\nOpen {out_dir / 'report.html'} in a browser.")
 
@@ -267,11 +240,11 @@ def dataset_build_cmd(images_dir, masks_dir, out_dir, mode, seed, val_grouping, 
     """Write 256x256 tiles, the seeded split (split.json) and COCO annotations."""
     from tqdm import tqdm
 
-    from .dataset import build_dataset
+    from .training import build_dataset
 
     bar = tqdm(desc="tiles", unit="tile", leave=False)
 
-    def progress(done, total):
+    def progress(done, total, name):
         bar.total = total
         bar.update(done - bar.n)
 
@@ -328,19 +301,14 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
     """Train a U-Net on DATA_DIR (written by 'tio2fiji dataset build')."""
     from tqdm import tqdm
 
-    from .train import train_unet
+    from .training import train_unet
 
     bar = tqdm(desc=f"train {config}", unit="step", leave=True)
-    last = {"val_iou": float("nan")}
 
-    def progress(kind, info):
-        if kind == "batch":
-            bar.total = info["epochs"] * info["steps"]
-            bar.update((info["epoch"] - 1) * info["steps"] + info["step"] - bar.n)
-            bar.set_postfix(epoch=f"{info['epoch']}/{info['epochs']}", loss=f"{info['loss']:.4f}",
-                            val_iou=f"{last['val_iou']:.4f}")
-        else:
-            last["val_iou"] = info["val_iou"]
+    def progress(done, total, name):
+        bar.total = total
+        bar.update(done - bar.n)
+        bar.set_postfix_str(name)
 
     try:
         res = train_unet(data_dir, out_dir, config=config, encoder_weights=encoder_weights,
@@ -369,10 +337,10 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 @click.option("--mode", type=click.Choice(["blend", "thesis"]), default="blend", show_default=True,
               help="blend: overlapping tiles, smooth weights; thesis: 256 tiles, mirrored border.")
 @click.option("--overlap", type=int, default=64, show_default=True)
-@click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True)
+@click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True)
 @click.option("--data-bar-rows", type=int, default=None)
 @click.option("--save-masks", is_flag=True, help="Also write each predicted mask.")
-@click.option("--separate", type=click.Choice(["auto", "watershed", "none"]), default="auto",
+@click.option("--separate", type=click.Choice(SEPARATE), default="auto",
               show_default=True, help="Touching particles: watershed split (auto for a U-Net), or "
               "none (connected components, as the thesis).")
 def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir, threshold, mode,
@@ -381,17 +349,17 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
     from .evaluate import evaluate_model, select_pairs
 
     pairs = select_pairs(images_dir, masks_dir, split_file=split_file, subset=subset)
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(pairs), desc="evaluate", unit="image", leave=False)
+    bar = _Progress(len(pairs), "evaluate", unit="image")
     try:
         res = evaluate_model(model_path, pairs, out_dir=out_dir, threshold=threshold, overlap=overlap,
                              mode=mode, connectivity=int(connectivity), data_bar_rows=data_bar_rows,
-                             save_masks=save_masks, separate=separate,
-                             progress=lambda done, total, name: (bar.set_postfix_str(name), bar.update(1)))
+                             save_masks=save_masks, separate=separate, progress=bar)
     finally:
         bar.close()
-    fmt = (lambda v: "n/a" if v is None else f"{v:.4f}")
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
     click.echo(f"{res['n_images']} image(s): mean IoU {fmt(res['mean_iou'])}, Dice {fmt(res['mean_dice'])}, "
                f"instance IoU {fmt(res['instance_iou'])}, AP50 (VOC11) {fmt(res['ap50_voc11'])}, "
                f"COCO AP {fmt(res['coco_ap'])}, count error {fmt(res['count_error'])}")
@@ -433,19 +401,14 @@ def train_maskrcnn_cmd(data_dir, out_dir, config, weights_backbone, epochs_heads
     """Train a Mask R-CNN (thesis Table 3) on DATA_DIR (written by 'tio2fiji dataset build')."""
     from tqdm import tqdm
 
-    from .train import train_maskrcnn
+    from .training import train_maskrcnn
 
     bar = tqdm(desc=f"train maskrcnn {config}", unit="step", leave=True)
-    last = {"val_iou": float("nan")}
 
-    def progress(kind, info):
-        if kind == "batch":
-            bar.total = info["epochs"] * info["steps"]
-            bar.update((info["epoch"] - 1) * info["steps"] + info["step"] - bar.n)
-            bar.set_postfix(epoch=f"{info['epoch']}/{info['epochs']}", phase=info["phase"],
-                            loss=f"{info['loss']:.4f}", val_iou=f"{last['val_iou']:.4f}")
-        else:
-            last["val_iou"] = info["val_iou"]
+    def progress(done, total, name):
+        bar.total = total
+        bar.update(done - bar.n)
+        bar.set_postfix_str(name)
 
     try:
         res = train_maskrcnn(data_dir, out_dir, config=int(config), weights_backbone=weights_backbone,
@@ -467,15 +430,15 @@ def train_maskrcnn_cmd(data_dir, out_dir, config, weights_backbone, epochs_heads
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--model", "model_path", default="default", show_default=True,
               help="'default' (bundled), a compact model file, or a training checkpoint (best.pt).")
-@click.option("--backend", type=click.Choice(["native", "imagej"]), default="native", show_default=True,
+@click.option("--backend", type=click.Choice(BACKENDS), default="native", show_default=True,
               help="Who measures the particles.")
-@click.option("--separate", type=click.Choice(["auto", "none", "watershed"]), default="auto",
+@click.option("--separate", type=click.Choice(SEPARATE), default="auto",
               show_default=True, help="Touching particles: watershed split (auto for a U-Net; a Mask "
               "R-CNN finds its own), or none (connected components, as the thesis).")
-@click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True,
+@click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True,
               help="Particle connectivity of the components and the measurement (4: as the BAM masks).")
 @click.option("--method", "methods", multiple=True, default=("clark-evans", "monte-carlo"), show_default=True,
-              type=click.Choice(["clark-evans", "monte-carlo", "biovoxxel"]),
+              type=click.Choice(METHODS),
               help="Spatial-distribution test; repeat for several.")
 @click.option("--threshold", type=float, default=None,
               help="Probability threshold (default: the one stored with the model).")
@@ -520,8 +483,10 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
               help="Folder for <stem>_mask.tif, <stem>_labels.tif, <stem>_scores.csv.")
 @click.option("--model", "model_path", default="default", show_default=True,
               help="'default' (bundled U-Net), a model file or a checkpoint (U-Net or Mask R-CNN).")
-@click.option("--separate", type=click.Choice(["auto", "watershed", "none"]), default="auto",
+@click.option("--separate", type=click.Choice(SEPARATE), default="auto",
               show_default=True, help="Touching particles: watershed split (auto for a U-Net) or none.")
+@click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True,
+              help="Connectivity of the particles with --separate none.")
 @click.option("--threshold", type=float, default=None,
               help="Probability threshold (default: the one stored with the model).")
 @click.option("--mode", type=click.Choice(["blend", "thesis"]), default="blend", show_default=True,
@@ -531,8 +496,8 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
 @click.option("--rois", is_flag=True, help="Also write <stem>_rois.zip (ImageJ ROI Manager set).")
 @click.option("--probability", is_flag=True, help="Also write <stem>_prob.tif (float32).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-def segment_cmd(images, out_dir, model_path, separate, threshold, mode, overlap, data_bar_rows, rois,
-                probability, threads):
+def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, mode, overlap,
+                data_bar_rows, rois, probability, threads):
     """Segment SEM IMAGES into particle masks, label images and (optionally) ROI sets."""
     from .batch import segment_files
 
@@ -543,16 +508,17 @@ def segment_cmd(images, out_dir, model_path, separate, threshold, mode, overlap,
     bar = _Progress(len(images), "segment")
     try:
         res = segment_files(images, out_dir, model=model_path, separate=separate, threshold=threshold,
-                            mode=mode, overlap=overlap, data_bar_rows=data_bar_rows, rois=rois,
-                            probability=probability, progress=bar)
+                            mode=mode, overlap=overlap, data_bar_rows=data_bar_rows,
+                            connectivity=int(connectivity), rois=rois, probability=probability,
+                            progress=bar)
     finally:
         bar.close()
-    for table in res.tables:
-        click.echo(f"{table['image'].iloc[0] if len(table) else '?'}: {len(table)} particles")
+    for info in res.inputs:
+        click.echo(f"{info['stem']}: {info['particles']} particles")
     click.echo(f"wrote {len(res.tables)} image(s) to {out_dir}")
     _report_failures(res.failures, len(images))
     if res.failures:
-        raise SystemExit(1)
+        sys.exit(1)
 
 
 @main.command("export")

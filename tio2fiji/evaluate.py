@@ -14,6 +14,12 @@ import time
 from pathlib import Path
 
 from .errors import InputError
+from .instances import CONNECTIVITY
+from .io import mask_for_image, pair_files, read_mask, read_sem, write_csv, write_json, write_mask
+from .metrics import evaluate_images, per_image_frame
+from .models.checkpoint import load_model, model_threshold
+from .predict import segment
+from .training import read_split
 
 __all__ = ["select_pairs", "evaluate_model"]
 
@@ -25,8 +31,6 @@ def select_pairs(images_dir, masks_dir, split_file=None, subset: str = "test") -
     -------
     list of (Path, Path)
     """
-    from .dataset import pair_files, read_split
-
     pairs = pair_files(images_dir, masks_dir, strict=split_file is None)
     if split_file is None:
         return pairs
@@ -43,7 +47,7 @@ def select_pairs(images_dir, masks_dir, split_file=None, subset: str = "test") -
 
 
 def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, tile: int = 256,
-                   overlap: int = 64, mode: str = "blend", batch_size: int = 4, connectivity: int = 4,
+                   overlap: int = 64, mode: str = "blend", batch_size: int = 4, connectivity: int = CONNECTIVITY,
                    data_bar_rows: int | None = None, save_masks: bool = False, coco: bool = True,
                    separate: str = "auto", progress=None) -> dict:
     """Segment every image of ``pairs`` with ``model`` and compute the metrics of DESIGN.md.
@@ -78,10 +82,6 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
         The ``metrics.json`` document: the keys of :func:`tio2fiji.metrics.evaluate_images` plus
         ``model``, ``threshold``, ``inference`` (tile, overlap, mode) and ``seconds_per_image``.
     """
-    from .io import mask_for_image, read_mask, read_sem, write_csv, write_json, write_mask
-    from .metrics import evaluate_images, per_image_frame
-    from .predict import load_model, model_threshold, segment
-
     pairs = list(pairs)
     if not pairs:
         raise InputError("no image/mask pairs to evaluate.")

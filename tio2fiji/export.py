@@ -12,7 +12,7 @@
 
 The exported network is the U-Net followed by a sigmoid: input ``(N, 1, H, W)`` float32 gray
 levels scaled to ``[0, 1]`` (8-bit images divided by 255, as
-:func:`tio2fiji.io.normalize_for_network`; in the bioimage.io package this scaling is the input's
+:func:`tio2fiji.transforms.normalize_for_network`; in the bioimage.io package this scaling is the input's
 ``scale_linear`` preprocessing, so consumers feed gray levels 0-255), output the particle
 probability. A pixel is particle where the probability exceeds the model's threshold (0.5 for the
 default model, stored in ``config.tio2fiji.threshold`` and in the ONNX metadata). Splitting
@@ -25,7 +25,6 @@ package carries that licence and the attribution (``tio2fiji/data/MODEL_CARD.md`
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,9 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, Tio2FijiError
+from .io import atomic_write, file_sha256, read_sem
+from .models.checkpoint import load_model, model_arch, model_threshold
+from .transforms import normalize_for_network
 
 __all__ = ["FORMATS", "ONNX_OPSET", "check_bioimageio", "check_onnx", "export", "export_bioimageio",
            "export_onnx"]
@@ -60,8 +62,6 @@ _EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM" 
 
 def _load(model):
     """A U-Net in eval mode, its threshold and a description of where it came from."""
-    from .predict import load_model, model_arch, model_threshold
-
     source = "in-memory model"
     if isinstance(model, (str, Path)):
         source = "tio2fiji default model" if str(model) == "default" else str(model)
@@ -91,8 +91,6 @@ def _probability_module(net):
 
 def _test_gray(test_image) -> tuple[np.ndarray, str]:
     """Test image as float32 gray levels on the 8-bit scale, cropped to multiples of 32."""
-    from .io import normalize_for_network, read_sem
-
     if test_image is None:
         if not _EXAMPLE.is_file():
             raise InputError("no test image given and the bundled example "
@@ -165,7 +163,7 @@ def _write_onnx(module, path: Path, threshold: float, source: str) -> None:
         "tio2fiji.version": __version__,
         "tio2fiji.source": source,
         "tio2fiji.input": "float32 (N, 1, H, W), H and W multiples of 32; gray levels scaled to "
-                          "[0, 1] (8-bit / 255, tio2fiji.io.normalize_for_network)",
+                          "[0, 1] (8-bit / 255, tio2fiji.transforms.normalize_for_network)",
         "tio2fiji.output": "float32 (N, 1, H, W): particle probability",
         "tio2fiji.threshold": repr(float(threshold)),
         "license": f"weights: {_LICENSE} (training data: {_DATA_CITATION} doi:{_DATA_DOI})",
@@ -255,15 +253,13 @@ def export_onnx(out, model="default", test_image=None, check: bool = True) -> di
     InputError
         ``out`` does not end in ``.onnx``, or a bad model or test image.
     """
-    from .io import _atomic_write
-
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise InputError(f"{out}: an ONNX model file must end in .onnx, e.g. "
                          f"{out.with_suffix('.onnx').name}.")
     net, threshold, source = _load(model)
     module = _probability_module(net)
-    _atomic_write(out, lambda tmp: _write_onnx(module, tmp, threshold, source))
+    atomic_write(out, lambda tmp: _write_onnx(module, tmp, threshold, source))
     result = {"path": out, "opset": ONNX_OPSET}
     if check:
         result.update(check_onnx(out, net, test_image))
@@ -273,14 +269,6 @@ def export_onnx(out, model="default", test_image=None, check: bool = True) -> di
 # --------------------------------------------------------------------------------------------
 # bioimage.io
 # --------------------------------------------------------------------------------------------
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _cover(gray: np.ndarray, prob: np.ndarray, threshold: float, path: Path) -> None:
     """2:1 cover: the test image and the particles the model finds in it (outlined in colour)."""
@@ -514,13 +502,11 @@ def export_bioimageio(out, model="default", test_image=None, test: bool = True) 
         rdf = _rdf(threshold, source, ONNX_OPSET, torch.__version__.split("+")[0])
         for name in ("weights.torchscript.pt", "weights.onnx"):
             key = "torchscript" if name.endswith(".pt") else "onnx"
-            rdf["weights"][key]["sha256"] = _sha256(folder / name)
+            rdf["weights"][key]["sha256"] = file_sha256(folder / name)
         _dump_yaml(rdf, folder / "rdf.yaml")
         _validate_folder(folder)
         files = sorted(p.name for p in folder.iterdir())
         if as_zip:
-            from .io import _atomic_write
-
             def _zip(tmp_zip: Path) -> None:
                 with zipfile.ZipFile(tmp_zip, "w") as zf:
                     for name in files:
@@ -529,7 +515,7 @@ def export_bioimageio(out, model="default", test_image=None, test: bool = True) 
                         zf.write(folder / name, name, compress_type=zipfile.ZIP_STORED if packed
                                  else zipfile.ZIP_DEFLATED)
 
-            _atomic_write(out, _zip)
+            atomic_write(out, _zip)
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(folder, out)

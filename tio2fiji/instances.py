@@ -1,5 +1,6 @@
-"""Particles (a label image) from a probability map: connected components, or a split of touching
-particles by a distance-transform watershed.
+"""Network output -> particles (a label image): every rule that turns a probability map or
+detections into labelled particles lives here, with the one labelling rule (connected components in
+ImageJ's raster order) that measurement and scoring share.
 
 A semantic network such as the U-Net gives each pixel a particle probability; touching particles
 then merge into one connected component (the thesis's Fig. 31). :func:`watershed_split` cuts them
@@ -16,15 +17,30 @@ The default parameters were chosen on the four validation images of the bundled 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
+from skimage.measure import label
+from skimage.morphology import h_maxima
+from skimage.segmentation import relabel_sequential, watershed
 
 from .errors import InputError
 
-__all__ = ["SEPARATIONS", "WATERSHED_DEFAULTS", "connected_components", "watershed_split",
-           "label_particles"]
+__all__ = ["CONNECTIVITY", "SEPARATE", "SEPARATIONS", "WATERSHED_DEFAULTS", "connected_components",
+           "watershed_split", "labels_from_probability", "particle_scores",
+           "labels_to_separated_mask"]
 
+#: Particle connectivity used by default everywhere (segmentation, measurement, scoring): the BAM
+#: manual masks, and ours, keep touching particles apart by one-pixel lines that are 8-connected,
+#: so particles are 4-connected. ImageJ's own default is 8 (``--connectivity 8``).
+CONNECTIVITY = 4
+#: How a probability map becomes particles (:func:`labels_from_probability`).
 SEPARATIONS = ("none", "watershed")
+#: The choices of ``segment``/``analyze``: ``"auto"`` is the model's own way (watershed for a
+#: U-Net; a Mask R-CNN's detected instances).
+SEPARATE = ("auto",) + SEPARATIONS
 #: chosen on the validation images (benchmarks/separation.py): h in px of distance, sigma in px
 WATERSHED_DEFAULTS = {"h": 0.75, "sigma": 1.0, "weight_by_probability": True}
+
+_STRUCTURES = {8: np.ones((3, 3), dtype=bool), 4: ndi.generate_binary_structure(2, 1)}
 
 
 def _check_mask(mask, name="mask") -> np.ndarray:
@@ -34,25 +50,30 @@ def _check_mask(mask, name="mask") -> np.ndarray:
     return mask.astype(bool, copy=False)
 
 
-def connected_components(mask, connectivity: int = 4) -> np.ndarray:
-    """Label the connected components of a binary mask.
+def connected_components(mask, connectivity: int = CONNECTIVITY, dtype=np.uint32) -> np.ndarray:
+    """Label the connected components of a binary mask: the one labelling rule of tio2fiji.
 
     Parameters
     ----------
-    mask : ndarray of bool, 2-D
+    mask : ndarray, 2-D
+        Non-zero = particle.
     connectivity : {4, 8}
+        Pixel neighbourhood. 4 keeps particles that touch only diagonally, or are separated by a
+        1-pixel gap drawn with 8-connected lines, apart (the BAM masks need this).
+    dtype : numpy dtype
+        Of the result (``np.int32`` for the measurement kernels).
 
     Returns
     -------
-    ndarray of uint32
-        0 = background, particles 1..n in raster order of their first pixel.
+    ndarray
+        0 = background, particles 1..n in raster order of their first pixel (top row first, then
+        leftmost): ImageJ's results-table order.
     """
-    from skimage.measure import label
-
     if connectivity not in (4, 8):
-        raise InputError(f"connectivity must be 4 or 8, got {connectivity}.")
+        raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
     mask = _check_mask(mask)
-    return label(mask, connectivity=1 if connectivity == 4 else 2).astype(np.uint32)
+    labels, _ = ndi.label(mask, structure=_STRUCTURES[connectivity], output=np.int32)
+    return labels.astype(dtype, copy=False)
 
 
 def watershed_split(mask, probability=None, h: float = WATERSHED_DEFAULTS["h"],
@@ -82,11 +103,6 @@ def watershed_split(mask, probability=None, h: float = WATERSHED_DEFAULTS["h"],
     ndarray of uint32
         0 = background, particles 1..n in raster order.
     """
-    from scipy import ndimage as ndi
-    from skimage.measure import label
-    from skimage.morphology import h_maxima
-    from skimage.segmentation import relabel_sequential, watershed
-
     mask = _check_mask(mask)
     if h <= 0 or sigma < 0:
         raise InputError(f"watershed needs h > 0 and sigma >= 0 (got h={h}, sigma={sigma}).")
@@ -128,8 +144,8 @@ def _raster_order(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def label_particles(probability, threshold: float = 0.5, separate: str = "watershed",
-                    connectivity: int = 4, **params) -> np.ndarray:
+def labels_from_probability(probability, threshold: float = 0.5, separate: str = "watershed",
+                            connectivity: int = CONNECTIVITY, **params) -> np.ndarray:
     """Label image of the particles of a probability map.
 
     Parameters
@@ -153,3 +169,131 @@ def label_particles(probability, threshold: float = 0.5, separate: str = "waters
     if separate == "watershed":
         return watershed_split(mask, probability, **params)
     raise InputError(f"separate must be one of {', '.join(SEPARATIONS)}, not {separate!r}.")
+
+
+def particle_scores(labels, probability) -> np.ndarray:
+    """Score of each particle: its mean probability (index ``j`` = label ``j + 1``)."""
+    lab = np.asarray(labels)
+    probs = np.asarray(probability, dtype=np.float64)
+    if probs.shape != lab.shape:
+        raise InputError(f"probability map is {probs.shape} but the label image is {lab.shape}.")
+    n = int(lab.max(initial=0))
+    area = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    total = np.bincount(lab.ravel(), weights=probs.ravel(), minlength=n + 1)[1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(area > 0, total / np.maximum(area, 1), 0.0)
+
+
+def labels_to_separated_mask(labels, connectivity=4) -> np.ndarray:
+    """A binary mask in which touching labels stay separate particles for ImageJ.
+
+    ImageJ's Analyze Particles measures binary masks, where two labels that touch would merge.
+    Each pixel that touches a pixel of a *higher* label (4-neighbours for ``connectivity=4``,
+    8-neighbours for 8) is cleared, which leaves a one-pixel cut between them, as ImageJ's own
+    *Binary > Watershed* draws. Labels that do not touch are unchanged.
+
+    Parameters
+    ----------
+    labels : (H, W) integer array
+        0 = background.
+    connectivity : {4, 8}
+
+    Returns
+    -------
+    (H, W) ndarray of bool
+    """
+    lab = np.asarray(labels)
+    if connectivity not in (4, 8):
+        raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
+    cut = np.zeros(lab.shape, bool)
+    shifts = [(0, 1), (1, 0), (0, -1), (-1, 0)]
+    if connectivity == 8:
+        shifts += [(1, 1), (1, -1), (-1, 1), (-1, -1)]
+    h, w = lab.shape
+    for dy, dx in shifts:
+        # neighbour of pixel (y, x) is (y + dy, x + dx); compare on the overlapping window
+        a = lab[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+        b = lab[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
+        hit = (a > 0) & (b > a)
+        cut[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] |= hit
+    return (lab > 0) & ~cut
+
+
+# Mask R-CNN detections -> labels
+
+__all__ += ["paste_masks", "paint_instances"]
+
+
+def paste_masks(masks, boxes, shape, chunk: int = 64):
+    """Yield ``(y0, x0, probability patch)`` of each Mask R-CNN mask pasted into an image of ``shape``.
+
+    ``masks`` are the mask head's ``(N, M, M)`` probabilities inside ``boxes`` ``(N, 4)`` (x0, y0,
+    x1, y1), as :func:`tio2fiji.predict.detect` returns them. torchvision's
+    ``paste_masks_in_image`` (1-pixel padding, bilinear resize to the box), in chunks, cropped to
+    the pixels the mask reaches so that thousands of instances stay cheap.
+    """
+    import torch
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    h, w = int(shape[0]), int(shape[1])
+    for s in range(0, len(boxes), chunk):
+        m = torch.from_numpy(np.ascontiguousarray(masks[s:s + chunk], np.float32))[:, None]
+        b = torch.from_numpy(np.ascontiguousarray(boxes[s:s + chunk], np.float32))
+        pasted = paste_masks_in_image(m, b, (h, w), padding=1)[:, 0].numpy()
+        for p in pasted:
+            ys, xs = np.nonzero(p.any(axis=1))[0], np.nonzero(p.any(axis=0))[0]
+            if ys.size == 0:
+                yield 0, 0, np.zeros((0, 0), np.float32)
+                continue
+            y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+            yield int(y0), int(x0), p[y0:y1, x0:x1]
+
+
+def paint_instances(shape, instances, mask_threshold: float = 0.5):
+    """Label image from scored instance patches; each pixel goes to the highest score.
+
+    Parameters
+    ----------
+    shape : (int, int)
+    instances : iterable of (score, y0, x0, patch)
+        ``patch`` is a float mask probability array placed at ``(y0, x0)`` (may reach outside the
+        image: it is clipped).
+    mask_threshold : float
+        A pixel belongs to an instance where its probability is above this.
+
+    Returns
+    -------
+    labels : ndarray of uint32
+        0 = background; labels numbered 1..n in raster order of each instance's first pixel.
+        Instances that keep no pixel are dropped.
+    scores : ndarray of float32
+        ``scores[i - 1]`` is the score of label ``i``.
+    probability : ndarray of float32
+        Per pixel, the largest mask probability of any instance (0 elsewhere); so
+        ``probability > mask_threshold`` is exactly ``labels > 0``.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    labels = np.zeros((h, w), np.uint32)
+    prob = np.zeros((h, w), np.float32)
+    items = list(instances)
+    # ascending score: a later (higher) instance overwrites; ties keep the earlier instance
+    order = sorted(range(len(items)), key=lambda i: (items[i][0], -i))
+    score_of = np.zeros(len(items) + 1, np.float32)
+    for n, i in enumerate(order, 1):
+        score, y0, x0, patch = items[i]
+        score_of[n] = score
+        ph, pw = patch.shape
+        ya, xa = max(y0, 0), max(x0, 0)
+        yb, xb = min(y0 + ph, h), min(x0 + pw, w)
+        if ya >= yb or xa >= xb:
+            continue
+        p = patch[ya - y0:yb - y0, xa - x0:xb - x0]
+        np.maximum(prob[ya:yb, xa:xb], p, out=prob[ya:yb, xa:xb])
+        labels[ya:yb, xa:xb][p > mask_threshold] = n
+    ids, first = np.unique(labels.ravel(), return_index=True)
+    keep = ids != 0
+    ids, first = ids[keep], first[keep]
+    ids = ids[np.argsort(first, kind="stable")]  # raster order, like connected-component labels
+    lut = np.zeros(len(items) + 1, np.uint32)
+    lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)
+    return lut[labels], score_of[ids].astype(np.float32), prob

@@ -2,7 +2,7 @@
 
 Pixel metrics (:func:`iou`, :func:`dice`) compare two boolean masks. Particle metrics compare label
 images (0 = background, one positive integer per particle); boolean masks are turned into label
-images with :func:`label_instances` (4-connectivity by default, because the BAM reference masks
+images with :func:`tio2fiji.instances.connected_components` (4-connectivity by default, because the BAM reference masks
 separate touching particles by 1-pixel gaps that only 4-connectivity respects).
 
 Conventions, stated once and used everywhere:
@@ -34,11 +34,13 @@ import numpy as np
 from scipy import sparse
 
 from .errors import InputError
+from .instances import CONNECTIVITY, connected_components, particle_scores
+from .io import mask_or_labels
 
 __all__ = [
-    "iou", "dice", "label_instances", "InstanceMatch", "match_instances", "best_iou_per_gt",
+    "iou", "dice", "InstanceMatch", "match_instances", "best_iou_per_gt",
     "instance_iou", "match_detections", "voc11_ap", "ap50_voc11", "coco_ap", "count_error",
-    "particle_scores", "rle_from_labels", "evaluate_images", "per_image_frame",
+    "rle_from_labels", "evaluate_images", "per_image_frame",
 ]
 
 # Beyond this many cells the dense pair-id bincount would allocate too much; np.unique sorts the
@@ -102,44 +104,15 @@ def dice(pred, gt, valid=None) -> float:
 # instances
 
 
-def label_instances(mask, connectivity: int = 4) -> np.ndarray:
-    """Label the connected components of a mask (1..n, 0 = background) as int32.
-
-    Parameters
-    ----------
-    mask : array_like
-        Non-zero = particle.
-    connectivity : {4, 8}
-        Pixel neighbourhood. 4 keeps particles that touch only diagonally, or are separated by a
-        1-pixel gap drawn with 8-connected lines, apart (the BAM masks need this).
-    """
-    from skimage.measure import label
-
-    if connectivity not in (4, 8):
-        raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
-    mask = np.asarray(mask) != 0
-    return label(mask, connectivity=1 if connectivity == 4 else 2).astype(np.int32, copy=False)
-
-
 def _as_labels(a, connectivity: int) -> np.ndarray:
     """Masks are labelled into particles; label images are made sequential.
 
-    A bool array, or an integer array with at most one non-zero value (a 0/255 or 0/1 mask), is
-    a mask. An integer array with several non-zero values is a label image.
+    Which is which follows :func:`tio2fiji.io.mask_or_labels`.
     """
-    a = np.asarray(a)
-    if a.ndim != 2:
-        raise InputError(f"expected a 2-D mask or label image, got shape {a.shape}.")
-    if a.dtype == bool:
-        return label_instances(a, connectivity)
-    if not np.issubdtype(a.dtype, np.integer):
-        raise InputError(f"label images must be integer (masks bool), got {a.dtype}.")
-    if a.size and a.min() < 0:
-        raise InputError("label image has negative values.")
-    ids = np.unique(a)
-    if ids[ids != 0].size <= 1:
-        return label_instances(a, connectivity)
-    return _sequential(a, ids)
+    kind, data = mask_or_labels(a, name="mask or label image")
+    if kind == "mask":
+        return connected_components(data, connectivity, dtype=np.int32)
+    return _sequential(data)
 
 
 def _sequential(labels: np.ndarray, ids=None) -> np.ndarray:
@@ -185,7 +158,7 @@ class InstanceMatch:
         return int(self.pred_area.size)
 
 
-def match_instances(pred_labels, gt_labels, connectivity: int = 4) -> InstanceMatch:
+def match_instances(pred_labels, gt_labels, connectivity: int = CONNECTIVITY) -> InstanceMatch:
     """IoU of every overlapping (ground truth, prediction) particle pair.
 
     The intersections come from a sparse contingency table: each pixel where both images have a
@@ -236,7 +209,7 @@ def best_iou_per_gt(match: InstanceMatch) -> np.ndarray:
     return np.asarray(match.iou.max(axis=1).todense()).ravel()
 
 
-def instance_iou(pred_labels, gt_labels, connectivity: int = 4) -> float:
+def instance_iou(pred_labels, gt_labels, connectivity: int = CONNECTIVITY) -> float:
     """Mean over ground-truth particles of the best IoU with any predicted particle.
 
     1.0 when there are neither ground-truth nor predicted particles, 0.0 when there are predicted
@@ -260,19 +233,6 @@ def count_error(n_pred, n_gt) -> float:
     if n_pred.size == 0:
         return 0.0
     return float(np.mean(np.abs(n_pred - n_gt) / np.maximum(n_gt, 1.0)))
-
-
-def particle_scores(pred_labels, probs) -> np.ndarray:
-    """Score of each predicted particle: its mean probability (index ``j`` = label ``j + 1``)."""
-    lab = np.asarray(pred_labels)
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.shape != lab.shape:
-        raise InputError(f"probability map is {probs.shape} but the prediction is {lab.shape}.")
-    n = int(lab.max(initial=0))
-    area = np.bincount(lab.ravel(), minlength=n + 1)[1:]
-    total = np.bincount(lab.ravel(), weights=probs.ravel(), minlength=n + 1)[1:]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(area > 0, total / np.maximum(area, 1), 0.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,7 +317,7 @@ def voc11_ap(scores, tp, n_gt: int) -> float:
     return float(ap / 11)
 
 
-def ap50_voc11(pred_labels_list, gt_labels_list, scores_list=None, connectivity: int = 4,
+def ap50_voc11(pred_labels_list, gt_labels_list, scores_list=None, connectivity: int = CONNECTIVITY,
                iou_threshold: float = 0.5) -> float:
     """VOC 11-point AP at IoU 0.5 over the particles of several images, ranked together."""
     all_s, all_tp, n_gt = [], [], 0
@@ -529,7 +489,7 @@ def _coco_ap_from_matches(matches, scores_list, decompose: bool = True) -> dict:
             "ap75": _mean(prec[np.isclose(thr, 0.75)])}
 
 
-def coco_ap(pred_labels_list, gt_labels_list, scores_list=None, connectivity: int = 4,
+def coco_ap(pred_labels_list, gt_labels_list, scores_list=None, connectivity: int = CONNECTIVITY,
             decompose: bool = True) -> dict:
     """COCO mask AP (IoU 0.50:0.95), AP50 and AP75 with pycocotools' ``COCOeval`` (``segm``).
 
@@ -572,7 +532,7 @@ def coco_ap(pred_labels_list, gt_labels_list, scores_list=None, connectivity: in
 # everything at once
 
 
-def evaluate_images(preds, gts, probs=None, names=None, valids=None, connectivity: int = 4,
+def evaluate_images(preds, gts, probs=None, names=None, valids=None, connectivity: int = CONNECTIVITY,
                     iou_threshold: float = 0.5, coco: bool = True) -> dict:
     """All metrics of ``metrics.json`` for a set of predicted and ground-truth masks.
 
@@ -647,7 +607,10 @@ def evaluate_images(preds, gts, probs=None, names=None, valids=None, connectivit
     ap_voc = voc11_ap(np.concatenate(scores_list) if scores_list else [],
                       np.concatenate(tps) if tps else [], n_gt_total)
     coco_res = _coco_ap_from_matches(matches, scores_list) if coco else {"ap": None, "ap50": None}
-    mean = (lambda xs: float(np.mean(xs)) if xs else float("nan"))
+
+    def mean(xs):
+        return float(np.mean(xs)) if xs else float("nan")
+
     return {
         "mean_iou": mean(per["iou"]),
         "mean_dice": mean(per["dice"]),

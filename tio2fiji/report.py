@@ -1,12 +1,10 @@
-"""Summary tables, the thesis's plots and a self-contained HTML report.
+"""The thesis's plots and a self-contained HTML report.
 
 The functions here take the particle table (``particles.csv``, one row per particle, column names of
-:mod:`tio2fiji.columns`), the distribution table (``distribution.csv``) and a little metadata per
-image, and turn them into what a reader looks at:
+:mod:`tio2fiji.columns`), the distribution table (``distribution.csv``), the summary table
+(:func:`tio2fiji.summary.summary_table`) and a little metadata per image, and turn them into what a
+reader looks at:
 
-* :func:`summary_table`: the thesis's Table 8 per image (particle count, % area coverage, mean
-  circularity, solidity and Feret angle) plus particle sizes (equivalent circle diameter, ECD) with
-  seeded percentile-bootstrap confidence intervals (:func:`bootstrap_ci`).
 * one function per figure, each writing one PNG and returning its path: violin plots of particle
   area (thesis Fig. 34), kernel densities of the Feret angle (Fig. 35), correlation matrices of
   Area, Solidity, Circularity, Compactness, Roundness and Feret angle (Fig. 36), the ECD
@@ -24,211 +22,22 @@ import base64
 import datetime as _dt
 import html
 import math
-import platform
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .io import atomic_write
+from .summary import SIZE_STATS
 
-__all__ = ["software_versions", "bootstrap_ci", "summary_table", "plot_area_violin",
-           "plot_feret_angle_kde", "plot_correlation", "plot_ecd_distribution", "plot_envelopes_png",
-           "overlay_rgb", "overlay_image", "write_report", "CORRELATION_COLUMNS", "SUMMARY_COLUMNS"]
+__all__ = ["plot_area_violin", "plot_feret_angle_kde", "plot_correlation", "plot_ecd_distribution",
+           "plot_envelopes", "plot_envelopes_png", "overlay_rgb", "overlay_image", "write_report",
+           "CORRELATION_COLUMNS"]
 
 #: Particle-table columns of the thesis's correlation matrices (Fig. 36) and their labels.
 CORRELATION_COLUMNS = {"Area": "Area", "Solidity": "Solidity", "Circ.": "Circularity",
                        "Compact": "Compactness", "Round": "Roundness", "FeretAngle": "Feret angle"}
-
-#: Size statistics of the summary (number-weighted ECD); name -> statistic for :func:`bootstrap_ci`.
-_SIZE_STATS = {"mean": "mean", "median": "median", "D10": 0.10, "D50": 0.50, "D90": 0.90}
-
-#: Columns of :func:`summary_table`, in order.
-SUMMARY_COLUMNS = (
-    ["image", "particles", "area_coverage_pct", "circularity_mean", "solidity_mean",
-     "feret_angle_mean", "feret_angle_axial_mean", "unit", "pixel_size_nm"]
-    + [f"ECD_{k}{s}" for k in _SIZE_STATS for s in ("", "_ci_low", "_ci_high")]
-    + ["ci_level", "n_boot", "seed"]
-)
-
-# packages whose versions the report and the JSON side files record (distribution names)
-_PACKAGES = ("numpy", "pandas", "scipy", "scikit-image", "numba", "tifffile", "matplotlib", "torch",
-             "torchvision", "segmentation-models-pytorch", "JPype1", "scyjava")
-
-
-def software_versions(packages=_PACKAGES) -> dict:
-    """Versions of tio2fiji, Python and the packages that produce the numbers.
-
-    Read from the installed distributions' metadata, so nothing heavy (torch) is imported.
-
-    Parameters
-    ----------
-    packages : sequence of str
-        Distribution names; ones that are not installed are left out.
-
-    Returns
-    -------
-    dict
-        ``{"tio2fiji": ..., "python": ..., "numpy": ..., ...}``.
-    """
-    from importlib import metadata
-
-    from . import __version__
-
-    out = {"tio2fiji": __version__, "python": platform.python_version()}
-    for name in packages:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# statistics
-
-
-def _stat_function(stat):
-    """A function ``f(array, axis)`` for a statistic given by name, quantile or callable."""
-    if callable(stat):
-        return stat
-    if stat == "mean":
-        return np.mean
-    if stat == "median":
-        return np.median
-    if isinstance(stat, (int, float)) and not isinstance(stat, bool) and 0.0 <= stat <= 1.0:
-        q = float(stat)
-        return lambda a, axis: np.quantile(a, q, axis=axis)
-    raise InputError(f"stat must be 'mean', 'median', a quantile in [0, 1] or a callable, not {stat!r}.")
-
-
-def bootstrap_ci(values, stat="median", n=1000, seed=0, level=0.95, chunk=200):
-    """A statistic of a sample and its percentile-bootstrap confidence interval.
-
-    Parameters
-    ----------
-    values : 1-D array_like
-        The sample; NaNs are dropped.
-    stat : {"mean", "median"}, float or callable
-        The statistic: a name, a quantile in ``[0, 1]`` (0.1 for D10), or ``f(array, axis)``.
-    n : int
-        Bootstrap resamples.
-    seed : int
-        Seed of the resampling, so reports are reproducible.
-    level : float
-        Confidence level in (0, 1).
-    chunk : int
-        Resamples drawn at a time (bounds memory for large samples).
-
-    Returns
-    -------
-    (estimate, low, high) : tuple of float
-        The statistic of ``values`` and the ``(1 - level)/2`` and ``(1 + level)/2`` quantiles of
-        its bootstrap distribution. All NaN for an empty sample; the interval is NaN for a sample
-        of one value (a resample of one value says nothing about the spread).
-    """
-    f = _stat_function(stat)
-    x = np.asarray(values, dtype=np.float64).ravel()
-    x = x[~np.isnan(x)]
-    if not 0.0 < level < 1.0:
-        raise InputError(f"level must be in (0, 1), got {level}.")
-    if n < 1:
-        raise InputError(f"n (bootstrap resamples) must be positive, got {n}.")
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    estimate = float(f(x, axis=None))
-    if x.size == 1:
-        return estimate, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    boot = np.empty(int(n))
-    for lo in range(0, int(n), chunk):
-        hi = min(lo + chunk, int(n))
-        idx = rng.integers(0, x.size, size=(hi - lo, x.size))
-        boot[lo:hi] = f(x[idx], axis=1)
-    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    return estimate, float(low), float(high)
-
-
-def _axial_mean(angles_deg) -> float:
-    """Mean direction of axial data (angles in [0, 180), where 0 and 180 are the same axis)."""
-    a = np.deg2rad(2.0 * np.asarray(angles_deg, dtype=np.float64))
-    if a.size == 0:
-        return math.nan
-    s, c = np.sin(a).mean(), np.cos(a).mean()
-    if math.hypot(s, c) < 1e-12:  # uniform around the circle: no mean direction
-        return math.nan
-    return float(np.rad2deg(np.arctan2(s, c)) / 2.0 % 180.0)
-
-
-def _meta_frame(images_meta) -> pd.DataFrame:
-    meta = pd.DataFrame(list(images_meta) if not isinstance(images_meta, pd.DataFrame) else images_meta)
-    if "image" not in meta:
-        raise InputError("images_meta needs an 'image' entry per image (the particle table's image name).")
-    return meta
-
-
-def summary_table(particles, images_meta, n_boot=1000, seed=0, level=0.95) -> pd.DataFrame:
-    """Per-image summary: the thesis's Table 8 plus particle sizes with bootstrap intervals.
-
-    Parameters
-    ----------
-    particles : pandas.DataFrame
-        The particle table (``particles.csv``) of all images; rows are matched to images by its
-        ``image`` column.
-    images_meta : sequence of dict or DataFrame
-        One entry per image, in the order of the output rows, with ``image`` (name as in the
-        particle table), ``width`` and ``height`` (the analysed area in pixels) and optionally
-        ``foreground_px`` (particle pixels of the mask), ``pixel_size_m`` and ``unit``. Images
-        without particles get a row with count 0.
-    n_boot, seed, level
-        Bootstrap settings of :func:`bootstrap_ci` (the same seed for every image and statistic).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns :data:`SUMMARY_COLUMNS`:
-
-        * ``particles``: particle count; ``area_coverage_pct``: 100 × particle pixels / analysed
-          pixels (from ``foreground_px`` when given, e.g. the segmentation mask's pixel count,
-          else from the summed ``Area``, which includes filled holes when holes were included).
-        * ``circularity_mean``, ``solidity_mean``, ``feret_angle_mean``: arithmetic means as in
-          Table 8; ``feret_angle_axial_mean``: the mean axis of the Feret angles (the arithmetic
-          mean of axial data depends on where 0°/180° is cut: particles at 5° and 175° are almost
-          parallel, their arithmetic mean says 90°).
-        * ``ECD_mean``, ``ECD_median``, ``ECD_D10``, ``ECD_D50``, ``ECD_D90``: the equivalent
-          circle diameter's mean and number-weighted quantiles (D50 is the median, listed under
-          both names), each with ``_ci_low``/``_ci_high`` percentile-bootstrap bounds, in ``unit``
-          (nm when calibrated, else pixel).
-    """
-    meta = _meta_frame(images_meta)
-    pts = particles if particles is not None else pd.DataFrame(columns=["image"])
-    groups = {name: g for name, g in pts.groupby("image", sort=False)} if len(pts) else {}
-    rows = []
-    for _, m in meta.iterrows():
-        g = groups.get(m["image"], pts.iloc[0:0])
-        ps = m.get("pixel_size_m")
-        ps = None if ps is None or (isinstance(ps, float) and math.isnan(ps)) else float(ps)
-        unit = m.get("unit") or ("nm" if ps is not None else "pixel")
-        width, height = float(m["width"]), float(m["height"])
-        fg = m.get("foreground_px")
-        if fg is not None and not (isinstance(fg, float) and math.isnan(fg)):
-            coverage = 100.0 * float(fg) / (width * height)
-        else:
-            pw = ps * 1e9 if ps is not None else 1.0
-            coverage = 100.0 * float(g["Area"].sum()) / (width * height * pw * pw)
-        row = {"image": m["image"], "particles": int(len(g)), "area_coverage_pct": coverage,
-               "circularity_mean": float(g["Circ."].mean()) if len(g) else math.nan,
-               "solidity_mean": float(g["Solidity"].mean()) if len(g) else math.nan,
-               "feret_angle_mean": float(g["FeretAngle"].mean()) if len(g) else math.nan,
-               "feret_angle_axial_mean": _axial_mean(g["FeretAngle"]) if len(g) else math.nan,
-               "unit": unit, "pixel_size_nm": ps * 1e9 if ps is not None else math.nan}
-        ecd = g["ECD"].to_numpy(dtype=np.float64) if len(g) else np.empty(0)
-        for key, stat in _SIZE_STATS.items():
-            est, lo, hi = bootstrap_ci(ecd, stat, n=n_boot, seed=seed, level=level)
-            row[f"ECD_{key}"], row[f"ECD_{key}_ci_low"], row[f"ECD_{key}_ci_high"] = est, lo, hi
-        row.update(ci_level=level, n_boot=int(n_boot), seed=seed)
-        rows.append(row)
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,9 +54,7 @@ def _figure(figsize):
 
 
 def _save(fig, path) -> Path:
-    from .io import _atomic_write
-
-    return _atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=100))
+    return atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=100))
 
 
 def _images_in_order(particles, images=None) -> list:
@@ -464,9 +271,50 @@ def plot_ecd_distribution(particles, path, images=None, unit=None) -> Path:
     return _save(fig, path)
 
 
+def plot_envelopes(env, unit="px", title=None):
+    """Plot G(r) and L(r) - r with their simulation envelopes.
+
+    Parameters
+    ----------
+    env : dict
+        Output of :func:`tio2fiji.distribution.envelopes`.
+    unit : str
+        Unit of r for the axis labels (``"nm"`` when calibrated).
+    title : str, optional
+        Figure title (e.g. the image name).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not shown and not saved; the caller saves it (``fig.savefig("g_l.png")``). Made with
+        the Agg canvas, so no display is needed.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    null = "CSR" if env.get("null", "csr") == "csr" else "hard-core"
+    for ax, name in zip(fig.subplots(1, 2), ("G", "L")):
+        e = env[name]
+        r = e["r"]
+        shift = r if name == "L" else 0.0  # L(r) - r: zero under CSR, easier to read
+        ax.fill_between(r, e["low"] - shift, e["high"] - shift, color="0.8",
+                        label=f"{null} envelope ({env['n_sim']} sims)")
+        ax.plot(r, e["mean"] - shift, "k--", lw=1, label=f"{null} mean")
+        ax.plot(r, e["observed"] - shift, "C3", lw=1.5, label="observed")
+        ax.set_xlabel(f"r ({unit})")
+        ax.set_ylabel("G(r)" if name == "G" else f"L(r) - r ({unit})")
+        ax.set_title(f"{name}: MAD test p = {e['p_value']:.3g} ({e['classification']})",
+                     fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def plot_envelopes_png(env, path, unit="px", title=None) -> Path:
-    """G(r) and L(r) − r with simulation envelopes (:func:`tio2fiji.distribution.plot_envelopes`),
-    written as a PNG.
+    """G(r) and L(r) − r with simulation envelopes (:func:`plot_envelopes`), written as a PNG.
 
     Parameters
     ----------
@@ -480,8 +328,6 @@ def plot_envelopes_png(env, path, unit="px", title=None) -> Path:
     -------
     Path
     """
-    from .distribution import plot_envelopes
-
     return _save(plot_envelopes(env, unit=unit, title=title), path)
 
 
@@ -546,10 +392,8 @@ def overlay_image(image, labels, path) -> Path:
     """Write :func:`overlay_rgb` as a PNG at the image's full resolution and return its path."""
     from matplotlib.image import imsave
 
-    from .io import _atomic_write
-
     rgb = overlay_rgb(image, labels)
-    return _atomic_write(Path(path), lambda p: imsave(p, rgb, format="png"))
+    return atomic_write(Path(path), lambda p: imsave(p, rgb, format="png"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -645,18 +489,18 @@ def _size_table(summary) -> pd.DataFrame:
     rows = []
     for _, r in summary.iterrows():
         row = {"image": r["image"], "unit": r["unit"]}
-        for k in _SIZE_STATS:
+        for k in SIZE_STATS:
             est, lo, hi = r[f"ECD_{k}"], r[f"ECD_{k}_ci_low"], r[f"ECD_{k}_ci_high"]
             if pd.isna(est):
                 row[k] = "–"
             else:
                 row[k] = f"{est:.2f}" if pd.isna(lo) else f"{est:.2f} [{lo:.2f}, {hi:.2f}]"
         rows.append(row)
-    return pd.DataFrame(rows, columns=["image", "unit", *_SIZE_STATS]).astype(object)
+    return pd.DataFrame(rows, columns=["image", "unit", *SIZE_STATS]).astype(object)
 
 
-def write_report(out_dir, summary, distribution=None, images=None, plots=None, overlays=None,
-                 envelopes=None, model=None, versions=None, failures=None, options=None,
+def write_report(out_dir, summary, versions, distribution=None, images=None, plots=None, overlays=None,
+                 envelopes=None, model=None, failures=None, options=None,
                  title="tio2fiji analysis", filename="report.html") -> Path:
     """Write one self-contained HTML page (all images embedded as base64 PNG).
 
@@ -665,7 +509,9 @@ def write_report(out_dir, summary, distribution=None, images=None, plots=None, o
     out_dir : path
         Folder of the report.
     summary : pandas.DataFrame
-        :func:`summary_table`'s output.
+        :func:`tio2fiji.summary.summary_table`'s output.
+    versions : dict
+        Software versions, as recorded in the run's JSON (:func:`tio2fiji.batch.software_versions`).
     distribution : pandas.DataFrame, optional
         ``distribution.csv``'s table.
     images : sequence of dict, optional
@@ -678,8 +524,6 @@ def write_report(out_dir, summary, distribution=None, images=None, plots=None, o
         Image name -> PNG path of its overlay and of its G/L envelope plot.
     model : dict, optional
         What segmented the images (name, file, configuration, threshold...); shown as a table.
-    versions : dict, optional
-        Software versions (default: :func:`software_versions`).
     failures : sequence of (path, message), optional
         Images that could not be analysed.
     options : dict, optional
@@ -692,9 +536,6 @@ def write_report(out_dir, summary, distribution=None, images=None, plots=None, o
     Path
         The written report.
     """
-    from .io import _atomic_write
-
-    versions = versions if versions is not None else software_versions()
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{_esc(title)}</h1>"
@@ -784,4 +625,4 @@ def write_report(out_dir, summary, distribution=None, images=None, plots=None, o
     def _write(p):
         p.write_text(page, encoding="utf-8")
 
-    return _atomic_write(path, _write)
+    return atomic_write(path, _write)

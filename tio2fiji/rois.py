@@ -25,7 +25,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import InputError
-from .io import _atomic_write
+from .io import atomic_write
+from .particles import wand_trace
 
 __all__ = ["DEFAULT_NAME_FORMAT", "label_rois", "read_roi_zip", "roi_polygons", "rois_to_labels",
            "write_roi_zip"]
@@ -140,9 +141,7 @@ def _corners(path: np.ndarray) -> np.ndarray:
 
 
 def _traced_roi(labels, value, x0, y0, buf_x, buf_y):
-    from .particles import _trace  # ImageJ's Wand trace, ported exactly (numba)
-
-    n = _trace(labels, value, x0, y0, False, buf_x, buf_y)
+    n = wand_trace(labels, value, x0, y0, False, buf_x, buf_y)  # ImageJ's Wand, ported exactly
     return np.stack([buf_x[:n], buf_y[:n]], axis=1)
 
 
@@ -287,7 +286,7 @@ def write_roi_zip(labels, path, name_format: str = DEFAULT_NAME_FORMAT) -> Path:
                 seen.add(entry)
                 zf.writestr(entry, roi.tobytes())
 
-    return _atomic_write(path, _write)
+    return atomic_write(path, _write)
 
 
 def read_roi_zip(path) -> list:

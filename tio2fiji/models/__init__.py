@@ -1,5 +1,26 @@
-"""Segmentation networks. ``models.unet``: the U-Net family of the thesis."""
+"""Segmentation networks: the factories and the model files.
 
+* :mod:`~tio2fiji.models.unet`: the U-Net family of the thesis (Tables 6-7);
+* :mod:`~tio2fiji.models.maskrcnn`: Mask R-CNN with the thesis's changes (Table 3);
+* :mod:`~tio2fiji.models.weights`: local ResNet weight files for their encoders/backbones;
+* :mod:`~tio2fiji.models.checkpoint`: the one reader and writer of model files (training
+  checkpoints and compact files, with the post-processing parameters stored next to the weights).
+
+Running a network on images is :mod:`tio2fiji.predict`; training it is :mod:`tio2fiji.training`.
+"""
+
+from .checkpoint import (
+                         DEFAULT_MODEL,
+                         export_model,
+                         load_checkpoint,
+                         load_model,
+                         model_arch,
+                         model_postprocessing,
+                         model_threshold,
+                         save_checkpoint,
+)
 from .unet import CONFIGS, ENCODERS, build_config, build_unet, parse_config
 
-__all__ = ["CONFIGS", "ENCODERS", "build_config", "build_unet", "parse_config"]
+__all__ = ["CONFIGS", "ENCODERS", "build_config", "build_unet", "parse_config", "DEFAULT_MODEL",
+           "load_model", "export_model", "load_checkpoint", "save_checkpoint", "model_arch",
+           "model_threshold", "model_postprocessing"]

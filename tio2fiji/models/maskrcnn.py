@@ -1,4 +1,4 @@
-"""Mask R-CNN with the thesis's changes (§2.2.2, Table 3), and whole-image instance prediction.
+"""Mask R-CNN with the thesis's changes (§2.2.2, Table 3): the network factory.
 
 The network is torchvision's ``maskrcnn_resnet50_fpn`` (ResNet-50 + FPN, RPN, box and mask heads),
 assembled from the same public torchvision parts so that the backbone can take local weights:
@@ -34,13 +34,8 @@ With pretrained weights the backbone uses ``FrozenBatchNorm2d`` and, unless told
 first two stages stay frozen (``trainable_backbone_layers=3``), as torchvision does. A 3-channel
 ``conv1`` is summed over its channels to one (smp's rule for gray input).
 
-Whole-image prediction
-----------------------
-:func:`predict_instances` covers an image with overlapping 256×256 tiles. Every instance is kept
-from exactly one tile: the one whose *own region* contains the centre of its box (the tiles' own
-regions split every overlap at its middle), so a particle on a tile border comes whole from the
-tile that sees it best and is never duplicated. Overlapping masks are resolved by score: each
-pixel belongs to the highest-scoring instance whose mask covers it.
+Whole-image prediction with this network is :func:`tio2fiji.predict.predict_instances`; its
+detections become a label image by :func:`tio2fiji.instances.paint_instances`.
 """
 
 from __future__ import annotations
@@ -51,11 +46,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .weights import resnet_state_from_file
 
 __all__ = ["CONFIGS", "ANCHOR_SIZES", "ASPECT_RATIOS", "CANONICAL_LEVEL", "CANONICAL_SCALE",
-           "IMAGE_SIZE", "build_maskrcnn", "build_from_config", "model_config", "is_maskrcnn",
-           "set_backbone_trainable", "targets_from_instances", "detect", "paint_instances",
-           "predict_instances"]
+           "IMAGE_SIZE", "GRAY_MEAN", "GRAY_STD", "build_maskrcnn", "build_from_config",
+           "model_config", "is_maskrcnn", "set_backbone_trainable"]
 
 #: Table 3 of the thesis: the four Mask R-CNN configurations.
 CONFIGS = {
@@ -140,8 +135,6 @@ def _weights_source(weights_backbone):
 
 def _backbone_state(path: Path) -> dict:
     """A ResNet-50 state dict from a file, keys as in ``model.backbone.body``, conv1 for 1 channel."""
-    from .weights import resnet_state_from_file
-
     state = resnet_state_from_file(path, strip=("module.", "backbone.body.", "body."),
                                    drop=("fc.", "backbone.", "roi_heads.", "rpn."),
                                    what="backbone weights", arch="ResNet-50")
@@ -256,7 +249,7 @@ def build_maskrcnn(config=1, weights_backbone=None, trainable_backbone_layers: i
         "arch": "maskrcnn", "config": k, "num_classes": int(num_classes), "in_channels": 1,
         "norm": norm, "trainable_backbone_layers": int(trainable_backbone_layers),
         "image_size": IMAGE_SIZE, "weights_backbone_at_start": weights_name,
-        "overrides": dict(overrides), "normalisation": "io.normalize_for_network",
+        "overrides": dict(overrides), "normalisation": "transforms.normalize_for_network",
     }
     return model
 
@@ -289,265 +282,7 @@ def build_from_config(cfg: dict):
 
 
 def is_maskrcnn(model) -> bool:
-    """True for a torchvision Mask R-CNN (what :func:`predict_instances` takes)."""
+    """True for a torchvision Mask R-CNN (what :func:`tio2fiji.predict.predict_instances` takes)."""
     from torchvision.models.detection import MaskRCNN
 
     return isinstance(model, MaskRCNN)
-
-
-# --------------------------------------------------------------------------------------------------
-# training targets
-
-
-def targets_from_instances(masks) -> dict:
-    """A torchvision detection target from instance masks ``(N, H, W)`` (bool).
-
-    Empty masks are dropped. Boxes are ``[x0, y0, x1 + 1, y1 + 1]`` of each mask's pixels (pixel
-    edges), so a one-pixel particle has a 1×1 box and no box is degenerate.
-
-    Returns
-    -------
-    dict
-        ``boxes`` float32 ``(N, 4)``, ``labels`` int64 ``(N,)`` (all 1), ``masks`` uint8 ``(N, H, W)``.
-    """
-    import torch
-
-    masks = np.asarray(masks, dtype=bool)
-    if masks.ndim != 3:
-        raise InputError(f"instance masks must be (N, H, W), got shape {masks.shape}.")
-    rows, cols = masks.any(axis=2), masks.any(axis=1)
-    keep = rows.any(axis=1)
-    masks, rows, cols = masks[keep], rows[keep], cols[keep]
-    n, h, w = masks.shape
-    boxes = np.zeros((n, 4), np.float32)
-    if n:
-        boxes[:, 0] = cols.argmax(axis=1)
-        boxes[:, 1] = rows.argmax(axis=1)
-        boxes[:, 2] = w - cols[:, ::-1].argmax(axis=1)
-        boxes[:, 3] = h - rows[:, ::-1].argmax(axis=1)
-    return {"boxes": torch.from_numpy(boxes), "labels": torch.ones(n, dtype=torch.int64),
-            "masks": torch.from_numpy(masks.astype(np.uint8))}
-
-
-# --------------------------------------------------------------------------------------------------
-# inference
-
-
-def detect(model, images, score_threshold: float = 0.5) -> list:
-    """Detections of a batch of tiles, with the masks at RoI resolution (not pasted).
-
-    Parameters
-    ----------
-    model : MaskRCNN
-    images : list of ndarray (H, W) float32 in [0, 1]
-        Already normalised (:func:`tio2fiji.io.normalize_for_network`).
-    score_threshold : float
-        Detections scoring at or below it are dropped before the mask head runs (the mask head is
-        the costly part with thousands of detections).
-
-    Returns
-    -------
-    list of dict
-        Per image: ``boxes`` float32 ``(N, 4)`` (x0, y0, x1, y1 in the image's pixels), ``scores``
-        float32 ``(N,)``, ``masks`` float32 ``(N, M, M)`` mask probabilities inside the boxes.
-    """
-    import torch
-    from torchvision.models.detection.transform import resize_boxes
-
-    device = next(model.parameters()).device
-    heads = model.roi_heads
-    old = heads.score_thresh
-    was_training = model.training
-    model.eval()
-    heads.score_thresh = float(score_threshold)
-    try:
-        with torch.no_grad():
-            x = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None].to(device)
-                 for a in images]
-            sizes = [tuple(a.shape[-2:]) for a in x]
-            batch, _ = model.transform(x)
-            features = model.backbone(batch.tensors)
-            proposals, _ = model.rpn(batch, features)
-            dets, _ = heads(features, proposals, batch.image_sizes)
-    finally:
-        heads.score_thresh = old
-        model.train(was_training)
-    out = []
-    for d, resized, original in zip(dets, batch.image_sizes, sizes):
-        boxes = resize_boxes(d["boxes"], resized, original)
-        out.append({"boxes": boxes.float().cpu().numpy(), "scores": d["scores"].float().cpu().numpy(),
-                    "masks": d["masks"][:, 0].float().cpu().numpy()})
-    return out
-
-
-def _paste(masks, boxes, shape, chunk: int = 64):
-    """Yield ``(y0, x0, probability patch)`` of each mask pasted into an image of ``shape``.
-
-    torchvision's ``paste_masks_in_image`` (1-pixel padding, bilinear resize to the box), in
-    chunks, cropped to the pixels the mask reaches so that thousands of instances stay cheap.
-    """
-    import torch
-    from torchvision.models.detection.roi_heads import paste_masks_in_image
-
-    h, w = int(shape[0]), int(shape[1])
-    for s in range(0, len(boxes), chunk):
-        m = torch.from_numpy(np.ascontiguousarray(masks[s:s + chunk], np.float32))[:, None]
-        b = torch.from_numpy(np.ascontiguousarray(boxes[s:s + chunk], np.float32))
-        pasted = paste_masks_in_image(m, b, (h, w), padding=1)[:, 0].numpy()
-        for p in pasted:
-            ys, xs = np.nonzero(p.any(axis=1))[0], np.nonzero(p.any(axis=0))[0]
-            if ys.size == 0:
-                yield 0, 0, np.zeros((0, 0), np.float32)
-                continue
-            y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
-            yield int(y0), int(x0), p[y0:y1, x0:x1]
-
-
-def paint_instances(shape, instances, mask_threshold: float = 0.5):
-    """Label image from scored instance patches; each pixel goes to the highest score.
-
-    Parameters
-    ----------
-    shape : (int, int)
-    instances : iterable of (score, y0, x0, patch)
-        ``patch`` is a float mask probability array placed at ``(y0, x0)`` (may reach outside the
-        image: it is clipped).
-    mask_threshold : float
-        A pixel belongs to an instance where its probability is above this.
-
-    Returns
-    -------
-    labels : ndarray of uint32
-        0 = background; labels numbered 1..n in raster order of each instance's first pixel.
-        Instances that keep no pixel are dropped.
-    scores : ndarray of float32
-        ``scores[i - 1]`` is the score of label ``i``.
-    probability : ndarray of float32
-        Per pixel, the largest mask probability of any instance (0 elsewhere); so
-        ``probability > mask_threshold`` is exactly ``labels > 0``.
-    """
-    h, w = int(shape[0]), int(shape[1])
-    labels = np.zeros((h, w), np.uint32)
-    prob = np.zeros((h, w), np.float32)
-    items = list(instances)
-    # ascending score: a later (higher) instance overwrites; ties keep the earlier instance
-    order = sorted(range(len(items)), key=lambda i: (items[i][0], -i))
-    score_of = np.zeros(len(items) + 1, np.float32)
-    for n, i in enumerate(order, 1):
-        score, y0, x0, patch = items[i]
-        score_of[n] = score
-        ph, pw = patch.shape
-        ya, xa = max(y0, 0), max(x0, 0)
-        yb, xb = min(y0 + ph, h), min(x0 + pw, w)
-        if ya >= yb or xa >= xb:
-            continue
-        p = patch[ya - y0:yb - y0, xa - x0:xb - x0]
-        np.maximum(prob[ya:yb, xa:xb], p, out=prob[ya:yb, xa:xb])
-        labels[ya:yb, xa:xb][p > mask_threshold] = n
-    ids, first = np.unique(labels.ravel(), return_index=True)
-    keep = ids != 0
-    ids, first = ids[keep], first[keep]
-    ids = ids[np.argsort(first, kind="stable")]  # raster order, like connected-component labels
-    lut = np.zeros(len(items) + 1, np.uint32)
-    lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)
-    return lut[labels], score_of[ids].astype(np.float32), prob
-
-
-def _own_ranges(pos: list, tile: int, size: int) -> list:
-    """Per tile start, the half-open range of coordinates it owns: overlaps split in the middle."""
-    out = []
-    for i, p in enumerate(pos):
-        lo = 0.0 if i == 0 else (p + pos[i - 1] + tile) / 2.0
-        hi = float(size) if i == len(pos) - 1 else (pos[i + 1] + p + tile) / 2.0
-        out.append((lo, hi))
-    return out
-
-
-def predict_instances(model, image, tile: int = 256, overlap: int = 64, batch_size: int = 2,
-                      score_threshold: float = 0.5, mask_threshold: float = 0.5, progress=None,
-                      bits: int | None = None):
-    """Particles of a whole gray image as a label image, with Mask R-CNN.
-
-    Parameters
-    ----------
-    model : MaskRCNN
-        From :func:`build_maskrcnn` / a checkpoint; its input size must be ``tile``.
-    image : ndarray, 2-D
-        Gray image of any size (the analysed area), uint8/uint16/float; scaled by
-        :func:`tio2fiji.io.normalize_for_network` (with ``bits``) as the training tiles were.
-        Images smaller than a tile are mirrored up to it.
-    tile : int
-        Tile side (the model's 256: tiles of another size would be rescaled by the network).
-    overlap : int
-        Overlap of neighbouring tiles. An instance is kept from the tile whose own region (overlaps
-        split in the middle) contains its box centre, so particles up to about ``overlap`` pixels
-        across are never cut by a tile border nor counted twice.
-    batch_size : int
-        Tiles per forward pass.
-    score_threshold : float
-        Instances scoring at or below it are dropped.
-    mask_threshold : float
-        Mask probability above which a pixel belongs to an instance.
-    progress : callable, optional
-        ``progress(done, total)`` after each batch of tiles.
-    bits : int, optional
-        Bit depth for the normalisation (default: from the image).
-
-    Returns
-    -------
-    labels : ndarray of uint32, same shape as ``image``
-        0 = background, particles 1..n (raster order); overlaps go to the higher score.
-    scores : ndarray of float32
-        ``scores[i - 1]`` belongs to label ``i``.
-    probability : ndarray of float32, same shape
-        Per pixel, the largest mask probability of the kept instances;
-        ``probability > mask_threshold`` equals ``labels > 0``.
-    """
-    from ..dataset import axis_positions
-    from ..io import normalize_for_network
-
-    if not is_maskrcnn(model):
-        raise InputError("predict_instances needs a Mask R-CNN (tio2fiji.models.maskrcnn).")
-    img = np.asarray(image)
-    if img.ndim != 2 or 0 in img.shape:
-        raise InputError(f"expected a non-empty 2-D gray image, got shape {img.shape}.")
-    size = getattr(model.transform, "min_size", (IMAGE_SIZE,))
-    size = int(size[0]) if isinstance(size, (tuple, list)) else int(size)
-    if tile != size or int(model.transform.max_size) != size:
-        raise InputError(f"tile must be the model's input size {size} (got {tile}); other tiles would "
-                         f"be rescaled and the particles with them.")
-    if not 0 <= overlap < tile:
-        raise InputError(f"overlap must be in [0, {tile}), got {overlap}.")
-    if batch_size < 1:
-        raise InputError(f"batch_size must be positive, got {batch_size}.")
-    if not (0.0 <= score_threshold <= 1.0 and 0.0 <= mask_threshold < 1.0):
-        raise InputError(f"score_threshold must be in [0, 1] and mask_threshold in [0, 1), got "
-                         f"{score_threshold} and {mask_threshold}.")
-    x = normalize_for_network(img, bits=bits).astype(np.float32, copy=False)
-    h, w = x.shape
-    H, W = max(h, tile), max(w, tile)
-    if (H, W) != (h, w):
-        x = np.pad(x, ((0, H - h), (0, W - w)), mode="symmetric")
-    stride = tile - overlap
-    ys, xs = axis_positions(H, tile, stride), axis_positions(W, tile, stride)
-    own_y, own_x = dict(zip(ys, _own_ranges(ys, tile, h))), dict(zip(xs, _own_ranges(xs, tile, w)))
-    corners = [(y, c) for y in ys for c in xs]
-    instances = []
-    for b in range(0, len(corners), batch_size):
-        chunk = corners[b:b + batch_size]
-        dets = detect(model, [x[y:y + tile, c:c + tile] for y, c in chunk], score_threshold)
-        for (ty, tx), d in zip(chunk, dets):
-            boxes = d["boxes"]
-            cy = (boxes[:, 1] + boxes[:, 3]) / 2.0 + ty
-            cx = (boxes[:, 0] + boxes[:, 2]) / 2.0 + tx
-            (ylo, yhi), (xlo, xhi) = own_y[ty], own_x[tx]
-            keep = np.nonzero((cy >= ylo) & (cy < yhi) & (cx >= xlo) & (cx < xhi))[0]
-            if keep.size == 0:
-                continue
-            patches = _paste(d["masks"][keep], boxes[keep], (tile, tile))
-            for i, (py, px, patch) in zip(keep, patches):
-                if patch.size:
-                    instances.append((float(d["scores"][i]), py + ty, px + tx, patch))
-        if progress is not None:
-            progress(min(b + batch_size, len(corners)), len(corners))
-    return paint_instances((h, w), instances, mask_threshold)

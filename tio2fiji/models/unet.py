@@ -30,6 +30,7 @@ import os
 from pathlib import Path
 
 from ..errors import InputError, Tio2FijiError
+from .weights import resnet_state_from_file
 
 __all__ = ["ENCODERS", "CONFIGS", "build_unet", "build_config", "parse_config"]
 
@@ -64,8 +65,6 @@ def _weights_kind(encoder_weights):
 
 def _encoder_state_from_file(path: Path, in_channels: int) -> dict:
     """Read a local encoder state dict and adapt its first convolution to ``in_channels``."""
-    from .weights import resnet_state_from_file
-
     state = resnet_state_from_file(path, strip=("encoder.",),
                                    drop=("fc.", "decoder.", "segmentation_head."),
                                    what="encoder weights", arch="ResNet encoder")

@@ -1,0 +1,123 @@
+"""The layout's rules, checked on the code itself: no import cycle (function-level imports
+included), no module over 700 lines, the public face resolves, CONTRIBUTING.md's map names every
+module once. ``lint-imports`` (run by .ci/run) checks the layers themselves."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+import tio2fiji
+
+PACKAGE = Path(tio2fiji.__file__).resolve().parent
+ROOT = PACKAGE.parent
+MAX_LINES = 700
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        yield ".".join(parts), path
+
+
+def _resolve(module, path, node):
+    """Absolute name of what an ``import``/``from ... import`` node imports (tio2fiji only)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names if a.name.split(".")[0] == "tio2fiji"]
+    if node.level == 0:
+        base = node.module or ""
+        if base.split(".")[0] != "tio2fiji":
+            return []
+    else:
+        pkg = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        pkg = pkg[:len(pkg) - (node.level - 1)]
+        base = ".".join(pkg + ([node.module] if node.module else []))
+    names = []
+    for alias in node.names:  # "from . import x" may name a submodule
+        cand = f"{base}.{alias.name}"
+        names.append(cand if cand in MODULES else base)
+    return names
+
+
+MODULES = dict(_modules())
+
+
+def _graph():
+    graph = {}
+    for module, path in MODULES.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):  # function bodies too
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for name in _resolve(module, path, node):
+                    while name and name not in MODULES:  # an attribute of a module
+                        name = name.rpartition(".")[0]
+                    if name and name != module:
+                        deps.add(name)
+        graph[module] = deps
+    return graph
+
+
+def _cycle(graph):
+    """One import cycle as a list of modules, or None (depth-first search)."""
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = "open"
+        stack.append(m)
+        for d in sorted(graph[m]):
+            if state.get(d) == "open":
+                return stack[stack.index(d):] + [d]
+            if d not in state:
+                found = visit(d)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = "done"
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_function_level_imports_included():
+    graph = _graph()
+    assert len(graph) > 30 and graph["tio2fiji.batch"]  # the graph is really built
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_no_module_over_700_lines():
+    long = {m: n for m, p in MODULES.items()
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, long
+
+
+def test_public_face_resolves():
+    for name in tio2fiji._EXPORTS:
+        obj = getattr(tio2fiji, name)
+        assert obj is not None, name
+        home = tio2fiji._EXPORTS[name]
+        assert getattr(__import__(home, fromlist=[name]), name) is obj
+    assert set(dir(tio2fiji)) >= set(tio2fiji.__all__)
+    with pytest.raises(AttributeError):
+        tio2fiji.no_such_function  # noqa: B018
+
+
+def test_contributing_map_names_every_module_once():
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    block = text.split("<!-- module map -->")[1].split("<!-- end of module map -->")[0]
+    listed = re.findall(r"`(tio2fiji(?:\.[A-Za-z_0-9]+)*)`", block)
+    dupes = {m for m in listed if listed.count(m) > 1}
+    assert not dupes, dupes
+    assert set(listed) == set(MODULES), (sorted(set(MODULES) - set(listed)),
+                                         sorted(set(listed) - set(MODULES)))

@@ -1,0 +1,48 @@
+"""Reading SEM images and masks, their calibration, and writing outputs safely.
+
+The rules that decide which numbers reach the analysis live here:
+
+* **Calibration** (physical pixel size, always in metres: ``pixel_size_m``) from the image's own
+  metadata (:func:`read_calibration`), else none (lengths in pixels, and the source says why).
+* **Palette images** are read as their raw indices, which are the detector values
+  (:mod:`tio2fiji.io._pixels`).
+* **Data bar**: detected from the image content (:func:`detect_data_bar`) unless given; the
+  analysed area excludes it.
+* **Masks and label images**: :func:`read_mask` (binary), :func:`read_labels`,
+  :func:`read_mask_or_labels`; :func:`mask_for_image` crops a mask to its image's analysed area.
+* **Files**: :func:`pair_files` / :func:`find_image_for_mask` pair masks with their images;
+  every output goes through :func:`atomic_write` (temporary name, then rename).
+"""
+
+from ._calibration import parse_length, pixel_size_nm, read_calibration, read_pixel_size
+from ._files import (
+    IMAGE_SUFFIXES,
+    MASK_SUFFIX,
+    atomic_write,
+    file_sha256,
+    find_image_for_mask,
+    pair_files,
+    write_csv,
+    write_json,
+)
+from ._masks import (
+    as_binary_mask,
+    check_same_shape,
+    mask_for_image,
+    mask_from_array,
+    mask_or_labels,
+    read_labels,
+    read_mask,
+    read_mask_or_labels,
+    write_labels,
+    write_mask,
+)
+from ._sem import SemImage, analysed_area, detect_data_bar, read_sem
+
+__all__ = [
+    "IMAGE_SUFFIXES", "MASK_SUFFIX", "SemImage", "analysed_area", "as_binary_mask", "atomic_write",
+    "check_same_shape", "detect_data_bar", "file_sha256", "find_image_for_mask", "mask_for_image",
+    "mask_from_array", "mask_or_labels", "pair_files", "parse_length", "pixel_size_nm", "read_calibration",
+    "read_labels", "read_mask", "read_mask_or_labels", "read_pixel_size", "read_sem", "write_csv",
+    "write_json", "write_labels", "write_mask",
+]

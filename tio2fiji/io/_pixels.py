@@ -1,0 +1,181 @@
+"""Reading the pixels of an image file: TIFF pages, palettes, RGB, PNG/JPEG/BMP.
+
+**Palette images**: the BAM Zeiss files are 8-bit palette TIFFs whose colour map is the identity gray
+ramp except 27 overlay entries (indices 9, 18, ..., 243) coloured for the data bar's text. The raw
+index *is* the detector value. Mapping through the colour map instead would turn those overlay
+entries into saturated colours, i.e. put fake intensities into the data; so we read raw indices and
+check that the colour map is a gray ramp wherever the analysed area uses it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import InputError
+from ._calibration import _NO_META, read_calibration
+from ._files import OTHER_SUFFIXES, TIFF_SUFFIXES, is_tiff
+
+
+def _select_page(tif: tifffile.TiffFile, path: Path, page: int | None, notes: list):
+    """Pick the page to read; refuse ambiguous stacks instead of guessing."""
+    pages = tif.pages
+    n = len(pages)
+    if n == 0:
+        raise InputError(f"{path}: TIFF file has no image pages.")
+    if page is not None:
+        if not 0 <= page < n:
+            raise InputError(f"{path}: page {page} requested but the file has {n} page(s) (0..{n - 1}).")
+        if n > 1:
+            notes.append(f"page {page} of {n} used (as requested)")
+        return pages[page]
+    if n == 1:
+        return pages[0]
+    # Thumbnails/previews are flagged as reduced-resolution subfiles; they are not a stack.
+    full = [i for i, p in enumerate(pages) if not (int(getattr(p, "subfiletype", 0) or 0) & 1)]
+    if len(full) == 1:
+        notes.append(f"page {full[0]} used; the file's {n - 1} other page(s) are reduced-resolution previews")
+        return pages[full[0]]
+    raise InputError(
+        f"{path}: multi-page TIFF with {n} full-resolution pages; tio2fiji analyses one 2-D image. "
+        f"Choose one with page=K (command line: --page K), or save the slice you want as its own file."
+    )
+
+
+def _read_page(page, path: Path) -> np.ndarray:
+    try:
+        arr = page.asarray()
+    except Exception as exc:  # tifffile raises many types for broken files
+        raise InputError(
+            f"{path}: the TIFF is corrupt or truncated, its pixel data cannot be read ({exc}). "
+            f"Re-export the image from the microscope software or ImageJ."
+        ) from exc
+    return arr
+
+
+def _palette_to_gray(raw: np.ndarray, colormap: np.ndarray | None, path: Path, notes: list):
+    """Return the detector values of a palette image and the indices that are not gray levels.
+
+    See the module docstring: where the colour map is the identity gray ramp the raw index is the
+    detector value. Entries off the ramp (the data bar's coloured overlay) are returned so that the
+    caller can check, once the data bar is known, that the analysed area never uses them.
+    """
+    if colormap is None:
+        raise InputError(f"{path}: palette image without a colour map; cannot interpret its values.")
+    cmap = np.asarray(colormap, dtype=np.int64)
+    if cmap.ndim != 2 or cmap.shape[0] != 3:
+        raise InputError(f"{path}: palette colour map has an unexpected shape {cmap.shape}.")
+    levels = cmap.shape[1]
+    ramp = np.arange(levels, dtype=np.int64) * (65535 // (levels - 1))
+    on_ramp = (cmap[0] == ramp) & (cmap[1] == ramp) & (cmap[2] == ramp)
+    off_ramp = np.flatnonzero(~on_ramp)
+    if off_ramp.size <= levels // 4:
+        if off_ramp.size:
+            notes.append(f"palette: gray ramp with {off_ramp.size} overlay entries; raw detector values used")
+        return raw, off_ramp
+    gray = (cmap[0] == cmap[1]) & (cmap[1] == cmap[2])
+    if gray.all():
+        # A gray but non-identity map (e.g. a contrast curve): its gray value is what was intended.
+        notes.append("palette is gray but not an identity ramp; values mapped through the colour map")
+        lut = (cmap[0] * (levels - 1) // 65535).astype(raw.dtype)
+        return lut[raw], np.array([], dtype=np.int64)
+    raise InputError(
+        f"{path}: palette (colour-map) image whose colour map is neither a gray ramp nor gray, so its "
+        f"values are not detector intensities. Export the image as 8-bit grayscale."
+    )
+
+
+def _check_palette_area(area: np.ndarray, off_ramp: np.ndarray, path: Path) -> None:
+    if off_ramp is None or off_ramp.size == 0:
+        return
+    bad = np.isin(area, off_ramp)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(
+            f"{path}: the analysed area uses coloured palette entries (e.g. index {int(area[r, c])} at "
+            f"row {r}, column {c}; {int(bad.sum())} pixels), which are overlay colours, not detector "
+            f"values. Check the data-bar height (--data-bar-rows) or export the image as 8-bit gray."
+        )
+
+
+def _rgb_to_gray(arr: np.ndarray, path: Path, notes: list) -> np.ndarray:
+    rgb = arr[..., :3]
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        notes.append("RGB file with identical channels read as gray")
+        return np.ascontiguousarray(rgb[..., 0])
+    raise InputError(
+        f"{path}: colour RGB image (its red, green and blue channels differ). tio2fiji needs the "
+        f"gray detector signal of an SEM image; export the original grayscale image, or, if the "
+        f"colour carries no data, convert it with ImageJ's Image > Type > 8-bit."
+    )
+
+
+
+
+def _read_raw(path: Path, page: int | None, notes: list):
+    """Read the gray pixel values.
+
+    Returns the array, the metadata read while the file is open (``calibration``: (pixel size,
+    source), ``zeiss``: bool), the stored dtype, and the palette indices that are not gray levels
+    (None for non-palette images).
+    """
+    if path.suffix.lower() in TIFF_SUFFIXES or is_tiff(path):
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:
+            raise InputError(
+                f"{path}: not a readable TIFF file ({exc}). It may be truncated or not an image."
+            ) from exc
+        with tif:
+            pg = _select_page(tif, path, page, notes)
+            arr = _read_page(pg, path)
+            photometric = int(pg.photometric) if pg.photometric is not None else None
+            original_dtype = arr.dtype
+            off_ramp = None
+            if photometric == 3:  # palette
+                arr, off_ramp = _palette_to_gray(arr, pg.colormap, path, notes)
+            elif arr.ndim == 3 and arr.shape[-1] in (3, 4):
+                arr = _rgb_to_gray(arr, path, notes)
+            elif photometric == 0 and np.issubdtype(arr.dtype, np.integer):  # min-is-white
+                arr = (np.iinfo(arr.dtype).max - arr).astype(arr.dtype)
+                notes.append("min-is-white TIFF inverted to min-is-black")
+            meta = {"calibration": read_calibration(pg), "zeiss": "CZ_SEM" in pg.tags}
+            return arr, meta, original_dtype, off_ramp
+    if path.suffix.lower() in OTHER_SUFFIXES:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                if im.mode == "P":
+                    pal = np.asarray(im.getpalette(), dtype=np.int64).reshape(-1, 3).T * 257
+                    raw = np.asarray(im)
+                    gray, off_ramp = _palette_to_gray(raw, pal, path, notes)
+                    return gray, _NO_META, raw.dtype, off_ramp
+                arr = np.asarray(im)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise InputError(f"{path}: not a readable image ({exc}).") from exc
+        original_dtype = arr.dtype
+        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+            arr = _rgb_to_gray(arr, path, notes)
+        return arr, _NO_META, original_dtype, None
+    raise InputError(
+        f"{path}: not an image tio2fiji can read (expected TIFF, PNG, JPEG or BMP; "
+        f"the file does not start with a TIFF header)."
+    )
+
+
+def _check_2d(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.size == 0:
+        raise InputError(f"{path}: image has zero size (array shape {arr.shape}): no pixels to analyse.")
+    arr = np.squeeze(arr) if arr.ndim > 2 and 1 in arr.shape[:-2] else arr
+    if arr.ndim != 2:
+        raise InputError(f"{path}: expected a 2-D gray image, got an array of shape {arr.shape}.")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(f"{path}: unsupported pixel type {arr.dtype}.")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise InputError(f"{path}: image contains NaN or infinite values.")
+    return arr

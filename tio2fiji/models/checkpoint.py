@@ -1,0 +1,293 @@
+"""Model files: the one reader and writer of tio2fiji's networks on disk.
+
+Two kinds of file hold a network, and both are read here:
+
+training checkpoints (``best.pt``, ``last.pt`` of :mod:`tio2fiji.training`)
+    ``{"model": state dict, "model_config": ..., "epoch": ..., "val_iou": ...}``, and in ``last.pt``
+    everything a run needs to continue (optimizer, RNG states, history). Written through
+    :func:`save_checkpoint` (a temporary file, then ``os.replace``), read by
+    :func:`load_checkpoint`.
+compact model files (:func:`export_model`)
+    ``{"format": "tio2fiji-model", "model_config": ..., "weights": ..., ...metadata}``: the weights
+    in half precision, or with ``weights="int8"`` the large convolution kernels as 8-bit integers
+    with one float scale per output channel (a quarter of float32); they are expanded to float32 on
+    loading. ``"default"`` is the model bundled in ``tio2fiji/data/unet_default.pt`` (see its
+    ``MODEL_CARD.md``).
+
+:func:`load_model` turns either into a network ready for inference. ``model_config`` says how to
+rebuild the network (:func:`build_model`) and, next to the weights (as StarDist keeps its
+``thresholds.json`` beside them), how its output becomes particles: the probability
+``threshold``, Mask R-CNN's detection ``score_threshold`` and the U-Net's ``watershed`` parameters
+(:func:`model_postprocessing`). A file that does not store one of them gets today's default
+(0.5, 0.5, :data:`tio2fiji.instances.WATERSHED_DEFAULTS`), so older files give the results they
+always gave.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from ..instances import WATERSHED_DEFAULTS
+from ..io import atomic_write
+from .maskrcnn import build_from_config as _build_maskrcnn_from_config
+from .maskrcnn import is_maskrcnn
+from .unet import build_unet
+
+__all__ = ["DEFAULT_MODEL", "FORMAT", "save_checkpoint", "load_checkpoint", "build_model",
+           "load_model", "export_model", "model_arch", "model_threshold", "model_postprocessing"]
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / "unet_default.pt"
+#: ``format`` of a compact model file.
+FORMAT = "tio2fiji-model"
+_DEFAULT_THRESHOLD = 0.5
+_DEFAULT_SCORE_THRESHOLD = 0.5
+
+
+# --------------------------------------------------------------------------------------------------
+# reading and writing files
+
+
+def _resolve(path) -> Path:
+    """``"default"`` -> the bundled model; any other path must be an existing file."""
+    if str(path) == "default":
+        if not DEFAULT_MODEL.is_file():
+            raise InputError(f"the bundled default model {DEFAULT_MODEL} is missing from this "
+                             f"installation.")
+        return DEFAULT_MODEL
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found.")
+    return path
+
+
+def save_checkpoint(path, obj) -> Path:
+    """``torch.save`` through a temporary file and ``os.replace`` (never a half-written file)."""
+    import torch
+
+    return atomic_write(Path(path), lambda p: torch.save(obj, p))
+
+
+def load_checkpoint(path) -> dict:
+    """The dict a model file or training checkpoint holds (tensors on the CPU).
+
+    Parameters
+    ----------
+    path : str or path
+        ``"default"``, a compact model file, or a checkpoint (``last.pt``, ``best.pt``).
+    """
+    import torch
+
+    path = _resolve(path)
+    try:
+        # our files hold tensors, numbers, strings and numpy RNG states
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # pickle/zip errors have many types
+        raise InputError(f"{path}: cannot read the model file ({exc}).") from exc
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: not a tio2fiji model file or checkpoint.")
+    return obj
+
+
+def _expand(weights: dict) -> dict:
+    """Compact weights (fp16 tensors or int8 + scale) to float32 tensors."""
+    import torch
+
+    out = {}
+    for k, v in weights.items():
+        if isinstance(v, dict) and "q" in v:
+            scale = v["scale"].float().reshape(-1, *([1] * (v["q"].dim() - 1)))
+            out[k] = v["q"].float() * scale
+        elif torch.is_floating_point(v):
+            out[k] = v.float()
+        else:
+            out[k] = v
+    return out
+
+
+def _contents(obj: dict, where) -> tuple[dict, dict, dict]:
+    """``(model_config, float32 state dict, info)`` of a compact file or a training checkpoint."""
+    import torch
+
+    if obj.get("format") == FORMAT:
+        cfg, state = obj["model_config"], _expand(obj["weights"])
+        info = {k: v for k, v in obj.items() if k != "weights"}
+    elif "model" in obj and "model_config" in obj:
+        cfg, state = obj["model_config"], {k: v.float() if torch.is_floating_point(v) else v
+                                           for k, v in obj["model"].items()}
+        info = {"model_config": cfg, "epoch": obj.get("epoch"), "val_iou": obj.get("val_iou")}
+    else:
+        raise InputError(f"{where}: not a tio2fiji model file or checkpoint (no model_config).")
+    if not cfg:
+        raise InputError(f"{where}: the checkpoint does not say which model it holds (empty model_config).")
+    return cfg, state, info
+
+
+# --------------------------------------------------------------------------------------------------
+# networks
+
+
+def build_model(cfg: dict):
+    """The untrained network a ``model_config`` describes (U-Net or Mask R-CNN).
+
+    Encoder/backbone weights are never read or downloaded here: the weights come from the file.
+    """
+    arch = cfg.get("arch", "unet")
+    if arch == "maskrcnn":
+        return _build_maskrcnn_from_config(cfg)
+    if arch != "unet":
+        raise InputError(f"model architecture {cfg.get('arch')!r} is not supported by load_model "
+                         f"(unet or maskrcnn).")
+    return build_unet(cfg.get("encoder", "resnet34"), None, in_channels=int(cfg.get("in_channels", 1)),
+                      classes=int(cfg.get("classes", 1)))
+
+
+def load_model(path="default", device="cpu"):
+    """Load a network for inference (eval mode, float32).
+
+    Parameters
+    ----------
+    path : str, path or dict
+        ``"default"`` (the bundled model), a compact file from :func:`export_model`, a training
+        checkpoint (``best.pt``/``last.pt``), or the dict :func:`load_checkpoint` returned.
+    device : str or torch.device
+
+    Returns
+    -------
+    torch.nn.Module
+        With an attribute ``tio2fiji_info`` (dict): the model configuration and, for compact files,
+        the metadata stored with them (metrics, training).
+    """
+    if isinstance(path, dict):
+        obj, where = path, "checkpoint"
+    else:
+        where = _resolve(path)
+        obj = load_checkpoint(where)
+    cfg, state, info = _contents(obj, where)
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        what = (f"Mask R-CNN configuration {cfg.get('config')}" if cfg.get("arch") == "maskrcnn"
+                else f"a U-Net with encoder {cfg.get('encoder')}")
+        raise InputError(f"{where}: weights do not fit {what} ({exc}).") from exc
+    model.tio2fiji_info = info
+    return model.to(device).eval()
+
+
+def model_arch(model) -> str:
+    """``"unet"`` or ``"maskrcnn"``: which kind of network ``model`` is."""
+    return "maskrcnn" if is_maskrcnn(model) else "unet"
+
+
+# --------------------------------------------------------------------------------------------------
+# post-processing parameters stored with the weights
+
+
+def _config_of(model) -> dict:
+    info = getattr(model, "tio2fiji_info", None) or {}
+    return info.get("model_config") or {}
+
+
+def _postprocessing(cfg: dict) -> dict:
+    watershed = dict(WATERSHED_DEFAULTS)
+    stored = cfg.get("watershed") or {}
+    unknown = sorted(set(stored) - set(WATERSHED_DEFAULTS))
+    if unknown:
+        raise InputError(f"model_config: unknown watershed parameter(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(WATERSHED_DEFAULTS)}).")
+    watershed.update(stored)
+    return {"threshold": float(cfg.get("threshold", _DEFAULT_THRESHOLD)),
+            "score_threshold": float(cfg.get("score_threshold", _DEFAULT_SCORE_THRESHOLD)),
+            "watershed": watershed}
+
+
+def model_threshold(model, default: float = _DEFAULT_THRESHOLD) -> float:
+    """The probability threshold a model file recommends (``model_config["threshold"]``), else
+    ``default``."""
+    return float(_config_of(model).get("threshold", default))
+
+
+def model_postprocessing(model) -> dict:
+    """How the network's output becomes particles, as stored with the model's weights.
+
+    Returns
+    -------
+    dict
+        ``threshold`` (probability above which a pixel is particle; for Mask R-CNN the mask
+        threshold), ``score_threshold`` (Mask R-CNN detections kept), ``watershed`` (the parameters
+        of :func:`tio2fiji.instances.watershed_split` for a U-Net). Values a file does not store
+        are today's defaults: 0.5, 0.5 and :data:`tio2fiji.instances.WATERSHED_DEFAULTS`.
+    """
+    return _postprocessing(_config_of(model))
+
+
+# --------------------------------------------------------------------------------------------------
+# compact model files
+
+
+def export_model(checkpoint, path, weights: str = "float16", metadata: dict | None = None,
+                 threshold: float | None = None, score_threshold: float | None = None,
+                 watershed: dict | None = None) -> Path:
+    """Write a compact inference file from a training checkpoint, atomically.
+
+    Parameters
+    ----------
+    checkpoint : path or dict
+        ``best.pt`` of a training run (or its loaded dict).
+    path : path
+        The file to write (e.g. ``tio2fiji/data/unet_default.pt``).
+    weights : {"float16", "int8"}
+        ``"float16"``: every float tensor in half precision. ``"int8"``: convolution kernels with
+        more than 10,000 weights as symmetric int8 with one float16 scale per output channel
+        (``scale = max|w| / 127``), everything else float16.
+    metadata : dict, optional
+        Stored with the weights (metrics, data, training time); ``load_model`` returns it in
+        ``model.tio2fiji_info``.
+    threshold : float, optional
+        The probability threshold :func:`tio2fiji.predict.segment` uses by default with this model.
+    score_threshold : float, optional
+        Mask R-CNN: the detection score threshold.
+    watershed : dict, optional
+        U-Net: watershed parameters (keys of :data:`tio2fiji.instances.WATERSHED_DEFAULTS`).
+
+    The post-processing parameters not given are the checkpoint's, else the defaults
+    (:func:`model_postprocessing`); all of them are stored in the file's ``model_config``.
+    """
+    import torch
+
+    ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    if weights not in ("float16", "int8"):
+        raise InputError(f"weights must be 'float16' or 'int8', not {weights!r}.")
+    if "model" not in ck or "model_config" not in ck:
+        raise InputError(f"{checkpoint if not isinstance(checkpoint, dict) else 'checkpoint'}: not a "
+                         f"training checkpoint (no model / model_config).")
+    out = {}
+    for k, v in ck["model"].items():
+        if not torch.is_floating_point(v):
+            out[k] = v.clone()
+        elif weights == "int8" and v.dim() >= 2 and v.numel() > 10_000:
+            flat = v.float().reshape(v.shape[0], -1)
+            scale = flat.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            scale = scale.half().float()  # the stored scale is what dequantises
+            q = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(v.shape)
+            out[k] = {"q": q, "scale": scale.half()}
+        else:
+            out[k] = v.half()
+    cfg = dict(ck["model_config"])
+    if threshold is not None:
+        cfg["threshold"] = float(threshold)
+    if score_threshold is not None:
+        cfg["score_threshold"] = float(score_threshold)
+    if watershed is not None:
+        cfg["watershed"] = dict(watershed)
+    post = _postprocessing(cfg)
+    cfg["threshold"] = post["threshold"]
+    if cfg.get("arch") == "maskrcnn":
+        cfg["score_threshold"] = post["score_threshold"]
+    else:
+        cfg["watershed"] = post["watershed"]
+    doc = {"format": FORMAT, "version": 1, "weights_dtype": weights,
+           "model_config": cfg, "epoch": ck.get("epoch"), "val_iou": ck.get("val_iou"),
+           **(metadata or {}), "weights": out}
+    return atomic_write(Path(path), lambda p: torch.save(doc, p))

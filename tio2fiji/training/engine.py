@@ -1,0 +1,319 @@
+"""The one training engine of both networks: epochs, checkpoints, resume, history.
+
+A network's recipe (:mod:`tio2fiji.training.unet`, :mod:`tio2fiji.training.maskrcnn`) builds the
+model, its data and its validation, and hands them to :func:`fit`, which runs the epochs the same
+way for every network (as torchvision's detection references keep ``engine.py`` apart from the
+model factory):
+
+* **run settings** (:func:`run_settings`): torch's thread count, deterministic kernels and the
+  torch/numpy/Python seeds for the run, put back afterwards;
+* **one epoch**: the batch order comes from a generator seeded with ``(seed, epoch)``, and a
+  dataset's items depend only on ``(seed, epoch, index)`` (its ``set_epoch`` is called), so a
+  resumed run sees the same batches; a non-finite loss stops the run at once (:class:`Tio2FijiError`)
+  and leaves the last complete epoch on disk;
+* **checkpoints**, written atomically through :func:`tio2fiji.models.checkpoint.save_checkpoint`
+  after every epoch: ``best.pt`` when the validation IoU improved (on the epochs the recipe counts),
+  then ``last.pt`` with everything needed to continue (model, optimizer, scheduler, phase, the
+  global RNG states, the history, the best so far), so a run killed at any moment leaves the
+  previous complete checkpoint;
+* **resume** from ``last.pt``: model, optimizer (when its phase is the one being continued),
+  scheduler and RNG states are restored; with a seed and on the CPU a resumed run ends with the
+  same weights as an uninterrupted one;
+* **history**: ``history.csv`` and ``training_curves.png`` (loss and validation IoU per epoch, like
+  the thesis's Fig. 28-29) after every epoch, and ``run.json`` (the run's settings) at the start.
+
+The library never prints: ``progress(done, total, name)`` is called after every training step
+(``done`` and ``total`` count the steps of the whole run, ``name`` is e.g. ``"epoch 3/50 loss
+0.4121"``) and after every epoch's validation (``"epoch 3/50 val_iou 0.8012 (best 0.8012)"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, Tio2FijiError
+from ..io import atomic_write, write_csv, write_json
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["run_settings", "rng_states", "set_rng_states", "fit", "pooled_loss_iou",
+           "write_history", "plot_history"]
+
+
+# --------------------------------------------------------------------------------------------------
+# run settings and RNG states
+
+
+@contextlib.contextmanager
+def run_settings(threads: int | None = None, seed: int = 0):
+    """Threads, deterministic kernels and seeds for a training run (restored on leaving).
+
+    ``torch.set_num_threads(threads)`` when given; ``torch.use_deterministic_algorithms(True,
+    warn_only=True)`` (an op without a deterministic CPU kernel warns instead of stopping the run);
+    torch, numpy and Python seeded with ``seed``. The thread count and the determinism setting are
+    put back afterwards.
+    """
+    import torch
+
+    old = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+           torch.is_deterministic_algorithms_warn_only_enabled())
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old[0])
+        torch.use_deterministic_algorithms(old[1], warn_only=old[2])
+
+
+def rng_states() -> dict:
+    """The global torch, numpy and Python RNG states (stored in ``last.pt``)."""
+    import torch
+
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what :func:`rng_states` returned."""
+    import torch
+
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+
+
+# --------------------------------------------------------------------------------------------------
+# validation scores and curves
+
+
+def pooled_loss_iou(losses, inters, unions, groups):
+    """Mean loss and mean IoU per group (image) of per-item intersection/union pixel counts.
+
+    Pooling matters: a tile without particles where the network marks a few pixels scores 0, and
+    per-tile means jump with such tiles from epoch to epoch.
+    """
+    pooled: dict = {}
+    for g, i, u in zip(groups, inters, unions):
+        a = pooled.setdefault(g, [0, 0])
+        a[0] += i
+        a[1] += u
+    # a group with neither predicted nor true particles is a perfect 1.0 (metrics convention)
+    ious = [i / u if u else 1.0 for i, u in pooled.values()]
+    return (float(np.mean(losses)) if losses else float("nan"),
+            float(np.mean(ious)) if ious else float("nan"))
+
+
+def write_history(out_dir: Path, history: list, columns) -> None:
+    """``history.csv`` and ``training_curves.png`` of a run so far (after every epoch)."""
+    import pandas as pd
+
+    write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=columns))
+    plot_history(history, out_dir / "training_curves.png")
+
+
+def plot_history(history, path) -> Path:
+    """Training curves like the thesis's Fig. 28-29: loss (left) and validation IoU (right)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ep = [h["epoch"] for h in history]
+    fig = Figure(figsize=(10, 3.6))
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(ep, [h["train_loss"] for h in history], label="training")
+    ax1.plot(ep, [h["val_loss"] for h in history], label="validation")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax2.plot(ep, [h["val_iou"] for h in history], color="C2")
+    if history:
+        best = max(history, key=lambda h: h["val_iou"])
+        ax2.scatter([best["epoch"]], [best["val_iou"]], color="C3", zorder=3,
+                    label=f"best {best['val_iou']:.4f} (epoch {best['epoch']})")
+        ax2.legend(loc="lower right")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation IoU")
+    fig.tight_layout()
+    return atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop
+
+
+def _always(epoch) -> bool:
+    return True
+
+
+def _one_phase(epoch):
+    return None
+
+
+def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, forward, validate,
+        optimizer_for, settings: dict, model_config: dict, history_columns, phase_of=_one_phase,
+        set_lr=None, loss_terms=(), clip_grad_norm: float | None = None, eligible=_always,
+        check_resume=None, resume: bool = False, num_workers: int = 0, collate_fn=None,
+        progress=None, what: str = "training", hint: str = "") -> dict:
+    """Train ``model`` for ``epochs`` epochs, validating and checkpointing after every epoch.
+
+    Call it inside :func:`run_settings` (the recipe builds its model there, from the seed).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        On its device.
+    train_ds : map-style dataset
+        ``set_epoch(e)``, if present, is called before every epoch.
+    out_dir : path
+        Gets ``last.pt``, ``best.pt``, ``history.csv``, ``training_curves.png``, ``run.json``.
+    epochs, batch_size, seed : int
+        ``epochs`` is the total: a resumed run goes on up to it.
+    forward : callable
+        ``forward(model, batch) -> (loss, terms, n)``: the batch's loss tensor, a dict of loss terms
+        (tensors; those named in ``loss_terms`` are averaged into the history) and its item count.
+    validate : callable
+        ``validate(model) -> (val_loss, val_iou)``.
+    optimizer_for : callable
+        ``optimizer_for(phase) -> (optimizer, scheduler or None)``, called when a run or a phase
+        starts (a new phase gets a fresh optimizer).
+    settings, model_config : dict
+        Written to ``run.json`` / stored in the checkpoints (``model_config`` rebuilds the model:
+        :func:`tio2fiji.models.checkpoint.load_model`).
+    history_columns : list of str
+        Columns of ``history.csv``.
+    phase_of : callable
+        ``phase_of(epoch) -> str or None`` (None: one phase; the history then has no ``phase``).
+    set_lr : callable, optional
+        ``set_lr(optimizer, epoch)`` before every epoch (learning rates not set by a scheduler).
+    clip_grad_norm : float, optional
+        Clip the total gradient norm of the optimizer's first parameter group.
+    eligible : callable
+        ``eligible(epoch) -> bool``: whether the epoch may become ``best.pt``.
+    check_resume : callable, optional
+        ``check_resume(checkpoint, path)`` raises when ``last.pt`` holds another kind of run.
+    resume : bool
+        Continue from ``out_dir/last.pt`` if it exists (a fresh start otherwise).
+    num_workers : int
+        DataLoader workers. Items do not depend on the worker, so any number gives the same data.
+    collate_fn : callable, optional
+        The training DataLoader's (detection batches are lists).
+    progress : callable, optional
+        ``progress(done, total, name)``; see the module docstring.
+    what, hint : str
+        Wording of the message when the loss stops being finite.
+
+    Returns
+    -------
+    dict
+        ``history`` (list of rows), ``best_epoch``, ``best_val_iou``, ``out_dir``, ``resumed_from``
+        (the epoch last.pt held, or None), ``seconds`` (training time of all epochs, resumed runs
+        included).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    if len(train_ds) == 0:
+        raise InputError("the training dataset is empty.")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    history, best_iou, best_epoch, start, resumed_from = [], -1.0, None, 1, None
+    saved = None  # (phase, optimizer state, scheduler state) of the resumed run
+    if resume and last_path.is_file():
+        ck = load_checkpoint(last_path)
+        if check_resume is not None:
+            check_resume(ck, last_path)
+        model.load_state_dict(ck["model"])
+        set_rng_states(ck["rng"])
+        history = list(ck["history"])
+        best_iou, best_epoch = ck["best_val_iou"], ck["best_epoch"]
+        if best_epoch is not None and not eligible(best_epoch):
+            # e.g. a heads-only Mask R-CNN run continued with a whole-network phase
+            best_iou, best_epoch = -1.0, None
+        saved = (ck.get("phase"), ck.get("optimizer"), ck.get("scheduler"))
+        start = resumed_from = int(ck["epoch"])
+        start += 1
+    write_json(out_dir / "run.json", settings)
+
+    steps = math.ceil(len(train_ds) / batch_size)
+    total_steps = epochs * steps
+    optimizer, scheduler, phase_now = None, None, None
+    for epoch in range(start, epochs + 1):
+        t0 = time.perf_counter()
+        phase = phase_of(epoch)
+        if optimizer is None or phase != phase_now:
+            optimizer, scheduler = optimizer_for(phase)
+            if saved is not None and saved[0] == phase and saved[1] is not None:
+                optimizer.load_state_dict(saved[1])
+                if scheduler is not None and saved[2] is not None:
+                    scheduler.load_state_dict(saved[2])
+            saved, phase_now = None, phase
+        if set_lr is not None:
+            set_lr(optimizer, epoch)
+        if hasattr(train_ds, "set_epoch"):
+            train_ds.set_epoch(epoch)
+        # the order of an epoch depends on (seed, epoch) only: a resumed run sees the same batches
+        order = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=order,
+                            num_workers=num_workers, collate_fn=collate_fn)
+        label = f"epoch {epoch}/{epochs}" + (f" ({phase})" if phase else "")
+        model.train()
+        sums = dict.fromkeys(loss_terms, 0.0)
+        total, n = 0.0, 0
+        for step, batch in enumerate(loader, 1):
+            loss, terms, items = forward(model, batch)
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise Tio2FijiError(f"{what} diverged at epoch {epoch}, step {step} (loss {value}); "
+                                    f"{last_path.name} holds the last complete epoch.{hint}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], clip_grad_norm)
+            optimizer.step()
+            total += value * items
+            n += items
+            for k in loss_terms:
+                if k in terms:
+                    sums[k] += float(terms[k].item()) * items
+            if progress is not None:
+                progress((epoch - 1) * steps + step, total_steps, f"{label} loss {value:.4f}")
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+        val_loss, val_iou = validate(model)
+        row = {"epoch": epoch, **({"phase": phase} if phase else {}), "train_loss": total / max(n, 1),
+               "val_loss": val_loss, "val_iou": val_iou, "lr": lr,
+               "seconds": time.perf_counter() - t0, **{k: s / max(n, 1) for k, s in sums.items()}}
+        history.append(row)
+        improved = eligible(epoch) and val_iou > best_iou
+        if improved:
+            best_iou, best_epoch = val_iou, epoch
+        state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+        if improved:
+            save_checkpoint(best_path, {"model": state, "model_config": model_config, "epoch": epoch,
+                                        "val_iou": val_iou, "settings": settings})
+        # last.pt is written after best.pt: if the run dies in between, resuming redoes the epoch
+        save_checkpoint(last_path, {
+            "model": state, "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None, "phase": phase,
+            "epoch": epoch, "rng": rng_states(), "history": history,
+            "best_val_iou": best_iou, "best_epoch": best_epoch,
+            "model_config": model_config, "settings": settings,
+        })
+        write_history(out_dir, history, history_columns)
+        if progress is not None:
+            best = f"best {best_iou:.4f}" if best_epoch is not None else "no best yet"
+            progress(epoch * steps, total_steps, f"{label} val_iou {val_iou:.4f} ({best})")
+    return {"history": history, "best_epoch": best_epoch, "best_val_iou": best_iou,
+            "out_dir": out_dir, "resumed_from": resumed_from,
+            "seconds": float(sum(h["seconds"] for h in history))}

@@ -1,0 +1,250 @@
+"""The Mask R-CNN recipe (thesis §3.2.1): instance data from the COCO export, two-phase SGD.
+
+Read :func:`train_maskrcnn` top to bottom: the training and validation tiles of a data folder's
+``coco.json`` (:class:`tio2fiji.training.CocoInstanceDataset`), one Table 3 configuration built
+from the seed (:mod:`tio2fiji.models.maskrcnn`), then the engine
+(:func:`tio2fiji.training.engine.fit`) runs a "heads" phase with the ResNet body frozen and an
+"all" phase over the whole network, each with a fresh SGD optimizer and the learning rate of
+:func:`two_phase_lr`; validation is :func:`evaluate` (the IoU of the painted instances).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..instances import paint_instances, paste_masks
+from ..models.maskrcnn import build_maskrcnn, model_config, set_backbone_trainable
+from ..predict import detect
+from .coco import CocoInstanceDataset, collate_detection
+from .engine import fit, pooled_loss_iou, run_settings
+
+__all__ = ["MASKRCNN_HISTORY_COLUMNS", "two_phase_lr", "evaluate", "train_maskrcnn"]
+
+#: history.csv of a Mask R-CNN run: the U-Net's columns, the phase, and the five loss terms.
+MASKRCNN_HISTORY_COLUMNS = ["epoch", "phase", "train_loss", "val_loss", "val_iou", "lr", "seconds",
+                            "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
+                            "loss_rpn_box_reg"]
+_LOSS_TERMS = MASKRCNN_HISTORY_COLUMNS[7:]
+
+
+def two_phase_lr(epoch: int, epochs_heads: int, epochs_all: int, lr: float = 0.01,
+                 lr_final: float = 1e-5) -> float:
+    """Learning rate of ``epoch`` (1-based): ``lr`` for the first half of each phase (rounded up),
+    ``lr_final`` for the rest (thesis: 0.01 for 15 of 30 head epochs, then 1e-5; the same over the
+    50 epochs of the whole network)."""
+    if epoch <= epochs_heads:
+        i, n = epoch, epochs_heads
+    else:
+        i, n = epoch - epochs_heads, epochs_all
+    return lr if i <= math.ceil(n / 2) else lr_final
+
+
+def _batchnorm_eval(model) -> None:
+    from torch import nn
+
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def evaluate(model, val_ds, batch_size, groups, score_threshold, mask_threshold, with_loss, device):
+    """Mean validation loss and per-image IoU of the union of predicted masks with the truth.
+
+    The loss is the training loss on the validation items, computed without gradients and with
+    every BatchNorm layer in eval mode (torchvision returns losses only in training mode; NaN when
+    ``with_loss`` is False). The IoU is pooled over each group's tiles on valid pixels and averaged
+    over groups, as the U-Net's (:func:`tio2fiji.training.unet.evaluate`).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
+    losses, inters, unions = [], [], []
+    was_training = model.training
+    try:
+        for images, targets, valids in loader:
+            if with_loss:
+                model.train()
+                _batchnorm_eval(model)
+                with torch.no_grad():
+                    out = model([im.to(device) for im in images],
+                                [{k: v.to(device) for k, v in t.items()} for t in targets])
+                losses.append(float(sum(out.values())))
+            dets = detect(model, [im[0].numpy() for im in images], score_threshold)
+            for d, t, v in zip(dets, targets, valids):
+                shape = tuple(v.shape)
+                inst = [(float(s), y, x, p) for s, (y, x, p)
+                        in zip(d["scores"], paste_masks(d["masks"], d["boxes"], shape))]
+                pred = (paint_instances(shape, inst, mask_threshold)[0] > 0) & v.numpy()
+                gt = t["masks"].numpy().any(axis=0) & v.numpy() if len(t["masks"]) else np.zeros(shape, bool)
+                inters.append(int((pred & gt).sum()))
+                unions.append(int((pred | gt).sum()))
+    finally:
+        model.train(was_training)
+    return pooled_loss_iou(losses, inters, unions, groups)
+
+
+def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_heads: int = 30,
+                   epochs_all: int = 50, batch_size: int = 2, lr: float = 0.01, lr_final: float = 1e-5,
+                   momentum: float = 0.9, weight_decay: float = 1e-4, clip_grad_norm: float | None = 5.0,
+                   trainable_backbone_layers: int | None = None, seed: int = 0, resume: bool = False,
+                   threads: int | None = None, crops_per_epoch: int | None = None,
+                   score_threshold: float = 0.5, mask_threshold: float = 0.5,
+                   photometric_p: float = 0.4, val_loss: bool = True, num_workers: int = 0,
+                   device=None, progress=None) -> dict:
+    """Train one Mask R-CNN configuration of the thesis (Table 3) in two phases.
+
+    Phase 1 ("heads", ``epochs_heads`` epochs) trains the FPN, RPN and box/mask heads with the
+    ResNet body frozen; phase 2 ("all", ``epochs_all`` epochs) trains the whole network (the
+    backbone's ``trainable_backbone_layers``). Each phase starts a fresh SGD optimizer (momentum
+    0.9) whose learning rate is ``lr`` for the first half of the phase and ``lr_final`` for the rest
+    (:func:`two_phase_lr`). After every epoch the model is scored on the validation tiles
+    (:func:`evaluate`); ``best.pt`` keeps the epoch with the best validation IoU of the
+    whole-network phase (of the heads phase when ``epochs_all`` is 0), as the thesis
+    checkpointed. Checkpoints, ``history.csv`` (:data:`MASKRCNN_HISTORY_COLUMNS`),
+    ``training_curves.png``, ``run.json`` and resuming are the engine's
+    (:mod:`tio2fiji.training.engine`), as for the U-Net: a resumed run on
+    the CPU ends with the same weights as an uninterrupted one.
+
+    Parameters
+    ----------
+    data_dir : path
+        Written by :func:`tio2fiji.training.build_dataset`: its ``coco.json`` (``"train"`` and ``"val"`` image
+        entries) and tiles (:class:`CocoInstanceDataset`).
+    out_dir : path
+        The run folder.
+    config : {1, 2, 3, 4}
+        Row of Table 3 (:data:`tio2fiji.models.maskrcnn.CONFIGS`).
+    weights_backbone : None, "none", "imagenet" or path
+        See :mod:`tio2fiji.models.maskrcnn`; never downloaded.
+    epochs_heads, epochs_all : int
+        Thesis: 30 and 50.
+    batch_size : int
+    lr, lr_final : float
+        Thesis: 0.01, then 1e-5 halfway through each phase.
+    momentum : float
+        Thesis: 0.9.
+    weight_decay : float
+        Not stated in the thesis; 1e-4 as torchvision's detection references and Matterport's Mask
+        R-CNN.
+    clip_grad_norm : float or None
+        Clip the gradients' total norm (Matterport's Mask R-CNN: 5). Without it, lr 0.01 on a
+        randomly initialised network diverges in a few steps (measured). None turns it off.
+    trainable_backbone_layers : int, optional
+        Backbone stages trained in phase 2 (default 3 with pretrained weights, 5 without).
+    seed : int
+    resume : bool
+        Continue from ``out_dir/last.pt`` (its configuration must be ``config``).
+    threads : int, optional
+        ``torch.set_num_threads`` for the run (restored afterwards).
+    crops_per_epoch : int, optional
+        Training items per epoch (random permutations of the tiles); default one per tile.
+    score_threshold, mask_threshold : float
+        Used for the validation IoU and stored in the checkpoints for prediction.
+    photometric_p : float
+        Probability of the thesis's brightness + blur augmentation of a training item.
+    val_loss : bool
+        Also compute the validation loss (one more forward pass over the validation tiles).
+    num_workers : int
+        DataLoader workers (items do not depend on the worker).
+    device : str or torch.device, optional
+        Default ``"cpu"``. Runs on a GPU are not bit-for-bit reproducible.
+    progress : callable, optional
+        ``progress(done, total, name)`` after every training step and every epoch
+        (:mod:`tio2fiji.training.engine`; ``name`` holds the phase).
+
+    Returns
+    -------
+    dict
+        ``history``, ``best_epoch``, ``best_val_iou``, ``out_dir``, ``resumed_from``, ``seconds``,
+        ``model_config``.
+    """
+    import torch
+
+    epochs_heads, epochs_all, batch_size = int(epochs_heads), int(epochs_all), int(batch_size)
+    if epochs_heads < 0 or epochs_all < 0 or epochs_heads + epochs_all < 1 or batch_size < 1:
+        raise InputError(f"epochs_heads and epochs_all must be >= 0 with at least one epoch, and "
+                         f"batch_size positive; got {epochs_heads}, {epochs_all}, {batch_size}.")
+    if not (lr > 0 and lr_final > 0):
+        raise InputError(f"lr and lr_final must be positive, got {lr} and {lr_final}.")
+    if not (0.0 <= score_threshold <= 1.0 and 0.0 <= mask_threshold < 1.0):
+        raise InputError("score_threshold must be in [0, 1] and mask_threshold in [0, 1).")
+    train_ds = CocoInstanceDataset(data_dir, "train", seed=seed, augment=True,
+                                   photometric_p=photometric_p, length=crops_per_epoch)
+    val_ds = CocoInstanceDataset(data_dir, "val", seed=seed, augment=False, photometric_p=0.0)
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise InputError(f"{data_dir}: coco.json has {len(train_ds)} training and {len(val_ds)} "
+                         f"validation tiles; both are needed.")
+    val_groups = val_ds.groups()
+    device = torch.device(device or "cpu")
+    epochs = epochs_heads + epochs_all
+
+    def phase_of(epoch):
+        return "heads" if epoch <= epochs_heads else "all"
+
+    def optimizer_for(phase):
+        # a new phase: another set of trainable parameters and a fresh optimizer
+        set_backbone_trainable(model, 0 if phase == "heads" else train_layers)
+        params = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay), None
+
+    def set_lr(optimizer, epoch):
+        for g in optimizer.param_groups:
+            g["lr"] = two_phase_lr(epoch, epochs_heads, epochs_all, lr, lr_final)
+
+    def forward(model, batch):
+        images, targets, _ = batch
+        images = [im.to(device) for im in images]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        loss_dict = model(images, targets)
+        return sum(loss_dict.values()), loss_dict, len(images)
+
+    def validate(model):
+        return evaluate(model, val_ds, batch_size, val_groups, score_threshold, mask_threshold,
+                        val_loss, device)
+
+    def eligible(epoch):
+        # the thesis checkpointed during the whole-network phase only
+        return phase_of(epoch) == "all" or epochs_all == 0
+
+    def check_resume(ck, path):
+        old = ck.get("model_config") or {}
+        if old.get("arch") != "maskrcnn" or old.get("config") != mcfg["config"] \
+                or old.get("norm") != mcfg["norm"]:
+            raise InputError(f"{path}: holds a {old.get('arch')} model (configuration "
+                             f"{old.get('config')}, norm {old.get('norm')}), not Mask R-CNN "
+                             f"configuration {mcfg['config']} (norm {mcfg['norm']}); use "
+                             f"another output folder or the same settings.")
+
+    with run_settings(threads, seed):
+        model = build_maskrcnn(config, weights_backbone,
+                               trainable_backbone_layers=trainable_backbone_layers)
+        mcfg = dict(model_config(model), score_threshold=float(score_threshold),
+                    mask_threshold=float(mask_threshold), threshold=float(mask_threshold),
+                    tile=int(model.transform.max_size))
+        train_layers = mcfg["trainable_backbone_layers"]
+        model.to(device)
+        settings = {"arch": "maskrcnn", "config": mcfg["config"], "epochs_heads": epochs_heads,
+                    "epochs_all": epochs_all, "batch_size": batch_size, "lr": lr,
+                    "lr_final": lr_final, "momentum": momentum, "weight_decay": weight_decay,
+                    "clip_grad_norm": clip_grad_norm, "trainable_backbone_layers": train_layers,
+                    "seed": seed, "threads": torch.get_num_threads(), "device": str(device),
+                    "photometric_p": photometric_p, "score_threshold": score_threshold,
+                    "mask_threshold": mask_threshold,
+                    "val_iou": ("per image (tiles pooled)" if len(set(val_groups)) < len(val_groups)
+                                else "per tile"),
+                    "train_items": len(train_ds), "val_items": len(val_ds), "model_config": mcfg,
+                    "data_dir": str(Path(data_dir).resolve())}
+        res = fit(model, train_ds, out_dir, epochs=epochs, batch_size=batch_size, seed=seed,
+                  forward=forward, validate=validate, optimizer_for=optimizer_for,
+                  settings=settings, model_config=mcfg, history_columns=MASKRCNN_HISTORY_COLUMNS,
+                  phase_of=phase_of, set_lr=set_lr, loss_terms=_LOSS_TERMS,
+                  clip_grad_norm=clip_grad_norm, eligible=eligible, check_resume=check_resume,
+                  resume=resume, num_workers=num_workers, collate_fn=collate_detection,
+                  progress=progress, what="Mask R-CNN training",
+                  hint=" Lower lr or keep clip_grad_norm.")
+    return dict(res, model_config=mcfg)
