@@ -159,7 +159,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         ``particles.csv``, ``distribution.csv``, ``summary.csv``, ``analysis.json``,
         ``plots/*.png`` and ``report.html``.
     model : "default", path or torch.nn.Module
-        The segmentation network (:func:`tio2fiji.predict.load_model`); loaded once.
+        The segmentation network (:func:`tio2fiji.models.load_model`); loaded once.
     backend : {"native", "imagej"}
         Who measures the particles. ImageJ measures binary masks, so touching particles are cut
         apart by one pixel first (:func:`tio2fiji.instances.labels_to_separated_mask`).

@@ -14,6 +14,8 @@ from .distribution import METHODS
 from .errors import Tio2FijiError
 from .instances import CONNECTIVITY, SEPARATE
 
+__all__ = ["main"]
+
 # library functions are imported by the commands that use them, so that `tio2fiji info` does not
 # load torch; the option choices above come from the library's own definitions
 _CONNECTIVITY = click.Choice(["4", "8"])

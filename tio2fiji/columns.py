@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+__all__ = ["IMAGEJ_COLUMNS", "BIOVOXXEL_COLUMNS", "COLUMNS", "ANGLE_COLUMNS", "derived_columns"]
+
 #: Columns of ImageJ's ResultsTable, in ImageJ's order.
 IMAGEJ_COLUMNS = ("Area", "Perim.", "Circ.", "AR", "Round", "Solidity", "Feret", "FeretAngle",
                   "MinFeret", "FeretX", "FeretY", "Major", "Minor", "Angle", "X", "Y", "BX", "BY",

@@ -5,6 +5,8 @@ Every error that a user can cause (bad file, bad option, missing Java) is a
 Messages name the file, say what is wrong, and say what to do.
 """
 
+__all__ = ["Tio2FijiError", "InputError", "CalibrationError", "JavaNotFoundError"]
+
 
 class Tio2FijiError(Exception):
     """Base class of all errors that tio2fiji reports to the user."""

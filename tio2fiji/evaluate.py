@@ -55,7 +55,7 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
     Parameters
     ----------
     model : torch.nn.Module or str or path
-        A network or anything :func:`tio2fiji.predict.load_model` accepts (``"default"``).
+        A network or anything :func:`tio2fiji.models.load_model` accepts (``"default"``).
     pairs : list of (image path, mask path)
         E.g. from :func:`select_pairs`. A mask may include or leave out the data bar.
     out_dir : path, optional
