@@ -25,15 +25,19 @@ _EXPORTS = {
     # network output -> particles
     "connected_components": "tio2fiji.instances", "watershed_split": "tio2fiji.instances",
     "labels_from_probability": "tio2fiji.instances",
+    "labels_to_separated_mask": "tio2fiji.instances",
     # ImageJ-exact measurement, natively and in a real ImageJ
     "measure": "tio2fiji.particles", "label_particles": "tio2fiji.particles",
     "measure_imagej": "tio2fiji.imagej", "run_macro": "tio2fiji.imagej",
+    "compare_tables": "tio2fiji.imagej",
     # spatial distribution
     "test_distribution": "tio2fiji.distribution", "ultimate_points": "tio2fiji.distribution",
     "clark_evans_test": "tio2fiji.distribution", "monte_carlo_test": "tio2fiji.distribution",
     "biovoxxel_test": "tio2fiji.distribution", "envelopes": "tio2fiji.distribution",
+    "distribution_table": "tio2fiji.distribution",
     # scores and summaries
-    "evaluate_images": "tio2fiji.metrics", "summary_table": "tio2fiji.summary",
+    "evaluate_images": "tio2fiji.metrics", "match_instances": "tio2fiji.metrics",
+    "summary_table": "tio2fiji.summary",
     "bootstrap_ci": "tio2fiji.summary",
     # ImageJ ROI sets
     "write_roi_zip": "tio2fiji.rois", "read_roi_zip": "tio2fiji.rois",
