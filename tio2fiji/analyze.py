@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from . import report as rep
-from .batch import BACKENDS, concat_tables, run_files, software_versions
+from .batch import concat_tables, run_files, software_versions
 from .distribution import METHODS, distribution_table, envelopes, test_distribution
 from .errors import InputError
-from .imagej import imagej_version, measure_imagej
+from .imagej import BACKENDS, imagej_version, measure_imagej
 from .instances import CONNECTIVITY, SEPARATE, labels_to_separated_mask
 from .io import file_sha256, read_sem, write_csv, write_json, write_labels, write_mask
 from .models.checkpoint import DEFAULT_MODEL, load_model, model_threshold

@@ -23,7 +23,7 @@ import tifffile
 from . import __version__
 from .distribution import distribution_table, test_distribution
 from .errors import InputError, Tio2FijiError
-from .imagej import imagej_version, measure_imagej
+from .imagej import BACKENDS, imagej_version, measure_imagej
 from .instances import CONNECTIVITY
 from .io import (
     MASK_SUFFIX,
@@ -43,14 +43,12 @@ from .particles import measure
 from .predict import segment
 from .rois import write_roi_zip
 
-__all__ = ["BACKENDS", "BatchResult", "MaskInput", "run_files", "unique_names", "failure_message",
+__all__ = ["BatchResult", "MaskInput", "run_files", "unique_names", "failure_message",
            "run_metadata", "software_versions", "load_mask_input", "measure_files",
            "distribution_files", "segment_files", "concat_tables"]
 
 log = logging.getLogger(__name__)
 
-#: Who measures particles: tio2fiji's own port (numba) or the real ImageJ in a JVM.
-BACKENDS = ("native", "imagej")
 #: What the JSON side files say about units.
 UNITS_NOTE = ("lengths in the unit of each image (nm when calibrated, else pixel); areas in unit^2; "
               "FeretX/FeretY in pixels, as ImageJ")

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .batch import BACKENDS
 from .distribution import METHODS
 from .errors import Tio2FijiError
+from .imagej import BACKENDS
 from .instances import CONNECTIVITY, SEPARATE
 
 __all__ = ["main"]

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
+from ..imagej import BACKENDS
 from ._biovoxxel import biovoxxel_points, biovoxxel_test
 from ._edm import ultimate_points
 from ._imagej_route import biovoxxel_test_imagej, ultimate_points_imagej
@@ -115,8 +116,8 @@ def test_distribution(data, method="clark-evans", *, shape=None, pixel_size_m=No
     """
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
-    if backend not in ("native", "imagej"):
-        raise InputError(f"backend must be 'native' or 'imagej', not {backend!r}.")
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}.")
     scale = _scale_nm(pixel_size_m)
     unit = "nm" if pixel_size_m is not None else "px"
     arr = np.asarray(data)

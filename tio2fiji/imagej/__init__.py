@@ -52,7 +52,11 @@ from ._macro import MacroResult, run_macro
 from ._measure import compare_tables, measure_imagej
 from ._session import Session, session
 
+#: Who measures particles and finds UEPs: tio2fiji's own ports ("native") or this real ImageJ.
+BACKENDS = ("native", "imagej")
+
 __all__ = [
+    "BACKENDS",
     "ANGLE_COLUMNS",
     "COLUMNS",
     "ENV_IJ_JAR",
