@@ -73,7 +73,9 @@ def test_match_instances_sort_path_equals_bincount_path(monkeypatch):
     gt = connected_components(rng.random((60, 60)) > 0.55)
     pred = connected_components(rng.random((60, 60)) > 0.55)
     a = M.match_instances(pred, gt).iou.toarray()
-    monkeypatch.setattr(M, "_MAX_BINCOUNT_CELLS", 0)
+    from tio2fiji.metrics import _matching
+
+    monkeypatch.setattr(_matching, "_MAX_BINCOUNT_CELLS", 0)
     b = M.match_instances(pred, gt).iou.toarray()
     np.testing.assert_array_equal(a, b)
 
@@ -284,3 +286,97 @@ def test_evaluate_images_many_particles_is_fast():
     assert res["per_image"]["n_gt"] == [k] and k > 5000
     assert res["instance_iou"] == pytest.approx(30 / 42)
     assert res["ap50_voc11"] == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# one-to-one matching at IoU 0.5, panoptic quality, prediction-centred IoU, size agreement
+
+
+def _squares(shape, boxes):
+    lab = np.zeros(shape, np.int32)
+    for k, (y, x, h, w) in enumerate(boxes, 1):
+        lab[y:y + h, x:x + w] = k
+    return lab
+
+
+def test_f1_and_panoptic_quality_by_hand():
+    # gt: three 4x4 squares. pred: the first exactly; the second shifted by one column
+    # (intersection 12, union 20: IoU 0.6); a 2x4 half of the third (IoU 0.5, not above 0.5:
+    # no match); one extra particle where there is none.
+    gt = _squares((20, 40), [(0, 0, 4, 4), (0, 10, 4, 4), (0, 20, 4, 4)])
+    pred = _squares((20, 40), [(0, 0, 4, 4), (0, 11, 4, 4), (0, 20, 2, 4), (10, 30, 3, 3)])
+    m = M.match_instances(pred, gt)
+    gi, pj, ious = M.matched_pairs(m)
+    assert sorted(zip(gi.tolist(), pj.tolist())) == [(0, 0), (1, 1)]
+    np.testing.assert_allclose(sorted(ious), [0.6, 1.0])
+    counts = M.match_counts(m)
+    assert (counts["tp"], counts["fp"], counts["fn"]) == (2, 2, 1)
+    s = M.instance_scores(**counts)
+    assert s["precision"] == pytest.approx(2 / 4) and s["recall"] == pytest.approx(2 / 3)
+    assert s["f1"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 1)) == s["rq"]
+    assert s["sq"] == pytest.approx(0.8) and s["pq"] == pytest.approx(0.8 * 4 / 7)
+    # prediction-centred IoU (BAM): mean over the 4 predictions of their best IoU; the missed
+    # third particle does not lower it, the extra one does
+    assert M.prediction_iou(pred, gt) == pytest.approx((1.0 + 0.6 + 0.5 + 0.0) / 4)
+    # ground-truth centred: the best IoU of each of the 3 manual particles
+    assert M.instance_iou(pred, gt) == pytest.approx((1.0 + 0.6 + 0.5) / 3)
+
+
+def test_a_merged_prediction_matches_at_most_one_particle():
+    gt = _squares((10, 20), [(0, 0, 4, 4), (0, 4, 4, 4)])  # touching squares
+    merged = (gt > 0).astype(np.int32) * 7  # one label over both: IoU 0.5 with each, no match
+    counts = M.match_counts(M.match_instances(merged, gt))
+    assert (counts["tp"], counts["fp"], counts["fn"]) == (0, 1, 2)
+    big = _squares((10, 20), [(0, 0, 4, 5)])  # covers the first (IoU 16/20) and a column of the second
+    gi, pj, _ = M.matched_pairs(M.match_instances(big, gt))
+    assert gi.tolist() == [0] and pj.tolist() == [0]
+    with pytest.raises(InputError):
+        M.matched_pairs(M.match_instances(big, gt), iou_threshold=0.3)
+
+
+def test_instance_scores_of_empty_images():
+    assert M.instance_scores(0, 0, 0, 0.0)["pq"] == 1.0
+    none_found = M.instance_scores(0, 0, 5, 0.0)
+    assert none_found["recall"] == 0.0 and none_found["precision"] == 0.0 and none_found["pq"] == 0.0
+    empty = np.zeros((8, 8), np.int32)
+    assert M.prediction_iou(empty, empty) == 1.0
+    assert M.prediction_iou(empty, _squares((8, 8), [(1, 1, 3, 3)])) == 0.0
+
+
+def test_size_errors_by_hand():
+    # sides 2, 4, 6, 8 (ECD proportional to the side) against sides 4, 4, 8, 8
+    pred = _squares((30, 60), [(0, 0, 2, 2), (0, 10, 4, 4), (0, 20, 6, 6), (0, 30, 8, 8)])
+    gt = _squares((30, 60), [(0, 0, 4, 4), (0, 10, 4, 4), (10, 20, 8, 8), (10, 40, 8, 8)])
+    k = 2 / np.sqrt(np.pi)  # ECD of a square of side s is s * 2 / sqrt(pi)
+    np.testing.assert_allclose(M.ecd_of_labels(gt), k * np.array([4, 4, 8, 8]))
+    e = M.size_errors(M.ecd_of_labels(pred), M.ecd_of_labels(gt))
+    assert e["count_error_signed"] == 0.0
+    assert e["median_ecd_error"] == pytest.approx(abs(5 - 6) / 6)  # medians 5 and 6 sides
+    assert e["d10_ecd_error"] == pytest.approx(abs(2.6 - 4) / 4)  # numpy linear quantiles
+    assert e["d90_ecd_error"] == pytest.approx(abs(7.4 - 8) / 8)
+    # empirical CDFs: at side 2 pred 1/4, gt 0; at 4 pred 2/4, gt 2/4; at 6 pred 3/4, gt 2/4
+    assert e["ks_distance"] == pytest.approx(0.25)
+    e = M.size_errors([1.0, 2.0], [])
+    assert e["count_error_signed"] == 2.0 and np.isnan(e["median_ecd_error"]) and np.isnan(e["ks_distance"])
+
+
+def test_evaluate_images_pools_matches_and_carries_every_metric_per_image():
+    gt1 = _squares((20, 40), [(0, 0, 4, 4), (0, 10, 4, 4), (0, 20, 4, 4)])
+    pred1 = _squares((20, 40), [(0, 0, 4, 4), (0, 11, 4, 4), (0, 20, 2, 4), (10, 30, 3, 3)])
+    gt2 = _squares((20, 40), [(5, 5, 6, 6)])
+    pred2 = gt2.copy()
+    res = M.evaluate_images([pred1, pred2], [gt1, gt2], names=["a", "b"], coco=False)
+    # pooled: tp 2 + 1, fp 2 + 0, fn 1 + 0, summed IoU 1.6 + 1.0
+    assert res["f1"] == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
+    assert res["pq"] == pytest.approx((2.6 / 3) * (3 / (3 + 1.5)))
+    assert res["precision"] == pytest.approx(3 / 5) and res["recall"] == pytest.approx(3 / 4)
+    assert res["prediction_iou"] == pytest.approx((1.0 + 0.6 + 0.5 + 0.0 + 1.0) / 5)
+    per = res["per_image"]
+    assert per["tp"] == [2, 1] and per["fp"] == [2, 0] and per["fn"] == [1, 0]
+    assert per["f1"][1] == 1.0 and per["pq"][1] == 1.0 and per["ks_distance"][1] == 0.0
+    assert res["median_ecd_error"] == pytest.approx(np.mean(per["median_ecd_error"]))
+    table = M.per_image_frame(res)
+    for col in ("precision", "recall", "f1", "pq", "prediction_iou", "count_error_signed",
+                "median_ecd_error", "d10_ecd_error", "d90_ecd_error", "ks_distance"):
+        assert col in table.columns and col in res
+    json.dumps(res)  # JSON-ready

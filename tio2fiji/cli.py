@@ -365,6 +365,10 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
     click.echo(f"{res['n_images']} image(s): mean IoU {fmt(res['mean_iou'])}, Dice {fmt(res['mean_dice'])}, "
                f"instance IoU {fmt(res['instance_iou'])}, AP50 (VOC11) {fmt(res['ap50_voc11'])}, "
                f"COCO AP {fmt(res['coco_ap'])}, count error {fmt(res['count_error'])}")
+    click.echo(f"  one-to-one at IoU 0.5: precision {fmt(res['precision'])}, recall {fmt(res['recall'])}, "
+               f"F1 {fmt(res['f1'])}, PQ {fmt(res['pq'])}; prediction-centred instance IoU (BAM) "
+               f"{fmt(res['prediction_iou'])}; median ECD error {fmt(res['median_ecd_error'])}, "
+               f"KS distance {fmt(res['ks_distance'])}")
     click.echo(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'per_image.csv'}")
 
 

@@ -1,0 +1,153 @@
+"""All metrics of ``metrics.json`` for a set of images, and the per-image table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..instances import CONNECTIVITY, particle_scores
+from ._ap import _coco_ap_from_matches, match_detections, voc11_ap
+from ._matching import best_iou_per_gt, best_iou_per_pred, count_error, instance_scores, match_counts, match_instances
+from ._pixels import dice, iou
+from ._sizes import ecd_of_labels, size_errors
+
+_SIZE_KEYS = ("count_error_signed", "median_ecd_error", "d10_ecd_error", "d90_ecd_error", "ks_distance")
+
+
+def evaluate_images(preds, gts, probs=None, names=None, valids=None, connectivity: int = CONNECTIVITY,
+                    iou_threshold: float = 0.5, coco: bool = True) -> dict:
+    """All metrics of ``metrics.json`` for a set of predicted and ground-truth masks.
+
+    Parameters
+    ----------
+    preds, gts : sequence of array_like
+        Per image, a mask (bool, or 0/255-style integers; labelled into particles with
+        ``connectivity``) or an integer label image (several non-zero values).
+    probs : sequence of array_like, optional
+        Per image, the probability map; a predicted particle's score is its mean probability.
+        Without it every particle scores 1.0.
+    names : sequence of str, optional
+        Image names for the per-image lists.
+    valids : sequence of array_like of bool, optional
+        Per image, the pixels that count (others are cleared in both masks before anything is
+        measured).
+    connectivity : {4, 8}
+    iou_threshold : float
+        IoU a prediction must exceed to be a true positive in the VOC AP and in the one-to-one
+        matching (precision, recall, F1, panoptic quality).
+    coco : bool
+        Compute ``coco_ap``/``coco_ap50`` (pycocotools); False leaves them None.
+
+    Returns
+    -------
+    dict
+        ``mean_iou``, ``mean_dice``, ``ap50_voc11``, ``coco_ap``, ``coco_ap50``, ``instance_iou``,
+        ``count_error``; pooled over all particles of all images: ``precision``, ``recall``,
+        ``f1``, ``sq``, ``rq``, ``pq`` (one-to-one matching at ``iou_threshold``, see
+        :func:`~tio2fiji.metrics.instance_scores`) and ``prediction_iou`` (BAM's prediction-centred
+        instance IoU, :func:`~tio2fiji.metrics.prediction_iou`); means over images of the size
+        agreement ``count_error_signed``, ``median_ecd_error``, ``d10_ecd_error``,
+        ``d90_ecd_error``, ``ks_distance`` (:func:`~tio2fiji.metrics.size_errors`; images without
+        particles on one side are left out of the quantile and KS means); ``n_images``,
+        ``connectivity``, ``scores``, and ``per_image``: a dict of equal-length lists with every
+        per-image value (``name``, ``iou``, ``dice``, ``instance_iou``, ``prediction_iou``,
+        ``ap50_voc11``, ``n_gt``, ``n_pred``, ``count_error``, ``tp``, ``fp``, ``fn``,
+        ``precision``, ``recall``, ``f1``, ``pq`` and the size keys). All values are JSON-ready
+        Python numbers (NaN where undefined).
+    """
+    preds, gts = list(preds), list(gts)
+    if len(preds) != len(gts):
+        raise InputError(f"{len(preds)} predictions but {len(gts)} ground-truth masks.")
+    if probs is not None:
+        probs = list(probs)
+        if len(probs) != len(preds):
+            raise InputError(f"{len(probs)} probability maps for {len(preds)} predictions.")
+    names = [f"image_{k}" for k in range(len(preds))] if names is None else [str(n) for n in names]
+    per = {k: [] for k in ("name", "iou", "dice", "instance_iou", "prediction_iou", "ap50_voc11", "n_gt",
+                           "n_pred", "count_error", "tp", "fp", "fn", "precision", "recall", "f1", "pq",
+                           *_SIZE_KEYS)}
+    matches, scores_list, tps, best_all, best_pred_all = [], [], [], [], []
+    pooled = {"tp": 0, "fp": 0, "fn": 0, "sum_iou": 0.0}
+    for k, (p, g) in enumerate(zip(preds, gts)):
+        p, g = np.asarray(p), np.asarray(g)
+        if p.shape != g.shape:
+            raise InputError(f"{names[k]}: prediction is {p.shape} but ground truth is {g.shape}.")
+        if valids is not None and valids[k] is not None:
+            v = np.asarray(valids[k], dtype=bool)
+            p, g = np.where(v, p, 0).astype(p.dtype), np.where(v, g, 0).astype(g.dtype)
+        m = match_instances(p, g, connectivity)
+        s = (np.ones(m.n_pred) if probs is None
+             else particle_scores(m.pred_labels, probs[k]))
+        tp = match_detections(m, s, iou_threshold)
+        best = best_iou_per_gt(m)
+        matches.append(m)
+        scores_list.append(s)
+        tps.append(tp)
+        best_all.append(best)
+        per["name"].append(names[k])
+        per["iou"].append(iou(m.pred_labels, m.gt_labels))
+        per["dice"].append(dice(m.pred_labels, m.gt_labels))
+        per["instance_iou"].append(float(best.mean()) if m.n_gt else (1.0 if m.n_pred == 0 else 0.0))
+        per["ap50_voc11"].append(voc11_ap(s, tp, m.n_gt))
+        per["n_gt"].append(m.n_gt)
+        per["n_pred"].append(m.n_pred)
+        per["count_error"].append(count_error(m.n_pred, m.n_gt))
+        best_pred = best_iou_per_pred(m)
+        best_pred_all.append(best_pred)
+        per["prediction_iou"].append(float(best_pred.mean()) if m.n_pred else (1.0 if m.n_gt == 0 else 0.0))
+        counts = match_counts(m, iou_threshold)
+        for key in pooled:
+            pooled[key] += counts[key]
+        scores = instance_scores(**counts)
+        for key in ("tp", "fp", "fn"):
+            per[key].append(counts[key])
+        for key in ("precision", "recall", "f1", "pq"):
+            per[key].append(scores[key])
+        sizes = size_errors(ecd_of_labels(m.pred_labels), ecd_of_labels(m.gt_labels))
+        for key in _SIZE_KEYS:
+            per[key].append(sizes[key])
+    n_gt_total = int(sum(per["n_gt"]))
+    n_pred_total = int(sum(per["n_pred"]))
+    if n_gt_total:
+        inst = float(np.concatenate(best_all).mean())
+    else:
+        inst = 1.0 if n_pred_total == 0 else 0.0
+    ap_voc = voc11_ap(np.concatenate(scores_list) if scores_list else [],
+                      np.concatenate(tps) if tps else [], n_gt_total)
+    coco_res = _coco_ap_from_matches(matches, scores_list) if coco else {"ap": None, "ap50": None}
+
+    def mean(xs):
+        return float(np.mean(xs)) if xs else float("nan")
+
+    def nanmean(xs):
+        xs = [x for x in xs if not np.isnan(x)]
+        return float(np.mean(xs)) if xs else float("nan")
+
+    if n_pred_total:
+        pred_inst = float(np.concatenate(best_pred_all).mean())
+    else:
+        pred_inst = 1.0 if n_gt_total == 0 else 0.0
+
+    return {
+        "mean_iou": mean(per["iou"]),
+        "mean_dice": mean(per["dice"]),
+        "ap50_voc11": ap_voc,
+        "coco_ap": coco_res["ap"],
+        "coco_ap50": coco_res["ap50"],
+        "instance_iou": inst,
+        "count_error": mean(per["count_error"]),
+        **instance_scores(**pooled),
+        "prediction_iou": pred_inst,
+        **{key: nanmean(per[key]) for key in _SIZE_KEYS},
+        "n_images": len(preds),
+        "connectivity": connectivity,
+        "scores": "mean probability" if probs is not None else "none given: every particle 1.0",
+        "per_image": per,
+    }
+
+
+def per_image_frame(result: dict):
+    """The per-image lists of :func:`evaluate_images` as a pandas DataFrame (for the per-image CSV)."""
+    import pandas as pd
+
+    return pd.DataFrame(result["per_image"])
