@@ -22,7 +22,7 @@ def squares(shape, boxes):
 # ---------------------------------------------------------------------------------------- pixels
 
 
-def test_iou_and_dice_of_offset_squares():
+def test_iou_and_dice_of_offsetsquares():
     a = squares((30, 30), [(0, 0, 10, 10)]) > 0
     b = squares((30, 30), [(0, 5, 10, 10)]) > 0
     # overlap 10x5 = 50, union 100 + 100 - 50 = 150
@@ -292,19 +292,12 @@ def test_evaluate_images_many_particles_is_fast():
 # one-to-one matching at IoU 0.5, panoptic quality, prediction-centred IoU, size agreement
 
 
-def _squares(shape, boxes):
-    lab = np.zeros(shape, np.int32)
-    for k, (y, x, h, w) in enumerate(boxes, 1):
-        lab[y:y + h, x:x + w] = k
-    return lab
-
-
 def test_f1_and_panoptic_quality_by_hand():
     # gt: three 4x4 squares. pred: the first exactly; the second shifted by one column
     # (intersection 12, union 20: IoU 0.6); a 2x4 half of the third (IoU 0.5, not above 0.5:
     # no match); one extra particle where there is none.
-    gt = _squares((20, 40), [(0, 0, 4, 4), (0, 10, 4, 4), (0, 20, 4, 4)])
-    pred = _squares((20, 40), [(0, 0, 4, 4), (0, 11, 4, 4), (0, 20, 2, 4), (10, 30, 3, 3)])
+    gt = squares((20, 40), [(0, 0, 4, 4), (0, 10, 4, 4), (0, 20, 4, 4)])
+    pred = squares((20, 40), [(0, 0, 4, 4), (0, 11, 4, 4), (0, 20, 2, 4), (10, 30, 3, 3)])
     m = M.match_instances(pred, gt)
     gi, pj, ious = M.matched_pairs(m)
     assert sorted(zip(gi.tolist(), pj.tolist())) == [(0, 0), (1, 1)]
@@ -323,11 +316,11 @@ def test_f1_and_panoptic_quality_by_hand():
 
 
 def test_a_merged_prediction_matches_at_most_one_particle():
-    gt = _squares((10, 20), [(0, 0, 4, 4), (0, 4, 4, 4)])  # touching squares
+    gt = squares((10, 20), [(0, 0, 4, 4), (0, 4, 4, 4)])  # touching squares
     merged = (gt > 0).astype(np.int32) * 7  # one label over both: IoU 0.5 with each, no match
     counts = M.match_counts(M.match_instances(merged, gt))
     assert (counts["tp"], counts["fp"], counts["fn"]) == (0, 1, 2)
-    big = _squares((10, 20), [(0, 0, 4, 5)])  # covers the first (IoU 16/20) and a column of the second
+    big = squares((10, 20), [(0, 0, 4, 5)])  # covers the first (IoU 16/20) and a column of the second
     gi, pj, _ = M.matched_pairs(M.match_instances(big, gt))
     assert gi.tolist() == [0] and pj.tolist() == [0]
     with pytest.raises(InputError):
@@ -340,13 +333,13 @@ def test_instance_scores_of_empty_images():
     assert none_found["recall"] == 0.0 and none_found["precision"] == 0.0 and none_found["pq"] == 0.0
     empty = np.zeros((8, 8), np.int32)
     assert M.prediction_iou(empty, empty) == 1.0
-    assert M.prediction_iou(empty, _squares((8, 8), [(1, 1, 3, 3)])) == 0.0
+    assert M.prediction_iou(empty, squares((8, 8), [(1, 1, 3, 3)])) == 0.0
 
 
 def test_size_errors_by_hand():
     # sides 2, 4, 6, 8 (ECD proportional to the side) against sides 4, 4, 8, 8
-    pred = _squares((30, 60), [(0, 0, 2, 2), (0, 10, 4, 4), (0, 20, 6, 6), (0, 30, 8, 8)])
-    gt = _squares((30, 60), [(0, 0, 4, 4), (0, 10, 4, 4), (10, 20, 8, 8), (10, 40, 8, 8)])
+    pred = squares((30, 60), [(0, 0, 2, 2), (0, 10, 4, 4), (0, 20, 6, 6), (0, 30, 8, 8)])
+    gt = squares((30, 60), [(0, 0, 4, 4), (0, 10, 4, 4), (10, 20, 8, 8), (10, 40, 8, 8)])
     k = 2 / np.sqrt(np.pi)  # ECD of a square of side s is s * 2 / sqrt(pi)
     np.testing.assert_allclose(M.ecd_of_labels(gt), k * np.array([4, 4, 8, 8]))
     e = M.size_errors(M.ecd_of_labels(pred), M.ecd_of_labels(gt))
@@ -361,9 +354,9 @@ def test_size_errors_by_hand():
 
 
 def test_evaluate_images_pools_matches_and_carries_every_metric_per_image():
-    gt1 = _squares((20, 40), [(0, 0, 4, 4), (0, 10, 4, 4), (0, 20, 4, 4)])
-    pred1 = _squares((20, 40), [(0, 0, 4, 4), (0, 11, 4, 4), (0, 20, 2, 4), (10, 30, 3, 3)])
-    gt2 = _squares((20, 40), [(5, 5, 6, 6)])
+    gt1 = squares((20, 40), [(0, 0, 4, 4), (0, 10, 4, 4), (0, 20, 4, 4)])
+    pred1 = squares((20, 40), [(0, 0, 4, 4), (0, 11, 4, 4), (0, 20, 2, 4), (10, 30, 3, 3)])
+    gt2 = squares((20, 40), [(5, 5, 6, 6)])
     pred2 = gt2.copy()
     res = M.evaluate_images([pred1, pred2], [gt1, gt2], names=["a", "b"], coco=False)
     # pooled: tp 2 + 1, fp 2 + 0, fn 1 + 0, summed IoU 1.6 + 1.0

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from . import report as rep
-from .batch import concat_tables, run_files, software_versions
+from .batch import UNITS_NOTE, concat_tables, run_files, run_metadata, run_versions
 from .distribution import METHODS, distribution_table, envelopes, test_distribution
 from .errors import InputError
-from .imagej import BACKENDS, imagej_version, measure_imagej
+from .imagej import BACKENDS, measure_imagej
 from .instances import CONNECTIVITY, SEPARATE, labels_to_separated_mask
 from .io import file_sha256, read_sem, write_csv, write_json, write_labels, write_mask
 from .models.checkpoint import DEFAULT_MODEL, load_model, model_threshold
@@ -258,9 +258,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                "methods": list(methods), "points": points,
                "threshold": threshold if threshold is not None else model_desc["threshold"],
                "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims}
-    versions = software_versions()
-    if backend == "imagej" and res.images:
-        versions["imagej"] = imagej_version()
+    versions = run_versions(backend if res.images else None)  # no JVM started for nothing
     if tables:
         res.particles = concat_tables(tables)
         res.distribution = distribution_table(dist_rows) if dist_rows else pd.DataFrame()
@@ -281,11 +279,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                             ("ecd_distribution.png", lambda f: rep.plot_ecd_distribution(t, f, names, unit))):
             plots[_PLOTS[fname]] = res.files[fname] = plot(plots_dir / fname)
     res.seconds = time.perf_counter() - t_start
-    meta = {"options": options, "model": model_desc, "images": res.images, "versions": versions,
-            "failures": [{"file": p, "error": m} for p, m in res.failures],
-            "units": "lengths in the unit of each image (nm when calibrated, else pixel); areas in "
-                     "unit^2; FeretX/FeretY in pixels, as ImageJ",
-            "seconds": round(res.seconds, 2)}
+    meta = run_metadata(res.failures, versions=versions, options=options, model=model_desc,
+                        images=res.images, units=UNITS_NOTE, seconds=round(res.seconds, 2))
     res.files["analysis.json"] = write_json(out_dir / "analysis.json", meta)
     if report:
         res.report = res.files["report.html"] = rep.write_report(

@@ -44,7 +44,7 @@ from .predict import segment
 from .rois import write_roi_zip
 
 __all__ = ["BatchResult", "MaskInput", "run_files", "unique_names", "failure_message",
-           "run_metadata", "software_versions", "load_mask_input", "measure_files",
+           "run_metadata", "run_versions", "software_versions", "load_mask_input", "measure_files",
            "distribution_files", "segment_files", "concat_tables"]
 
 log = logging.getLogger(__name__)
@@ -197,18 +197,24 @@ def run_files(paths, step, progress=None) -> BatchResult:
     return result
 
 
-def run_metadata(failures=(), backend=None, **fields) -> dict:
+def run_versions(backend=None) -> dict:
+    """:func:`software_versions`, plus the running ImageJ's version for the ``"imagej"`` backend."""
+    versions = software_versions()
+    if backend == "imagej":
+        versions["imagej"] = imagej_version()
+    return versions
+
+
+def run_metadata(failures=(), backend=None, versions=None, **fields) -> dict:
     """The run's metadata JSON: ``fields`` (options, inputs, ...), then versions and failures.
 
-    ``versions`` holds :func:`software_versions`, plus the ImageJ version when ``backend`` is
-    ``"imagej"``.
+    ``versions`` defaults to :func:`run_versions` of ``backend``; ``backend`` also goes first in
+    the document when given.
     """
     doc = dict(fields)
     if backend is not None:
         doc = {"backend": backend, **doc}
-    doc["versions"] = software_versions()
-    if backend == "imagej":
-        doc["versions"]["imagej"] = imagej_version()
+    doc["versions"] = run_versions(backend) if versions is None else versions
     doc["failures"] = [{"file": str(p), "error": m} for p, m in failures]
     return doc
 

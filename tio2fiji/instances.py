@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.measure import label
 from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
@@ -116,17 +115,17 @@ def watershed_split(mask, probability=None, h: float = WATERSHED_DEFAULTS["h"],
         dist = dist * probability
     if sigma:
         dist = ndi.gaussian_filter(dist, sigma)
-    seeds = label(h_maxima(dist, h), connectivity=2)
+    seeds = connected_components(h_maxima(dist, h), 8, dtype=np.int32)
     lab = watershed(-dist, seeds, mask=mask, watershed_line=watershed_line)
     # components without a seed (flat, tiny) keep their own label instead of vanishing
     rest = mask & (lab == 0)
     if watershed_line:
         # line pixels are background on purpose; only whole unseeded components are added back
-        comp = label(mask, connectivity=1)
+        comp = connected_components(mask, 4, dtype=np.int32)
         seeded = np.unique(comp[lab > 0])
         rest = np.isin(comp, seeded, invert=True) & mask
     if rest.any():
-        extra = label(rest, connectivity=1)
+        extra = connected_components(rest, 4, dtype=np.int32)
         lab = np.where(extra > 0, extra + lab.max(), lab)
     lab = _raster_order(lab)
     return relabel_sequential(lab)[0].astype(np.uint32)
