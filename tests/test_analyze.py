@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import tifffile
 from click.testing import CliRunner
+from test_complete import use_tiny_classifier
 from test_report import browser_dom, table_rows
 
 from tio2fiji.analyze import analyze_images
@@ -36,6 +37,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def tiny_classifier(tmp_path, monkeypatch):
+    """The complete columns come from a hand-made classifier, not the bundled one's numbers."""
+    return use_tiny_classifier(tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +76,15 @@ def test_demo_writes_consistent_results_and_a_report_that_renders(tmp_path, exam
     assert "report.html" in res.output
 
     particles = pd.read_csv(out / "particles.csv")
-    summary = pd.read_csv(out / "summary.csv")
+    both = pd.read_csv(out / "summary.csv")
     dist = pd.read_csv(out / "distribution.csv")
     meta = json.loads((out / "analysis.json").read_text())
-    assert list(summary["image"]) == names
+    # per image a row of all particles, then one of its complete particles
+    assert list(both["image"]) == [n for n in names for _ in range(2)]
+    assert list(both["particles_kind"]) == ["all", "complete"] * 3
+    summary = both[both["particles_kind"] == "all"]
+    complete_rows = both[both["particles_kind"] == "complete"]
+    assert meta["options"]["complete_only"] is False and meta["complete_classifier"]["threshold"] == 0.5
     assert set(dist["image"]) == set(names) and set(dist["method"]) == {"clark-evans", "monte-carlo"}
     assert [m["pixel_size_source"] for m in meta["images"]] == ["CZ_SEM"] * 3
     assert [m["separation"] for m in meta["images"]] == ["watershed"] * 3  # "auto" for a U-Net
@@ -98,6 +110,12 @@ def test_demo_writes_consistent_results_and_a_report_that_renders(tmp_path, exam
         cover = 100 * np.count_nonzero(mask) / mask.size
         assert cover <= row.area_coverage_pct < 1.05 * cover
         assert row.ECD_median == pytest.approx(np.median(mine["ECD"]))
+        done = mine[mine["complete"]]
+        crow = complete_rows[complete_rows["image"] == n].iloc[0]
+        assert crow["particles"] == len(done) == meta["images"][names.index(n)]["complete_particles"]
+        assert 0 < len(done) < len(mine)
+        assert crow["ECD_median"] == pytest.approx(np.median(done["ECD"]))
+        assert ((mine["complete_score"] >= 0.5) == mine["complete"]).all()
         assert row.ECD_median_ci_low <= row.ECD_median <= row.ECD_median_ci_high
         assert row.circularity_mean == pytest.approx(mine["Circ."].mean())
         assert row.unit == "nm" and row.pixel_size_nm == pytest.approx(7.34375)
@@ -110,8 +128,8 @@ def test_demo_writes_consistent_results_and_a_report_that_renders(tmp_path, exam
     dom, total, decoded, bad = browser_dom(out / "report.html", tmp_path)
     assert total == 4 + 3 + 3 and decoded == total, bad  # 4 summary plots, 3 envelopes, 3 overlays
     rows = table_rows(dom, "summary-table")
-    assert [r[0] for r in rows] == names
-    assert [int(r[1]) for r in rows] == list(summary["particles"])
+    assert [r[0] for r in rows] == list(both["image"]) and [r[1] for r in rows] == list(both["particles_kind"])
+    assert [int(r[2]) for r in rows] == list(both["particles"])
     assert len(table_rows(dom, "distribution-table")) == len(dist)
     assert [r[5] for r in table_rows(dom, "images-table")] == ["CZ_SEM"] * 3
 
@@ -130,14 +148,14 @@ def test_failures_are_reported_and_the_others_go_on(tmp_path, model, crops):
     out = tmp_path / "out"
     # the same name in two folders: the folder tells them apart, the second one's files get a suffix
     assert [m["image"] for m in res.images] == ["cal/crop.tif", "raw/crop.tif"]
-    assert list(res.summary["image"]) == ["cal/crop.tif", "raw/crop.tif"]
+    assert list(res.summary["image"]) == ["cal/crop.tif"] * 2 + ["raw/crop.tif"] * 2
     assert (out / "crop_mask.tif").is_file() and (out / "crop_2_labels.tif").is_file()
     assert res.images[1]["files"]["labels"].endswith("crop_2_labels.tif")
     # calibration: ImageJ metadata -> nm; none -> pixels, and both say where it came from
     c, r = res.images
     assert (c["pixel_size_source"], c["unit"]) == ("ImageJ", "nm")
     assert r["pixel_size_m"] is None and r["unit"] == "pixel" and r["pixel_size_source"].startswith("none")
-    s = res.summary
+    s = res.summary[res.summary["particles_kind"] == "all"]
     assert list(s["unit"]) == ["nm", "pixel"]
     # the same pixels: counts and coverage agree, sizes differ by the pixel size
     assert s["particles"].iloc[0] == s["particles"].iloc[1] > 3
@@ -190,6 +208,9 @@ def test_imagej_backend_gives_the_native_numbers(tmp_path, model, crops):
     b = ij.particles.sort_values(["Y", "X"])[cols].to_numpy()
     assert a.shape == b.shape and len(a) > 3
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    # the same particles, so the same complete scores (ImageJ's rows matched to its own particles)
+    np.testing.assert_allclose(nat.particles.sort_values(["Y", "X"])["complete_score"].to_numpy(),
+                               ij.particles.sort_values(["Y", "X"])["complete_score"].to_numpy(), rtol=1e-12)
     assert "imagej" in json.loads((tmp_path / "i" / "analysis.json").read_text())["versions"]
 
 
@@ -220,5 +241,29 @@ def test_image_without_particles_gives_a_zero_row_not_a_failure(tmp_path, model)
     assert res.ok and len(res.particles) == 0
     row = res.summary.iloc[0]
     assert row["particles"] == 0 and row["area_coverage_pct"] == 0.0 and np.isnan(row["ECD_median"])
+    assert list(res.summary["particles_kind"]) == ["all", "complete"] and res.summary["particles"].iloc[1] == 0
     assert set(res.distribution["classification"]) == {"too few points"}
     assert res.report.is_file() and (tmp_path / "o" / "summary.csv").is_file()
+
+
+def test_cli_analyze_complete_only(tmp_path, crops):
+    """--complete-only: summary, plots and spatial tests of the complete particles; particles.csv
+    keeps every particle."""
+    out = tmp_path / "o"
+    res = CliRunner().invoke(main, ["analyze", str(crops[0]), "--out", str(out), "--threads", "1",
+                                    "--method", "clark-evans", "--complete-only"])
+    assert res.exit_code == 0, res.output
+    particles = pd.read_csv(out / "particles.csv")
+    summary = pd.read_csv(out / "summary.csv")
+    dist = pd.read_csv(out / "distribution.csv")
+    meta = json.loads((out / "analysis.json").read_text())
+    done = particles[particles["complete"]]
+    assert 0 < len(done) < len(particles) == meta["images"][0]["particles"]
+    assert re.search(rf"crop\.tif: {len(done)} complete particles of {len(particles)}, [\d.]+ % area, "
+                     r"ECD median [\d.]+ nm \[", res.output)
+    assert list(summary["particles_kind"]) == ["complete"] and summary["particles"].iloc[0] == len(done)
+    assert summary["ECD_median"].iloc[0] == pytest.approx(np.median(done["ECD"]))
+    assert dist["n"].iloc[0] == len(done)  # the centroids of the complete particles
+    assert meta["options"]["complete_only"] is True
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "Complete particles only" in page and "(complete particles only)" in page

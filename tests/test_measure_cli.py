@@ -7,12 +7,19 @@ import pandas as pd
 import pytest
 import tifffile
 from click.testing import CliRunner
+from test_complete import use_tiny_classifier
 
 from tio2fiji.cli import main
 from tio2fiji.io import read_mask
 from tio2fiji.particles import measure
 
 PIXEL_NM = 7.34375
+
+
+@pytest.fixture(autouse=True)
+def tiny_classifier(tmp_path, monkeypatch):
+    """The complete columns come from a hand-made classifier, not the bundled one's numbers."""
+    return use_tiny_classifier(tmp_path, monkeypatch)
 
 
 def _run(args):
@@ -51,6 +58,8 @@ def test_imagej_backend_gives_the_same_table(tmp_path, example_masks):
         runs[backend] = pd.read_csv(out / "particles.csv")
     nat, ij = runs["native"], runs["imagej"]
     assert len(nat) == len(ij) > 100
+    # every column, complete_score and complete included: each row is scored as its own particle
+    assert {"complete_score", "complete"} <= set(ij.columns) and 0 < ij["complete"].sum() < len(ij)
     num = [c for c in nat.columns if c not in ("image", "touches_edge")]
     np.testing.assert_allclose(nat[num].to_numpy(float), ij[num].to_numpy(float), rtol=1e-6, atol=1e-9)
     meta = json.loads((tmp_path / "imagej" / "particles.json").read_text())
@@ -79,6 +88,7 @@ def test_empty_mask_gives_header_only(tmp_path):
     assert res.exit_code == 0, res.output
     table = pd.read_csv(tmp_path / "o" / "particles.csv")
     assert len(table) == 0 and "Feret" in table.columns and "ECD" in table.columns
+    assert "complete_score" in table.columns and "complete" in table.columns
 
 
 def test_bad_inputs_are_reported_and_others_go_on(tmp_path, example_masks):

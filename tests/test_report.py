@@ -133,6 +133,7 @@ def test_summary_table_matches_hand_computation():
             {"image": "b.tif", "width": 8, "height": 8, "pixel_size_m": 2e-9}]
     s = S.summary_table(tiny_particles(), meta, n_boot=200, seed=0)
     assert list(s.columns) == S.SUMMARY_COLUMNS
+    assert list(s["particles_kind"]) == ["all", "all"]  # no complete column: one row per image
     a, b = s.iloc[0], s.iloc[1]
     assert a["particles"] == 3 and b["particles"] == 0
     assert a["area_coverage_pct"] == pytest.approx(25.0)  # 50 of 200 pixels
@@ -280,6 +281,7 @@ def test_software_versions():
 
 def small_report(tmp_path):
     df = plot_particles()
+    df["complete"] = np.arange(len(df)) % 4 != 0  # every fourth particle is not complete
     names = ["one.tif", "two.tif", "single.tif"]
     meta = [{"image": n, "path": f"/data/{n}", "width": 64, "height": 48, "pixel_size_m": 7.34375e-9,
              "pixel_size_source": "CZ_SEM", "data_bar_rows": 0, "particles": int((df["image"] == n).sum())}
@@ -310,9 +312,13 @@ def test_report_tables_and_images_in_headless_browser(tmp_path):
     dom, total, decoded, bad = browser_dom(path, tmp_path)
     assert (total, decoded, bad) == (3, 3, "")
     rows = table_rows(dom, "summary-table")
-    assert [r[0] for r in rows] == ["one.tif", "two.tif", "single.tif"]
-    assert [int(r[1]) for r in rows] == [40, 60, 1]
-    assert rows[0][3] == f"{summary['circularity_mean'].iloc[0]:.4g}"
+    # per image a row of all particles and one of the complete ones
+    assert [r[0] for r in rows] == ["one.tif", "one.tif", "two.tif", "two.tif", "single.tif", "single.tif"]
+    assert [r[1] for r in rows] == ["all", "complete"] * 3
+    assert [int(r[2]) for r in rows] == [40, 30, 60, 45, 1, 0]
+    assert rows[0][4] == f"{summary['circularity_mean'].iloc[0]:.4g}"
+    assert rows[1][4] == f"{summary['circularity_mean'].iloc[1]:.4g}"
+    assert "Two rows per image" in dom
     assert len(table_rows(dom, "distribution-table")) == 3
     images = table_rows(dom, "images-table")
     assert all("CZ_SEM" in r for r in images) and images[0][4] == "7.344"
@@ -320,7 +326,9 @@ def test_report_tables_and_images_in_headless_browser(tmp_path):
     versions = dict(r[:2] for r in table_rows(dom, "versions-table"))
     assert versions["tio2fiji"] and versions["numpy"]
     size = table_rows(dom, "size-table")
-    assert re.fullmatch(r"[\d.]+ \[[\d.]+, [\d.]+\]", size[0][3])  # median [low, high]
+    assert [r[1] for r in size] == ["all", "complete"] * 3
+    assert re.fullmatch(r"[\d.]+ \[[\d.]+, [\d.]+\]", size[0][4])  # median [low, high]
+    assert size[5][4] == "–"  # no complete particle in single.tif
     assert "not a readable TIFF" in dom
 
 

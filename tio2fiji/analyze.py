@@ -4,9 +4,11 @@
 bar) → :func:`tio2fiji.predict.segment` (mask and separated particles) → ``<stem>_mask.tif`` and
 ``<stem>_labels.tif`` → the particle measurement (:func:`tio2fiji.particles.measure` or the ImageJ
 bridge) → the spatial tests (:func:`tio2fiji.distribution.test_distribution`) and G/L envelopes →
-the overlay. Then, over all images, it writes ``particles.csv``, ``distribution.csv``,
-``summary.csv``, the plots and ``report.html`` (:mod:`tio2fiji.report`), and ``analysis.json``
-with the options, model, calibration sources, versions and failures.
+the overlay. Every particle gets a complete score (:mod:`tio2fiji.complete`). Then, over all
+images, it writes ``particles.csv``, ``distribution.csv``, ``summary.csv``, the plots and
+``report.html`` (:mod:`tio2fiji.report`), and ``analysis.json`` with the options, model,
+calibration sources, versions and failures. With ``complete_only`` the statistics, plots and spatial
+tests use only the complete particles.
 
 An image that fails is recorded with its error and the others go on.
 """
@@ -22,13 +24,21 @@ import numpy as np
 import pandas as pd
 
 from . import report as rep
-from .batch import UNITS_NOTE, concat_tables, run_files, run_metadata, run_versions
+from .batch import (
+    UNITS_NOTE,
+    add_complete_columns,
+    complete_classifier,
+    concat_tables,
+    run_files,
+    run_metadata,
+    run_versions,
+)
 from .distribution import METHODS, distribution_table, envelopes, test_distribution
 from .errors import InputError
 from .imagej import BACKENDS, measure_imagej
 from .instances import CONNECTIVITY, SEPARATE, labels_to_separated_mask
 from .io import file_sha256, read_sem, write_csv, write_json, write_labels, write_mask
-from .models.checkpoint import DEFAULT_MODEL, load_model, model_threshold
+from .models.checkpoint import load_model, model_threshold, resolve_model
 from .particles import measure
 from .predict import segment
 from .summary import summary_table
@@ -85,7 +95,7 @@ def _model_description(model, source) -> dict:
     info = getattr(model, "tio2fiji_info", None) or {}
     desc = {}
     if isinstance(source, (str, Path)):
-        path = DEFAULT_MODEL if str(source) == "default" else Path(source)
+        path = resolve_model(source)
         desc["model"] = "default (bundled)" if str(source) == "default" else str(source)
         desc["file"] = path.name
         if path.is_file():
@@ -145,7 +155,7 @@ def _check_options(backend, separate, connectivity, methods, points):
 def analyze_images(images, out_dir, model="default", backend="native", separate="auto",
                    connectivity=CONNECTIVITY, methods=("clark-evans", "monte-carlo"), points="auto",
                    threshold=None, n_boot=1000, seed=0, n_sim=199, envelope_sims=39, report=True,
-                   progress=None) -> AnalysisResult:
+                   complete_only=False, progress=None) -> AnalysisResult:
     """Segment, measure and test SEM images; write tables, plots and the HTML report.
 
     Parameters
@@ -157,7 +167,11 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         ``labels > 0``), ``<stem>_labels.tif``
         and ``plots/<stem>_overlay.png``, ``plots/<stem>_envelopes.png``; over all images
         ``particles.csv``, ``distribution.csv``, ``summary.csv``, ``analysis.json``,
-        ``plots/*.png`` and ``report.html``.
+        ``plots/*.png`` and ``report.html``. ``particles.csv`` has every particle, with
+        ``complete_score`` and ``complete`` (the bundled classifier of :mod:`tio2fiji.complete`,
+        scored on the label image that was measured). ``summary.csv`` has, per image, a row of all
+        particles and a row of the complete ones (``particles_kind`` ``all`` / ``complete``,
+        :func:`tio2fiji.summary.summary_table`).
     model : "default", path or torch.nn.Module
         The segmentation network (:func:`tio2fiji.models.load_model`); loaded once.
     backend : {"native", "imagej"}
@@ -186,6 +200,11 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         Simulations of the G/L envelopes (0: no envelopes).
     report : bool
         Write the plots and ``report.html``.
+    complete_only : bool
+        Use only the complete particles for ``summary.csv`` (its ``complete`` rows only), the
+        plots, the G/L envelopes and ``distribution.csv`` (the points of the complete particles);
+        ``particles.csv`` keeps every particle. Recorded as ``options.complete_only`` in
+        ``analysis.json`` and said in the report.
     progress : callable, optional
         ``progress(done, total, name)`` after each image (analysed or failed).
 
@@ -196,7 +215,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     Raises
     ------
     InputError
-        Bad options or a model that cannot be loaded (nothing is analysed then). Errors of single
+        Bad options, a model or complete-particle classifier that cannot be loaded (nothing is
+        analysed then). Errors of single
         images are not raised; they are in ``AnalysisResult.failures``.
     """
     t_start = time.perf_counter()
@@ -207,6 +227,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         raise InputError("no images given.")
     out_dir = Path(out_dir)
     plots_dir = out_dir / "plots"
+    clf, clf_desc = complete_classifier()
     net = load_model(model) if isinstance(model, (str, Path)) else model
     model_desc = _model_description(net, model)
 
@@ -219,18 +240,26 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         files = {"mask": write_mask(out_dir / f"{stem}_mask.tif", labels > 0, ps),
                  "labels": write_labels(out_dir / f"{stem}_labels.tif", labels, ps)}
         if backend == "native":
+            measured = labels
             table = measure(labels, pixel_size_m=ps, connectivity=connectivity, image_name=name)
         else:
-            table = measure_imagej(labels_to_separated_mask(labels, connectivity), pixel_size_m=ps,
-                                   connectivity=connectivity, image_name=name)
-        rows = [test_distribution(labels, method=m, pixel_size_m=ps, image=name, points=points,
+            measured = labels_to_separated_mask(labels, connectivity)
+            table = measure_imagej(measured, pixel_size_m=ps, connectivity=connectivity, image_name=name)
+        table, measured_labels, label_of_row = add_complete_columns(table, measured, clf, connectivity)
+        points_of, stats_table = labels, table
+        if complete_only:  # the particles of the measured label image that are complete
+            keep = np.zeros(int(measured_labels.max(initial=0)) + 1, bool)
+            keep[label_of_row[table["complete"].to_numpy(bool)]] = True
+            points_of = np.where(keep[measured_labels], measured_labels, 0)
+            stats_table = table[table["complete"]]
+        rows = [test_distribution(points_of, method=m, pixel_size_m=ps, image=name, points=points,
                                   n_sim=n_sim, seed=seed, backend=backend) for m in methods]
         h, w = labels.shape
         overlay = env_png = None
         if report:
             overlay = files["overlay"] = rep.overlay_image(sem.analysed, labels,
                                                            plots_dir / f"{stem}_overlay.png")
-            env = _envelopes(table, w, h, ps, envelope_sims, seed) if envelope_sims else None
+            env = _envelopes(stats_table, w, h, ps, envelope_sims, seed) if envelope_sims else None
             if env is not None:
                 env_png = files["envelopes"] = rep.plot_envelopes_png(
                     env, plots_dir / f"{stem}_envelopes.png", unit=sem.unit if ps else "px", title=name)
@@ -238,6 +267,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
             "image": name, "path": str(path), "width": int(w), "height": int(h),
             "pixel_size_m": ps, "pixel_size_source": sem.pixel_size_source, "unit": sem.unit,
             "data_bar_rows": int(sem.data_bar_rows), "particles": int(len(table)),
+            "complete_particles": int(table["complete"].sum()),
             # coverage counts the thresholded probability: the one-pixel cuts between touching
             # particles (background in the mask file) count as particle area
             "foreground_px": int(np.count_nonzero(seg.mask)), "threshold": seg.threshold,
@@ -257,12 +287,14 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     options = {"backend": backend, "separate": separate, "connectivity": connectivity,
                "methods": list(methods), "points": points,
                "threshold": threshold if threshold is not None else model_desc["threshold"],
-               "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims}
+               "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
+               "complete_only": bool(complete_only)}
     versions = run_versions(backend if res.images else None)  # no JVM started for nothing
     if tables:
         res.particles = concat_tables(tables)
         res.distribution = distribution_table(dist_rows) if dist_rows else pd.DataFrame()
-        res.summary = summary_table(res.particles, res.images, n_boot=n_boot, seed=seed)
+        res.summary = summary_table(res.particles, res.images, n_boot=n_boot, seed=seed,
+                                    complete_only=complete_only)
         res.files["particles.csv"] = write_csv(out_dir / "particles.csv", res.particles)
         if len(res.distribution):
             res.files["distribution.csv"] = write_csv(out_dir / "distribution.csv", res.distribution)
@@ -272,15 +304,17 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         names = [m["image"] for m in res.images]
         units = {m["unit"] for m in res.images}
         unit = units.pop() if len(units) == 1 else ""  # mixed calibrations: no unit on the axes
-        t = res.particles
+        t = res.particles[res.particles["complete"]] if complete_only else res.particles
+        which = " (complete particles only)" if complete_only else ""
         for fname, plot in (("area_violin.png", lambda f: rep.plot_area_violin(t, f, names, unit)),
                             ("feret_angle_kde.png", lambda f: rep.plot_feret_angle_kde(t, f, names)),
                             ("correlation.png", lambda f: rep.plot_correlation(t, f, names)),
                             ("ecd_distribution.png", lambda f: rep.plot_ecd_distribution(t, f, names, unit))):
-            plots[_PLOTS[fname]] = res.files[fname] = plot(plots_dir / fname)
+            plots[_PLOTS[fname] + which] = res.files[fname] = plot(plots_dir / fname)
     res.seconds = time.perf_counter() - t_start
     meta = run_metadata(res.failures, versions=versions, options=options, model=model_desc,
-                        images=res.images, units=UNITS_NOTE, seconds=round(res.seconds, 2))
+                        complete_classifier=clf_desc, images=res.images, units=UNITS_NOTE,
+                        seconds=round(res.seconds, 2))
     res.files["analysis.json"] = write_json(out_dir / "analysis.json", meta)
     if report:
         res.report = res.files["report.html"] = rep.write_report(

@@ -5,7 +5,8 @@ fails (one failure rule: a :class:`~tio2fiji.errors.Tio2FijiError` is recorded w
 other exception with its type, and logged with its traceback), reports progress as
 ``progress(done, total, name)``, and builds the run's metadata JSON (:func:`run_metadata`: options,
 inputs, software versions, failures). ``measure``, ``distribution``, ``segment`` and ``analyze`` all
-use it.
+use it. :func:`add_complete_columns` gives a measured particle table its ``complete_score`` and
+``complete`` columns (:mod:`tio2fiji.complete`), scoring each row's own particle.
 """
 
 from __future__ import annotations
@@ -21,15 +22,19 @@ import pandas as pd
 import tifffile
 
 from . import __version__
+from . import complete as _complete
+from .complete import complete_scores, load_classifier
 from .distribution import distribution_table, test_distribution
 from .errors import InputError, Tio2FijiError
 from .imagej import BACKENDS, imagej_version, measure_imagej
-from .instances import CONNECTIVITY
+from .instances import CONNECTIVITY, connected_components
 from .io import (
     MASK_SUFFIX,
     atomic_write,
+    file_sha256,
     find_image_for_mask,
     mask_for_image,
+    mask_or_labels,
     read_mask_or_labels,
     read_pixel_size,
     read_sem,
@@ -39,13 +44,14 @@ from .io import (
     write_mask,
 )
 from .models.checkpoint import load_model
-from .particles import measure
+from .particles import label_particles, measure
 from .predict import segment
 from .rois import write_roi_zip
 
 __all__ = ["BatchResult", "MaskInput", "run_files", "unique_names", "failure_message",
            "run_metadata", "run_versions", "software_versions", "load_mask_input", "measure_files",
-           "distribution_files", "segment_files", "concat_tables"]
+           "distribution_files", "segment_files", "concat_tables", "complete_classifier",
+           "measured_labels", "add_complete_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +255,118 @@ def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=Non
                      image_path=image_path, data_bar_rows=bar)
 
 
+def complete_classifier() -> tuple[dict, dict]:
+    """The bundled complete-particle classifier and what the run's JSON records about it.
+
+    Returns
+    -------
+    (dict, dict)
+        :func:`tio2fiji.complete.load_classifier`'s dict, and ``{"file", "sha256", "threshold"}``.
+
+    Raises
+    ------
+    InputError
+        The classifier file is missing or unreadable.
+    """
+    clf = load_classifier("default")
+    path = Path(_complete.DEFAULT_CLASSIFIER)
+    return clf, {"file": path.name, "sha256": file_sha256(path), "threshold": float(clf["threshold"])}
+
+
+def measured_labels(image, table, connectivity=CONNECTIVITY, include_holes=False,
+                    exclude_edges=False) -> tuple[np.ndarray, np.ndarray]:
+    """The particles of a table measured from ``image``, as a label image, and each row's label.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        What was measured: a binary mask or a label image (:func:`tio2fiji.io.mask_or_labels`).
+    table : pandas.DataFrame
+        Its particle table (:func:`tio2fiji.particles.measure` or
+        :func:`tio2fiji.imagej.measure_imagej`, with the same options).
+    connectivity, include_holes, exclude_edges
+        The options of the measurement.
+
+    Returns
+    -------
+    labels : (H, W) ndarray of int32
+        0 = background, particles 1..n: each particle's own pixels (holes stay background, as in
+        a label image). For a mask, numbered as the measurement numbers them
+        (:func:`tio2fiji.particles.label_particles`: raster order of their first pixel, ImageJ's
+        results-table order; a particle inside another's hole is part of that one when holes are
+        included, as ImageJ merges it). For a label image, its labels renumbered 1..n in order of
+        value.
+    rows : (len(table),) ndarray of int
+        The label in ``labels`` of each table row. For a mask row ``i`` is the ``i``-th particle
+        in raster order, skipping those on the image border with ``exclude_edges`` (they stay in
+        ``labels``: they still hide their neighbours); for a label image rows are matched by the
+        table's ``label`` column (measure orders them by first pixel, not by value).
+    """
+    kind, arr = mask_or_labels(image)
+    if kind == "mask":
+        filled, n = label_particles(arr, connectivity=connectivity, include_holes=include_holes)
+        own = connected_components(arr, connectivity, dtype=np.int32)
+        number = np.zeros(int(own.max(initial=0)) + 1, np.int32)
+        number[own.ravel()] = filled.ravel()  # a component's pixels share one measured number
+        number[0] = 0
+        labels = number[own]
+        rows = np.arange(1, n + 1)
+        if exclude_edges:
+            edge = np.zeros(n + 1, bool)
+            edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+            rows = rows[~edge[1:]]
+    else:
+        values, inverse = np.unique(arr, return_inverse=True)
+        labels = inverse.reshape(arr.shape).astype(np.int32)
+        if values[0] == 0:
+            values = values[1:]
+        else:
+            labels += 1
+        want = table["label"].to_numpy(np.int64) if len(table) else np.zeros(0, np.int64)
+        rows = np.searchsorted(values, want) + 1
+        if (rows > len(values)).any() or not np.array_equal(values[rows - 1], want):
+            raise InputError("the particle table's labels are not those of the label image.")
+    if len(rows) != len(table):
+        raise InputError(f"the particle table has {len(table)} rows, the image {len(rows)} particles "
+                         f"for these options.")
+    return labels, rows
+
+
+def add_complete_columns(table, image, classifier, connectivity=CONNECTIVITY, include_holes=False,
+                         exclude_edges=False):
+    """A particle table with ``complete_score`` and ``complete`` (:mod:`tio2fiji.complete`).
+
+    Each row gets the score of its own particle (:func:`measured_labels`), computed on the whole
+    label image the particles were measured from (neighbours left out by ``exclude_edges``
+    included: they still hide particles).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The particle table measured from ``image``.
+    image : (H, W) array
+        The mask or label image measured.
+    classifier : dict
+        :func:`tio2fiji.complete.load_classifier`'s dict.
+    connectivity, include_holes, exclude_edges
+        The options of the measurement.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        A copy with ``complete_score`` (float, the classifier's probability) and ``complete``
+        (bool, ``complete_score >= classifier["threshold"]``).
+    labels, rows
+        As :func:`measured_labels`.
+    """
+    labels, rows = measured_labels(image, table, connectivity, include_holes, exclude_edges)
+    scores = complete_scores(labels, classifier)[rows - 1] if len(rows) else np.zeros(0)
+    out = table.copy()
+    out["complete_score"] = scores.astype(np.float64)
+    out["complete"] = scores >= float(classifier["threshold"])
+    return out, labels, rows
+
+
 def _check_backend(backend):
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}: use 'native' or 'imagej'.")
@@ -272,21 +390,30 @@ def _image_meta(res, **extra):
 
 def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, pixel_size_m=None,
                   threshold=None, connectivity=CONNECTIVITY, include_holes=False, exclude_edges=False,
-                  progress=None) -> BatchResult:
+                  complete_only=False, progress=None) -> BatchResult:
     """Measure every particle of every mask as ImageJ's *Analyze Particles* does.
+
+    Every particle also gets ``complete_score`` and ``complete`` (:func:`add_complete_columns`,
+    the bundled classifier of :mod:`tio2fiji.complete`), scored on the particles as measured (the
+    mask's labels with the same connectivity and holes).
 
     Parameters
     ----------
     mask_paths : sequence of path
         Masks or label images.
     out_dir : path, optional
-        Gets ``particles.csv`` (all particles) and ``particles.json`` (options, unit and
-        calibration source per image, versions, failures) when at least one file succeeded.
+        Gets ``particles.csv`` (all particles, with ``complete_score`` and ``complete``) and
+        ``particles.json`` (options, the classifier, unit, calibration source and particle and
+        complete counts per image, versions, failures) when at least one file succeeded.
     backend : {"native", "imagej"}
     images_dir, pixel_size_m, threshold
         See :func:`load_mask_input`.
     connectivity, include_holes, exclude_edges
         Passed to the measurement (ImageJ's Analyze Particles options).
+    complete_only : bool
+        Recorded in ``particles.json`` (``options.complete_only``): the run's statistics are meant
+        for the complete particles. ``measure`` writes no statistics, so the tables and
+        ``particles.csv`` keep every particle either way; select ``complete`` rows downstream.
     progress : callable, optional
         ``progress(done, total, name)`` after each file.
 
@@ -294,8 +421,14 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
     -------
     BatchResult
         ``tables`` holds one DataFrame per measured file, ``inputs`` its :class:`MaskInput`.
+
+    Raises
+    ------
+    InputError
+        Unknown backend, or the complete-particle classifier cannot be read (nothing is measured).
     """
     _check_backend(backend)
+    clf, clf_desc = complete_classifier()
 
     def measure_one(item):
         if backend == "imagej":
@@ -305,8 +438,9 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
             fn = measure_imagej
         else:
             fn = measure
-        return fn(item.mask, pixel_size_m=item.pixel_size_m, connectivity=connectivity,
-                  include_holes=include_holes, exclude_edges=exclude_edges, image_name=item.name)
+        table = fn(item.mask, pixel_size_m=item.pixel_size_m, connectivity=connectivity,
+                   include_holes=include_holes, exclude_edges=exclude_edges, image_name=item.name)
+        return add_complete_columns(table, item.mask, clf, connectivity, include_holes, exclude_edges)[0]
 
     res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, measure_one), progress)
     if out_dir is not None and res.tables:
@@ -314,11 +448,13 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
         res.files["particles.csv"] = write_csv(out_dir / "particles.csv", concat_tables(res.tables))
         options = {"connectivity": int(connectivity),
                    "include_holes": bool(include_holes) or int(connectivity) == 4,
-                   "exclude_edges": bool(exclude_edges)}
+                   "exclude_edges": bool(exclude_edges), "complete_only": bool(complete_only)}
         images = _image_meta(res, unit=lambda it, t: "nm" if it.pixel_size_m else "pixel",
-                             particles=lambda it, t: len(t))
+                             particles=lambda it, t: len(t),
+                             complete_particles=lambda it, t: int(t["complete"].sum()))
         res.files["particles.json"] = write_json(out_dir / "particles.json", run_metadata(
-            res.failures, backend=backend, options=options, images=images, units=UNITS_NOTE))
+            res.failures, backend=backend, options=options, complete_classifier=clf_desc,
+            images=images, units=UNITS_NOTE))
     return res
 
 

@@ -127,9 +127,13 @@ def _mask_options(f):
                    "own); 8 is ImageJ's default.")
 @click.option("--include-holes", is_flag=True, help="Count holes as particle area (ImageJ 'include').")
 @click.option("--exclude-edges", is_flag=True, help="Drop particles touching the image border.")
+@click.option("--complete-only", is_flag=True,
+              help="The statistics are meant for complete particles (recorded in particles.json); "
+                   "particles.csv keeps every particle with its complete column either way.")
 def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connectivity, include_holes,
-            exclude_edges):
-    """Measure every particle of MASKS as ImageJ's Analyze Particles does; writes particles.csv."""
+            exclude_edges, complete_only):
+    """Measure every particle of MASKS as ImageJ's Analyze Particles does; writes particles.csv
+    (with complete_score and complete: whether a particle is whole, not partly hidden or cut)."""
     from .batch import measure_files
     from .io import parse_length
 
@@ -138,15 +142,18 @@ def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connecti
     try:
         res = measure_files(list(masks), out_dir=out_dir, backend=backend, images_dir=images_dir,
                             pixel_size_m=ps, threshold=threshold, connectivity=int(connectivity),
-                            include_holes=include_holes, exclude_edges=exclude_edges, progress=bar)
+                            include_holes=include_holes, exclude_edges=exclude_edges,
+                            complete_only=complete_only, progress=bar)
     finally:
         bar.close()
     for it, t in zip(res.inputs, res.tables):
         unit = "nm" if it.pixel_size_m else "pixel"
-        click.echo(f"{it.name}: {len(t)} particles ({unit}; calibration: {it.calibration_source})")
+        click.echo(f"{it.name}: {len(t)} particles, {int(t['complete'].sum())} complete "
+                   f"({unit}; calibration: {it.calibration_source})")
     if res.tables:
-        click.echo(f"wrote {res.files['particles.csv']} ({sum(len(t) for t in res.tables)} particles "
-                   f"from {len(res.tables)} file(s))")
+        n_complete = sum(int(t["complete"].sum()) for t in res.tables)
+        click.echo(f"wrote {res.files['particles.csv']} ({sum(len(t) for t in res.tables)} particles, "
+                   f"{n_complete} complete, from {len(res.tables)} file(s))")
     _report_failures(res.failures, len(masks))
     if res.failures:
         sys.exit(1)
@@ -212,7 +219,7 @@ def demo(ctx, data_dir, out_dir):
     click.echo("\n== 2. Segment with the bundled model, measure, test the distribution, report")
     ctx.invoke(analyze, images=images, out_dir=out_dir, model_path="default", backend="native",
                separate="auto", connectivity=str(CONNECTIVITY), methods=("clark-evans", "monte-carlo"), threshold=None,
-               seed=0, threads=None)
+               seed=0, threads=None, complete_only=False)
     click.echo(f"\nOpen {out_dir / 'report.html'} in a browser.")
 
 
@@ -321,6 +328,51 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
     finally:
         bar.close()
     click.echo(f"best validation IoU {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "
+               f"{len(res['history'])} epochs in {res['seconds'] / 60:.1f} min; checkpoints in {out_dir}")
+
+
+@train_group.command("star")
+@click.argument("data_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Run folder: last.pt, best.pt (best validation F1), history.csv, training_curves.png.")
+@click.option("--config", default="resnet18-scratch", show_default=True,
+              type=click.Choice(["resnet18-imagenet", "resnet18-scratch", "resnet34-imagenet",
+                                 "resnet34-scratch"]), help="The encoder (weights from --init or scratch).")
+@click.option("--init", "init", default=None,
+              help="Start from a one-output U-Net: 'default', a bundled name or a checkpoint/model file.")
+@click.option("--n-rays", type=int, default=32, show_default=True, help="Rays per pixel (StarDist).")
+@click.option("--epochs", type=int, default=15, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--lr", type=float, default=3e-4, show_default=True, help="Adam learning rate.")
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="cosine", show_default=True)
+@click.option("--gap-weight", type=float, default=10.0, show_default=True,
+              help="Extra BCE weight of the 1-pixel gaps between touching particles.")
+@click.option("--crops-per-epoch", type=int, default=128, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+def train_star_cmd(data_dir, out_dir, config, init, n_rays, epochs, batch_size, lr, schedule, gap_weight,
+                   crops_per_epoch, seed, resume, threads):
+    """Train a star-convex U-Net (particle mask, object probability, rays) on DATA_DIR (practical mode)."""
+    from tqdm import tqdm
+
+    from .training.star import train_star
+
+    bar = tqdm(desc="train star", unit="step", leave=True)
+
+    def progress(done, total, name):
+        bar.total = total
+        bar.update(done - bar.n)
+        bar.set_postfix_str(name)
+
+    try:
+        res = train_star(data_dir, out_dir, config=config, n_rays=n_rays, init=init, epochs=epochs,
+                         batch_size=batch_size, lr=lr, schedule=schedule, gap_weight=gap_weight,
+                         crops_per_epoch=crops_per_epoch, seed=seed, resume=resume, threads=threads,
+                         progress=progress)
+    finally:
+        bar.close()
+    click.echo(f"best validation F1 {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "
                f"{len(res['history'])} epochs in {res['seconds'] / 60:.1f} min; checkpoints in {out_dir}")
 
 
@@ -451,9 +503,14 @@ def train_maskrcnn_cmd(data_dir, out_dir, config, weights_backbone, epochs_heads
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the bootstrap intervals and the simulations.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-def analyze(images, out_dir, model_path, backend, separate, connectivity, methods, threshold, seed, threads):
+@click.option("--complete-only", is_flag=True,
+              help="Summary, sizes, plots and spatial tests of the complete particles only (not partly "
+                   "hidden or cut); particles.csv keeps every particle with its complete column.")
+def analyze(images, out_dir, model_path, backend, separate, connectivity, methods, threshold, seed, threads,
+            complete_only):
     """Segment SEM IMAGES, measure every particle, test their spatial distribution, and write
-    particles.csv, distribution.csv, summary.csv, plots/ and report.html."""
+    particles.csv, distribution.csv, summary.csv (per image a row of all particles and one of the
+    complete ones), plots/ and report.html."""
     from .analyze import analyze_images
 
     if threads:
@@ -464,15 +521,25 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
     try:
         res = analyze_images(list(images), out_dir, model=model_path, backend=backend, separate=separate,
                              connectivity=int(connectivity), methods=methods, threshold=threshold,
-                             seed=seed, progress=bar)
+                             seed=seed, complete_only=complete_only, progress=bar)
     finally:
         bar.close()
-    for meta, (_, row) in zip(res.images, res.summary.iterrows()):
-        unit = row["unit"]
-        click.echo(f"{meta['image']}: {row['particles']} particles, {row['area_coverage_pct']:.2f} % area, "
-                   f"ECD median {row['ECD_median']:.4g} {unit} [{row['ECD_median_ci_low']:.4g}, "
-                   f"{row['ECD_median_ci_high']:.4g}] (calibration: {meta['pixel_size_source']}), "
-                   f"{meta['seconds']:.1f} s")
+
+    def ecd(row):
+        return (f"ECD median {row['ECD_median']:.4g} {row['unit']} [{row['ECD_median_ci_low']:.4g}, "
+                f"{row['ECD_median_ci_high']:.4g}]")
+
+    for meta in res.images:
+        rows = {r["particles_kind"]: r for _, r in res.summary[res.summary["image"] == meta["image"]].iterrows()}
+        done = f"(calibration: {meta['pixel_size_source']}), {meta['seconds']:.1f} s"
+        c = rows["complete"]
+        if complete_only:
+            click.echo(f"{meta['image']}: {c['particles']} complete particles of {meta['particles']}, "
+                       f"{c['area_coverage_pct']:.2f} % area, {ecd(c)} {done}")
+        else:
+            a = rows["all"]
+            click.echo(f"{meta['image']}: {a['particles']} particles, {a['area_coverage_pct']:.2f} % area, "
+                       f"{ecd(a)}; {c['particles']} complete, {ecd(c)} {done}")
     if res.images:
         click.echo(f"wrote {res.report} and particles.csv, distribution.csv, summary.csv, analysis.json, "
                    f"<image>_mask.tif, <image>_labels.tif, plots/ in {out_dir} ({res.seconds:.0f} s)")

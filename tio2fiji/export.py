@@ -16,7 +16,8 @@ levels scaled to ``[0, 1]`` (8-bit images divided by 255, as
 ``scale_linear`` preprocessing, so consumers feed gray levels 0-255), output the particle
 probability. A pixel is particle where the probability exceeds the model's threshold (0.5 for the
 default model, stored in ``config.tio2fiji.threshold`` and in the ONNX metadata). Splitting
-touching particles (watershed) and measuring stay in tio2fiji.
+touching particles (watershed, or a star-convex U-Net's object probability and rays, whose channels
+are not exported) and measuring stay in tio2fiji.
 
 Licence: the weights of the default model were trained on the BAM images (CC BY-NC-ND 4.0); the
 package carries that licence and the attribution (``tio2fiji/data/MODEL_CARD.md``).
@@ -77,14 +78,16 @@ def _probability_module(net):
     import torch
 
     class Probability(torch.nn.Module):
-        """The U-Net's particle probability: sigmoid of its logit."""
+        """The U-Net's particle probability: sigmoid of its (first) logit. A star-convex U-Net's
+        other outputs (object probability, rays) need tio2fiji's post-processing and are not
+        exported."""
 
         def __init__(self, unet):
             super().__init__()
             self.unet = unet
 
         def forward(self, x):
-            return torch.sigmoid(self.unet(x))
+            return torch.sigmoid(self.unet(x)[:, :1])
 
     return Probability(net).eval()
 

@@ -42,13 +42,21 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .instances import CONNECTIVITY, SEPARATE, labels_from_probability, paint_instances, particle_scores, paste_masks
+from .instances import (
+    CONNECTIVITY,
+    SEPARATE,
+    labels_from_probability,
+    labels_from_star,
+    paint_instances,
+    particle_scores,
+    paste_masks,
+)
 from .io import SemImage, read_sem
 from .models.checkpoint import load_model, model_arch, model_postprocessing
 from .models.maskrcnn import IMAGE_SIZE, is_maskrcnn
 from .transforms import TILE, axis_positions, normalize_for_network, tile_weights
 
-__all__ = ["predict_probability", "detect", "predict_instances", "segment", "Segmentation"]
+__all__ = ["predict_maps", "predict_probability", "detect", "predict_instances", "segment", "Segmentation"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -62,17 +70,103 @@ def _to_network_input(image, bits):
     return normalize_for_network(img, bits=bits).astype(np.float32, copy=False)
 
 
-def _run_tiles(model, img, corners, tile, batch_size, device):
-    """Yield ``(y, x, probability tile)`` for each corner, in batches."""
+def _activate(logits, outputs: str, ray_scale: float = 1.0):
+    """Network output -> maps: sigmoid of the logits; ray distances (``"star"``: the outputs times
+    ``ray_scale`` pixels) kept >= 0."""
+    import torch
+
+    if outputs == "star":
+        return torch.cat([torch.sigmoid(logits[:, :2]), torch.relu(logits[:, 2:]) * ray_scale], dim=1)
+    return torch.sigmoid(logits)
+
+
+def _run_tiles(model, img, corners, tile, batch_size, device, outputs="probability", ray_scale=1.0):
+    """Yield ``(y, x, maps (C, tile, tile))`` for each corner, in batches."""
     import torch
 
     for b in range(0, len(corners), batch_size):
         chunk = corners[b:b + batch_size]
         x = np.stack([img[y:y + tile, c:c + tile] for y, c in chunk])[:, None]
         with torch.no_grad():
-            prob = torch.sigmoid(model(torch.from_numpy(x).to(device))).float().cpu().numpy()
-        for (y, c), p in zip(chunk, prob):
-            yield y, c, p[0]
+            maps = _activate(model(torch.from_numpy(x).to(device)), outputs, ray_scale).float().cpu().numpy()
+        yield from ((y, c, m) for (y, c), m in zip(chunk, maps))
+
+
+def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: int = 4,
+                 mode: str = "blend", bits: int | None = None, device=None, outputs=None,
+                 progress=None) -> np.ndarray:
+    """Every output map of a U-Net for a whole image, tiled and stitched (see the module docstring).
+
+    Parameters
+    ----------
+    outputs : {"probability", "star"}, optional
+        What the channels mean (:data:`tio2fiji.models.checkpoint.OUTPUTS`); default the model
+        file's. ``"probability"``: one map, the particle probability. ``"star"``: particle
+        probability, object probability (sigmoids) and the ray distances in pixels (>= 0).
+    Other parameters
+        As :func:`predict_probability`.
+
+    Returns
+    -------
+    ndarray of float32, shape (C, H, W)
+    """
+    if tile <= 0 or tile % 32:
+        raise InputError(f"tile must be a positive multiple of 32 for the U-Net, got {tile}.")
+    if mode not in ("blend", "thesis"):
+        raise InputError(f"mode must be 'blend' or 'thesis', not {mode!r}.")
+    if not 0 <= overlap < tile:
+        raise InputError(f"overlap must be in [0, {tile}), got {overlap}.")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be positive, got {batch_size}.")
+    post = model_postprocessing(model)
+    if outputs is None:
+        outputs = post["outputs"]
+    img = _to_network_input(image, bits)
+    h, w = img.shape
+    if h == 0 or w == 0:
+        raise InputError("empty image.")
+    if device is None:
+        device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        if mode == "thesis":
+            # mirror at the bottom/right up to whole tiles ("symmetric" repeats the edge row, as a
+            # mirror would), predict the grid, crop back
+            H, W = -(-h // tile) * tile, -(-w // tile) * tile
+            padded = np.pad(img, ((0, H - h), (0, W - w)), mode="symmetric")
+            corners = [(y, x) for y in range(0, H, tile) for x in range(0, W, tile)]
+            out = None
+            for k, (y, x, p) in enumerate(_run_tiles(model, padded, corners, tile, batch_size, device,
+                                                     outputs, post["ray_scale"])):
+                if out is None:
+                    out = np.zeros((p.shape[0], H, W), np.float32)
+                out[:, y:y + tile, x:x + tile] = p
+                if progress is not None and ((k + 1) % batch_size == 0 or k + 1 == len(corners)):
+                    progress(k + 1, len(corners), "tile")
+            return out[:, :h, :w]
+        # blend: images smaller than a tile are mirrored up to it first
+        H, W = max(h, tile), max(w, tile)
+        padded = np.pad(img, ((0, H - h), (0, W - w)), mode="symmetric") if (H, W) != (h, w) else img
+        stride = tile - overlap
+        ys, xs = axis_positions(H, tile, stride), axis_positions(W, tile, stride)
+        corners = [(y, x) for y in ys for x in xs]
+        acc, norm, cache = None, np.zeros((H, W), np.float64), {}
+        for k, (y, x, p) in enumerate(_run_tiles(model, padded, corners, tile, batch_size, device,
+                                                 outputs, post["ray_scale"])):
+            if acc is None:  # one map in float64 (as always); many in float32 to bound memory
+                acc = np.zeros((p.shape[0], H, W), np.float64 if p.shape[0] == 1 else np.float32)
+            key = (y > 0, y + tile < H, x > 0, x + tile < W)
+            if key not in cache:
+                cache[key] = tile_weights(tile, overlap, *key)
+            wt = cache[key]
+            acc[:, y:y + tile, x:x + tile] += wt * p
+            norm[y:y + tile, x:x + tile] += wt
+            if progress is not None and ((k + 1) % batch_size == 0 or k + 1 == len(corners)):
+                progress(k + 1, len(corners), "tile")
+        return (acc / norm)[:, :h, :w].astype(np.float32)
+    finally:
+        model.train(was_training)
 
 
 def predict_probability(model, image, tile: int = TILE, overlap: int = 64, batch_size: int = 4,
@@ -83,7 +177,8 @@ def predict_probability(model, image, tile: int = TILE, overlap: int = 64, batch
     Parameters
     ----------
     model : torch.nn.Module
-        Maps ``(N, 1, tile, tile)`` images in ``[0, 1]`` to logits of the same shape.
+        Maps ``(N, 1, tile, tile)`` images in ``[0, 1]`` to logits ``(N, C, tile, tile)``; channel 0
+        is the particle logit (the only one, or the first of a ``"star"`` model's outputs).
     image : ndarray, 2-D
         Gray image of any size (the analysed area: no data bar), raw integers or floats; scaled by
         :func:`tio2fiji.transforms.normalize_for_network` (with ``bits``).
@@ -108,56 +203,8 @@ def predict_probability(model, image, tile: int = TILE, overlap: int = 64, batch
     ndarray of float32
         Same shape as ``image``, values in ``[0, 1]``.
     """
-    if tile <= 0 or tile % 32:
-        raise InputError(f"tile must be a positive multiple of 32 for the U-Net, got {tile}.")
-    if mode not in ("blend", "thesis"):
-        raise InputError(f"mode must be 'blend' or 'thesis', not {mode!r}.")
-    if not 0 <= overlap < tile:
-        raise InputError(f"overlap must be in [0, {tile}), got {overlap}.")
-    if batch_size < 1:
-        raise InputError(f"batch_size must be positive, got {batch_size}.")
-    img = _to_network_input(image, bits)
-    h, w = img.shape
-    if h == 0 or w == 0:
-        raise InputError("empty image.")
-    if device is None:
-        device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        if mode == "thesis":
-            # mirror at the bottom/right up to whole tiles ("symmetric" repeats the edge row, as a
-            # mirror would), predict the grid, crop back
-            H, W = -(-h // tile) * tile, -(-w // tile) * tile
-            padded = np.pad(img, ((0, H - h), (0, W - w)), mode="symmetric")
-            corners = [(y, x) for y in range(0, H, tile) for x in range(0, W, tile)]
-            out = np.zeros((H, W), np.float32)
-            for k, (y, x, p) in enumerate(_run_tiles(model, padded, corners, tile, batch_size, device)):
-                out[y:y + tile, x:x + tile] = p
-                if progress is not None and ((k + 1) % batch_size == 0 or k + 1 == len(corners)):
-                    progress(k + 1, len(corners), "tile")
-            return out[:h, :w]
-        # blend: images smaller than a tile are mirrored up to it first
-        H, W = max(h, tile), max(w, tile)
-        padded = np.pad(img, ((0, H - h), (0, W - w)), mode="symmetric") if (H, W) != (h, w) else img
-        stride = tile - overlap
-        ys, xs = axis_positions(H, tile, stride), axis_positions(W, tile, stride)
-        corners = [(y, x) for y in ys for x in xs]
-        acc = np.zeros((H, W), np.float64)
-        norm = np.zeros((H, W), np.float64)
-        cache = {}
-        for k, (y, x, p) in enumerate(_run_tiles(model, padded, corners, tile, batch_size, device)):
-            key = (y > 0, y + tile < H, x > 0, x + tile < W)
-            if key not in cache:
-                cache[key] = tile_weights(tile, overlap, *key)
-            wt = cache[key]
-            acc[y:y + tile, x:x + tile] += wt * p
-            norm[y:y + tile, x:x + tile] += wt
-            if progress is not None and ((k + 1) % batch_size == 0 or k + 1 == len(corners)):
-                progress(k + 1, len(corners), "tile")
-        return (acc / norm)[:h, :w].astype(np.float32)
-    finally:
-        model.train(was_training)
+    return predict_maps(model, image, tile=tile, overlap=overlap, batch_size=batch_size, mode=mode,
+                        bits=bits, device=device, progress=progress)[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -372,8 +419,10 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         How the U-Net's mask becomes particles (:mod:`tio2fiji.instances`): ``"watershed"`` splits
         touching particles (with the watershed parameters stored with the model, else
         :data:`tio2fiji.instances.WATERSHED_DEFAULTS`), ``"none"`` keeps connected components
-        (``connectivity``). ``"auto"``: watershed for a U-Net; Mask R-CNN's own instances (its
-        only option; their detection score threshold is the one stored with the model).
+        (``connectivity``). ``"auto"``: the model's own way: star-convex particles for a
+        ``"star"`` U-Net (:func:`tio2fiji.instances.labels_from_star` with its stored parameters),
+        watershed for a one-output U-Net; Mask R-CNN's own instances (its only option; their
+        detection score threshold is the one stored with the model).
     connectivity : {4, 8}
         Connected components with ``separate="none"``.
     progress : callable, optional
@@ -412,14 +461,20 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         return Segmentation(probability=prob, mask=labels > 0, threshold=float(threshold),
                             data_bar_rows=int(bar), pixel_size_m=ps, info=info,
                             labels=labels.astype(np.uint32), scores=np.asarray(scores, np.float32))
-    prob = predict_probability(model, area, tile=tile, overlap=overlap, batch_size=batch_size,
-                               mode=mode, progress=progress)
-    method = "watershed" if separate == "auto" else separate
-    params = dict(post["watershed"]) if method == "watershed" else {}
-    labels = labels_from_probability(prob, threshold, separate=method, connectivity=connectivity,
-                                     **params)
-    info.update(arch="unet", separate=method,
-                **({"watershed": params} if method == "watershed" else {"connectivity": connectivity}))
-    return Segmentation(probability=prob, mask=prob > threshold, threshold=float(threshold),
-                        data_bar_rows=int(bar), pixel_size_m=ps, info=info, labels=labels,
-                        scores=particle_scores(labels, prob).astype(np.float32))
+    maps = predict_maps(model, area, tile=tile, overlap=overlap, batch_size=batch_size, mode=mode,
+                        outputs=post["outputs"], progress=progress)
+    prob = maps[0]
+    method = ("star" if post["outputs"] == "star" else "watershed") if separate == "auto" else separate
+    if method == "star":
+        params = dict(post["star"])
+        labels = labels_from_star(maps[1], maps[2:], mask=prob > threshold, **params)
+        info.update(arch="unet", outputs="star", separate="star", star=params)
+    else:
+        params = dict(post["watershed"]) if method == "watershed" else {}
+        labels = labels_from_probability(prob, threshold, separate=method, connectivity=connectivity,
+                                         **params)
+        info.update(arch="unet", separate=method,
+                    **({"watershed": params} if method == "watershed" else {"connectivity": connectivity}))
+    return Segmentation(probability=prob, mask=labels > 0 if method == "star" else prob > threshold,
+                        threshold=float(threshold), data_bar_rows=int(bar), pixel_size_m=ps, info=info,
+                        labels=labels, scores=particle_scores(labels, prob).astype(np.float32))

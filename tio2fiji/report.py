@@ -470,7 +470,8 @@ def _figure_html(path, caption) -> str:
 
 
 _SUMMARY_HEADERS = {
-    "image": "Image", "particles": "Particle count", "area_coverage_pct": "% Area coverage",
+    "image": "Image", "particles_kind": "Particles", "particles": "Particle count",
+    "area_coverage_pct": "% Area coverage",
     "circularity_mean": "Circularity", "solidity_mean": "Solidity",
     "feret_angle_mean": "Feret angle (°)", "feret_angle_axial_mean": "Feret axis (°, axial mean)",
     "unit": "Unit",
@@ -485,10 +486,10 @@ _DISTRIBUTION_COLUMNS = ["image", "method", "points", "n", "expected_nnd", "obse
 
 
 def _size_table(summary) -> pd.DataFrame:
-    """ECD statistics as "estimate [low, high]" strings, one row per image."""
+    """ECD statistics as "estimate [low, high]" strings, one row per summary row."""
     rows = []
     for _, r in summary.iterrows():
-        row = {"image": r["image"], "unit": r["unit"]}
+        row = {"image": r["image"], "particles_kind": r.get("particles_kind", "all"), "unit": r["unit"]}
         for k in SIZE_STATS:
             est, lo, hi = r[f"ECD_{k}"], r[f"ECD_{k}_ci_low"], r[f"ECD_{k}_ci_high"]
             if pd.isna(est):
@@ -496,7 +497,23 @@ def _size_table(summary) -> pd.DataFrame:
             else:
                 row[k] = f"{est:.2f}" if pd.isna(lo) else f"{est:.2f} [{lo:.2f}, {hi:.2f}]"
         rows.append(row)
-    return pd.DataFrame(rows, columns=["image", "unit", *SIZE_STATS]).astype(object)
+    return pd.DataFrame(rows, columns=["image", "particles_kind", "unit", *SIZE_STATS]).astype(object)
+
+
+def _complete_note(summary) -> str:
+    """What the summary's ``particles_kind`` rows mean, or "" when it has only all-particle rows."""
+    kinds = set(summary["particles_kind"]) if "particles_kind" in summary else {"all"}
+    if kinds == {"complete"}:
+        return ("Complete particles only (complete_only): the summary, the size statistics, the plots "
+                "and the spatial tests use only the particles the complete-particle classifier calls "
+                "complete (complete_score ≥ its threshold), not those partly hidden by another "
+                "particle or cut by the image border. particles.csv lists every particle with its "
+                "complete_score and complete columns.")
+    if "complete" in kinds:
+        return ("Two rows per image: all particles, and its complete particles only (complete_score ≥ "
+                "the complete-particle classifier's threshold: not partly hidden by another particle "
+                "or cut by the image border). Plots and spatial tests use all particles.")
+    return ""
 
 
 def write_report(out_dir, summary, versions, distribution=None, images=None, plots=None, overlays=None,
@@ -509,7 +526,8 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
     out_dir : path
         Folder of the report.
     summary : pandas.DataFrame
-        :func:`tio2fiji.summary.summary_table`'s output.
+        :func:`tio2fiji.summary.summary_table`'s output; its ``particles_kind`` rows (all /
+        complete particles) are shown as they are, with a note saying what they mean.
     versions : dict
         Software versions, as recorded in the run's JSON (:func:`tio2fiji.batch.software_versions`).
     distribution : pandas.DataFrame, optional
@@ -517,7 +535,8 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
     images : sequence of dict, optional
         Per image: ``image``, ``path``, ``width``, ``height``, ``pixel_size_m``,
         ``pixel_size_source`` (the calibration source), ``data_bar_rows``, ``particles`` and
-        optionally ``separation`` (how touching particles were split) and ``seconds``.
+        optionally ``complete_particles``, ``separation`` (how touching particles were split) and
+        ``seconds``.
     plots : dict, optional
         Caption -> PNG path of the summary figures.
     overlays, envelopes : dict, optional
@@ -556,11 +575,13 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
             idf["Analysed area (px)"] = [f"{int(w)}×{int(h)}" for w, h in zip(idf["width"], idf["height"])]
         idf = idf.astype(object)
         parts.append(html_table(idf, ["image", "path", "Analysed area (px)", "data_bar_rows", "pixel_size_nm",
-                                      "pixel_size_source", "separation", "particles", "seconds"],
+                                      "pixel_size_source", "separation", "particles", "complete_particles",
+                                      "seconds"],
                                 {"image": "Image", "path": "File", "data_bar_rows": "Data-bar rows",
                                  "pixel_size_nm": "Pixel size (nm)",
                                  "pixel_size_source": "Calibration source",
                                  "separation": "Particles split by", "particles": "Particles",
+                                 "complete_particles": "Complete particles",
                                  "seconds": "Time (s)"}, "images-table"))
     else:
         parts.append("<p>No image was analysed.</p>")
@@ -569,13 +590,17 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
     if summary is not None and len(summary):
         parts.append(html_table(summary.astype(object), list(_SUMMARY_HEADERS), _SUMMARY_HEADERS,
                                 "summary-table"))
+        note = _complete_note(summary)
+        if note:
+            parts.append(f"<p class='note' id='complete-note'>{_esc(note)}</p>")
         lvl = summary["ci_level"].iloc[0]
         parts.append(f"<h3>Particle size: equivalent circle diameter</h3><p class='note'>Estimate "
                      f"[{lvl:.0%} percentile-bootstrap interval, {int(summary['n_boot'].iloc[0])} "
                      f"resamples, seed {_esc(summary['seed'].iloc[0])}]; number-weighted quantiles "
                      f"(D50 = median).</p>")
         parts.append(html_table(_size_table(summary), None,
-                                {"image": "Image", "unit": "Unit", "mean": "Mean", "median": "Median"},
+                                {"image": "Image", "particles_kind": "Particles", "unit": "Unit",
+                                 "mean": "Mean", "median": "Median"},
                                 "size-table"))
     else:
         parts.append("<p>No summary: no image was analysed.</p>")

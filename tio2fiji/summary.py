@@ -3,7 +3,9 @@
 :func:`summary_table` turns the particle table (``particles.csv``) and a little metadata per image
 into ``summary.csv``: particle count, % area coverage, mean circularity, solidity and Feret angle
 (thesis Table 8) and the equivalent circle diameter's mean, median, D10/D50/D90, each with a
-seeded percentile-bootstrap confidence interval (:func:`bootstrap_ci`).
+seeded percentile-bootstrap confidence interval (:func:`bootstrap_ci`). When the particle table has
+a ``complete`` column (:mod:`tio2fiji.complete`), each image gets a row of all its particles and a
+row of its complete particles only, told apart by ``particles_kind`` (``all`` / ``complete``).
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ import pandas as pd
 
 from .errors import InputError
 
-__all__ = ["SIZE_STATS", "SUMMARY_COLUMNS", "bootstrap_ci", "summary_table"]
+__all__ = ["SIZE_STATS", "SUMMARY_COLUMNS", "PARTICLES_KINDS", "bootstrap_ci", "summary_table"]
 
 
 #: Size statistics of the summary (number-weighted ECD); name -> statistic for :func:`bootstrap_ci`.
 SIZE_STATS = {"mean": "mean", "median": "median", "D10": 0.10, "D50": 0.50, "D90": 0.90}
 
 
+#: Values of the ``particles_kind`` column: which particles of the image a row summarises.
+PARTICLES_KINDS = ("all", "complete")
+
 #: Columns of :func:`summary_table`, in order.
 SUMMARY_COLUMNS = (
-    ["image", "particles", "area_coverage_pct", "circularity_mean", "solidity_mean",
+    ["image", "particles_kind", "particles", "area_coverage_pct", "circularity_mean", "solidity_mean",
      "feret_angle_mean", "feret_angle_axial_mean", "unit", "pixel_size_nm"]
     + [f"ECD_{k}{s}" for k in SIZE_STATS for s in ("", "_ci_low", "_ci_high")]
     + ["ci_level", "n_boot", "seed"]
@@ -110,7 +115,8 @@ def _meta_frame(images_meta) -> pd.DataFrame:
     return meta
 
 
-def summary_table(particles, images_meta, n_boot=1000, seed=0, level=0.95) -> pd.DataFrame:
+def summary_table(particles, images_meta, n_boot=1000, seed=0, level=0.95,
+                  complete_only=False) -> pd.DataFrame:
     """Per-image summary: the thesis's Table 8 plus particle sizes with bootstrap intervals.
 
     Parameters
@@ -125,15 +131,24 @@ def summary_table(particles, images_meta, n_boot=1000, seed=0, level=0.95) -> pd
         without particles get a row with count 0.
     n_boot, seed, level
         Bootstrap settings of :func:`bootstrap_ci` (the same seed for every image and statistic).
+    complete_only : bool
+        Summarise only the complete particles (needs the particle table's ``complete`` column).
 
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`SUMMARY_COLUMNS`:
+        Columns :data:`SUMMARY_COLUMNS`, rows in the order of ``images_meta``:
 
+        * ``particles_kind``: ``all`` (every particle of the image) or ``complete`` (only those
+          whose ``complete`` is true: not partly hidden by another particle or cut by the image
+          border, :mod:`tio2fiji.complete`). Without a ``complete`` column each image has one
+          ``all`` row; with it, an ``all`` row followed by a ``complete`` row; with
+          ``complete_only``, only the ``complete`` row. All other columns summarise the row's
+          particles.
         * ``particles``: particle count; ``area_coverage_pct``: 100 × particle pixels / analysed
           pixels (from ``foreground_px`` when given, e.g. the segmentation mask's pixel count,
-          else from the summed ``Area``, which includes filled holes when holes were included).
+          else from the summed ``Area``, which includes filled holes when holes were included);
+          a ``complete`` row always uses the summed ``Area`` of its complete particles.
         * ``circularity_mean``, ``solidity_mean``, ``feret_angle_mean``: arithmetic means as in
           Table 8; ``feret_angle_axial_mean``: the mean axis of the Feret angles (the arithmetic
           mean of axial data depends on where 0°/180° is cut: particles at 5° and 175° are almost
@@ -145,30 +160,43 @@ def summary_table(particles, images_meta, n_boot=1000, seed=0, level=0.95) -> pd
     """
     meta = _meta_frame(images_meta)
     pts = particles if particles is not None else pd.DataFrame(columns=["image"])
+    has_complete = "complete" in pts.columns
+    if complete_only and not has_complete:
+        raise InputError("complete_only needs the particle table's 'complete' column "
+                         "(tio2fiji measure and analyze write it).")
+    kinds = ("complete",) if complete_only else PARTICLES_KINDS if has_complete else ("all",)
     groups = {name: g for name, g in pts.groupby("image", sort=False)} if len(pts) else {}
     rows = []
     for _, m in meta.iterrows():
-        g = groups.get(m["image"], pts.iloc[0:0])
-        ps = m.get("pixel_size_m")
-        ps = None if ps is None or (isinstance(ps, float) and math.isnan(ps)) else float(ps)
-        unit = m.get("unit") or ("nm" if ps is not None else "pixel")
-        width, height = float(m["width"]), float(m["height"])
-        fg = m.get("foreground_px")
-        if fg is not None and not (isinstance(fg, float) and math.isnan(fg)):
-            coverage = 100.0 * float(fg) / (width * height)
-        else:
-            pw = ps * 1e9 if ps is not None else 1.0
-            coverage = 100.0 * float(g["Area"].sum()) / (width * height * pw * pw)
-        row = {"image": m["image"], "particles": int(len(g)), "area_coverage_pct": coverage,
-               "circularity_mean": float(g["Circ."].mean()) if len(g) else math.nan,
-               "solidity_mean": float(g["Solidity"].mean()) if len(g) else math.nan,
-               "feret_angle_mean": float(g["FeretAngle"].mean()) if len(g) else math.nan,
-               "feret_angle_axial_mean": _axial_mean(g["FeretAngle"]) if len(g) else math.nan,
-               "unit": unit, "pixel_size_nm": ps * 1e9 if ps is not None else math.nan}
-        ecd = g["ECD"].to_numpy(dtype=np.float64) if len(g) else np.empty(0)
-        for key, stat in SIZE_STATS.items():
-            est, lo, hi = bootstrap_ci(ecd, stat, n=n_boot, seed=seed, level=level)
-            row[f"ECD_{key}"], row[f"ECD_{key}_ci_low"], row[f"ECD_{key}_ci_high"] = est, lo, hi
-        row.update(ci_level=level, n_boot=int(n_boot), seed=seed)
-        rows.append(row)
+        g_all = groups.get(m["image"], pts.iloc[0:0])
+        for kind in kinds:
+            g = g_all[g_all["complete"].astype(bool)] if kind == "complete" else g_all
+            rows.append(_summary_row(g, m, kind, n_boot, seed, level))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _summary_row(g, m, kind, n_boot, seed, level) -> dict:
+    """One row of :func:`summary_table`: the particles ``g`` of the image described by ``m``."""
+    ps = m.get("pixel_size_m")
+    ps = None if ps is None or (isinstance(ps, float) and math.isnan(ps)) else float(ps)
+    unit = m.get("unit") or ("nm" if ps is not None else "pixel")
+    width, height = float(m["width"]), float(m["height"])
+    fg = m.get("foreground_px")
+    if kind == "all" and fg is not None and not (isinstance(fg, float) and math.isnan(fg)):
+        coverage = 100.0 * float(fg) / (width * height)
+    else:
+        pw = ps * 1e9 if ps is not None else 1.0
+        coverage = 100.0 * float(g["Area"].sum()) / (width * height * pw * pw) if len(g) else 0.0
+    row = {"image": m["image"], "particles_kind": kind, "particles": int(len(g)),
+           "area_coverage_pct": coverage,
+           "circularity_mean": float(g["Circ."].mean()) if len(g) else math.nan,
+           "solidity_mean": float(g["Solidity"].mean()) if len(g) else math.nan,
+           "feret_angle_mean": float(g["FeretAngle"].mean()) if len(g) else math.nan,
+           "feret_angle_axial_mean": _axial_mean(g["FeretAngle"]) if len(g) else math.nan,
+           "unit": unit, "pixel_size_nm": ps * 1e9 if ps is not None else math.nan}
+    ecd = g["ECD"].to_numpy(dtype=np.float64) if len(g) else np.empty(0)
+    for key, stat in SIZE_STATS.items():
+        est, lo, hi = bootstrap_ci(ecd, stat, n=n_boot, seed=seed, level=level)
+        row[f"ECD_{key}"], row[f"ECD_{key}_ci_low"], row[f"ECD_{key}_ci_high"] = est, lo, hi
+    row.update(ci_level=level, n_boot=int(n_boot), seed=seed)
+    return row

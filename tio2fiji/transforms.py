@@ -203,18 +203,29 @@ def context_margin(size: int, angles) -> int:
     return 0 if need == size else (need - size + 1) // 2 + 1
 
 
+def _as_mask(mask) -> np.ndarray:
+    """A binary mask as bool; integer labels (one value per particle) kept as they are."""
+    mask = np.asarray(mask)
+    return mask if np.issubdtype(mask.dtype, np.integer) else mask.astype(bool)
+
+
+def _keep_valid(mask: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    return mask & valid if mask.dtype == bool else np.where(valid, mask, 0).astype(mask.dtype)
+
+
 def rotate_pair(image, mask, angle: float, out_shape=None, valid=None, exact: bool = True):
     """Rotate an image and its mask with the same geometry.
 
     The rotation is counter-clockwise as displayed (like ``np.rot90`` and torchvision) by
     ``angle`` degrees about the array's centre; the output (``out_shape``, default the input's shape
     rotated) is centred on the same point. Right angles are exact (``np.rot90``, no interpolation).
-    Other angles resample the image bilinearly and the mask nearest-neighbour (it stays binary).
+    Other angles resample the image bilinearly and the mask nearest-neighbour (it stays binary;
+    integer labels stay labels, so touching particles stay apart whatever the angle).
 
     Parameters
     ----------
     image : ndarray, 2-D
-    mask : ndarray of bool, same shape
+    mask : ndarray of bool or of integer labels, same shape
     angle : float
         Degrees.
     out_shape : (int, int), optional
@@ -226,13 +237,13 @@ def rotate_pair(image, mask, angle: float, out_shape=None, valid=None, exact: bo
     Returns
     -------
     image : ndarray of float64 (or the input dtype for exact right-angle rotations)
-    mask : ndarray of bool
-        False wherever ``valid`` is False.
+    mask : ndarray of bool (or the labels' dtype)
+        False (0) wherever ``valid`` is False.
     valid : ndarray of bool
         Output pixels computed only from valid input pixels. Elsewhere the image is 0.
     """
     image = np.asarray(image)
-    mask = np.asarray(mask, dtype=bool)
+    mask = _as_mask(mask)
     if image.shape != mask.shape:
         raise InputError(f"image is {image.shape} but mask is {mask.shape}.")
     valid = np.ones(mask.shape, bool) if valid is None else np.asarray(valid, dtype=bool)
@@ -249,7 +260,8 @@ def rotate_pair(image, mask, angle: float, out_shape=None, valid=None, exact: bo
             msk = np.rot90(mask, k)[sl]
             val = np.rot90(valid, k)[sl]
             img = np.where(val, img, 0).astype(image.dtype, copy=False)
-            return np.ascontiguousarray(img), np.ascontiguousarray(msk & val), np.ascontiguousarray(val)
+            return (np.ascontiguousarray(img), np.ascontiguousarray(_keep_valid(msk, val)),
+                    np.ascontiguousarray(val))
     oh, ow = (h, w) if out_shape is None else (int(out_shape[0]), int(out_shape[1]))
     if out_shape is None and right and k % 2:
         oh, ow = w, h
@@ -276,10 +288,10 @@ def rotate_pair(image, mask, angle: float, out_shape=None, valid=None, exact: bo
     iy = np.floor(coords[0] + 0.5).astype(np.int64)
     ix = np.floor(coords[1] + 0.5).astype(np.int64)
     inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    msk = np.zeros((oh, ow), bool)
+    msk = np.zeros((oh, ow), mask.dtype)
     msk[inside] = mask[iy[inside], ix[inside]]
     img[~val] = 0.0
-    return img, msk & val, val
+    return img, _keep_valid(msk, val), val
 
 
 def _restore_dtype(img: np.ndarray, dtype) -> np.ndarray:
@@ -303,19 +315,20 @@ def augment_pair(image, mask, flip_kind, angle: float, out_size: int | None = No
     dtype = image.dtype
     v = None if valid is None else flip(np.asarray(valid, bool), flip_kind)
     out_shape = None if out_size is None else (out_size, out_size)
-    img, msk, val = rotate_pair(flip(image, flip_kind), flip(np.asarray(mask, bool), flip_kind),
+    img, msk, val = rotate_pair(flip(image, flip_kind), flip(_as_mask(mask), flip_kind),
                                 angle, out_shape=out_shape, valid=v)
     return _restore_dtype(img, dtype), msk, val
 
 
 def crop_with_context(image, mask, y: int, x: int, size: int, margin: int):
     """Cut the window ``[y - margin, y + size + margin)`` × same for x; pixels outside the image are
-    0 in the image, False in the mask and False in the returned ``valid``."""
+    0 in the image, False (0) in the mask (or labels) and False in the returned ``valid``."""
     h, w = image.shape
+    mask = _as_mask(mask)
     side = size + 2 * margin
     y0, x0 = y - margin, x - margin
     img = np.zeros((side, side), image.dtype)
-    msk = np.zeros((side, side), bool)
+    msk = np.zeros((side, side), mask.dtype)
     val = np.zeros((side, side), bool)
     sy0, sx0 = max(y0, 0), max(x0, 0)
     sy1, sx1 = min(y0 + side, h), min(x0 + side, w)

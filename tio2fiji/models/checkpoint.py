@@ -11,8 +11,8 @@ compact model files (:func:`export_model`)
     ``{"format": "tio2fiji-model", "model_config": ..., "weights": ..., ...metadata}``: the weights
     in half precision, or with ``weights="int8"`` the large convolution kernels as 8-bit integers
     with one float scale per output channel (a quarter of float32); they are expanded to float32 on
-    loading. ``"default"`` is the model bundled in ``tio2fiji/data/unet_default.pt`` (see its
-    ``MODEL_CARD.md``).
+    loading. ``"default"`` and the names in :data:`BUNDLED` are the models bundled in ``tio2fiji/data/``
+    (see its ``MODEL_CARD.md``).
 
 :func:`load_model` turns either into a network ready for inference. ``model_config`` says how to
 rebuild the network (:func:`build_model`) and, next to the weights (as StarDist keeps its
@@ -28,19 +28,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..instances import WATERSHED_DEFAULTS
+from ..instances import STAR_DEFAULTS, STAR_MODES, WATERSHED_DEFAULTS
 from ..io import atomic_write
 from .maskrcnn import build_from_config as _build_maskrcnn_from_config
 from .maskrcnn import is_maskrcnn
 from .unet import build_unet
 
-__all__ = ["DEFAULT_MODEL", "FORMAT", "save_checkpoint", "load_checkpoint", "build_model",
+__all__ = ["BUNDLED", "DEFAULT_NAME", "DEFAULT_MODEL", "FORMAT", "OUTPUTS", "resolve_model",
+           "save_checkpoint", "load_checkpoint", "build_model",
            "load_model", "export_model", "model_arch", "model_threshold", "model_postprocessing"]
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / "unet_default.pt"
+_DATA = Path(__file__).resolve().parent.parent / "data"
+#: The models bundled with tio2fiji, by the name ``--model`` takes (see ``tio2fiji/data/MODEL_CARD.md``).
+BUNDLED = {"unet-watershed": _DATA / "unet_watershed.pt", "unet-star": _DATA / "unet_star.pt"}
+#: The bundled model ``"default"`` names.
+DEFAULT_NAME = "unet-watershed"
+DEFAULT_MODEL = BUNDLED[DEFAULT_NAME]
 #: ``format`` of a compact model file.
 FORMAT = "tio2fiji-model"
 _DEFAULT_THRESHOLD = 0.5
+#: What a U-Net's output channels mean: ``"probability"`` = 1 particle logit; ``"star"`` = particle
+#: logit, object-probability logit, then ``n_rays`` ray distances in pixels (StarDist's maps).
+OUTPUTS = ("probability", "star")
 _DEFAULT_SCORE_THRESHOLD = 0.5
 
 
@@ -48,16 +57,18 @@ _DEFAULT_SCORE_THRESHOLD = 0.5
 # reading and writing files
 
 
-def _resolve(path) -> Path:
-    """``"default"`` -> the bundled model; any other path must be an existing file."""
-    if str(path) == "default":
-        if not DEFAULT_MODEL.is_file():
-            raise InputError(f"the bundled default model {DEFAULT_MODEL} is missing from this "
+def resolve_model(path) -> Path:
+    """The file of a model: ``"default"`` or a bundled name (:data:`BUNDLED`), else an existing file."""
+    name = DEFAULT_NAME if str(path) == "default" else str(path)
+    if name in BUNDLED:
+        if not BUNDLED[name].is_file():
+            raise InputError(f"the bundled model {name!r} ({BUNDLED[name]}) is missing from this "
                              f"installation.")
-        return DEFAULT_MODEL
+        return BUNDLED[name]
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: model file not found.")
+        raise InputError(f"{path}: model file not found (bundled models: default, "
+                         f"{', '.join(BUNDLED)}).")
     return path
 
 
@@ -78,7 +89,7 @@ def load_checkpoint(path) -> dict:
     """
     import torch
 
-    path = _resolve(path)
+    path = resolve_model(path)
     try:
         # our files hold tensors, numbers, strings and numpy RNG states
         obj = torch.load(path, map_location="cpu", weights_only=False)
@@ -161,7 +172,7 @@ def load_model(path="default", device="cpu"):
     if isinstance(path, dict):
         obj, where = path, "checkpoint"
     else:
-        where = _resolve(path)
+        where = resolve_model(path)
         obj = load_checkpoint(where)
     cfg, state, info = _contents(obj, where)
     model = build_model(cfg)
@@ -189,17 +200,29 @@ def _config_of(model) -> dict:
     return info.get("model_config") or {}
 
 
-def _postprocessing(cfg: dict) -> dict:
-    watershed = dict(WATERSHED_DEFAULTS)
-    stored = cfg.get("watershed") or {}
-    unknown = sorted(set(stored) - set(WATERSHED_DEFAULTS))
+def _stored(cfg: dict, key: str, defaults: dict) -> dict:
+    out = dict(defaults)
+    stored = cfg.get(key) or {}
+    unknown = sorted(set(stored) - set(defaults) - {"min_size"})
     if unknown:
-        raise InputError(f"model_config: unknown watershed parameter(s) {', '.join(unknown)} "
-                         f"(known: {', '.join(WATERSHED_DEFAULTS)}).")
-    watershed.update(stored)
+        raise InputError(f"model_config: unknown {key} parameter(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(defaults)}).")
+    out.update(stored)
+    return out
+
+
+def _postprocessing(cfg: dict) -> dict:
+    outputs = cfg.get("outputs", "probability")
+    if outputs not in OUTPUTS:
+        raise InputError(f"model_config: unknown outputs {outputs!r} (known: {', '.join(OUTPUTS)}).")
+    star = _stored(cfg, "star", STAR_DEFAULTS)
+    if star["mode"] not in STAR_MODES:
+        raise InputError(f"model_config: star mode must be one of {', '.join(STAR_MODES)}, not {star['mode']!r}.")
     return {"threshold": float(cfg.get("threshold", _DEFAULT_THRESHOLD)),
             "score_threshold": float(cfg.get("score_threshold", _DEFAULT_SCORE_THRESHOLD)),
-            "watershed": watershed}
+            "watershed": _stored(cfg, "watershed", WATERSHED_DEFAULTS),
+            "outputs": outputs, "n_rays": int(cfg.get("n_rays", 0)),
+            "ray_scale": float(cfg.get("ray_scale", 1.0)), "star": star}
 
 
 def model_threshold(model, default: float = _DEFAULT_THRESHOLD) -> float:
@@ -216,8 +239,13 @@ def model_postprocessing(model) -> dict:
     dict
         ``threshold`` (probability above which a pixel is particle; for Mask R-CNN the mask
         threshold), ``score_threshold`` (Mask R-CNN detections kept), ``watershed`` (the parameters
-        of :func:`tio2fiji.instances.watershed_split` for a U-Net). Values a file does not store
-        are today's defaults: 0.5, 0.5 and :data:`tio2fiji.instances.WATERSHED_DEFAULTS`.
+        of :func:`tio2fiji.instances.watershed_split` for a U-Net), ``outputs`` (``"probability"``:
+        one particle logit per pixel; ``"star"``: particle logit, object-probability logit and
+        ``n_rays`` ray distances, see :data:`OUTPUTS`), ``n_rays``, ``ray_scale`` (pixels per unit
+        of the ray outputs) and ``star`` (the parameters
+        of :func:`tio2fiji.instances.labels_from_star`). Values a file does not store are
+        today's defaults: 0.5, 0.5, :data:`tio2fiji.instances.WATERSHED_DEFAULTS`,
+        ``"probability"`` and :data:`tio2fiji.instances.STAR_DEFAULTS`.
     """
     return _postprocessing(_config_of(model))
 
@@ -228,7 +256,7 @@ def model_postprocessing(model) -> dict:
 
 def export_model(checkpoint, path, weights: str = "float16", metadata: dict | None = None,
                  threshold: float | None = None, score_threshold: float | None = None,
-                 watershed: dict | None = None) -> Path:
+                 watershed: dict | None = None, star: dict | None = None) -> Path:
     """Write a compact inference file from a training checkpoint, atomically.
 
     Parameters
@@ -236,7 +264,7 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
     checkpoint : path or dict
         ``best.pt`` of a training run (or its loaded dict).
     path : path
-        The file to write (e.g. ``tio2fiji/data/unet_default.pt``).
+        The file to write (e.g. ``tio2fiji/data/unet_star.pt``).
     weights : {"float16", "int8"}
         ``"float16"``: every float tensor in half precision. ``"int8"``: convolution kernels with
         more than 10,000 weights as symmetric int8 with one float16 scale per output channel
@@ -250,6 +278,9 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         Mask R-CNN: the detection score threshold.
     watershed : dict, optional
         U-Net: watershed parameters (keys of :data:`tio2fiji.instances.WATERSHED_DEFAULTS`).
+    star : dict, optional
+        ``outputs="star"`` U-Net: the parameters of :func:`tio2fiji.instances.labels_from_star`
+        (keys of :data:`tio2fiji.instances.STAR_DEFAULTS`, and ``min_size``).
 
     The post-processing parameters not given are the checkpoint's, else the defaults
     (:func:`model_postprocessing`); all of them are stored in the file's ``model_config``.
@@ -281,12 +312,16 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         cfg["score_threshold"] = float(score_threshold)
     if watershed is not None:
         cfg["watershed"] = dict(watershed)
+    if star is not None:
+        cfg["star"] = dict(star)
     post = _postprocessing(cfg)
     cfg["threshold"] = post["threshold"]
     if cfg.get("arch") == "maskrcnn":
         cfg["score_threshold"] = post["score_threshold"]
     else:
         cfg["watershed"] = post["watershed"]
+        if post["outputs"] == "star":
+            cfg["star"] = post["star"]
     doc = {"format": FORMAT, "version": 1, "weights_dtype": weights,
            "model_config": cfg, "epoch": ck.get("epoch"), "val_iou": ck.get("val_iou"),
            **(metadata or {}), "weights": out}

@@ -134,14 +134,18 @@ def plot_history(history, path) -> Path:
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
     ax1.legend()
-    ax2.plot(ep, [h["val_iou"] for h in history], color="C2")
+    # runs that select by F1 (the star-convex U-Net) plot it beside the pixel IoU
+    key = "val_f1" if history and "val_f1" in history[0] else "val_iou"
+    ax2.plot(ep, [h["val_iou"] for h in history], color="C2", label="pixel IoU")
+    if key == "val_f1":
+        ax2.plot(ep, [h["val_f1"] for h in history], color="C4", label="F1 at IoU 0.5")
     if history:
-        best = max(history, key=lambda h: h["val_iou"])
-        ax2.scatter([best["epoch"]], [best["val_iou"]], color="C3", zorder=3,
-                    label=f"best {best['val_iou']:.4f} (epoch {best['epoch']})")
+        best = max(history, key=lambda h: h[key])
+        ax2.scatter([best["epoch"]], [best[key]], color="C3", zorder=3,
+                    label=f"best {best[key]:.4f} (epoch {best['epoch']})")
         ax2.legend(loc="lower right")
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation IoU")
+    ax2.set_ylabel("validation IoU" if key == "val_iou" else "validation score")
     fig.tight_layout()
     return atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
 
@@ -161,8 +165,9 @@ def _one_phase(epoch):
 def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, forward, validate,
         optimizer_for, settings: dict, model_config: dict, history_columns, phase_of=_one_phase,
         set_lr=None, loss_terms=(), clip_grad_norm: float | None = None, eligible=_always,
-        check_resume=None, resume: bool = False, num_workers: int = 0, collate_fn=None,
-        progress=None, what: str = "training", hint: str = "") -> dict:
+        check_resume=None, extra_scores=None, score_label: str = "val_iou", resume: bool = False,
+        num_workers: int = 0,
+        collate_fn=None, progress=None, what: str = "training", hint: str = "") -> dict:
     """Train ``model`` for ``epochs`` epochs, validating and checkpointing after every epoch.
 
     Call it inside :func:`run_settings` (the recipe builds its model there, from the seed).
@@ -181,7 +186,8 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         ``forward(model, batch) -> (loss, terms, n)``: the batch's loss tensor, a dict of loss terms
         (tensors; those named in ``loss_terms`` are averaged into the history) and its item count.
     validate : callable
-        ``validate(model) -> (val_loss, val_iou)``.
+        ``validate(model) -> (val_loss, score)``: the score chooses ``best.pt`` (the validation IoU,
+        or another score with ``extra_scores``).
     optimizer_for : callable
         ``optimizer_for(phase) -> (optimizer, scheduler or None)``, called when a run or a phase
         starts (a new phase gets a fresh optimizer).
@@ -200,6 +206,11 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         ``eligible(epoch) -> bool``: whether the epoch may become ``best.pt``.
     check_resume : callable, optional
         ``check_resume(checkpoint, path)`` raises when ``last.pt`` holds another kind of run.
+    extra_scores : callable, optional
+        ``extra_scores() -> dict`` after every validation: more history columns, which override
+        the row's (e.g. the pixel ``val_iou`` of a run that selects by F1).
+    score_label : str
+        The score's name in progress messages.
     resume : bool
         Continue from ``out_dir/last.pt`` if it exists (a fresh start otherwise).
     num_workers : int
@@ -294,6 +305,9 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         row = {"epoch": epoch, **({"phase": phase} if phase else {}), "train_loss": total / max(n, 1),
                "val_loss": val_loss, "val_iou": val_iou, "lr": lr,
                "seconds": time.perf_counter() - t0, **{k: s / max(n, 1) for k, s in sums.items()}}
+        if extra_scores is not None:
+            row.update({k: v for k, v in extra_scores().items() if k in history_columns})
+            row["seconds"] = time.perf_counter() - t0
         history.append(row)
         improved = eligible(epoch) and val_iou > best_iou
         if improved:
@@ -313,7 +327,7 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         write_history(out_dir, history, history_columns)
         if progress is not None:
             best = f"best {best_iou:.4f}" if best_epoch is not None else "no best yet"
-            progress(epoch * steps, total_steps, f"{label} val_iou {val_iou:.4f} ({best})")
+            progress(epoch * steps, total_steps, f"{label} {score_label} {val_iou:.4f} ({best})")
     return {"history": history, "best_epoch": best_epoch, "best_val_iou": best_iou,
             "out_dir": out_dir, "resumed_from": resumed_from,
             "seconds": float(sum(h["seconds"] for h in history))}

@@ -1,0 +1,185 @@
+"""Issue 13 §2: train every segmentation candidate, choose each one's post-processing on the
+validation images, score all of them on the test images; one unattended, resumable run.
+
+Usage::
+
+    python benchmarks/candidates.py DATA_DIR --out runs/candidates [--threads 1] [--only NAME ...]
+        [--epochs-scale 1.0]
+
+``DATA_DIR`` holds ``SEM/`` and ``TiO2_Masks_Manual_4connected/`` (the BAM data set). The split is
+the bundled model's (``tio2fiji dataset build --mode practical --seed 0``: 21 training, 4
+validation, 5 test images; ``tio2fiji/data/MODEL_CARD.md``), rebuilt in ``OUT/data``.
+
+Candidates (:data:`CANDIDATES`): the bundled one-output U-Net (``default``, not retrained: its
+watershed parameters were already chosen on the validation images) and the star-convex U-Nets of
+:mod:`tio2fiji.training.star`. Per candidate:
+
+1. train it in ``OUT/<name>/`` (skipped when ``history.csv`` already has every epoch; an
+   interrupted run resumes from ``last.pt``);
+2. choose its post-processing on the validation images only (:data:`GRID`: ``mode``
+   polygons/grow/distance, ``prob_thresh``, ``nms_thresh``, ``min_size``; by pooled F1 at IoU 0.5,
+   ties by PQ) and write it to ``OUT/<name>/choice.json``;
+3. score the validation and the test images with :func:`tio2fiji.metrics.evaluate_images` (the
+   metrics of ``tio2fiji evaluate``), timing ``segment`` per image -> ``OUT/<name>/val.json``,
+   ``OUT/<name>/test.json``.
+
+Then ``OUT/table.md`` holds one row per candidate: the validation F1 that chooses between them,
+and the test scores. Every step writes its files atomically and is
+skipped when its output exists, so rerunning the same command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from tio2fiji.errors import Tio2FijiError
+from tio2fiji.instances import connected_components, labels_from_star
+from tio2fiji.io import mask_for_image, pair_files, read_mask, read_sem, write_json
+from tio2fiji.metrics import evaluate_images, instance_scores, match_counts, match_instances
+from tio2fiji.models.checkpoint import export_model, load_model
+from tio2fiji.predict import predict_maps, segment
+from tio2fiji.training import build_dataset
+from tio2fiji.training.splits import read_split
+from tio2fiji.training.star import train_star
+
+#: name -> training settings (None: the bundled model, not retrained).
+CANDIDATES = {
+    "default": None,
+    "star-r18": {"config": "resnet18-scratch", "init": "default", "epochs": 15, "crops_per_epoch": 128,
+                 "lr": 3e-4, "n_rays": 32, "seed": 0},
+}
+
+_THRESHOLDS = (0.4, 0.5, 0.6)
+_MIN_SIZES = (1, 30)
+#: The post-processing parameters tried on the validation images ("distance" uses no rays, so
+#: its NMS threshold is irrelevant).
+GRID = ([{"mode": m, "prob_thresh": p, "nms_thresh": n, "sigma": g, "min_size": s}
+         for m in ("polygons", "grow") for p in _THRESHOLDS for n in (0.3, 0.4, 0.5) for g in (0.0, 2.0)
+         for s in _MIN_SIZES]
+        + [{"mode": "distance", "prob_thresh": p, "nms_thresh": 0.4, "sigma": g, "min_size": s}
+           for p in (0.2, 0.3) + _THRESHOLDS + (0.7,) for g in (1.0, 2.0, 3.0) for s in _MIN_SIZES])
+
+
+def _load(data_dir: Path, ids):
+    pairs = {Path(i).stem: (i, m) for i, m in
+             pair_files(data_dir / "SEM", data_dir / "TiO2_Masks_Manual_4connected", strict=False)}
+    out = []
+    for i in ids:
+        sem = read_sem(pairs[i][0])
+        mask = mask_for_image(read_mask(pairs[i][1]), sem, mask_name=str(pairs[i][1]))
+        out.append((i, sem, connected_components(mask, 4)))
+    return out
+
+
+def choose_star(model, val) -> dict:
+    """The post-processing with the best pooled validation F1 (ties: PQ), and the whole grid."""
+    maps = [predict_maps(model, sem.analysed, outputs="star") for _, sem, _ in val]
+    rows = []
+    keys = list(GRID[0])
+    for params in tqdm(GRID, desc="post-processing grid", leave=False):
+        tp = fp = fn = 0
+        s_iou = 0.0
+        for m, (_, _, gt) in zip(maps, val):
+            lab = labels_from_star(m[1], m[2:], mask=m[0] > 0.5, **params)
+            c = match_counts(match_instances(lab, gt))
+            tp, fp, fn, s_iou = tp + c["tp"], fp + c["fp"], fn + c["fn"], s_iou + c["sum_iou"]
+        rows.append({**params, **instance_scores(tp, fp, fn, s_iou)})
+    best = max(rows, key=lambda r: (round(r["f1"], 6), r["pq"]))
+    return {"star": {k: best[k] for k in keys}, "val": {k: best[k] for k in ("f1", "pq", "precision", "recall")},
+            "grid": rows}
+
+
+def score_images(model, test) -> dict:
+    preds, gts, names, seconds = [], [], [], []
+    for name, sem, gt in test:
+        t0 = time.perf_counter()
+        seg = segment(model, sem)
+        seconds.append(time.perf_counter() - t0)
+        preds.append(seg.labels)
+        gts.append(gt)
+        names.append(name)
+    res = evaluate_images(preds, gts, names=names)
+    res.pop("per_image", None)
+    return {"metrics": res, "seconds_per_image": float(np.mean(seconds)), "images": names}
+
+
+def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float = 1.0) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    data = out / "data"
+    if not (data / "split.json").is_file():
+        build_dataset(data_dir / "SEM", data_dir / "TiO2_Masks_Manual_4connected", data, mode="practical",
+                      seed=0)
+    split, _ = read_split(data / "split.json")
+    val, test = _load(data_dir, split["val"]), _load(data_dir, split["test"])
+    rows = []
+    for name, cfg in CANDIDATES.items():
+        if only and name not in only:
+            continue
+        run_dir = out / name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        model_file = "default"
+        if cfg is not None:
+            epochs = max(1, round(cfg["epochs"] * epochs_scale))
+            bar = tqdm(total=1, desc=f"train {name}")
+
+            def progress(done, total, what, bar=bar):
+                bar.total = total
+                bar.n = done
+                bar.set_postfix_str(what)
+                bar.refresh()
+
+            train_star(data, run_dir, config=cfg["config"], n_rays=cfg["n_rays"], init=cfg["init"],
+                       epochs=epochs, crops_per_epoch=cfg["crops_per_epoch"], lr=cfg["lr"],
+                       seed=cfg["seed"], resume=True, threads=threads, progress=progress)
+            bar.close()
+            choice_path = run_dir / "choice.json"
+            if not choice_path.is_file():
+                choice = choose_star(load_model(run_dir / "best.pt"), val)
+                write_json(choice_path, choice)
+            choice = json.loads(choice_path.read_text())
+            model_file = run_dir / "model.pt"
+            if not model_file.is_file():
+                export_model(run_dir / "best.pt", model_file, weights="int8", star=choice["star"])
+        for subset, images in (("val", val), ("test", test)):
+            path = run_dir / f"{subset}.json"
+            if not path.is_file():
+                write_json(path, score_images(load_model(model_file), images))
+        rows.append((name, json.loads((run_dir / "test.json").read_text()),
+                     json.loads((run_dir / "val.json").read_text())))
+    chosen = max(rows, key=lambda r: r[2]["metrics"]["f1"])[0] if rows else None
+    lines = ["| candidate | val F1 | IoU | F1@0.5 | precision | recall | PQ | count error | median ECD error | KS "
+             "| s/image |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, res, vres in rows:
+        m = res["metrics"]
+        lines.append(f"| {name}{' (chosen on val)' if name == chosen else ''} | {vres['metrics']['f1']:.3f} | "
+                     f"{m['mean_iou']:.3f} | {m['f1']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                     f"{m['pq']:.3f} | {m['count_error']:.1%} | {m['median_ecd_error']:.1%} | {m['ks_distance']:.3f} | "
+                     f"{res['seconds_per_image']:.1f} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))  # noqa: T201
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data_dir", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--epochs-scale", type=float, default=1.0, help="e.g. 0.05 for a smoke test")
+    a = ap.parse_args(argv)
+    try:
+        run(a.data_dir, a.out, a.threads, a.only, a.epochs_scale)
+    except Tio2FijiError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()
