@@ -226,11 +226,19 @@ def test_missing_classifier_stops_before_measuring(tmp_path, monkeypatch):
 def test_cli_measure_complete_only(tmp_path):
     p = tmp_path / "scene_m.tif"
     tifffile.imwrite(p, labels_to_separated_mask(scene(), 4).astype(np.uint8) * 255)
-    res = CliRunner().invoke(main, ["measure", str(p), "--out", str(tmp_path / "o"), "--complete-only"])
+    res = CliRunner().invoke(main, ["measure", str(p), "--out", str(tmp_path / "all")])
     assert res.exit_code == 0, res.output
     assert "scene_m.tif: 5 particles, 3 complete" in res.output
+    every = pd.read_csv(tmp_path / "all" / "particles.csv")
+    assert len(every) == 5 and every["complete"].sum() == 3  # every particle, with its column
+    res = CliRunner().invoke(main, ["measure", str(p), "--out", str(tmp_path / "o"), "--complete-only"])
+    assert res.exit_code == 0, res.output
     table = pd.read_csv(tmp_path / "o" / "particles.csv")
-    assert len(table) == 5 and table["complete"].sum() == 3  # every particle is kept
+    assert len(table) == 3 and table["complete"].all()
+    # the complete rows are the same particles, with the numbers they have among all particles
+    cols = [c for c in table.columns if c in every.columns]
+    expect = every[every["complete"]].reset_index(drop=True)[cols]
+    pd.testing.assert_frame_equal(table[cols], expect)
     meta = json.loads((tmp_path / "o" / "particles.json").read_text())
     assert meta["options"]["complete_only"] is True
 

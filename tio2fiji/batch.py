@@ -411,9 +411,9 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
     connectivity, include_holes, exclude_edges
         Passed to the measurement (ImageJ's Analyze Particles options).
     complete_only : bool
-        Recorded in ``particles.json`` (``options.complete_only``): the run's statistics are meant
-        for the complete particles. ``measure`` writes no statistics, so the tables and
-        ``particles.csv`` keep every particle either way; select ``complete`` rows downstream.
+        Keep only the complete particles in the tables and ``particles.csv`` (recorded in
+        ``particles.json`` as ``options.complete_only``; the per-image ``particles`` count is then
+        that of complete particles, and each row keeps the particle number it has among all).
     progress : callable, optional
         ``progress(done, total, name)`` after each file.
 
@@ -440,7 +440,10 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
             fn = measure
         table = fn(item.mask, pixel_size_m=item.pixel_size_m, connectivity=connectivity,
                    include_holes=include_holes, exclude_edges=exclude_edges, image_name=item.name)
-        return add_complete_columns(table, item.mask, clf, connectivity, include_holes, exclude_edges)[0]
+        table = add_complete_columns(table, item.mask, clf, connectivity, include_holes, exclude_edges)[0]
+        if complete_only:  # ImageJ's particle numbers stay, so rows can be found in the mask
+            table = table[table["complete"]].reset_index(drop=True)
+        return table
 
     res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, measure_one), progress)
     if out_dir is not None and res.tables:

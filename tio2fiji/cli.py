@@ -128,8 +128,7 @@ def _mask_options(f):
 @click.option("--include-holes", is_flag=True, help="Count holes as particle area (ImageJ 'include').")
 @click.option("--exclude-edges", is_flag=True, help="Drop particles touching the image border.")
 @click.option("--complete-only", is_flag=True,
-              help="The statistics are meant for complete particles (recorded in particles.json); "
-                   "particles.csv keeps every particle with its complete column either way.")
+              help="particles.csv lists only the complete particles (not partly hidden or cut).")
 def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connectivity, include_holes,
             exclude_edges, complete_only):
     """Measure every particle of MASKS as ImageJ's Analyze Particles does; writes particles.csv
