@@ -3,7 +3,10 @@
 Usage::
 
     python benchmarks/peers.py DATA_DIR --out runs/peers [--ids 1908250 ...] [--threads 1] \
-        [--cellpose-model PATH]
+        [--cellpose-model PATH] [--skip-fiji] [--skip-unet]
+
+With Cellpose (3.1, in the overlay environment of ``scripts/setup_peers.sh``; the main ``.venv`` has
+no Cellpose) run it as ``.venv-peers/bin/python benchmarks/peers.py ...``.
 
 ``DATA_DIR`` holds ``SEM/<id>.tif`` and ``TiO2_Masks_Manual_4connected/<id>_m.tif``
 (e.g. ``/work/shared/data/bam-tio2``). The default ``--ids`` are the bundled model's five test
@@ -29,9 +32,17 @@ b. **Fiji route** in a real ImageJ 1.x (``ij.jar``, e.g. Debian's 1.53t), run as
    as TIFF. The seconds per image are measured inside the macro with ``getTime()`` from after
    opening the file to the count mask (crop included, saving excluded), so JVM start-up is not in
    them; the whole ImageJ process's wall time is reported too.
-c. **Cellpose** (optional): only when the ``cellpose`` package is importable and
-   ``--cellpose-model`` names a model file; ``CellposeModel(pretrained_model=PATH).eval`` on the
-   analysed area, default diameter. Otherwise skipped with a note.
+c. **Cellpose** (optional): only when the ``cellpose`` package (3.x) is importable and
+   ``--cellpose-model`` names a model file or the ``--out`` folder of
+   ``benchmarks/train_cellpose.py`` (its ``models/`` file; a model trained from scratch on the
+   training images of the split). ``CellposeModel(gpu=False, pretrained_model=PATH)`` (``nchan=2``;
+   the model's ``diam_mean`` comes from the file), then ``eval`` on the analysed area as a gray image
+   (``channels=[0, 0]``, Cellpose's 1–99 % normalisation) with ``diameter=diam_mean``: no resizing,
+   the scale the model was trained at; Cellpose's other defaults (``flow_threshold=0.4``,
+   ``cellprob_threshold=0``, ``min_size=15``). The model is loaded once; the seconds per image are
+   those of ``eval`` (network, flow dynamics, masks). Otherwise skipped with a note.
+
+``--skip-fiji`` / ``--skip-unet`` leave a route out (smoke runs without ImageJ).
 
 Scores: :func:`tio2fiji.metrics.evaluate_images` (``coco=False``, 4-connectivity, which the manual
 masks need: they keep touching particles apart by 1-pixel lines) on the label images of each
@@ -53,6 +64,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -150,22 +162,56 @@ def fiji_route(images, names, bars, out_dir: Path, timeout: float = 600):
     return labels, [table.loc[n, "ms"] / 1000 for n in names], wall, table, proc.stdout.strip()
 
 
-def cellpose_route(sems, model_path):
-    """Cellpose label images and seconds per image, or None (with the reason) when it cannot run."""
+def resolve_cellpose_model(path):
+    """A Cellpose model file: ``path`` itself, or the model named by ``path/cellpose_train.json``."""
+    path = Path(path)
+    if path.is_dir():
+        doc = path / "cellpose_train.json"
+        if doc.is_file():
+            path = Path(json.loads(doc.read_text(encoding="utf-8"))["model_path"])
+        else:
+            found = sorted(p for p in (path / "models").glob("*") if p.is_file() and p.suffix == "")
+            if len(found) != 1:
+                raise SystemExit(f"{path}: no cellpose_train.json and not exactly one file in models/")
+            path = found[0]
+    if not path.is_file():
+        # CellposeModel would silently fall back to (and download) its built-in cyto3 model
+        raise SystemExit(f"Cellpose model file not found: {path}")
+    return path
+
+
+def cellpose_route(sems, model_path, threads: int = 1):
+    """Cellpose label images, seconds per image and a note, or None (with the reason) when it cannot run."""
     try:
         from cellpose import models as cp_models
     except ImportError:
         return None, "cellpose is not importable (not installed here; nothing is installed by this benchmark)"
     if model_path is None:
         return None, "cellpose is importable but no --cellpose-model was given"
-    model = cp_models.CellposeModel(pretrained_model=str(model_path), gpu=False)
+    import cv2
+    import torch
+
+    cv2.setNumThreads(threads)
+    path = resolve_cellpose_model(model_path)
+    t0 = time.perf_counter()
+    model = cp_models.CellposeModel(gpu=False, device=torch.device("cpu"), pretrained_model=str(path), nchan=2)
+    load_s = time.perf_counter() - t0
+    diam = float(model.diam_mean)
     labels, seconds = [], []
     for sem in tqdm(sems, desc="cellpose", file=sys.stderr):
+        img = np.ascontiguousarray(sem.analysed, dtype=np.float32)
         t0 = time.perf_counter()
-        out = model.eval(np.asarray(sem.analysed))
+        masks = model.eval(img, channels=[0, 0], diameter=diam, normalize=True)[0]
         seconds.append(time.perf_counter() - t0)
-        labels.append(np.asarray(out[0]))
-    return (labels, seconds), None
+        masks = np.asarray(masks)
+        if masks.shape != img.shape:
+            raise SystemExit(f"Cellpose returned {masks.shape} for an analysed area of {img.shape}")
+        labels.append(masks.astype(np.int32))
+    note = (f"cellpose {version('cellpose')}, model {path}: diam_mean {diam:.2f} px (eval diameter = diam_mean, "
+            f"no resizing), diam_labels {float(model.diam_labels):.2f} px; channels [0, 0], normalize=True, "
+            f"flow_threshold 0.4, cellprob_threshold 0, min_size 15; loaded once in {load_s:.1f} s "
+            f"(not in the seconds per image)")
+    return (labels, seconds, note), None
 
 
 def _fmt(key, value):
@@ -181,7 +227,10 @@ def main(argv=None):
                     help="image ids (default: the bundled model's test images)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    ap.add_argument("--cellpose-model", type=Path, default=None, help="a Cellpose model file (optional)")
+    ap.add_argument("--cellpose-model", type=Path, default=None,
+                    help="a Cellpose model file, or the --out folder of train_cellpose.py (optional)")
+    ap.add_argument("--skip-fiji", action="store_true", help="leave the Fiji route out (no ImageJ)")
+    ap.add_argument("--skip-unet", action="store_true", help="leave the tio2fiji U-Net out")
     args = ap.parse_args(argv)
 
     import torch
@@ -204,35 +253,42 @@ def main(argv=None):
     gts = [tio2fiji.mask_for_image(tio2fiji.read_mask(m), s, mask_name=str(m)) for m, s in zip(masks, sems)]
 
     preds, seconds, notes = {}, {}, {}
-    t0 = time.perf_counter()
-    model = tio2fiji.load_model("default")
-    notes["unet"] = f"model loaded once in {time.perf_counter() - t0:.1f} s (not in the seconds per image)"
-    preds["unet"], seconds["unet"] = [], []
-    for sem in tqdm(sems, desc="tio2fiji U-Net", file=sys.stderr):
+    if args.skip_unet:
+        notes["unet"] = "skipped: --skip-unet"
+    else:
         t0 = time.perf_counter()
-        seg = tio2fiji.segment(model, sem)
-        seconds["unet"].append(time.perf_counter() - t0)
-        preds["unet"].append(seg.labels)
+        model = tio2fiji.load_model("default")
+        notes["unet"] = f"model loaded once in {time.perf_counter() - t0:.1f} s (not in the seconds per image)"
+        preds["unet"], seconds["unet"] = [], []
+        for sem in tqdm(sems, desc="tio2fiji U-Net", file=sys.stderr):
+            t0 = time.perf_counter()
+            seg = tio2fiji.segment(model, sem)
+            seconds["unet"].append(time.perf_counter() - t0)
+            preds["unet"].append(seg.labels)
 
-    print("Fiji route: one ImageJ process under Xvfb for all images ...", flush=True)
-    labels, secs, wall, fiji_table, ij_out = fiji_route(images, names, [s.data_bar_rows for s in sems],
-                                                        args.out / "fiji")
-    preds["fiji"], seconds["fiji"] = labels, secs
-    notes["fiji"] = (f"ImageJ process {wall:.1f} s in all (JVM and Xvfb start-up included); "
-                     f"per image from getTime() inside the macro")
-    if ij_out:
-        notes["fiji"] += f"; ImageJ printed: {ij_out[-500:]}"
-    for n, lab, s in zip(names, labels, sems):
-        row = fiji_table.loc[n]
-        if lab.shape != s.analysed.shape or (row.width, row.height) != (s.analysed.shape[1], s.analysed.shape[0]):
-            raise SystemExit(f"{n}: ImageJ's label image is {lab.shape}, the analysed area {s.analysed.shape}")
+    if args.skip_fiji:
+        notes["fiji"] = "skipped: --skip-fiji"
+    else:
+        print("Fiji route: one ImageJ process under Xvfb for all images ...", flush=True)
+        labels, secs, wall, fiji_table, ij_out = fiji_route(images, names, [s.data_bar_rows for s in sems],
+                                                            args.out / "fiji")
+        preds["fiji"], seconds["fiji"] = labels, secs
+        notes["fiji"] = (f"ImageJ process {wall:.1f} s in all (JVM and Xvfb start-up included); "
+                         f"per image from getTime() inside the macro")
+        if ij_out:
+            notes["fiji"] += f"; ImageJ printed: {ij_out[-500:]}"
+        for n, lab, s in zip(names, labels, sems):
+            row = fiji_table.loc[n]
+            if lab.shape != s.analysed.shape or (row.width, row.height) != (s.analysed.shape[1],
+                                                                             s.analysed.shape[0]):
+                raise SystemExit(f"{n}: ImageJ's label image is {lab.shape}, the analysed area {s.analysed.shape}")
 
-    res_cp, why = cellpose_route(sems, args.cellpose_model)
+    res_cp, why = cellpose_route(sems, args.cellpose_model, threads=args.threads)
     if res_cp is None:
         print(f"Cellpose skipped: {why}", flush=True)
         notes["cellpose"] = f"skipped: {why}"
     else:
-        preds["cellpose"], seconds["cellpose"] = res_cp
+        preds["cellpose"], seconds["cellpose"], notes["cellpose"] = res_cp
 
     labels_of = {"unet": "tio2fiji U-Net (bundled, watershed)", "fiji": "Fiji route (ImageJ 1.x)",
                  "cellpose": f"Cellpose ({args.cellpose_model})"}
@@ -266,7 +322,9 @@ def main(argv=None):
     print(text)
     (args.out / "peers.md").write_text(text + "\n", encoding="utf-8")
     doc = {"data_dir": str(args.data_dir), "ids": names, "threads": args.threads,
-           "tio2fiji_version": tio2fiji.__version__, "ij_jar": str(find_ij_jar()),
+           "tio2fiji_version": tio2fiji.__version__,
+           "ij_jar": None if args.skip_fiji else str(find_ij_jar()),
+           "cellpose_model": None if args.cellpose_model is None else str(args.cellpose_model),
            "fiji_macro": FIJI_MACRO, "min_size_px": MIN_SIZE_PX, "connectivity": 4,
            "seconds_total": total, "loadavg_end": os.getloadavg(), "methods": results,
            "notes": notes}

@@ -144,8 +144,9 @@ def validate_star(model, samples, star: dict | None = None, threshold: float = 0
             "val_pq": scores["pq"], "tp": tp, "fp": fp, "fn": fn}
 
 
-def _init_from_one_output(model, path, encoder: str, ray_bias: float) -> None:
-    """Copy a one-output U-Net into ``model``; ``ray_bias`` is in output units."""
+def _init_weights(model, path, encoder: str, ray_bias: float, n_rays: int, ray_scale: float) -> None:
+    """Start ``model`` from a star-convex U-Net of the same shape (all weights: a longer run), or
+    from a one-output U-Net (see the module docstring); ``ray_bias`` is in output units."""
     import torch
 
     ck = load_checkpoint(path)
@@ -157,6 +158,12 @@ def _init_from_one_output(model, path, encoder: str, ray_bias: float) -> None:
         from ..models.checkpoint import load_model
 
         state = load_model(path).state_dict()
+    if cfg.get("outputs") == "star":
+        if int(cfg.get("n_rays", 0)) != n_rays or float(cfg.get("ray_scale", 1.0)) != ray_scale:
+            raise InputError(f"{path}: a star-convex U-Net with {cfg.get('n_rays')} rays and ray scale "
+                             f"{cfg.get('ray_scale')}, not {n_rays} and {ray_scale}.")
+        model.load_state_dict({k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()})
+        return
     w, b = state.pop("segmentation_head.0.weight"), state.pop("segmentation_head.0.bias")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or set(missing) != {"segmentation_head.0.weight", "segmentation_head.0.bias"}:
@@ -191,7 +198,8 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
         Rays per pixel (StarDist's default 32).
     init : path, optional
         A one-output U-Net checkpoint or model file (``"default"`` for the bundled one) to start
-        from (see the module docstring).
+        from (see the module docstring), or a star-convex U-Net's (all its weights: a longer run
+        with a fresh optimizer and schedule).
     epochs, batch_size, lr, schedule, seed, resume, threads, progress
         As :func:`tio2fiji.training.unet.fit_unet`.
     gap_weight, ray_weight : float
@@ -253,7 +261,7 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
     with run_settings(threads, seed):
         model = build_unet(encoder, weights if init is None else None, classes=2 + n_rays)
         if init is not None:
-            _init_from_one_output(model, init_path, encoder, ray_bias / ray_scale)
+            _init_weights(model, init_path, encoder, ray_bias / ray_scale, n_rays, ray_scale)
         else:
             with torch.no_grad():
                 model.segmentation_head[0].bias[2:] = float(ray_bias) / ray_scale
