@@ -10,9 +10,10 @@ Usage::
 the bundled model's (``tio2fiji dataset build --mode practical --seed 0``: 21 training, 4
 validation, 5 test images; ``tio2fiji/data/MODEL_CARD.md``), rebuilt in ``OUT/data``.
 
-Candidates (:data:`CANDIDATES`): the bundled one-output U-Net (``default``, not retrained: its
-watershed parameters were already chosen on the validation images) and the star-convex U-Nets of
-:mod:`tio2fiji.training.star`. Per candidate:
+Candidates (:data:`CANDIDATES`): the bundled one-output U-Net (``unet-watershed``, not retrained:
+its watershed parameters were already chosen on the validation images), the star-convex U-Net of
+:mod:`tio2fiji.training.star` (``star-r18``, started from it), and that network's particle channel
+alone with the watershed (``star-r18-particle``: its parameters chosen on the validation images). Per candidate:
 
 1. train it in ``OUT/<name>/`` (skipped when ``history.csv`` already has every epoch; an
    interrupted run resumes from ``last.pt``);
@@ -42,22 +43,25 @@ from tio2fiji.errors import Tio2FijiError
 from tio2fiji.instances import connected_components, labels_from_star
 from tio2fiji.io import mask_for_image, pair_files, read_mask, read_sem, write_json
 from tio2fiji.metrics import evaluate_images, instance_scores, match_counts, match_instances
-from tio2fiji.models.checkpoint import export_model, load_model
+from tio2fiji.models.checkpoint import export_model, load_checkpoint, load_model
 from tio2fiji.predict import predict_maps, segment
 from tio2fiji.training import build_dataset
 from tio2fiji.training.splits import read_split
 from tio2fiji.training.star import train_star
 
-#: name -> training settings (None: the bundled model, not retrained); ``init`` "@NAME" is
-#: ``OUT/NAME/best.pt``.
+#: name -> training settings (None: the bundled model of that name, not retrained); ``init``
+#: "@NAME" is ``OUT/NAME/best.pt``; ``from``: the particle channel of that star-convex run.
 CANDIDATES = {
-    "default": None,
-    "star-r18": {"config": "resnet18-scratch", "init": "default", "epochs": 15, "crops_per_epoch": 128,
+    "unet-watershed": None,
+    "star-r18": {"config": "resnet18-scratch", "init": "unet-watershed", "epochs": 15, "crops_per_epoch": 128,
                  "lr": 3e-4, "n_rays": 32, "seed": 0},
-    # longer training: 8 more epochs from star-r18's best, at half the learning rate
-    "star-r18-long": {"config": "resnet18-scratch", "init": "@star-r18", "epochs": 8, "crops_per_epoch": 128,
-                      "lr": 1.5e-4, "n_rays": 32, "seed": 1},
+    # the particle channel of star-r18 alone, separated by the watershed as the bundled model: a
+    # U-Net fine-tuned further with StarDist's targets as auxiliary tasks
+    "star-r18-particle": {"from": "star-r18"},
 }
+#: watershed parameters tried on the validation images for "from" candidates
+WATERSHED_GRID = [{"h": h, "sigma": s, "weight_by_probability": True} for h in (0.5, 0.75, 1.0, 1.5)
+                  for s in (0.0, 1.0, 2.0)]
 
 _THRESHOLDS = (0.4, 0.5, 0.6)
 _MIN_SIZES = (1, 30)
@@ -99,6 +103,35 @@ def choose_star(model, val) -> dict:
             "grid": rows}
 
 
+def particle_channel(checkpoint: dict) -> dict:
+    """A one-output U-Net checkpoint from a star-convex one: its particle logit only."""
+    state = dict(checkpoint["model"])
+    for key in ("segmentation_head.0.weight", "segmentation_head.0.bias"):
+        state[key] = state[key][:1].clone()
+    cfg = {k: v for k, v in checkpoint["model_config"].items() if k not in ("outputs", "n_rays", "ray_scale", "star")}
+    cfg.update(classes=1, derived_from="particle channel of a star-convex U-Net")
+    return {**checkpoint, "model": state, "model_config": cfg}
+
+
+def choose_watershed(model, val) -> dict:
+    """Watershed parameters with the best pooled validation F1 (ties: PQ)."""
+    from tio2fiji.instances import watershed_split
+    from tio2fiji.predict import predict_probability
+
+    probs = [predict_probability(model, sem.analysed) for _, sem, _ in val]
+    rows = []
+    for params in tqdm(WATERSHED_GRID, desc="watershed grid", leave=False):
+        tp = fp = fn = 0
+        s_iou = 0.0
+        for p, (_, _, gt) in zip(probs, val):
+            c = match_counts(match_instances(watershed_split(p > 0.5, p, **params), gt))
+            tp, fp, fn, s_iou = tp + c["tp"], fp + c["fp"], fn + c["fn"], s_iou + c["sum_iou"]
+        rows.append({**params, **instance_scores(tp, fp, fn, s_iou)})
+    best = max(rows, key=lambda r: (round(r["f1"], 6), r["pq"]))
+    return {"watershed": {k: best[k] for k in WATERSHED_GRID[0]},
+            "val": {k: best[k] for k in ("f1", "pq", "precision", "recall")}, "grid": rows}
+
+
 def score_images(model, test) -> dict:
     preds, gts, names, seconds = [], [], [], []
     for name, sem, gt in test:
@@ -128,8 +161,17 @@ def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float 
             continue
         run_dir = out / name
         run_dir.mkdir(parents=True, exist_ok=True)
-        model_file = "default"
-        if cfg is not None:
+        model_file = name  # a bundled model
+        if cfg is not None and "from" in cfg:
+            model_file = run_dir / "model.pt"
+            if not model_file.is_file():
+                ck = particle_channel(load_checkpoint(out / cfg["from"] / "best.pt"))
+                choice_path = run_dir / "choice.json"
+                if not choice_path.is_file():
+                    write_json(choice_path, choose_watershed(load_model(ck), val))
+                choice = json.loads(choice_path.read_text())
+                export_model(ck, model_file, weights="int8", watershed=choice["watershed"])
+        elif cfg is not None:
             epochs = max(1, round(cfg["epochs"] * epochs_scale))
             bar = tqdm(total=1, desc=f"train {name}")
 

@@ -40,7 +40,7 @@ __all__ = ["BUNDLED", "DEFAULT_NAME", "DEFAULT_MODEL", "FORMAT", "OUTPUTS", "res
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
 #: The models bundled with tio2fiji, by the name ``--model`` takes (see ``tio2fiji/data/MODEL_CARD.md``).
-BUNDLED = {"unet-watershed": _DATA / "unet_watershed.pt", "unet-star": _DATA / "unet_star.pt"}
+BUNDLED = {"unet-watershed": _DATA / "unet_watershed.pt"}
 #: The bundled model ``"default"`` names.
 DEFAULT_NAME = "unet-watershed"
 DEFAULT_MODEL = BUNDLED[DEFAULT_NAME]
@@ -264,7 +264,7 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
     checkpoint : path or dict
         ``best.pt`` of a training run (or its loaded dict).
     path : path
-        The file to write (e.g. ``tio2fiji/data/unet_star.pt``).
+        The file to write (e.g. ``tio2fiji/data/unet_watershed.pt``).
     weights : {"float16", "int8"}
         ``"float16"``: every float tensor in half precision. ``"int8"``: convolution kernels with
         more than 10,000 weights as symmetric int8 with one float16 scale per output channel
