@@ -60,6 +60,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -147,10 +148,16 @@ def fiji_route(images, names, bars, out_dir: Path, timeout: float = 600):
         cmd = [xvfb, "-a", "-s", "-screen 0 1280x1024x24", java, "-Xmx2g", f"-Duser.home={home}",
                "-jar", str(jar), "-batch", str(driver)]
         t0 = time.perf_counter()
+        # its own process group, so that a timeout kills xvfb-run's Xvfb and java too (no orphans)
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp,
+                                 start_new_session=True)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
-        except subprocess.TimeoutExpired as err:
-            raise SystemExit(f"ImageJ did not finish in {timeout} s:\n{err.stdout}\n{err.stderr}") from err
+            stdout, stderr = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            stdout, stderr = child.communicate()
+            raise SystemExit(f"ImageJ did not finish in {timeout} s:\n{stdout}\n{stderr}") from None
+        proc = subprocess.CompletedProcess(cmd, child.returncode, stdout, stderr)
         wall = time.perf_counter() - t0
     if proc.returncode != 0 or not times.is_file():
         raise SystemExit(f"ImageJ failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
