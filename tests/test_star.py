@@ -67,6 +67,8 @@ def test_labels_from_star_inputs_are_checked():
         labels_from_star(prob, dist, mode="grow")
     with pytest.raises(InputError, match="needs the ray distances"):
         labels_from_star(prob, None)
+    with pytest.raises(InputError, match="needs the ray distances"):
+        labels_from_star(prob, None, mask=_square() > 0, mode="grow")
     # "distance" needs no rays; a mask component without a seed stays one particle
     mask = _square() > 0
     assert labels_from_star(np.zeros_like(prob), None, mask=mask, mode="distance").max() == 1

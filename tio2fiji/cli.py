@@ -98,6 +98,25 @@ class _Progress:
         self.bar.close()
 
 
+class _StepProgress:
+    """A tqdm bar moved to the ``done`` of ``progress(done, total, name)`` (training, tiles)."""
+
+    def __init__(self, desc, unit="step", leave=True, postfix=True):
+        from tqdm import tqdm
+
+        self.bar = tqdm(desc=desc, unit=unit, leave=leave)
+        self.postfix = postfix
+
+    def __call__(self, done, total, name):
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        if self.postfix:
+            self.bar.set_postfix_str(name)
+
+    def close(self):
+        self.bar.close()
+
+
 def _report_failures(failures, total):
     for _, message in failures:
         click.echo(f"error: {message}", err=True)
@@ -246,16 +265,9 @@ def dataset_group():
 def dataset_build_cmd(images_dir, masks_dir, out_dir, mode, seed, val_grouping, fmt, data_bar_rows,
                       skip_bad):
     """Write 256x256 tiles, the seeded split (split.json) and COCO annotations."""
-    from tqdm import tqdm
-
     from .training import build_dataset
 
-    bar = tqdm(desc="tiles", unit="tile", leave=False)
-
-    def progress(done, total, name):
-        bar.total = total
-        bar.update(done - bar.n)
-
+    progress = bar = _StepProgress("tiles", unit="tile", leave=False, postfix=False)
     try:
         res = build_dataset(images_dir, masks_dir, out_dir, mode=mode, seed=seed,
                             val_grouping=val_grouping, fmt=fmt, data_bar_rows=data_bar_rows,
@@ -307,17 +319,9 @@ def train_group():
 def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_size, lr, loss, gap_weight,
                    init, schedule, seed, crops_per_epoch, resume, threads, workers):
     """Train a U-Net on DATA_DIR (written by 'tio2fiji dataset build')."""
-    from tqdm import tqdm
-
     from .training import train_unet
 
-    bar = tqdm(desc=f"train {config}", unit="step", leave=True)
-
-    def progress(done, total, name):
-        bar.total = total
-        bar.update(done - bar.n)
-        bar.set_postfix_str(name)
-
+    progress = bar = _StepProgress(f"train {config}")
     try:
         res = train_unet(data_dir, out_dir, config=config, encoder_weights=encoder_weights,
                          epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, gap_weight=gap_weight,
@@ -353,17 +357,9 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 def train_star_cmd(data_dir, out_dir, config, init, n_rays, epochs, batch_size, lr, schedule, gap_weight,
                    crops_per_epoch, seed, resume, threads):
     """Train a star-convex U-Net (particle mask, object probability, rays) on DATA_DIR (practical mode)."""
-    from tqdm import tqdm
-
     from .training.star import train_star
 
-    bar = tqdm(desc="train star", unit="step", leave=True)
-
-    def progress(done, total, name):
-        bar.total = total
-        bar.update(done - bar.n)
-        bar.set_postfix_str(name)
-
+    progress = bar = _StepProgress("train star")
     try:
         res = train_star(data_dir, out_dir, config=config, n_rays=n_rays, init=init, epochs=epochs,
                          batch_size=batch_size, lr=lr, schedule=schedule, gap_weight=gap_weight,
@@ -456,17 +452,9 @@ def train_maskrcnn_cmd(data_dir, out_dir, config, weights_backbone, epochs_heads
                        lr, lr_final, trainable_backbone_layers, seed, crops_per_epoch, resume, threads,
                        device, score_threshold, no_val_loss, workers):
     """Train a Mask R-CNN (thesis Table 3) on DATA_DIR (written by 'tio2fiji dataset build')."""
-    from tqdm import tqdm
-
     from .training import train_maskrcnn
 
-    bar = tqdm(desc=f"train maskrcnn {config}", unit="step", leave=True)
-
-    def progress(done, total, name):
-        bar.total = total
-        bar.update(done - bar.n)
-        bar.set_postfix_str(name)
-
+    progress = bar = _StepProgress(f"train maskrcnn {config}")
     try:
         res = train_maskrcnn(data_dir, out_dir, config=int(config), weights_backbone=weights_backbone,
                              epochs_heads=epochs_heads, epochs_all=epochs_all, batch_size=batch_size,

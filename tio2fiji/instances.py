@@ -405,10 +405,11 @@ def labels_from_star(object_probability, distances, mask=None,
     from stardist.nms import non_maximum_suppression
 
     prob = np.asarray(object_probability, dtype=np.float32)
-    dist = np.zeros((3,) + prob.shape, np.float32) if distances is None else np.asarray(distances, np.float32)
-    if prob.ndim != 2 or dist.ndim != 3 or dist.shape[1:] != prob.shape:
-        raise InputError(f"object probability {prob.shape} and distances {dist.shape} do not fit "
-                         f"(expected (H, W) and (n_rays, H, W)).")
+    dist = None if distances is None else np.asarray(distances, np.float32)
+    if prob.ndim != 2 or (dist is not None and (dist.ndim != 3 or dist.shape[1:] != prob.shape)):
+        raise InputError(f"object probability {prob.shape} and distances "
+                         f"{None if dist is None else dist.shape} do not fit (expected (H, W) and "
+                         f"(n_rays, H, W)).")
     if mode not in STAR_MODES:
         raise InputError(f"mode must be one of {', '.join(STAR_MODES)}, not {mode!r}.")
     for name, v in (("prob_thresh", prob_thresh), ("nms_thresh", nms_thresh)):
@@ -420,8 +421,8 @@ def labels_from_star(object_probability, distances, mask=None,
             raise InputError(f"mask {mask.shape} and object probability {prob.shape} differ in size.")
     elif mode != "polygons":
         raise InputError(f"mode {mode!r} needs the particle mask.")
-    elif distances is None:
-        raise InputError("mode 'polygons' needs the ray distances.")
+    if dist is None and mode != "distance":
+        raise InputError(f"mode {mode!r} needs the ray distances.")
     if sigma < 0:
         raise InputError(f"sigma must be >= 0, got {sigma}.")
     if sigma > 0:

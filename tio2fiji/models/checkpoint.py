@@ -200,10 +200,10 @@ def _config_of(model) -> dict:
     return info.get("model_config") or {}
 
 
-def _stored(cfg: dict, key: str, defaults: dict) -> dict:
+def _stored(cfg: dict, key: str, defaults: dict, optional=()) -> dict:
     out = dict(defaults)
     stored = cfg.get(key) or {}
-    unknown = sorted(set(stored) - set(defaults) - {"min_size"})
+    unknown = sorted(set(stored) - set(defaults) - set(optional))
     if unknown:
         raise InputError(f"model_config: unknown {key} parameter(s) {', '.join(unknown)} "
                          f"(known: {', '.join(defaults)}).")
@@ -215,7 +215,7 @@ def _postprocessing(cfg: dict) -> dict:
     outputs = cfg.get("outputs", "probability")
     if outputs not in OUTPUTS:
         raise InputError(f"model_config: unknown outputs {outputs!r} (known: {', '.join(OUTPUTS)}).")
-    star = _stored(cfg, "star", STAR_DEFAULTS)
+    star = _stored(cfg, "star", STAR_DEFAULTS, optional=("min_size",))
     if star["mode"] not in STAR_MODES:
         raise InputError(f"model_config: star mode must be one of {', '.join(STAR_MODES)}, not {star['mode']!r}.")
     return {"threshold": float(cfg.get("threshold", _DEFAULT_THRESHOLD)),

@@ -33,7 +33,7 @@ from ..transforms import (
 from .splits import read_split
 
 __all__ = ["Sample", "load_pair", "load_samples", "RandomCropDataset", "FullTileDataset",
-           "TileDataset", "training_datasets", "read_tile", "write_tile"]
+           "TileDataset", "split_pairs", "training_datasets", "read_tile", "write_tile"]
 
 
 @dataclass
@@ -252,6 +252,26 @@ class TileDataset:
         return _to_tensors(*self.item_arrays(index))
 
 
+def split_pairs(out_dir, images_dir=None, masks_dir=None):
+    """The training and validation (image, mask) pairs of a practical-mode data folder.
+
+    Read from the folders recorded in ``split.json`` (or ``images_dir``/``masks_dir``).
+
+    Returns
+    -------
+    (train_pairs, val_pairs, meta)
+        ``meta`` is ``split.json``'s (mode, data_bar_rows, tile, ...).
+    """
+    split, meta = read_split(Path(out_dir) / "split.json")
+    images_dir = Path(images_dir or meta["images_dir"])
+    masks_dir = Path(masks_dir or meta["masks_dir"])
+    pairs = {Path(i).stem: (i, m) for i, m in pair_files(images_dir, masks_dir, strict=False)}
+    missing = [i for i in split["train"] + split["val"] if i not in pairs]
+    if missing:
+        raise InputError(f"images of the split not found in {images_dir}: {', '.join(missing[:10])}")
+    return [pairs[i] for i in split["train"]], [pairs[i] for i in split["val"]], meta
+
+
 def training_datasets(out_dir, seed: int = 0, images_dir=None, masks_dir=None, length=None):
     """The training and validation datasets of a data folder (:func:`tio2fiji.training.build_dataset`).
 
@@ -265,18 +285,13 @@ def training_datasets(out_dir, seed: int = 0, images_dir=None, masks_dir=None, l
     (train, val)
     """
     out_dir = Path(out_dir)
-    split, meta = read_split(out_dir / "split.json")
+    _, meta = read_split(out_dir / "split.json")
     if meta.get("mode") == "thesis":
         return TileDataset(out_dir, "train", seed=seed), TileDataset(out_dir, "val", seed=seed)
-    images_dir = Path(images_dir or meta["images_dir"])
-    masks_dir = Path(masks_dir or meta["masks_dir"])
-    pairs = {Path(i).stem: (i, m) for i, m in pair_files(images_dir, masks_dir, strict=False)}
-    missing = [i for i in split["train"] + split["val"] if i not in pairs]
-    if missing:
-        raise InputError(f"images of the split not found in {images_dir}: {', '.join(missing[:10])}")
+    train_pairs, val_pairs, meta = split_pairs(out_dir, images_dir, masks_dir)
     bar = meta.get("data_bar_rows")
-    train = load_samples([pairs[i] for i in split["train"]], data_bar_rows=bar)
-    val = load_samples([pairs[i] for i in split["val"]], data_bar_rows=bar)
+    train = load_samples(train_pairs, data_bar_rows=bar)
+    val = load_samples(val_pairs, data_bar_rows=bar)
     tile = int(meta.get("tile", TILE))
     return (RandomCropDataset(train, tile=tile, seed=seed, length=length),
             FullTileDataset(val, tile=tile))

@@ -32,12 +32,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..instances import CONNECTIVITY, STAR_DEFAULTS, connected_components, labels_from_star, star_targets
-from ..io import pair_files
 from ..metrics import instance_scores, match_counts, match_instances
-from ..models.checkpoint import load_checkpoint
+from ..models.checkpoint import load_checkpoint, load_model, resolve_model
 from ..models.unet import build_unet, parse_config
 from ..predict import predict_maps
-from .datasets import RandomCropDataset, load_samples
+from ..transforms import TILE
+from .datasets import RandomCropDataset, load_samples, split_pairs
 from .engine import fit, run_settings
 from .splits import read_split
 from .unet import make_loss
@@ -155,8 +155,6 @@ def _init_weights(model, path, encoder: str, ray_bias: float, n_rays: int, ray_s
         raise InputError(f"{path}: holds a {cfg.get('encoder')} U-Net, not {encoder}.")
     state = dict(ck.get("model") or {})
     if not state and "weights" in ck:  # a compact model file: expand it through load_model
-        from ..models.checkpoint import load_model
-
         state = load_model(path).state_dict()
     if cfg.get("outputs") == "star":
         if int(cfg.get("n_rays", 0)) != n_rays or float(cfg.get("ray_scale", 1.0)) != ray_scale:
@@ -218,30 +216,23 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
     """
     import torch
 
-    from ..models.checkpoint import resolve_model
-
     if schedule not in ("constant", "cosine"):
         raise InputError(f"schedule must be 'constant' or 'cosine', not {schedule!r}.")
     if n_rays < 3:
         raise InputError(f"n_rays must be at least 3, got {n_rays}.")
-    split, meta = read_split(Path(data_dir) / "split.json")
+    _, meta = read_split(Path(data_dir) / "split.json")
     if meta.get("mode") == "thesis":
         raise InputError(f"{data_dir}: a thesis-mode data folder (tiles); the star-convex U-Net "
                          f"trains on whole images (dataset build --mode practical).")
-    images_dir = Path(images_dir or meta["images_dir"])
-    masks_dir = Path(masks_dir or meta["masks_dir"])
-    pairs = {Path(i).stem: (i, m) for i, m in pair_files(images_dir, masks_dir, strict=False)}
-    missing = [i for i in split["train"] + split["val"] if i not in pairs]
-    if missing:
-        raise InputError(f"images of the split not found in {images_dir}: {', '.join(missing[:10])}")
+    train_pairs, val_pairs, meta = split_pairs(data_dir, images_dir, masks_dir)
     bar = meta.get("data_bar_rows")
-    train = star_samples([pairs[i] for i in split["train"]], bar)
-    val = star_samples([pairs[i] for i in split["val"]], bar)
+    train = star_samples(train_pairs, bar)
+    val = star_samples(val_pairs, bar)
     if not val:
         raise InputError(f"{data_dir}: the split has no validation images; the star-convex U-Net "
                          f"chooses its epoch on them.")
     train_ds = StarCropDataset(train, n_rays=n_rays, seed=seed, length=crops_per_epoch,
-                               tile=int(meta.get("tile", 256)))
+                               tile=int(meta.get("tile", TILE)))
     encoder, weights = parse_config(config)
     loss_fn = make_star_loss(gap_weight, ray_weight, ray_scale)
     init_path = None if init is None else str(resolve_model(init))
