@@ -134,6 +134,10 @@ def fiji_route(images, names, bars, out_dir: Path, timeout: float = 600):
     if java is None or xvfb is None:
         raise SystemExit("the Fiji route needs java and xvfb-run (Debian: default-jre xvfb)")
     jar = find_ij_jar()
+    # ImageJ runs in a temporary cwd: a relative path would be a missing folder there, and the error
+    # dialog it opens under Xvfb waits forever (the hang of a relative --out)
+    out_dir = Path(out_dir).resolve()
+    images = [Path(p).resolve() for p in images]
     out_dir.mkdir(parents=True, exist_ok=True)
     times = out_dir / "fiji_times.csv"
     times.unlink(missing_ok=True)
