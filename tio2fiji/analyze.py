@@ -32,12 +32,23 @@ from .batch import (
     run_files,
     run_metadata,
     run_versions,
+    unique_names,
 )
+from .checks import check_option, check_options, plausibility_warnings
 from .distribution import METHODS, distribution_table, envelopes, test_distribution
 from .errors import InputError
 from .imagej import BACKENDS, measure_imagej
 from .instances import CONNECTIVITY, SEPARATE, labels_to_separated_mask
-from .io import file_sha256, read_sem, write_csv, write_json, write_labels, write_mask
+from .io import (
+    RunFolder,
+    check_output_dir,
+    file_sha256,
+    read_sem,
+    write_csv,
+    write_json,
+    write_labels,
+    write_mask,
+)
 from .models.checkpoint import load_model, model_threshold, resolve_model
 from .particles import measure
 from .predict import segment
@@ -63,7 +74,8 @@ class AnalysisResult:
         when no image succeeded).
     images : list of dict
         Per analysed image: name, path, analysed width and height, pixel size and its source,
-        data-bar rows, particle count, foreground pixels, output files and seconds.
+        data-bar rows, particle count, foreground pixels, output files, seconds and ``warnings``
+        (:func:`tio2fiji.checks.plausibility_warnings`: e.g. a blank frame segmented as particles).
     failures : list of (str, str)
         ``(image path, message)`` of the images that failed.
     files : dict
@@ -137,6 +149,16 @@ def _envelopes(table, width, height, pixel_size_m, n_sim, seed):
     return envelopes(pts, window, r_l=r_l, n_sim=n_sim, null="csr", seed=seed)
 
 
+def _outputs(images, report) -> list:
+    """Every file :func:`analyze_images` may write into its folder (relative paths)."""
+    stems = [stem for _, stem in unique_names(images)]
+    out = [f"{s}_{k}" for s in stems for k in ("mask.tif", "labels.tif")]
+    if report:
+        out += [f"plots/{s}_{k}" for s in stems for k in ("overlay.png", "envelopes.png")]
+        out += [f"plots/{name}" for name in _PLOTS] + ["report.html"]
+    return out + ["particles.csv", "distribution.csv", "summary.csv", "analysis.json"]
+
+
 def _check_options(backend, separate, connectivity, methods, points):
     if backend not in BACKENDS:
         raise InputError(f"backend must be 'native' or 'imagej', not {backend!r}.")
@@ -155,7 +177,7 @@ def _check_options(backend, separate, connectivity, methods, points):
 def analyze_images(images, out_dir, model="default", backend="native", separate="auto",
                    connectivity=CONNECTIVITY, methods=("clark-evans", "monte-carlo"), points="auto",
                    threshold=None, n_boot=1000, seed=0, n_sim=199, envelope_sims=39, report=True,
-                   complete_only=False, progress=None) -> AnalysisResult:
+                   complete_only=False, progress=None, data_bar_rows=None) -> AnalysisResult:
     """Segment, measure and test SEM images; write tables, plots and the HTML report.
 
     Parameters
@@ -163,7 +185,10 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     images : sequence of path
         SEM images (anything :func:`tio2fiji.io.read_sem` reads).
     out_dir : path
-        Output folder (created). Per image ``<stem>_mask.tif`` (0/255, the measured particles:
+        Output folder (created; checked for writing before the model is loaded; locked while the
+        run writes; the files of an earlier analyze run there are replaced, and
+        ``run_manifest.json`` lists this run's, see :class:`tio2fiji.io.RunFolder`). Per image
+        ``<stem>_mask.tif`` (0/255, the measured particles:
         ``labels > 0``), ``<stem>_labels.tif``
         and ``plots/<stem>_overlay.png``, ``plots/<stem>_envelopes.png``; over all images
         ``particles.csv``, ``distribution.csv``, ``summary.csv``, ``analysis.json``,
@@ -207,6 +232,9 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         ``analysis.json`` and said in the report.
     progress : callable, optional
         ``progress(done, total, name)`` after each image (analysed or failed).
+    data_bar_rows : int, optional
+        Height of the data bar of every image (0: none); detected per image when None
+        (:func:`tio2fiji.io.detect_data_bar`). Recorded as ``options.data_bar_rows``.
 
     Returns
     -------
@@ -223,20 +251,26 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     images = [Path(p) for p in images]
     methods = tuple(methods)
     _check_options(backend, separate, connectivity, methods, points)
+    check_options(threshold=threshold, n_boot=n_boot, seed=seed, n_sim=n_sim, envelope_sims=envelope_sims)
+    data_bar_rows = check_option("data_bar_rows", data_bar_rows)
     if not images:
         raise InputError("no images given.")
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, keep=False)  # before the model is loaded or anything computed
     plots_dir = out_dir / "plots"
     clf, clf_desc = complete_classifier()
     net = load_model(model) if isinstance(model, (str, Path)) else model
     model_desc = _model_description(net, model)
+    # locked, the earlier run's files removed; closed (manifest listing this run's) at the end
+    folder = RunFolder(out_dir, "analyze", planned=_outputs(images, report), inputs=images).open()
 
     def analyze_one(path, name, stem):
         t0 = time.perf_counter()
-        sem = read_sem(path)
+        sem = read_sem(path, data_bar_rows=data_bar_rows)
         seg = segment(net, sem, threshold=threshold, separate=separate, connectivity=connectivity)
         labels = np.asarray(seg.labels)
         ps = sem.pixel_size_m
+        implausible = plausibility_warnings(np.count_nonzero(seg.mask), np.bincount(labels.ravel())[1:],
+                                            labels.shape[1], labels.shape[0], name)
         files = {"mask": write_mask(out_dir / f"{stem}_mask.tif", labels > 0, ps),
                  "labels": write_labels(out_dir / f"{stem}_labels.tif", labels, ps)}
         if backend == "native":
@@ -272,6 +306,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
             # particles (background in the mask file) count as particle area
             "foreground_px": int(np.count_nonzero(seg.mask)), "threshold": seg.threshold,
             "separation": seg.info.get("separate"), "segmentation": dict(seg.info),
+            "warnings": implausible,
             "files": {k: str(v) for k, v in files.items()},
             "seconds": round(time.perf_counter() - t0, 2)}
         return table, (meta, rows, overlay, env_png)
@@ -288,7 +323,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                "methods": list(methods), "points": points,
                "threshold": threshold if threshold is not None else model_desc["threshold"],
                "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
-               "complete_only": bool(complete_only)}
+               "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows}
     versions = run_versions(backend if res.images else None)  # no JVM started for nothing
     if tables:
         res.particles = concat_tables(tables)
@@ -321,4 +356,5 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
             out_dir, res.summary, versions, distribution=res.distribution, images=res.images,
             plots=plots, overlays=overlays, envelopes=envs, model=model_desc, failures=res.failures,
             options=options, title=f"tio2fiji analysis of {len(images)} image(s)")
+    folder.close()
     return res

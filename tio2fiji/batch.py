@@ -5,7 +5,9 @@ fails (one failure rule: a :class:`~tio2fiji.errors.Tio2FijiError` is recorded w
 other exception with its type, and logged with its traceback), reports progress as
 ``progress(done, total, name)``, and builds the run's metadata JSON (:func:`run_metadata`: options,
 inputs, software versions, failures). ``measure``, ``distribution``, ``segment`` and ``analyze`` all
-use it. :func:`add_complete_columns` gives a measured particle table its ``complete_score`` and
+use it; an output that cannot be written (:class:`~tio2fiji.errors.OutputError`) stops the batch,
+and a run into an ``out_dir`` goes through :func:`run_folder` (lock, ``run_manifest.json``, the
+earlier run's files replaced). :func:`add_complete_columns` gives a measured particle table its ``complete_score`` and
 ``complete`` columns (:mod:`tio2fiji.complete`), scoring each row's own particle.
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import platform
+from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -23,14 +27,18 @@ import tifffile
 
 from . import __version__
 from . import complete as _complete
+from .checks import check_option, check_options, plausibility_warnings
 from .complete import complete_scores, load_classifier
 from .distribution import distribution_table, test_distribution
-from .errors import InputError, Tio2FijiError
+from .errors import InputError, OutputError, Tio2FijiError
 from .imagej import BACKENDS, imagej_version, measure_imagej
 from .instances import CONNECTIVITY, connected_components
 from .io import (
     MASK_SUFFIX,
+    RunFolder,
     atomic_write,
+    check_output_dir,
+    choose_calibration,
     file_sha256,
     find_image_for_mask,
     mask_for_image,
@@ -51,7 +59,7 @@ from .rois import write_roi_zip
 __all__ = ["BatchResult", "MaskInput", "run_files", "unique_names", "failure_message",
            "run_metadata", "run_versions", "software_versions", "load_mask_input", "measure_files",
            "distribution_files", "segment_files", "concat_tables", "complete_classifier",
-           "measured_labels", "add_complete_columns"]
+           "measured_labels", "add_complete_columns", "run_folder", "segment_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,7 @@ class MaskInput:
     calibration_source: str
     image_path: Path | None = None
     data_bar_rows: int = 0
+    warnings: list = field(default_factory=list)
 
 
 @dataclass
@@ -130,8 +139,9 @@ def unique_names(paths) -> list:
     """Image names for the tables and output-file stems, both unique within one run.
 
     The name is the file name; files of the same name in different folders are told apart by
-    their folder (``a/x.tif``, ``b/x.tif``), and their output stems get ``_2``, ``_3``, ...,
-    so that no output of one input overwrites another's.
+    the shortest path ending that differs (``a/x.tif``, ``b/x.tif``; ``p/a/x.tif``,
+    ``q/a/x.tif``), and their output stems get ``_2``, ``_3``, ... (a suffix no other input's stem
+    has, compared without case), so that no output of one input overwrites another's.
 
     Parameters
     ----------
@@ -142,23 +152,48 @@ def unique_names(paths) -> list:
     list of (str, str)
         ``(name, stem)`` per path, in order.
     """
+    paths = [Path(p) for p in paths]
+    return list(zip(_distinct_names(paths), _distinct_stems(paths)))
+
+
+def _distinct_names(paths) -> list:
+    """File names, lengthened by as many parent folders as it takes to tell them apart."""
     names = [p.name for p in paths]
-    for depth in (2, None):
-        dup = {n for n in names if names.count(n) > 1}
-        if not dup:
+    depth = 1
+    while True:
+        count = Counter(names)
+        dup = {n for n, k in count.items() if k > 1}
+        if not dup or all(depth >= len(p.parts) for n, p in zip(names, paths) if n in dup):
             break
-        names = [(str(Path(*p.parts[-depth:])) if depth else str(p)) if n in dup else n
-                 for n, p in zip(names, paths)]
-    count = {}
+        depth += 1
+        names = [str(Path(*p.parts[-depth:])) if n in dup else n for n, p in zip(names, paths)]
+    seen: Counter = Counter()
     for j, n in enumerate(names):  # the same file given twice
-        count[n] = count.get(n, 0) + 1
-        if count[n] > 1:
-            names[j] = f"{n} #{count[n]}"
-    seen, stems = {}, []
-    for p in paths:
-        k = seen[p.stem] = seen.get(p.stem, 0) + 1
-        stems.append(p.stem if k == 1 else f"{p.stem}_{k}")
-    return list(zip(names, stems))
+        seen[n] += 1
+        if seen[n] > 1:
+            names[j] = f"{n} #{seen[n]}"
+    return names
+
+
+def _distinct_stems(paths) -> list:
+    """Output stems: the file's stem, else ``<stem>_2``, ``_3``, ... not used by any other input.
+
+    Compared without case, so that no two stems name one file on a case-insensitive disk.
+    """
+    taken, stems = set(), [None] * len(paths)
+    for j, p in enumerate(paths):  # a file's own stem first: x_2.tif keeps x_2
+        if p.stem.casefold() not in taken:
+            taken.add(p.stem.casefold())
+            stems[j] = p.stem
+    for j, p in enumerate(paths):
+        k = 1
+        while stems[j] is None:
+            k += 1
+            cand = f"{p.stem}_{k}"
+            if cand.casefold() not in taken:
+                taken.add(cand.casefold())
+                stems[j] = cand
+    return stems
 
 
 def failure_message(path, exc: BaseException) -> str:
@@ -167,8 +202,9 @@ def failure_message(path, exc: BaseException) -> str:
     tio2fiji's own errors already name the file and say what to do; anything else is unexpected:
     its type and text are kept and the traceback is logged at WARNING.
     """
-    if isinstance(exc, Tio2FijiError):
-        return str(exc)
+    if isinstance(exc, Tio2FijiError):  # a message from deep inside may not know the file
+        text = str(exc)
+        return text if str(path) in text or Path(path).name in text else f"{path}: {text}"
     log.warning("%s failed unexpectedly", path, exc_info=exc)
     return f"{path}: {type(exc).__name__}: {exc}"
 
@@ -188,6 +224,12 @@ def run_files(paths, step, progress=None) -> BatchResult:
     Returns
     -------
     BatchResult
+
+    Raises
+    ------
+    OutputError
+        An output cannot be written (disk full, read-only, ...): the batch stops, since every
+        other file would fail the same way.
     """
     paths = [Path(p) for p in paths]
     result = BatchResult()
@@ -196,6 +238,8 @@ def run_files(paths, step, progress=None) -> BatchResult:
             table, info = step(path, name, stem)
             result.tables.append(table)
             result.inputs.append(info)
+        except OutputError:  # the output folder, not this file, is at fault: stop the batch
+            raise
         except Exception as exc:  # one file must not stop a batch; the message says what failed
             result.failures.append((str(path), failure_message(path, exc)))
         if progress is not None:
@@ -228,13 +272,22 @@ def run_metadata(failures=(), backend=None, versions=None, **fields) -> dict:
 def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=None) -> MaskInput:
     """Read a mask and find its calibration and data bar.
 
-    The pixel size comes from, in order: ``pixel_size_m``; the mask file's own metadata; the paired
-    SEM image in ``images_dir`` (same name without ``_m``/``_mask``/...). When a paired image has a
-    data bar and the mask covers the whole frame, only the analysed area is kept.
+    The pixel size is ``pixel_size_m`` when given; else the stronger of the mask file's own
+    metadata and the paired SEM image's in ``images_dir`` (same name without ``_m``/``_mask``/...):
+    :func:`tio2fiji.io.choose_calibration`, so the microscope's tag on the image beats anything on
+    the mask. When a paired image has a data bar and the mask covers the whole frame, only the
+    analysed area is kept.
     """
     mask_path = Path(mask_path)
+    threshold = check_option("gray_threshold", threshold, "threshold")
+    pixel_size_m = check_option("pixel_size_m", pixel_size_m)
     mask = read_mask_or_labels(mask_path, threshold=threshold)
-    ps, source = read_pixel_size(mask_path)
+    try:
+        ps, source = read_pixel_size(mask_path, strict=pixel_size_m is None)
+        mask_error = None
+    except InputError as exc:  # a broken microscope tag on the mask: fatal only if nothing else calibrates
+        ps, source = read_pixel_size(mask_path, strict=False)
+        mask_error = exc
     image_path, bar = None, 0
     if images_dir is not None:
         image_path = find_image_for_mask(mask_path, Path(images_dir))
@@ -244,11 +297,13 @@ def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=Non
                 f"{MASK_SUFFIX.sub('', mask_path.stem)}.tif/.png/...). Give --pixel-size instead, "
                 f"or put the image there."
             )
-        sem = read_sem(image_path)
+        sem = read_sem(image_path, pixel_size_m=pixel_size_m)
         mask = mask_for_image(mask, sem, mask_name=str(mask_path))
         bar = sem.data_bar_rows
-        if ps is None:
-            ps, source = sem.pixel_size_m, f"{sem.pixel_size_source} of {image_path.name}"
+        ps, source = choose_calibration((sem.pixel_size_m, sem.pixel_size_source), (ps, source),
+                                        image_path.name, mask_path.name)
+    if mask_error is not None and ps is None:
+        raise mask_error
     if pixel_size_m is not None:
         ps, source = float(pixel_size_m), "given"
     return MaskInput(name=mask_path.name, mask=mask, pixel_size_m=ps, calibration_source=source,
@@ -367,6 +422,20 @@ def add_complete_columns(table, image, classifier, connectivity=CONNECTIVITY, in
     return out, labels, rows
 
 
+def run_folder(out_dir, command, planned, inputs=()):
+    """The :class:`tio2fiji.io.RunFolder` of a run into ``out_dir``; nothing when it is None."""
+    if out_dir is None:
+        return nullcontext()
+    return RunFolder(out_dir, command, planned=planned, inputs=[Path(p) for p in inputs])
+
+
+def segment_outputs(stems, rois=False, probability=False) -> list:
+    """The files :func:`segment_files` may write for images of these output stems."""
+    kinds = ["mask.tif", "labels.tif", "scores.csv"] + ["rois.zip"] * bool(rois) \
+        + ["prob.tif"] * bool(probability)
+    return [f"{s}_{k}" for s in stems for k in kinds] + ["segment.json"]
+
+
 def _check_backend(backend):
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}: use 'native' or 'imagej'.")
@@ -377,6 +446,9 @@ def _mask_step(images_dir, pixel_size_m, threshold, measure_one):
         item = load_mask_input(path, images_dir=images_dir, pixel_size_m=pixel_size_m,
                                threshold=threshold)
         item.name = name
+        labels = item.mask if item.mask.dtype != bool else connected_components(item.mask, CONNECTIVITY)
+        item.warnings += plausibility_warnings(np.count_nonzero(item.mask), np.bincount(labels.ravel())[1:],
+                                               item.mask.shape[1], item.mask.shape[0], name)
         return measure_one(item), item
     return step
 
@@ -384,7 +456,7 @@ def _mask_step(images_dir, pixel_size_m, threshold, measure_one):
 def _image_meta(res, **extra):
     return [{"name": it.name, **{k: f(it, t) for k, f in extra.items()},
              "pixel_size_m": it.pixel_size_m, "calibration_source": it.calibration_source,
-             "data_bar_rows": it.data_bar_rows}
+             "data_bar_rows": it.data_bar_rows, "warnings": list(it.warnings)}
             for it, t in zip(res.inputs, res.tables)]
 
 
@@ -445,7 +517,18 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
             table = table[table["complete"]].reset_index(drop=True)
         return table
 
-    res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, measure_one), progress)
+    mask_paths = [Path(p) for p in mask_paths]
+    with run_folder(out_dir, "measure", ["particles.csv", "particles.json"], mask_paths):
+        res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, measure_one),
+                        progress)
+        _write_measure(res, out_dir, backend, connectivity, include_holes, exclude_edges,
+                       complete_only, clf_desc)
+    return res
+
+
+def _write_measure(res, out_dir, backend, connectivity, include_holes, exclude_edges, complete_only,
+                   clf_desc):
+    """``particles.csv`` and ``particles.json`` of :func:`measure_files`."""
     if out_dir is not None and res.tables:
         out_dir = Path(out_dir)
         res.files["particles.csv"] = write_csv(out_dir / "particles.csv", concat_tables(res.tables))
@@ -458,7 +541,6 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
         res.files["particles.json"] = write_json(out_dir / "particles.json", run_metadata(
             res.failures, backend=backend, options=options, complete_classifier=clf_desc,
             images=images, units=UNITS_NOTE))
-    return res
 
 
 def distribution_files(mask_paths, out_dir=None, methods=("clark-evans",), backend="native",
@@ -473,19 +555,23 @@ def distribution_files(mask_paths, out_dir=None, methods=("clark-evans",), backe
     """
     _check_backend(backend)
     methods = tuple(methods)
+    check_options(**{k: v for k, v in options.items() if k in ("alpha", "n_sim", "seed")})
 
     def test_one(item):
         return distribution_table([test_distribution(item.mask, method=m, pixel_size_m=item.pixel_size_m,
                                                      image=item.name, backend=backend, **options)
                                    for m in methods])
 
-    res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, test_one), progress)
-    if out_dir is not None and res.tables:
-        out_dir = Path(out_dir)
-        res.files["distribution.csv"] = write_csv(out_dir / "distribution.csv", concat_tables(res.tables))
-        res.files["distribution.json"] = write_json(out_dir / "distribution.json", run_metadata(
-            res.failures, backend=backend, methods=list(methods), **options,
-            images=_image_meta(res)))
+    mask_paths = [Path(p) for p in mask_paths]
+    with run_folder(out_dir, "distribution", ["distribution.csv", "distribution.json"], mask_paths):
+        res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, test_one), progress)
+        if out_dir is not None and res.tables:
+            out_dir = Path(out_dir)
+            res.files["distribution.csv"] = write_csv(out_dir / "distribution.csv",
+                                                      concat_tables(res.tables))
+            res.files["distribution.json"] = write_json(out_dir / "distribution.json", run_metadata(
+                res.failures, backend=backend, methods=list(methods), **options,
+                images=_image_meta(res)))
     return res
 
 
@@ -530,7 +616,9 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
         ``tables``: one DataFrame per image (``image, label, area_px, score``); ``inputs``: the
         written paths per image (dict); ``failures``: (path, message).
     """
-    out_dir = Path(out_dir)
+    check_options(threshold=threshold, overlap=overlap, batch_size=batch_size, data_bar_rows=data_bar_rows)
+    out_dir = check_output_dir(out_dir, keep=False)  # before the model is loaded or anything computed
+    image_paths = [Path(p) for p in image_paths]
     net = load_model(model) if isinstance(model, (str, Path)) else model
 
     def step(path, name, stem):
@@ -553,13 +641,17 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
         info = {"image": name, "stem": stem, "path": str(path), "pixel_size_m": sem.pixel_size_m,
                 "pixel_size_source": sem.pixel_size_source, "data_bar_rows": int(sem.data_bar_rows),
                 "particles": n, "segmentation": dict(seg.info),
+                "warnings": plausibility_warnings(np.count_nonzero(seg.mask), area, *seg.labels.shape[::-1],
+                                                  name),
                 "files": {k: str(v) for k, v in written.items()}}
         return table, info
 
-    res = run_files(image_paths, step, progress)
     options = {"model": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
                "separate": separate, "threshold": threshold, "mode": mode, "overlap": overlap,
                "connectivity": connectivity, "data_bar_rows": data_bar_rows}
-    res.files["segment.json"] = write_json(out_dir / "segment.json", run_metadata(
-        res.failures, options=options, images=res.inputs))
+    planned = segment_outputs([s for _, s in unique_names(image_paths)], rois, probability)
+    with RunFolder(out_dir, "segment", planned=planned, inputs=image_paths):
+        res = run_files(image_paths, step, progress)
+        res.files["segment.json"] = write_json(out_dir / "segment.json", run_metadata(
+            res.failures, options=options, images=res.inputs))
     return res

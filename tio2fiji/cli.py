@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from . import __version__
+from .checks import DOMAINS, ResultWarning, check_option, domain_message
 from .distribution import METHODS
-from .errors import Tio2FijiError
+from .errors import InputError, Tio2FijiError
 from .imagej import BACKENDS
 from .instances import CONNECTIVITY, SEPARATE
 
@@ -21,15 +23,67 @@ __all__ = ["main"]
 _CONNECTIVITY = click.Choice(["4", "8"])
 
 
+class _Checked(click.ParamType):
+    """A numeric option whose domain is :data:`tio2fiji.checks.DOMAINS` ``[option]``: the library's
+    own rule, so the command line and the Python API refuse the same values in the same words."""
+
+    def __init__(self, option):
+        self.option = option
+        self.name = "integer" if DOMAINS[option].integer else "float"
+
+    def convert(self, value, param, ctx):
+        try:
+            return check_option(self.option, value)
+        except InputError:
+            self.fail(domain_message(self.option, value), param, ctx)
+
+
+def _echo_warnings(caught):
+    """Print the library's result warnings as ``warning: ...`` (once each); pass others on."""
+    seen = set()
+    for w in caught:
+        if issubclass(w.category, ResultWarning):
+            text = str(w.message)
+            if text not in seen:
+                seen.add(text)
+                click.echo(f"warning: {text}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 class _Group(click.Group):
-    """Turn tio2fiji's own errors into one clear line and exit code 1, never a traceback."""
+    """Turn tio2fiji's own errors into one clear line and exit code 1, never a traceback; print
+    the warnings about results (:class:`tio2fiji.checks.ResultWarning`) as ``warning: ...``."""
 
     def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except Tio2FijiError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResultWarning)
+            try:
+                return super().invoke(ctx)
+            except Tio2FijiError as exc:
+                click.echo(f"error: {exc}", err=True)
+                ctx.exit(1)
+            finally:
+                _echo_warnings(caught)
+
+
+def _pixel_size(text):
+    """``--pixel-size`` in metres (None when not given)."""
+    from .io import parse_length
+
+    return check_option("pixel_size_m", parse_length(text), "--pixel-size") if text else None
+
+
+def _fail_early_if_none_readable(paths):
+    """Say so before a model is loaded when no input can be read (one bad input among good ones is
+    that input's failure, reported with the others)."""
+    if any(Path(p).is_file() for p in paths):
+        return
+    first = Path(paths[0])
+    what = ("is a directory, not an image file" if first.is_dir()
+            else f"file not found. Check the path (it is relative to {Path.cwd()})")
+    more = f" (and none of the other {len(paths) - 1} input(s) is a file)" if len(paths) > 1 else ""
+    raise InputError(f"{first}: {what}{more}.")
 
 
 def example_data_dir() -> Path:
@@ -54,9 +108,9 @@ def _format_pixel_size(ps):
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--data-bar-rows", type=int, default=None,
+@click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
               help="Height of the microscope's data bar; detected from the image when omitted.")
-@click.option("--page", type=int, default=None, help="Page of a multi-page TIFF.")
+@click.option("--page", type=_Checked("page"), default=None, help="Page of a multi-page TIFF (0 = first).")
 def info(images, data_bar_rows, page):
     """Print size, type, calibration and data-bar height of SEM IMAGES."""
     from .io import read_sem
@@ -126,7 +180,8 @@ def _report_failures(failures, total):
 
 def _mask_options(f):
     """Options shared by the commands that read masks."""
-    f = click.option("--threshold", type=float, default=None, help="For gray masks: pixels > T are particle.")(f)
+    f = click.option("--threshold", type=_Checked("gray_threshold"), default=None,
+                     help="For gray masks: pixels > T are particle.")(f)
     f = click.option("--pixel-size", default=None,
                      help="Pixel size with unit, e.g. 7.34375nm (overrides metadata).")(f)
     f = click.option("--images", "images_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -134,7 +189,7 @@ def _mask_options(f):
                           "image with the same name (mask suffix _m/_mask removed).")(f)
     f = click.option("--backend", type=click.Choice(BACKENDS), default="native",
                      show_default=True)(f)
-    f = click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+    f = click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
                      help="Output folder.")(f)
     return click.argument("masks", nargs=-1, required=True, type=click.Path(path_type=Path))(f)
 
@@ -153,9 +208,8 @@ def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connecti
     """Measure every particle of MASKS as ImageJ's Analyze Particles does; writes particles.csv
     (with complete_score and complete: whether a particle is whole, not partly hidden or cut)."""
     from .batch import measure_files
-    from .io import parse_length
 
-    ps = parse_length(pixel_size) if pixel_size else None
+    ps = _pixel_size(pixel_size)
     bar = _Progress(len(masks), "measure")
     try:
         res = measure_files(list(masks), out_dir=out_dir, backend=backend, images_dir=images_dir,
@@ -185,18 +239,18 @@ def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connecti
                    "(the thesis's Table 9); it is biased, see the docs.")
 @click.option("--points", type=click.Choice(["auto", "uep", "centroid"]), default="auto", show_default=True,
               help="Ultimate eroded points (as the thesis) or particle centroids.")
-@click.option("--alpha", type=float, default=0.05, show_default=True)
-@click.option("--n-sim", type=int, default=199, show_default=True, help="Monte Carlo simulations.")
+@click.option("--alpha", type=_Checked("alpha"), default=0.05, show_default=True, help="Significance level.")
+@click.option("--n-sim", type=_Checked("n_sim"), default=199, show_default=True,
+              help="Monte Carlo simulations (a two-sided test at alpha needs n_sim >= 2/alpha).")
 @click.option("--null", type=click.Choice(["csr", "hardcore"]), default="csr", show_default=True,
               help="Monte Carlo null: complete spatial randomness or non-overlapping discs.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
 def distribution(masks, out_dir, backend, images_dir, pixel_size, threshold, methods, points, alpha,
                  n_sim, null, seed):
     """Test whether the particles of MASKS are clustered, random or regular; writes distribution.csv."""
     from .batch import concat_tables, distribution_files
-    from .io import parse_length
 
-    ps = parse_length(pixel_size) if pixel_size else None
+    ps = _pixel_size(pixel_size)
     bar = _Progress(len(masks), "distribution")
     try:
         res = distribution_files(list(masks), out_dir=out_dir, methods=methods, backend=backend,
@@ -218,7 +272,7 @@ def distribution(masks, out_dir, backend, images_dir, pixel_size, threshold, met
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="Folder with SEM/*.tif; defaults to the bundled examples.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo-out"),
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("demo-out"),
               show_default=True)
 @click.pass_context
 def demo(ctx, data_dir, out_dir):
@@ -251,27 +305,31 @@ def dataset_group():
               help="Folder of SEM images.")
 @click.option("--masks", "masks_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder of masks <id>_m.tif (0/255).")
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for tiles, tiles.csv, split.json, coco.json.")
 @click.option("--mode", type=click.Choice(["thesis", "practical"]), default="thesis", show_default=True,
               help="thesis: 22 source tiles -> 396 augmented tiles; practical: split whole images, "
                    "random crops while training.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
 @click.option("--val-grouping", type=click.Choice(["tile", "source"]), default="tile", show_default=True,
               help="Thesis mode: random validation tiles (thesis) or whole held-out sources.")
 @click.option("--format", "fmt", type=click.Choice(["png", "tif"]), default="png", show_default=True)
-@click.option("--data-bar-rows", type=int, default=None, help="Data-bar height; detected when omitted.")
+@click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
+              help="Data-bar height; detected when omitted.")
 @click.option("--skip-bad", is_flag=True, help="Leave unusable pairs out (reported) instead of stopping.")
 def dataset_build_cmd(images_dir, masks_dir, out_dir, mode, seed, val_grouping, fmt, data_bar_rows,
                       skip_bad):
     """Write 256x256 tiles, the seeded split (split.json) and COCO annotations."""
+    from .io import RunFolder
     from .training import build_dataset
 
     progress = bar = _StepProgress("tiles", unit="tile", leave=False, postfix=False)
-    try:
-        res = build_dataset(images_dir, masks_dir, out_dir, mode=mode, seed=seed,
-                            val_grouping=val_grouping, fmt=fmt, data_bar_rows=data_bar_rows,
-                            on_bad="skip" if skip_bad else "raise", progress=progress)
+    try:  # the tiles are not known in advance: the manifest lists every file the build wrote
+        with RunFolder(out_dir, "dataset build", planned=["coco.json", "tiles.csv", "split.json"],
+                       scan=True):
+            res = build_dataset(images_dir, masks_dir, out_dir, mode=mode, seed=seed,
+                                val_grouping=val_grouping, fmt=fmt, data_bar_rows=data_bar_rows,
+                                on_bad="skip" if skip_bad else "raise", progress=progress)
     finally:
         bar.close()
     counts = res.counts()
@@ -293,31 +351,33 @@ def train_group():
 
 @train_group.command("unet")
 @click.argument("data_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Run folder: last.pt, best.pt, history.csv, training_curves.png.")
 @click.option("--config", default="resnet18-scratch", show_default=True,
               type=click.Choice(["resnet18-imagenet", "resnet18-scratch", "resnet34-imagenet",
                                  "resnet34-scratch"]), help="One of the thesis's four U-Nets.")
 @click.option("--encoder-weights", default=None,
               help="Override the configuration's encoder weights: imagenet, none, or a local file.")
-@click.option("--epochs", type=int, default=50, show_default=True)
-@click.option("--batch-size", type=int, default=4, show_default=True, help="The thesis used 1.")
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option("--epochs", type=_Checked("epochs"), default=50, show_default=True)
+@click.option("--batch-size", type=_Checked("batch_size"), default=4, show_default=True, help="The thesis used 1.")
+@click.option("--lr", type=_Checked("lr"), default=1e-4, show_default=True, help="Adam learning rate.")
 @click.option("--loss", type=click.Choice(["dice", "dice+bce"]), default="dice", show_default=True)
-@click.option("--gap-weight", type=float, default=0.0, show_default=True,
+@click.option("--gap-weight", type=_Checked("gap_weight"), default=0.0, show_default=True,
               help="With dice+bce: extra BCE weight of the 1-pixel gaps between touching particles.")
-@click.option("--init", "init", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--init", "init", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="Start from the weights of this checkpoint (fine-tuning).")
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant",
               show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--crops-per-epoch", type=int, default=None,
+@click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
+@click.option("--crops-per-epoch", type=_Checked("crops_per_epoch"), default=None,
               help="Practical mode: random crops per epoch (default: tiles that fit the images).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run already in OUT (its checkpoints and history are removed).")
+@click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--workers", type=_Checked("workers"), default=0, show_default=True, help="DataLoader worker processes.")
 def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_size, lr, loss, gap_weight,
-                   init, schedule, seed, crops_per_epoch, resume, threads, workers):
+                   init, schedule, seed, crops_per_epoch, resume, overwrite, threads, workers):
     """Train a U-Net on DATA_DIR (written by 'tio2fiji dataset build')."""
     from .training import train_unet
 
@@ -327,7 +387,7 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
                          epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, gap_weight=gap_weight,
                          init=init, schedule=schedule, seed=seed, resume=resume,
                          crops_per_epoch=crops_per_epoch, num_workers=workers, threads=threads,
-                         progress=progress)
+                         overwrite=overwrite, progress=progress)
     finally:
         bar.close()
     click.echo(f"best validation IoU {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "
@@ -336,26 +396,28 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 
 @train_group.command("star")
 @click.argument("data_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Run folder: last.pt, best.pt (best validation F1), history.csv, training_curves.png.")
 @click.option("--config", default="resnet18-scratch", show_default=True,
               type=click.Choice(["resnet18-imagenet", "resnet18-scratch", "resnet34-imagenet",
                                  "resnet34-scratch"]), help="The encoder (weights from --init or scratch).")
 @click.option("--init", "init", default=None,
               help="Start from a one-output U-Net: 'default', a bundled name or a checkpoint/model file.")
-@click.option("--n-rays", type=int, default=32, show_default=True, help="Rays per pixel (StarDist).")
-@click.option("--epochs", type=int, default=15, show_default=True)
-@click.option("--batch-size", type=int, default=4, show_default=True)
-@click.option("--lr", type=float, default=3e-4, show_default=True, help="Adam learning rate.")
+@click.option("--n-rays", type=_Checked("n_rays"), default=32, show_default=True, help="Rays per pixel (StarDist).")
+@click.option("--epochs", type=_Checked("epochs"), default=15, show_default=True)
+@click.option("--batch-size", type=_Checked("batch_size"), default=4, show_default=True)
+@click.option("--lr", type=_Checked("lr"), default=3e-4, show_default=True, help="Adam learning rate.")
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="cosine", show_default=True)
-@click.option("--gap-weight", type=float, default=10.0, show_default=True,
+@click.option("--gap-weight", type=_Checked("gap_weight"), default=10.0, show_default=True,
               help="Extra BCE weight of the 1-pixel gaps between touching particles.")
-@click.option("--crops-per-epoch", type=int, default=128, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--crops-per-epoch", type=_Checked("crops_per_epoch"), default=128, show_default=True)
+@click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run already in OUT (its checkpoints and history are removed).")
+@click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 def train_star_cmd(data_dir, out_dir, config, init, n_rays, epochs, batch_size, lr, schedule, gap_weight,
-                   crops_per_epoch, seed, resume, threads):
+                   crops_per_epoch, seed, resume, overwrite, threads):
     """Train a star-convex U-Net (particle mask, object probability, rays) on DATA_DIR (practical mode)."""
     from .training.star import train_star
 
@@ -364,7 +426,7 @@ def train_star_cmd(data_dir, out_dir, config, init, n_rays, epochs, batch_size, 
         res = train_star(data_dir, out_dir, config=config, n_rays=n_rays, init=init, epochs=epochs,
                          batch_size=batch_size, lr=lr, schedule=schedule, gap_weight=gap_weight,
                          crops_per_epoch=crops_per_epoch, seed=seed, resume=resume, threads=threads,
-                         progress=progress)
+                         overwrite=overwrite, progress=progress)
     finally:
         bar.close()
     click.echo(f"best validation F1 {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "
@@ -376,18 +438,19 @@ def train_star_cmd(data_dir, out_dir, config, init, n_rays, epochs, batch_size, 
               help="'default' (bundled), a compact model file, or a training checkpoint (best.pt).")
 @click.option("--images", "images_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
 @click.option("--masks", "masks_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
-@click.option("--split", "split_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--split", "split_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=None,
               help="split.json: evaluate only the images of --subset.")
 @click.option("--subset", default="test", show_default=True)
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for metrics.json and per_image.csv.")
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=_Checked("threshold"), default=None,
               help="Probability threshold (default: the one stored with the model, else 0.5).")
 @click.option("--mode", type=click.Choice(["blend", "thesis"]), default="blend", show_default=True,
               help="blend: overlapping tiles, smooth weights; thesis: 256 tiles, mirrored border.")
-@click.option("--overlap", type=int, default=64, show_default=True)
+@click.option("--overlap", type=_Checked("overlap"), default=64, show_default=True)
 @click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True)
-@click.option("--data-bar-rows", type=int, default=None)
+@click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None)
 @click.option("--save-masks", is_flag=True, help="Also write each predicted mask.")
 @click.option("--separate", type=click.Choice(SEPARATE), default="auto",
               show_default=True, help="Touching particles: watershed split (auto for a U-Net), or "
@@ -396,13 +459,18 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
                  overlap, connectivity, data_bar_rows, save_masks, separate):
     """Score a model on image/mask pairs; writes metrics.json and per_image.csv."""
     from .evaluate import evaluate_model, select_pairs
+    from .io import RunFolder
 
     pairs = select_pairs(images_dir, masks_dir, split_file=split_file, subset=subset)
+    planned = ["metrics.json", "per_image.csv"] + [f"{Path(i).stem}_pred.tif" for i, _ in pairs
+                                                    if save_masks]
     bar = _Progress(len(pairs), "evaluate", unit="image")
     try:
-        res = evaluate_model(model_path, pairs, out_dir=out_dir, threshold=threshold, overlap=overlap,
-                             mode=mode, connectivity=int(connectivity), data_bar_rows=data_bar_rows,
-                             save_masks=save_masks, separate=separate, progress=bar)
+        with RunFolder(out_dir, "evaluate", planned=planned, inputs=[p for pair in pairs for p in pair]):
+            res = evaluate_model(model_path, pairs, out_dir=out_dir, threshold=threshold,
+                                 overlap=overlap, mode=mode, connectivity=int(connectivity),
+                                 data_bar_rows=data_bar_rows, save_masks=save_masks,
+                                 separate=separate, progress=bar)
     finally:
         bar.close()
 
@@ -421,36 +489,38 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
 
 @train_group.command("maskrcnn")
 @click.argument("data_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Run folder: last.pt, best.pt, history.csv, training_curves.png.")
 @click.option("--config", type=click.Choice(["1", "2", "3", "4"]), default="1", show_default=True,
               help="Row of the thesis's Table 3 (3 scored best there).")
 @click.option("--weights-backbone", default="none", show_default=True,
               help="ResNet-50 weights: none, imagenet (from the local torch cache only), or a file.")
-@click.option("--epochs-heads", type=int, default=30, show_default=True,
+@click.option("--epochs-heads", type=_Checked("epochs_heads"), default=30, show_default=True,
               help="Phase 1: heads only, backbone frozen.")
-@click.option("--epochs-all", type=int, default=50, show_default=True,
+@click.option("--epochs-all", type=_Checked("epochs_all"), default=50, show_default=True,
               help="Phase 2: the whole network.")
-@click.option("--batch-size", type=int, default=2, show_default=True)
-@click.option("--lr", type=float, default=0.01, show_default=True,
+@click.option("--batch-size", type=_Checked("batch_size"), default=2, show_default=True)
+@click.option("--lr", type=_Checked("lr"), default=0.01, show_default=True,
               help="SGD learning rate for the first half of each phase.")
-@click.option("--lr-final", type=float, default=1e-5, show_default=True,
+@click.option("--lr-final", type=_Checked("lr_final"), default=1e-5, show_default=True,
               help="Learning rate for the second half of each phase.")
 @click.option("--trainable-backbone-layers", type=click.IntRange(0, 5), default=None,
               help="Backbone stages trained in phase 2 (default 3 with pretrained weights, 5 without).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--crops-per-epoch", type=int, default=None,
+@click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
+@click.option("--crops-per-epoch", type=_Checked("crops_per_epoch"), default=None,
               help="Training tiles per epoch (default: every training tile once).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run already in OUT (its checkpoints and history are removed).")
+@click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
-@click.option("--score-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--score-threshold", type=_Checked("score_threshold"), default=0.5, show_default=True,
               help="Detections kept for the validation IoU (stored with the model for prediction).")
 @click.option("--no-val-loss", is_flag=True, help="Skip the validation loss (saves a forward pass).")
-@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--workers", type=_Checked("workers"), default=0, show_default=True, help="DataLoader worker processes.")
 def train_maskrcnn_cmd(data_dir, out_dir, config, weights_backbone, epochs_heads, epochs_all, batch_size,
-                       lr, lr_final, trainable_backbone_layers, seed, crops_per_epoch, resume, threads,
-                       device, score_threshold, no_val_loss, workers):
+                       lr, lr_final, trainable_backbone_layers, seed, crops_per_epoch, resume, overwrite,
+                       threads, device, score_threshold, no_val_loss, workers):
     """Train a Mask R-CNN (thesis Table 3) on DATA_DIR (written by 'tio2fiji dataset build')."""
     from .training import train_maskrcnn
 
@@ -461,7 +531,7 @@ def train_maskrcnn_cmd(data_dir, out_dir, config, weights_backbone, epochs_heads
                              lr=lr, lr_final=lr_final, trainable_backbone_layers=trainable_backbone_layers,
                              seed=seed, resume=resume, threads=threads, crops_per_epoch=crops_per_epoch,
                              score_threshold=score_threshold, val_loss=not no_val_loss,
-                             num_workers=workers, device=device,
+                             num_workers=workers, device=device, overwrite=overwrite,
                              progress=progress)
     finally:
         bar.close()
@@ -472,7 +542,8 @@ def train_maskrcnn_cmd(data_dir, out_dir, config, weights_backbone, epochs_heads
 
 @main.command("analyze")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Output folder.")
 @click.option("--model", "model_path", default="default", show_default=True,
               help="'default' (bundled), a compact model file, or a training checkpoint (best.pt).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="native", show_default=True,
@@ -485,21 +556,24 @@ def train_maskrcnn_cmd(data_dir, out_dir, config, weights_backbone, epochs_heads
 @click.option("--method", "methods", multiple=True, default=("clark-evans", "monte-carlo"), show_default=True,
               type=click.Choice(METHODS),
               help="Spatial-distribution test; repeat for several.")
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=_Checked("threshold"), default=None,
               help="Probability threshold (default: the one stored with the model).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=_Checked("seed"), default=0, show_default=True,
               help="Seed of the bootstrap intervals and the simulations.")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--complete-only", is_flag=True,
               help="Summary, sizes, plots and spatial tests of the complete particles only (not partly "
                    "hidden or cut); particles.csv keeps every particle with its complete column.")
+@click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
+              help="Height of the microscope's data bar (0: none); detected from each image when omitted.")
 def analyze(images, out_dir, model_path, backend, separate, connectivity, methods, threshold, seed, threads,
-            complete_only):
+            complete_only, data_bar_rows):
     """Segment SEM IMAGES, measure every particle, test their spatial distribution, and write
     particles.csv, distribution.csv, summary.csv (per image a row of all particles and one of the
     complete ones), plots/ and report.html."""
     from .analyze import analyze_images
 
+    _fail_early_if_none_readable(images)
     if threads:
         import torch
 
@@ -508,7 +582,8 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
     try:
         res = analyze_images(list(images), out_dir, model=model_path, backend=backend, separate=separate,
                              connectivity=int(connectivity), methods=methods, threshold=threshold,
-                             seed=seed, complete_only=complete_only, progress=bar)
+                             seed=seed, complete_only=complete_only, data_bar_rows=data_bar_rows,
+                             progress=bar)
     finally:
         bar.close()
 
@@ -539,7 +614,7 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
 
 @main.command("segment")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for <stem>_mask.tif, <stem>_labels.tif, <stem>_scores.csv.")
 @click.option("--model", "model_path", default="default", show_default=True,
               help="'default' (bundled U-Net), a model file or a checkpoint (U-Net or Mask R-CNN).")
@@ -547,20 +622,22 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
               show_default=True, help="Touching particles: watershed split (auto for a U-Net) or none.")
 @click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True,
               help="Connectivity of the particles with --separate none.")
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=_Checked("threshold"), default=None,
               help="Probability threshold (default: the one stored with the model).")
 @click.option("--mode", type=click.Choice(["blend", "thesis"]), default="blend", show_default=True,
               help="blend: overlapping tiles, smooth weights; thesis: 256 tiles, mirrored border.")
-@click.option("--overlap", type=int, default=64, show_default=True)
-@click.option("--data-bar-rows", type=int, default=None, help="Data-bar height; detected when omitted.")
+@click.option("--overlap", type=_Checked("overlap"), default=64, show_default=True)
+@click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
+              help="Data-bar height; detected when omitted.")
 @click.option("--rois", is_flag=True, help="Also write <stem>_rois.zip (ImageJ ROI Manager set).")
 @click.option("--probability", is_flag=True, help="Also write <stem>_prob.tif (float32).")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, mode, overlap,
                 data_bar_rows, rois, probability, threads):
     """Segment SEM IMAGES into particle masks, label images and (optionally) ROI sets."""
     from .batch import segment_files
 
+    _fail_early_if_none_readable(images)
     if threads:
         import torch
 
@@ -574,7 +651,9 @@ def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, 
     finally:
         bar.close()
     for info in res.inputs:
-        click.echo(f"{info['stem']}: {info['particles']} particles")
+        # a renamed stem (x_2: another x.tif) says which input it is
+        source = "" if info["image"] == Path(info["path"]).name else f" (from {info['image']})"
+        click.echo(f"{info['stem']}: {info['particles']} particles{source}")
     click.echo(f"wrote {len(res.tables)} image(s) to {out_dir}")
     _report_failures(res.failures, len(images))
     if res.failures:
@@ -588,7 +667,7 @@ def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, 
               show_default=True, help="bioimageio: model package (.zip or folder); onnx: one .onnx file.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
               help="Package .zip or new folder (bioimageio), or .onnx file.")
-@click.option("--test-image", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--test-image", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="SEM image for the package's test tensors / the ONNX check (default: bundled example).")
 @click.option("--no-test", is_flag=True, help="Skip the test run (bioimageio.core / onnxruntime).")
 def export_cmd(model_path, fmt, out_path, test_image, no_test):

@@ -5,7 +5,11 @@ Every error that a user can cause (bad file, bad option, missing Java) is a
 Messages name the file, say what is wrong, and say what to do.
 """
 
-__all__ = ["Tio2FijiError", "InputError", "CalibrationError", "JavaNotFoundError"]
+import errno
+import shutil
+from pathlib import Path
+
+__all__ = ["Tio2FijiError", "InputError", "CalibrationError", "JavaNotFoundError", "OutputError"]
 
 
 class Tio2FijiError(Exception):
@@ -22,3 +26,36 @@ class CalibrationError(Tio2FijiError):
 
 class JavaNotFoundError(Tio2FijiError, RuntimeError):
     """Java or ImageJ (ij.jar) is missing for the ImageJ backend."""
+
+
+class OutputError(Tio2FijiError, OSError):
+    """An output cannot be written: not a folder, read-only, disk full, or locked by another run.
+
+    The message names the output, not the input that was being processed.
+    """
+
+    @classmethod
+    def from_os_error(cls, path, exc: OSError) -> "OutputError":
+        """The one-line error for an ``OSError`` raised while writing ``path``."""
+        if isinstance(exc, Tio2FijiError):
+            return exc
+        hint = {errno.ENOSPC: "the disk is full: free some space or choose another --out",
+                errno.EDQUOT: "the disk quota is exceeded: free some space or choose another --out",
+                errno.EROFS: "the file system is read-only: choose another --out",
+                errno.EACCES: "permission denied: choose a folder you can write to",
+                errno.EPERM: "not permitted: choose a folder you can write to",
+                errno.ENOTDIR: "a part of the path is a file, not a folder: choose another --out"}
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        code = exc.errno
+        if code is None and _nearly_full(path):  # short writes (tifffile) carry no errno
+            code = errno.ENOSPC
+        what = hint.get(code, "check that the folder exists, is writable and has free space")
+        return cls(f"{path}: cannot write the output ({reason}); {what}.")
+
+
+def _nearly_full(path, margin=1 << 20) -> bool:
+    """Whether the disk of ``path``'s folder has less than ``margin`` bytes free."""
+    try:
+        return shutil.disk_usage(Path(path).parent).free < margin
+    except OSError:
+        return False

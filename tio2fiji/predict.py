@@ -32,6 +32,14 @@ read by :func:`tio2fiji.models.checkpoint.load_model`.
 
 ``progress(done, total, name)`` callbacks are called after each batch of tiles, with ``name``
 ``"tile"``.
+
+Memory of large images: tiles are streamed (one batch at a time) and blended one row of tiles at a
+time, so :func:`predict_maps` holds the float32 network input and result (4 bytes per pixel each,
+per output map) plus about ``24 × tile × width`` bytes, and no full-size float64 copy: about
+8 bytes per pixel for a one-map U-Net (0.5 GB for 8000×8000; a ``"star"`` model returns
+``2 + n_rays`` maps, 4 bytes per pixel each). The post-processing of :func:`segment` (watershed,
+labels) costs more: about 125 bytes per pixel at its peak, measured with ``benchmarks/large_images.py``
+(8 GB for 8000×8000); the time is about linear in the pixels. Images are limited by memory only.
 """
 
 from __future__ import annotations
@@ -151,22 +159,66 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
         stride = tile - overlap
         ys, xs = axis_positions(H, tile, stride), axis_positions(W, tile, stride)
         corners = [(y, x) for y in ys for x in xs]
-        acc, norm, cache = None, np.zeros((H, W), np.float64), {}
+        band, cache = None, {}
         for k, (y, x, p) in enumerate(_run_tiles(model, padded, corners, tile, batch_size, device,
                                                  outputs, post["ray_scale"])):
-            if acc is None:  # one map in float64 (as always); many in float32 to bound memory
-                acc = np.zeros((p.shape[0], H, W), np.float64 if p.shape[0] == 1 else np.float32)
+            if band is None:
+                band = _Band(p.shape[0], tile, H, W, h, w)
+            band.move_to(y)
             key = (y > 0, y + tile < H, x > 0, x + tile < W)
             if key not in cache:
                 cache[key] = tile_weights(tile, overlap, *key)
-            wt = cache[key]
-            acc[:, y:y + tile, x:x + tile] += wt * p
-            norm[y:y + tile, x:x + tile] += wt
+            band.add(x, cache[key], p)
             if progress is not None and ((k + 1) % batch_size == 0 or k + 1 == len(corners)):
                 progress(k + 1, len(corners), "tile")
-        return (acc / norm)[:, :h, :w].astype(np.float32)
+        return band.finish()
     finally:
         model.train(was_training)
+
+
+class _Band:
+    """The blended maps of a whole image, accumulated one row of tiles at a time.
+
+    Tiles come row by row (top to bottom), so when a row of tiles starting at ``y`` begins, every
+    image row above ``y`` is complete: it is divided by its weights into the float32 result and its
+    accumulator is reused. Only ``tile`` rows are accumulated at once (one map in float64, as
+    always; many in float32), so memory is the result (4 bytes per pixel and map) plus
+    ``tile × width`` accumulators, not a float64 copy of the whole image. The sums are the same,
+    in the same order, as with whole-image accumulators.
+    """
+
+    def __init__(self, channels, tile, H, W, h, w):
+        self.tile, self.h, self.w, self.top = tile, h, w, 0
+        self.acc = np.zeros((channels, tile, W), np.float64 if channels == 1 else np.float32)
+        self.norm = np.zeros((tile, W), np.float64)
+        self.out = np.empty((channels, h, w), np.float32)
+        self.H = H
+
+    def _flush(self, rows: int) -> None:
+        """Finish the band's first ``rows`` rows and shift the rest up."""
+        lo, hi = self.top, min(self.top + rows, self.h)
+        if hi > lo:
+            n = hi - lo
+            self.out[:, lo:hi] = (self.acc[:, :n] / self.norm[:n])[:, :, :self.w]
+        keep = self.tile - rows
+        self.acc[:, :keep] = self.acc[:, rows:]
+        self.acc[:, keep:] = 0
+        self.norm[:keep] = self.norm[rows:]
+        self.norm[keep:] = 0
+        self.top += rows
+
+    def move_to(self, y: int) -> None:
+        if y > self.top:
+            self._flush(y - self.top)
+
+    def add(self, x: int, wt, p) -> None:
+        t = self.tile
+        self.acc[:, :, x:x + t] += wt * p
+        self.norm[:, x:x + t] += wt
+
+    def finish(self) -> np.ndarray:
+        self._flush(self.H - self.top)
+        return self.out
 
 
 def predict_probability(model, image, tile: int = TILE, overlap: int = 64, batch_size: int = 4,

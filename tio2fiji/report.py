@@ -33,7 +33,7 @@ from .summary import SIZE_STATS
 
 __all__ = ["plot_area_violin", "plot_feret_angle_kde", "plot_correlation", "plot_ecd_distribution",
            "plot_envelopes", "plot_envelopes_png", "overlay_rgb", "overlay_image", "write_report",
-           "CORRELATION_COLUMNS"]
+           "result_warnings", "CORRELATION_COLUMNS"]
 
 #: Particle-table columns of the thesis's correlation matrices (Fig. 36) and their labels.
 CORRELATION_COLUMNS = {"Area": "Area", "Solidity": "Solidity", "Circ.": "Circularity",
@@ -516,6 +516,30 @@ def _complete_note(summary) -> str:
     return ""
 
 
+def result_warnings(images=None, distribution=None) -> list:
+    """Every warning about the results: the images' ``warnings`` and the spatial tests' ``note``.
+
+    Parameters
+    ----------
+    images : sequence of dict, optional
+        Per image, optionally ``warnings`` (list of str).
+    distribution : pandas.DataFrame, optional
+        ``distribution.csv``'s table; a non-empty ``note`` (e.g. a Monte Carlo test that cannot
+        be significant with its ``n_sim``) becomes ``"<image>: <method>: <note>"``.
+
+    Returns
+    -------
+    list of str
+        In order, each once.
+    """
+    out = [w for m in images or () for w in (m.get("warnings") or ())]
+    if distribution is not None and len(distribution) and "note" in distribution:
+        for _, r in distribution.iterrows():
+            if isinstance(r["note"], str) and r["note"]:
+                out.append(f"{r['image']}: {r['method']}: {r['note']}")
+    return list(dict.fromkeys(out))
+
+
 def write_report(out_dir, summary, versions, distribution=None, images=None, plots=None, overlays=None,
                  envelopes=None, model=None, failures=None, options=None,
                  title="tio2fiji analysis", filename="report.html") -> Path:
@@ -536,7 +560,8 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
         Per image: ``image``, ``path``, ``width``, ``height``, ``pixel_size_m``,
         ``pixel_size_source`` (the calibration source), ``data_bar_rows``, ``particles`` and
         optionally ``complete_particles``, ``separation`` (how touching particles were split) and
-        ``seconds``.
+        ``seconds``, ``warnings`` (list of str; shown with the distribution notes under
+        "Warnings", :func:`result_warnings`).
     plots : dict, optional
         Caption -> PNG path of the summary figures.
     overlays, envelopes : dict, optional
@@ -563,6 +588,12 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
     if failures:
         parts.append("<h2 id='failures'>Images that failed</h2><ul class='fail'>")
         parts += [f"<li><code>{_esc(p)}</code>: {_esc(m)}</li>" for p, m in failures]
+        parts.append("</ul>")
+    warned = result_warnings(images, distribution)
+    if warned:
+        parts.append("<h2 id='warnings'>Warnings: check these results before using them</h2>"
+                     "<ul class='fail'>")
+        parts += [f"<li>{_esc(w)}</li>" for w in warned]
         parts.append("</ul>")
 
     parts.append("<h2 id='images'>Images and calibration</h2>")

@@ -289,6 +289,19 @@ def write_roi_zip(labels, path, name_format: str = DEFAULT_NAME_FORMAT) -> Path:
     return atomic_write(path, _write)
 
 
+#: Largest uncompressed ROI entry read (a polygon of ~8 million float vertices); a zip that
+#: claims more is refused before it is inflated (a "zip bomb").
+MAX_ROI_BYTES = 64 * 2 ** 20
+
+
+def _check_entry_sizes(path: Path, zf) -> None:
+    """Refuse entries whose declared size no ImageJ ROI reaches (before reading them)."""
+    for info in zf.infolist():
+        if info.file_size > MAX_ROI_BYTES:
+            raise InputError(f"{path}: entry {info.filename!r} inflates to {info.file_size} bytes, more "
+                             f"than any ImageJ ROI ({MAX_ROI_BYTES} bytes); it is not a ROI set.")
+
+
 def read_roi_zip(path) -> list:
     """Read an ImageJ ROI set (``.zip``) or a single ``.roi`` file.
 
@@ -319,6 +332,7 @@ def read_roi_zip(path) -> list:
     else:
         try:
             with zipfile.ZipFile(path) as zf:
+                _check_entry_sizes(path, zf)
                 data = {name: zf.read(name) for name in zf.namelist() if not name.endswith("/")}
         except zipfile.BadZipFile as err:
             raise InputError(f"{path}: not a zip file ({err}); an ImageJ ROI set is a .zip of "

@@ -32,7 +32,7 @@ SUMMARY_COLUMNS = (
     ["image", "particles_kind", "particles", "area_coverage_pct", "circularity_mean", "solidity_mean",
      "feret_angle_mean", "feret_angle_axial_mean", "unit", "pixel_size_nm"]
     + [f"ECD_{k}{s}" for k in SIZE_STATS for s in ("", "_ci_low", "_ci_high")]
-    + ["ci_level", "n_boot", "seed"]
+    + ["ci_level", "n_boot", "seed", "warnings"]
 )
 
 
@@ -127,7 +127,8 @@ def summary_table(particles, images_meta, n_boot=1000, seed=0, level=0.95,
     images_meta : sequence of dict or DataFrame
         One entry per image, in the order of the output rows, with ``image`` (name as in the
         particle table), ``width`` and ``height`` (the analysed area in pixels) and optionally
-        ``foreground_px`` (particle pixels of the mask), ``pixel_size_m`` and ``unit``. Images
+        ``foreground_px`` (particle pixels of the mask), ``pixel_size_m``, ``unit`` and
+        ``warnings`` (list of str, e.g. :func:`tio2fiji.checks.plausibility_warnings`). Images
         without particles get a row with count 0.
     n_boot, seed, level
         Bootstrap settings of :func:`bootstrap_ci` (the same seed for every image and statistic).
@@ -157,6 +158,8 @@ def summary_table(particles, images_meta, n_boot=1000, seed=0, level=0.95,
           circle diameter's mean and number-weighted quantiles (D50 is the median, listed under
           both names), each with ``_ci_low``/``_ci_high`` percentile-bootstrap bounds, in ``unit``
           (nm when calibrated, else pixel).
+        * ``warnings``: the image's ``warnings``, joined by ``"; "`` ("" when none): a result to
+          check before trusting it (e.g. an inverted mask).
     """
     meta = _meta_frame(images_meta)
     pts = particles if particles is not None else pd.DataFrame(columns=["image"])
@@ -198,5 +201,7 @@ def _summary_row(g, m, kind, n_boot, seed, level) -> dict:
     for key, stat in SIZE_STATS.items():
         est, lo, hi = bootstrap_ci(ecd, stat, n=n_boot, seed=seed, level=level)
         row[f"ECD_{key}"], row[f"ECD_{key}_ci_low"], row[f"ECD_{key}_ci_high"] = est, lo, hi
-    row.update(ci_level=level, n_boot=int(n_boot), seed=seed)
+    warns = m.get("warnings")
+    row.update(ci_level=level, n_boot=int(n_boot), seed=seed,
+               warnings="; ".join(warns) if isinstance(warns, (list, tuple)) else "")
     return row

@@ -72,13 +72,16 @@ def normalize_for_network(image: np.ndarray, bits: int | None = None) -> np.ndar
     """
     img = np.asarray(image)
     if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0
+        out = img.astype(np.float32)
+        out /= 255.0  # in place: no second full-size copy
+        return out
     if np.issubdtype(img.dtype, np.unsignedinteger) or np.issubdtype(img.dtype, np.signedinteger):
         if np.issubdtype(img.dtype, np.signedinteger) and img.min() < 0:
-            raise InputError("signed image with negative values: cannot be a detector signal.")
+            raise InputError(f"signed image with negative values (minimum {img.min()}): cannot be a "
+                             f"detector signal; save it as unsigned 8- or 16-bit.")
         if bits is None:
             bits = input_bits(img)
-        return (img.astype(np.float64) / (2 ** bits - 1)).astype(np.float32)
+        return _scaled_float32(img, float(2 ** bits - 1))
     img = img.astype(np.float32)
     lo, hi = float(img.min()), float(img.max())
     if lo >= 0.0 and hi <= 1.0:
@@ -86,6 +89,19 @@ def normalize_for_network(image: np.ndarray, bits: int | None = None) -> np.ndar
     if hi == lo:
         return np.zeros_like(img)
     return (img - lo) / (hi - lo)
+
+
+def _scaled_float32(img: np.ndarray, scale: float, block: int = 2 ** 18) -> np.ndarray:
+    """``img / scale`` computed in float64 and stored as float32, about ``block`` pixels at a time,
+    so that a large image never has a full-size float64 copy (8 bytes per pixel); same values as
+    at once."""
+    if img.ndim == 0 or img.size == 0:
+        return (img.astype(np.float64) / scale).astype(np.float32)
+    out = np.empty(img.shape, np.float32)
+    rows = max(1, block // (img.size // img.shape[0]))
+    for r in range(0, img.shape[0], rows):
+        out[r:r + rows] = img[r:r + rows].astype(np.float64) / scale
+    return out
 
 
 def input_bits(image: np.ndarray) -> int | None:

@@ -9,12 +9,15 @@ from numba import njit
 from scipy import stats
 from scipy.spatial import cKDTree
 
+from ..checks import check_option, significance_note, smallest_p_value, warn_result
 from ..errors import InputError
 from ._points import _check_points, _window, nearest_neighbour_distances
 
 
-def _classify(p_value, alpha, clustered) -> str:
+def _classify(p_value, alpha, clustered, not_testable=False) -> str:
     # "clustered" / "regular" when significant, in the direction the caller determined
+    if not_testable:
+        return "not testable"
     if not p_value < alpha:
         return "random"
     return "clustered" if clustered else "regular"
@@ -51,6 +54,7 @@ def clark_evans_test(points, window, alpha=0.05, edge_correction="donnelly") -> 
         critical_value (z_{1-alpha/2}), p_value, classification`` ("clustered" for R < 1,
         "regular" for R > 1 when p < alpha, else "random").
     """
+    alpha = check_option("alpha", alpha)
     pts = _check_points(points)
     width, height = _window(window)
     n = len(pts)
@@ -219,8 +223,10 @@ def monte_carlo_test(points, window, n_sim=199, alpha=0.05, null="csr", radii=No
         ``(x, y)``; n >= 2.
     window : (width, height)
     n_sim : int
-        Number of simulations; ``2 / (n_sim + 1)`` is the smallest possible p, so a two-sided
-        test at alpha = 0.05 needs n_sim >= 40.
+        Number of simulations (>= 1); ``2 / (n_sim + 1)`` is the smallest possible p, so a
+        two-sided test at alpha = 0.05 needs n_sim >= 40. With fewer the classification is
+        ``"not testable"`` (not "random": the test could not have found anything), ``note``
+        says why, and a :class:`~tio2fiji.checks.ResultWarning` is issued.
     alpha : float
     null : {"csr", "hardcore"}
         ``"csr"``: complete spatial randomness (n uniform points). ``"hardcore"``: random
@@ -242,15 +248,20 @@ def monte_carlo_test(points, window, n_sim=199, alpha=0.05, null="csr", radii=No
         ``n, area, expected_nnd`` (mean over simulations), ``observed_nnd, statistic``
         (observed / expected), ``critical_value`` (NaN: the test is rank based),
         ``sim_low, sim_high`` (the simulations' alpha/2 and 1 - alpha/2 quantiles), ``p_value,
-        n_sim, null, classification``.
+        n_sim, null, classification``, ``min_p_value`` (the smallest p ``n_sim`` allows) and
+        ``note`` (why the test is not testable, else "").
     """
+    alpha, n_sim = check_option("alpha", alpha), check_option("n_sim", n_sim)
+    if not isinstance(seed, np.random.Generator):
+        check_option("seed", seed)
     pts = _check_points(points)
     width, height = _window(window)
     n = len(pts)
     if n < 2:
         raise InputError(f"the Monte Carlo test needs at least 2 points, got {n}.")
-    if int(n_sim) < 1:
-        raise InputError(f"n_sim must be >= 1, got {n_sim}.")
+    note = significance_note(n_sim, alpha)
+    if note:
+        warn_result(f"Monte Carlo test {note}")
     rng = np.random.default_rng(seed)
     simulate = _simulator(n, width, height, null, radii, rng, max_tries)
     observed = float(nearest_neighbour_distances(pts).mean())
@@ -266,7 +277,8 @@ def monte_carlo_test(points, window, n_sim=199, alpha=0.05, null="csr", radii=No
         "n": n, "area": width * height, "expected_nnd": expected, "observed_nnd": observed,
         "statistic": observed / expected, "critical_value": math.nan, "sim_low": float(lo),
         "sim_high": float(hi), "p_value": p, "n_sim": int(n_sim), "null": null,
-        "classification": _classify(p, alpha, observed < np.median(sims)),
+        "classification": _classify(p, alpha, observed < np.median(sims), bool(note)),
+        "min_p_value": smallest_p_value(n_sim), "note": note or "",
     }
 
 
@@ -363,8 +375,15 @@ def envelopes(points, window, r_g=None, r_l=None, n_sim=99, alpha=0.05, null="cs
         ``{"G": {...}, "L": {...}, "n_sim": int, "null": str}``; each of G and L holds arrays
         ``r, observed, low, high, mean, theoretical`` (CSR: ``1 - exp(-lambda pi r^2)`` and ``r``)
         and the maximum-absolute-deviation test against the simulations' mean: ``mad``,
-        ``p_value`` (rank based, ``(1 + #{sim >= obs}) / (n_sim + 1)``) and ``classification``.
+        ``p_value`` (rank based, ``(1 + #{sim >= obs}) / (n_sim + 1)``) and ``classification``
+        (``"not testable"`` when ``1 / (n_sim + 1)`` is not below ``alpha``; ``note`` says why).
     """
+    alpha, n_sim = check_option("alpha", alpha), check_option("n_sim", n_sim)
+    if not isinstance(seed, np.random.Generator):
+        check_option("seed", seed)
+    note = significance_note(n_sim, alpha, sides=1)
+    if note:
+        warn_result(f"G/L envelope test {note}")
     pts = _check_points(points)
     width, height = _window(window)
     n = len(pts)
@@ -384,7 +403,7 @@ def envelopes(points, window, r_g=None, r_l=None, n_sim=99, alpha=0.05, null="cs
         if progress is not None:
             progress(k + 1, int(n_sim))
     lam = n / (width * height)
-    out = {"n_sim": int(n_sim), "null": null}
+    out = {"n_sim": int(n_sim), "null": null, "note": note or ""}
     for name, r, obs, sims, theo in (("G", r_g, obs_g, sim_g, 1 - np.exp(-lam * np.pi * r_g ** 2)),
                                      ("L", r_l, obs_l, sim_l, r_l)):
         with np.errstate(invalid="ignore"), _warnings_off():
@@ -399,7 +418,7 @@ def envelopes(points, window, r_g=None, r_l=None, n_sim=99, alpha=0.05, null="cs
         i = int(np.nanargmax(np.abs(obs - mean)))
         out[name] = {"r": r, "observed": obs, "low": low, "high": high, "mean": mean,
                      "theoretical": theo, "mad": float(dev_obs), "p_value": p,
-                     "classification": _classify(p, alpha, clustered=obs[i] > mean[i])}
+                     "classification": _classify(p, alpha, obs[i] > mean[i], bool(note))}
     return out
 
 

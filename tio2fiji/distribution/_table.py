@@ -8,6 +8,7 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..checks import check_option
 from ..errors import InputError
 from ..imagej import BACKENDS
 from ._biovoxxel import biovoxxel_points, biovoxxel_test
@@ -112,12 +113,18 @@ def test_distribution(data, method="clark-evans", *, shape=None, pixel_size_m=No
     dict
         The keys of :data:`COLUMNS` first, then method-specific extras (``unit``, ``points``,
         ``ratio``, ``variance``, ``F``, ``critical_F``, ``n_sim``, ...). With fewer than 2 points
-        the statistics are NaN and ``classification`` is ``"too few points"``.
+        the statistics are NaN and ``classification`` is ``"too few points"``. A Monte Carlo row
+        also has ``min_p_value`` (``2 / (n_sim + 1)``) and ``note``; it is ``"not testable"``
+        when ``n_sim`` is too small for ``alpha`` (:func:`tio2fiji.checks.significance_note`).
     """
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}.")
+    alpha, n_sim = check_option("alpha", alpha), check_option("n_sim", n_sim)
+    pixel_size_m = check_option("pixel_size_m", pixel_size_m)
+    if isinstance(seed, (int, float, np.integer)):
+        check_option("seed", seed)
     scale = _scale_nm(pixel_size_m)
     unit = "nm" if pixel_size_m is not None else "px"
     arr = np.asarray(data)
@@ -193,6 +200,7 @@ def test_distribution(data, method="clark-evans", *, shape=None, pixel_size_m=No
                                progress=progress)
         row.update(test=f"Monte Carlo mean NND vs {'CSR' if null == 'csr' else 'hard-core discs'}",
                    n_sim=res["n_sim"], null=null, sim_low=res["sim_low"],
+                   min_p_value=res["min_p_value"], note=res["note"],
                    sim_high=res["sim_high"], seed=seed if isinstance(seed, int) else None)
     row.update(expected_nnd=res["expected_nnd"], observed_nnd=res["observed_nnd"],
                statistic=res["statistic"], critical_value=res["critical_value"],

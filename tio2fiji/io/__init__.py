@@ -4,6 +4,9 @@ The rules that decide which numbers reach the analysis live here:
 
 * **Calibration** (physical pixel size, always in metres: ``pixel_size_m``) from the image's own
   metadata (:func:`read_calibration`), else none (lengths in pixels, and the source says why).
+  Every pixel size passes one plausibility rule (:func:`pixel_size_problem`): a broken microscope
+  tag is an error, a print/screen dpi is never a calibration; :func:`calibration_rank` orders the
+  sources (given > microscope tag > ImageJ > TIFF resolution).
 * **Palette images** are read as their raw indices, which are the detector values
   (:mod:`tio2fiji.io._pixels`).
 * **Data bar**: detected from the image content (:func:`detect_data_bar`) unless given; the
@@ -12,9 +15,21 @@ The rules that decide which numbers reach the analysis live here:
   :func:`read_mask_or_labels`; :func:`mask_for_image` crops a mask to its image's analysed area.
 * **Files**: :func:`pair_files` / :func:`find_image_for_mask` pair masks with their images;
   every output goes through :func:`atomic_write` (temporary name, then rename).
+* **Output folders**: :func:`check_output_dir` before anything is computed, :class:`RunFolder`
+  (lock, ``run_manifest.json``, the earlier run's files replaced) while a run writes.
 """
 
-from ._calibration import parse_length, pixel_size_nm, read_calibration, read_pixel_size
+from ._calibration import (
+    PIXEL_SIZE_RANGE_M,
+    RESOLUTION_MAX_PIXEL_M,
+    calibration_rank,
+    choose_calibration,
+    parse_length,
+    pixel_size_nm,
+    pixel_size_problem,
+    read_calibration,
+    read_pixel_size,
+)
 from ._files import (
     IMAGE_SUFFIXES,
     MASK_SUFFIX,
@@ -37,9 +52,13 @@ from ._masks import (
     write_labels,
     write_mask,
 )
+from ._outdir import LOCK, MANIFEST, RunFolder, check_output_dir, read_manifest
 from ._sem import SemImage, analysed_area, detect_data_bar, read_sem
 
 __all__ = [
+    "LOCK", "MANIFEST", "RunFolder", "check_output_dir", "read_manifest",
+    "PIXEL_SIZE_RANGE_M", "RESOLUTION_MAX_PIXEL_M", "calibration_rank", "choose_calibration",
+    "pixel_size_problem",
     "IMAGE_SUFFIXES", "MASK_SUFFIX", "SemImage", "analysed_area", "as_binary_mask", "atomic_write",
     "check_same_shape", "detect_data_bar", "file_sha256", "find_image_for_mask", "mask_for_image",
     "mask_from_array", "mask_or_labels", "pair_files", "parse_length", "pixel_size_nm", "read_calibration",

@@ -13,7 +13,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 OTHER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -39,8 +39,11 @@ def is_tiff(path: Path) -> bool:
 def atomic_write(path: Path, write) -> Path:
     """Write through ``write(tmp_path)`` to a temporary file next to ``path``, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # the output's folder, never the input, is the cause
+        raise OutputError.from_os_error(path, exc) from exc
     os.close(fd)
     # mkstemp makes the file private (0600); give it the permissions a plain open() would
     umask = os.umask(0)
@@ -49,8 +52,10 @@ def atomic_write(path: Path, write) -> Path:
     try:
         write(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # disk full, read-only, ...: say which output
+            raise OutputError.from_os_error(path, exc) from exc
         raise
     return path
 

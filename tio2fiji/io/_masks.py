@@ -97,7 +97,8 @@ def mask_from_array(arr: np.ndarray, threshold: float | None = None, kind: str =
     raise InputError(
         f"{name}: mask is not binary: {values.size} distinct values ({shown}). Expected 0 and one "
         f"foreground value (e.g. 0/255). Is this the SEM image instead of its mask? For a gray "
-        f"mask give a threshold (--threshold T keeps pixels > T); label images must be 16- or 32-bit."
+        f"mask give a threshold (--threshold T keeps pixels > T); save a label image with an unsigned "
+        f"integer type (uint16 or uint32), not {arr.dtype}."
     )
 
 

@@ -41,7 +41,8 @@ def _select_page(tif: tifffile.TiffFile, path: Path, page: int | None, notes: li
         return pages[full[0]]
     raise InputError(
         f"{path}: multi-page TIFF with {n} full-resolution pages; tio2fiji analyses one 2-D image. "
-        f"Choose one with page=K (command line: --page K), or save the slice you want as its own file."
+        f"Save the page you want as its own file (`tio2fiji info --page K` shows page K; in Python "
+        f"pass page=K)."
     )
 
 
@@ -115,6 +116,19 @@ def _rgb_to_gray(arr: np.ndarray, path: Path, notes: list) -> np.ndarray:
 
 
 
+def _page_calibration(pg, path: Path) -> dict:
+    """The page's calibration, and the error of a broken microscope tag (raised only by
+    :func:`read_sem` without a given pixel size: a mask does not need its calibration)."""
+    try:
+        return {"calibration": read_calibration(pg, name=str(path)), "calibration_error": None}
+    except InputError as exc:
+        return {"calibration": read_calibration(pg, name=str(path), strict=False), "calibration_error": exc}
+    except Exception as exc:  # tifffile raises many types for broken tags
+        err = InputError(f"{path}: the TIFF's calibration metadata cannot be read ({exc}); give the "
+                         f"pixel size yourself (measure/distribution: --pixel-size; Python: pixel_size_m=).")
+        return {"calibration": (None, f"none: calibration metadata unreadable ({exc})"), "calibration_error": err}
+
+
 def _read_raw(path: Path, page: int | None, notes: list):
     """Read the gray pixel values.
 
@@ -142,7 +156,7 @@ def _read_raw(path: Path, page: int | None, notes: list):
             elif photometric == 0 and np.issubdtype(arr.dtype, np.integer):  # min-is-white
                 arr = (np.iinfo(arr.dtype).max - arr).astype(arr.dtype)
                 notes.append("min-is-white TIFF inverted to min-is-black")
-            meta = {"calibration": read_calibration(pg), "zeiss": "CZ_SEM" in pg.tags}
+            meta = dict(_page_calibration(pg, path), zeiss="CZ_SEM" in pg.tags)
             return arr, meta, original_dtype, off_ramp
     if path.suffix.lower() in OTHER_SUFFIXES:
         try:

@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..checks import warn_result
 from ..errors import InputError
+from ._calibration import pixel_size_problem
 from ._files import check_path
 from ._pixels import _check_2d, _check_palette_area, _read_raw
 
@@ -68,25 +69,69 @@ class SemImage:
         return "nm" if self.calibrated else "pixel"
 
 
-def _bar_row_fraction(image: np.ndarray) -> np.ndarray:
-    """Per row, the fraction of pixels at the image's darkest value (the bar's background)."""
-    lo = image.min()
-    return (image == lo).mean(axis=1)
+# Data-bar rule: tolerance of the panel's flat background (fraction of the image's range; JPEG
+# ringing around the text stays within it), the contrast that makes a pixel text ("ink"), and the
+# share of ink a panel of text has (a uniform or clipped black bottom has none).
+_BAR_TOLERANCE = 0.03
+_INK_CONTRAST = 0.25
+_INK_RANGE = (0.002, 0.4)
+_EDGE_FRACTION = 0.95
+
+
+def _background_fraction(image: np.ndarray, first: int, tol: float) -> np.ndarray:
+    """Per row from ``first`` on, the fraction of pixels within ``tol`` of the image's darkest value."""
+    lo = float(image.min())
+    frac = np.zeros(image.shape[0])
+    frac[first:] = (image[first:] <= lo + tol).mean(axis=1)
+    return frac
+
+
+def _lowest_flat_block(frac: np.ndarray, start: int, min_fraction: float) -> tuple[int, int] | None:
+    """Top and bottom row of the lowest block of flat rows at or below ``start`` (text lines between
+    them leave gaps of up to 3 rows)."""
+    rows = np.flatnonzero(frac[start:] >= min_fraction) + start
+    if rows.size < 4:
+        return None
+    bottom = top = int(rows[-1])
+    for r in rows[::-1][1:]:
+        if top - r > 3:
+            break
+        top = int(r)
+    return top, bottom
+
+
+def _is_text_panel(image: np.ndarray, frac: np.ndarray, top: int, bottom: int, min_fraction: float) -> bool:
+    """A data bar's panel: a sharp top edge (all-background rows right under an image row, no
+    ink crossing it) and text (some, but not much, high-contrast ink inside)."""
+    # a JPEG block (8 rows) that straddles the edge blurs it
+    if frac[top:top + 8].max() < _EDGE_FRACTION or (top > 0 and frac[top - 1] >= min_fraction):
+        return False
+    lo, hi = float(image.min()), float(image.max())
+    ink = image[top:bottom + 1] > lo + _INK_CONTRAST * (hi - lo)
+    per_row = ink.mean(axis=1)
+    if per_row[0] >= _INK_RANGE[0] or int((per_row >= _INK_RANGE[0]).sum()) < 2:
+        return False
+    return _INK_RANGE[0] <= float(ink.mean()) <= _INK_RANGE[1]
 
 
 def detect_data_bar(image: np.ndarray, zeiss: bool = False, min_fraction: float = 0.6,
                     search_fraction: float = 0.25) -> int:
     """Height in rows of the microscope's data bar at the bottom of ``image``, 0 if there is none.
 
-    The bar is a panel of rows filled mostly with one flat value (its background, the image's
-    darkest value) under the micrograph. We look for the lowest block of such rows within the bottom
+    The bar is a panel under the micrograph whose rows are mostly one flat value (its background,
+    the image's darkest value, within 3 % of the image's range so that JPEG noise does not break
+    it), with text in it. We look for the lowest block of such rows within the bottom
     ``search_fraction`` of the image, allowing a few image-like rows below it (some microscopes draw
-    the panel inset in its band), and return the rows from the panel's top to the bottom edge.
+    the panel inset in its band), and accept it only with the structure of a data bar: a sharp top
+    edge (all-background rows right under an image row, no ink crossing it) and text (high-
+    contrast ink in at least two rows, 0.2-40 % of the panel). A uniform, black or clipped bottom
+    without text is not a bar. The rows from the panel's top to the bottom edge are returned.
 
     Zeiss SmartSEM reserves a data zone of one twelfth of the frame height (64 of 768 rows) and draws
     its dark panel inset inside that zone, leaving a few scan lines above and below. With
     ``zeiss=True`` and the panel inside that zone, the whole zone is returned; this is also the
-    height that BAM's reference masks exclude.
+    height that BAM's reference masks exclude. Without the tag (a JPEG of a Zeiss image) the same
+    inset layout (image rows under the panel, the panel filling most of the zone) gives the zone.
 
     Parameters
     ----------
@@ -103,32 +148,37 @@ def detect_data_bar(image: np.ndarray, zeiss: bool = False, min_fraction: float 
     -------
     int
     """
+    image = np.asarray(image)
+    if image.ndim != 2 or image.shape[0] < 8 or image.shape[1] < 8:
+        return 0
     h = image.shape[0]
-    if h < 8:
+    lo, hi = float(image.min()), float(image.max())
+    if not hi > lo:  # also NaN
         return 0
-    frac = _bar_row_fraction(image)
     start = h - max(1, int(h * search_fraction))
-    flat = frac >= min_fraction
-    flat[:start] = False
-    rows = np.flatnonzero(flat)
-    if rows.size < 4:
+    frac = _background_fraction(image, max(0, start - 1), max(1.0, _BAR_TOLERANCE * (hi - lo)))
+    block = _lowest_flat_block(frac, start, min_fraction)
+    if block is None:
         return 0
-    # lowest contiguous block of flat rows (gaps of up to 2 rows are text lines)
-    bottom = rows[-1]
-    top = bottom
-    for r in rows[::-1][1:]:
-        if top - r <= 3:
-            top = r
-        else:
-            break
-    if bottom - top + 1 < 4 or h - 1 - bottom > max(4, h // 100):
+    top, bottom = block
+    gap = h - 1 - bottom
+    if bottom - top + 1 < 4 or gap > max(4, h // 100):
         return 0
-    height = h - top
-    if zeiss:
-        zone = h // 12
-        if height <= zone:
-            return zone
+    if not _is_text_panel(image, frac, top, bottom, min_fraction):
+        return 0
+    height, zone = h - top, h // 12
+    if height <= zone and (zeiss or (gap >= 1 and height >= 0.75 * zone)):
+        return zone
+    if height > MAX_BAR_FRACTION * h:  # no info bar is this tall (Zeiss: 1/12): image content
+        warn_result(f"a data-bar-like band of {height} rows ({height / h:.0%} of the frame) at the "
+                    f"bottom is taller than any data bar ({MAX_BAR_FRACTION:.0%}); it is analysed "
+                    f"as image (give --data-bar-rows if it is a bar).")
+        return 0
     return int(height)
+
+
+#: A detected data bar taller than this fraction of the frame is taken for image content.
+MAX_BAR_FRACTION = 0.15
 
 
 def analysed_area(image: np.ndarray, data_bar_rows: int) -> np.ndarray:
@@ -161,7 +211,9 @@ def read_sem(path, data_bar_rows: int | None = None, pixel_size_m: float | None 
     Raises
     ------
     InputError
-        Missing, empty, truncated or non-image files, zero-size images, true-colour images, stacks.
+        Missing, empty, truncated or non-image files, zero-size images, true-colour images, stacks;
+        a microscope tag whose pixel size is broken (0, negative, NaN, infinite, absurd) unless
+        ``pixel_size_m`` is given.
     """
     path = check_path(path)
     notes: list[str] = []
@@ -169,9 +221,13 @@ def read_sem(path, data_bar_rows: int | None = None, pixel_size_m: float | None 
     arr = _check_2d(arr, path)
 
     if pixel_size_m is not None:
-        if not (pixel_size_m > 0 and math.isfinite(pixel_size_m)):
-            raise InputError(f"{path}: pixel size must be a positive number of metres, got {pixel_size_m}.")
+        problem = pixel_size_problem(pixel_size_m)
+        if problem:
+            raise InputError(f"{path}: the given pixel size {pixel_size_m!r} is not valid ({problem}); "
+                             f"give it in metres (7.3 nm is 7.3e-9).")
         ps, source = float(pixel_size_m), "given"
+    elif meta.get("calibration_error") is not None:
+        raise meta["calibration_error"]
     else:
         ps, source = meta["calibration"]
 

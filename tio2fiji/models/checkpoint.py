@@ -25,6 +25,8 @@ always gave.
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 from ..errors import InputError
@@ -33,6 +35,7 @@ from ..io import atomic_write
 from .maskrcnn import build_from_config as _build_maskrcnn_from_config
 from .maskrcnn import is_maskrcnn
 from .unet import build_unet
+from .weights import expand_weights
 
 __all__ = ["BUNDLED", "DEFAULT_NAME", "DEFAULT_MODEL", "FORMAT", "OUTPUTS", "resolve_model",
            "save_checkpoint", "load_checkpoint", "build_model",
@@ -66,6 +69,9 @@ def resolve_model(path) -> Path:
                              f"installation.")
         return BUNDLED[name]
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a model file; give a file such as {path / 'best.pt'} "
+                         f"or a bundled model (default, {', '.join(BUNDLED)}).")
     if not path.is_file():
         raise InputError(f"{path}: model file not found (bundled models: default, "
                          f"{', '.join(BUNDLED)}).")
@@ -87,33 +93,66 @@ def load_checkpoint(path) -> dict:
     path : str or path
         ``"default"``, a compact model file, or a checkpoint (``last.pt``, ``best.pt``).
     """
+    import pickle
+
     import torch
 
     path = resolve_model(path)
     try:
-        # our files hold tensors, numbers, strings and numpy RNG states
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # pickle/zip errors have many types
-        raise InputError(f"{path}: cannot read the model file ({exc}).") from exc
+        with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
+            # torch warns about the pickle protocol of files that torch.save did not write
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise InputError(f"{path}: not a tio2fiji model file or unsafe content ({_refused(exc)}); "
+                         f"nothing in it was run. Use a model file written by tio2fiji "
+                         f"(weights, numbers and strings only).") from exc
+    except Exception as exc:  # zip/pickle errors have many types
+        raise InputError(f"{path}: cannot read the model file ({_one_line(exc)}); is it a .pt file "
+                         f"written by tio2fiji or torch.save?") from exc
     if not isinstance(obj, dict):
         raise InputError(f"{path}: not a tio2fiji model file or checkpoint.")
     return obj
 
 
+def _safe_globals() -> list:
+    """What ``torch.load(weights_only=True)`` may build beyond tensors and plain Python data: numpy
+    arrays and scalars (the numpy RNG state in ``last.pt``, numbers of older files).
+
+    These only construct arrays from their dtype and bytes; an object array's items are unpickled
+    under the same allow-list. Files of numpy 1.x name the reconstructor ``numpy.core``.
+    """
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray
+    dtypes = [type(np.dtype(t)) for t in ("u1", "u4", "i4", "i8", "f4", "f8", "b1")]
+    return [np.ndarray, np.dtype, *dtypes, multiarray._reconstruct, multiarray.scalar,
+            (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+            (multiarray.scalar, "numpy.core.multiarray.scalar")]
+
+
+def _refused(exc) -> str:
+    """The part of torch's weights-only message that says what was refused."""
+    text = str(exc)
+    m = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)", text)
+    if m:
+        return f"it refers to {m.group(1) or m.group(2)}, which a model file never needs"
+    m = re.search(r"Unsupported operand \d+|[Uu]nsupported [^.\n]*", text)
+    if m:
+        return f"the pickle uses {m.group(0).lower()}"
+    return _one_line(exc)
+
+
+def _one_line(exc) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
 def _expand(weights: dict) -> dict:
     """Compact weights (fp16 tensors or int8 + scale) to float32 tensors."""
-    import torch
-
-    out = {}
-    for k, v in weights.items():
-        if isinstance(v, dict) and "q" in v:
-            scale = v["scale"].float().reshape(-1, *([1] * (v["q"].dim() - 1)))
-            out[k] = v["q"].float() * scale
-        elif torch.is_floating_point(v):
-            out[k] = v.float()
-        else:
-            out[k] = v
-    return out
+    return expand_weights(weights)
 
 
 def _contents(obj: dict, where) -> tuple[dict, dict, dict]:

@@ -204,7 +204,8 @@ def build_dataset(images_dir, masks_dir, out_dir, mode: str = "thesis", seed: in
     if mode == "thesis":
         if n_source + n_test > len(ids):
             raise InputError(f"thesis mode needs {n_source} source + {n_test} test images (one tile "
-                             f"from each), but {len(ids)} usable pairs were found; lower n_source/n_test.")
+                             f"from each), but {len(ids)} usable pairs were found; use --mode practical (Python: "
+                             f"mode='practical', or lower n_source/n_test), or add image/mask pairs.")
         split = make_split(ids, counts=(n_source, 0, n_test), seed=seed)
         margin = context_margin(tile, THESIS_ANGLES)
         for name in split["train"]:

@@ -22,6 +22,17 @@ model factory):
 * **history**: ``history.csv`` and ``training_curves.png`` (loss and validation IoU per epoch, like
   the thesis's Fig. 28-29) after every epoch, and ``run.json`` (the run's settings) at the start.
 
+Reruns into a run folder (:func:`check_run_folder`, :func:`resume_changes`): a folder that holds
+``last.pt`` or ``best.pt`` is continued only with ``resume``, replaced only with ``overwrite``, and
+refused otherwise. A resumed run must have the settings it was started with, except those in
+:data:`MAY_CHANGE_ON_RESUME`: the number of epochs (more is the normal use; never fewer than are
+done; a cosine schedule then falls from the current learning rate to its end value at the new last
+epoch), the thread count and the device.
+Any other difference (learning rate, batch size, loss, data, model configuration, ...) is refused
+with one line listing it, since the restored optimizer would keep the old values while ``run.json``
+said the new ones. What changed is recorded in ``run.json`` and ``last.pt`` under ``"resumes"``.
+Option values are checked before anything is built (:func:`check_options`).
+
 The library never prints: ``progress(done, total, name)`` is called after every training step
 (``done`` and ``total`` count the steps of the whole run, ``name`` is e.g. ``"epoch 3/50 loss
 0.4121"``) and after every epoch's validation (``"epoch 3/50 val_iou 0.8012 (best 0.8012)"``).
@@ -31,18 +42,123 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import random
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..checks import DOMAINS, Domain, check_option
 from ..errors import InputError, Tio2FijiError
 from ..io import atomic_write, write_csv, write_json
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["run_settings", "rng_states", "set_rng_states", "fit", "pooled_loss_iou",
+__all__ = ["MAY_CHANGE_ON_RESUME", "EXTRA_DOMAINS", "check_options", "check_run_folder", "resume_changes",
+           "run_settings", "rng_states", "set_rng_states", "fit", "pooled_loss_iou",
            "write_history", "plot_history"]
+
+#: Settings a resumed run may change (the total of epochs not below the epochs done).
+MAY_CHANGE_ON_RESUME = ("epochs", "epochs_all", "threads", "device")
+_RUN_FILES = ("last.pt", "best.pt", "history.csv", "training_curves.png", "run.json")
+
+
+# --------------------------------------------------------------------------------------------------
+# options and run folders
+
+
+def _flag(name: str) -> str:
+    return {"num_workers": "--workers"}.get(name, "--" + name.replace("_", "-"))
+
+
+#: Domains of the training options that :data:`tio2fiji.checks.DOMAINS` does not hold (the recipes'
+#: finer settings, not on the command line).
+EXTRA_DOMAINS = {
+    "ray_scale": Domain(False, 0.0, low_open=True, hint="pixels per output unit, e.g. 16"),
+    "ray_bias": Domain(False, hint="pixels, e.g. 8"),
+    "ray_weight": Domain(False, 0.0, hint="e.g. 0.2"),
+    "clip_grad_norm": Domain(False, 0.0, low_open=True, hint="e.g. 5; None turns it off"),
+    "momentum": Domain(False, 0.0, hint="e.g. 0.9"),
+    "weight_decay": Domain(False, 0.0, hint="e.g. 1e-4"),
+}
+
+
+def check_options(**values) -> None:
+    """Refuse a training option outside its domain before anything is built: one line naming it.
+
+    The domains are :data:`tio2fiji.checks.DOMAINS` (``num_workers`` is its ``workers``) and
+    :data:`EXTRA_DOMAINS`; ``None`` means the default and is not checked.
+    """
+    for name, value in values.items():
+        key = "workers" if name == "num_workers" else name
+        if key in DOMAINS:
+            check_option(key, value, label=f"{name} ({_flag(name)})")
+            continue
+        dom = EXTRA_DOMAINS[key]
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if value is not None and not (number and dom.contains(float(value))):
+            hint = f" ({dom.hint})" if dom.hint else ""
+            raise InputError(f"{name} must be {dom.text()}, got {value!r}{hint}.")
+
+
+def check_run_folder(out_dir, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse to start a run that would silently replace another run's checkpoints.
+
+    ``out_dir`` holding ``last.pt`` or ``best.pt`` needs ``resume`` (continue it) or ``overwrite``
+    (replace it); ``resume`` with a ``best.pt`` but no ``last.pt`` has nothing to continue.
+    """
+    out_dir = Path(out_dir)
+    if resume and overwrite:
+        raise InputError("--resume continues a run and --overwrite replaces it: give one of them.")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: --out must be a folder, and this is a file.")
+    held = [n for n in ("last.pt", "best.pt") if (out_dir / n).is_file()]
+    if not held or overwrite:
+        return
+    if not resume:
+        raise InputError(f"{out_dir}: holds {' and '.join(held)} of an earlier run; use --resume to "
+                         f"continue it, or a new --out (or --overwrite) to replace it.")
+    if "last.pt" not in held:
+        raise InputError(f"{out_dir}: holds best.pt but no last.pt, so there is no run to resume; "
+                         f"use a new --out (or --overwrite) to start again.")
+
+
+def _plain(value):
+    """Settings as JSON has them (tuples become lists), to compare a checkpoint's with today's."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_changes(old: dict, new: dict, where) -> dict:
+    """The settings a resumed run changes, ``{name: [old, new]}``; refuses any but
+    :data:`MAY_CHANGE_ON_RESUME` with one line listing them.
+
+    ``old`` is the ``settings`` stored in ``last.pt`` (nothing is compared when it has none).
+    """
+    if not old:
+        return {}
+    a, b = _flat(_plain(old)), _flat(_plain(new))
+    changed = {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    refused = [k for k in changed if k not in MAY_CHANGE_ON_RESUME]
+    if refused:
+        listed = "; ".join(f"{k} {changed[k][0]!r} -> {changed[k][1]!r}" for k in refused)
+        if len(listed) > 400:
+            listed = listed[:400] + " ..."
+        raise InputError(f"{where}: the run was started with other settings ({listed}); resume it with "
+                         f"the same ones (only more epochs, threads and device may change) or "
+                         f"start a new run with a new --out.")
+    return changed
 
 
 # --------------------------------------------------------------------------------------------------
@@ -60,6 +176,7 @@ def run_settings(threads: int | None = None, seed: int = 0):
     """
     import torch
 
+    check_options(threads=threads)
     old = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
            torch.is_deterministic_algorithms_warn_only_enabled())
     if threads:
@@ -166,7 +283,7 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         optimizer_for, settings: dict, model_config: dict, history_columns, phase_of=_one_phase,
         set_lr=None, loss_terms=(), clip_grad_norm: float | None = None, eligible=_always,
         check_resume=None, extra_scores=None, score_label: str = "val_iou", resume: bool = False,
-        num_workers: int = 0,
+        overwrite: bool = False, num_workers: int = 0,
         collate_fn=None, progress=None, what: str = "training", hint: str = "") -> dict:
     """Train ``model`` for ``epochs`` epochs, validating and checkpointing after every epoch.
 
@@ -212,7 +329,11 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
     score_label : str
         The score's name in progress messages.
     resume : bool
-        Continue from ``out_dir/last.pt`` if it exists (a fresh start otherwise).
+        Continue from ``out_dir/last.pt`` if it exists (a fresh start otherwise); its settings must
+        be ``settings`` but for :data:`MAY_CHANGE_ON_RESUME` (see the module docstring).
+    overwrite : bool
+        Replace the run in ``out_dir`` (its checkpoints, history and curves are removed first).
+        Without ``resume`` or ``overwrite`` a folder holding ``last.pt``/``best.pt`` is refused.
     num_workers : int
         DataLoader workers. Items do not depend on the worker, so any number gives the same data.
     collate_fn : callable, optional
@@ -232,17 +353,28 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
     import torch
     from torch.utils.data import DataLoader
 
+    check_options(epochs=epochs, batch_size=batch_size, num_workers=num_workers)
     if len(train_ds) == 0:
         raise InputError("the training dataset is empty.")
     out_dir = Path(out_dir)
+    check_run_folder(out_dir, resume, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     history, best_iou, best_epoch, start, resumed_from = [], -1.0, None, 1, None
     saved = None  # (phase, optimizer state, scheduler state) of the resumed run
+    resumes = []  # what each resume of this run changed (run.json, last.pt)
+    if overwrite:
+        for name in _RUN_FILES:  # nothing of the replaced run may pass for this one's
+            (out_dir / name).unlink(missing_ok=True)
     if resume and last_path.is_file():
         ck = load_checkpoint(last_path)
         if check_resume is not None:
             check_resume(ck, last_path)
+        changed = resume_changes(ck.get("settings") or {}, settings, last_path)
+        if epochs < int(ck["epoch"]):
+            raise InputError(f"{last_path}: holds {int(ck['epoch'])} finished epochs; {epochs} in "
+                             f"all would not continue it (give at least {int(ck['epoch'])}).")
+        resumes = list(ck.get("resumes") or []) + [{"from_epoch": int(ck["epoch"]), "changed": changed}]
         model.load_state_dict(ck["model"])
         set_rng_states(ck["rng"])
         history = list(ck["history"])
@@ -253,7 +385,7 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         saved = (ck.get("phase"), ck.get("optimizer"), ck.get("scheduler"))
         start = resumed_from = int(ck["epoch"])
         start += 1
-    write_json(out_dir / "run.json", settings)
+    write_json(out_dir / "run.json", {**settings, **({"resumes": resumes} if resumes else {})})
 
     steps = math.ceil(len(train_ds) / batch_size)
     total_steps = epochs * steps
@@ -266,7 +398,9 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
             if saved is not None and saved[0] == phase and saved[1] is not None:
                 optimizer.load_state_dict(saved[1])
                 if scheduler is not None and saved[2] is not None:
-                    scheduler.load_state_dict(saved[2])
+                    # a schedule's length follows today's epochs (more epochs on resume)
+                    length = {k: v for k, v in scheduler.state_dict().items() if k == "T_max"}
+                    scheduler.load_state_dict({**saved[2], **length})
             saved, phase_now = None, phase
         if set_lr is not None:
             set_lr(optimizer, epoch)
@@ -322,7 +456,7 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
             "scheduler": scheduler.state_dict() if scheduler is not None else None, "phase": phase,
             "epoch": epoch, "rng": rng_states(), "history": history,
             "best_val_iou": best_iou, "best_epoch": best_epoch,
-            "model_config": model_config, "settings": settings,
+            "model_config": model_config, "settings": settings, "resumes": resumes,
         })
         write_history(out_dir, history, history_columns)
         if progress is not None:

@@ -20,7 +20,7 @@ from ..instances import paint_instances, paste_masks
 from ..models.maskrcnn import build_maskrcnn, model_config, set_backbone_trainable
 from ..predict import detect
 from .coco import CocoInstanceDataset, collate_detection
-from .engine import fit, pooled_loss_iou, run_settings
+from .engine import check_options, check_run_folder, fit, pooled_loss_iou, run_settings
 
 __all__ = ["MASKRCNN_HISTORY_COLUMNS", "two_phase_lr", "evaluate", "train_maskrcnn"]
 
@@ -95,7 +95,7 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
                    threads: int | None = None, crops_per_epoch: int | None = None,
                    score_threshold: float = 0.5, mask_threshold: float = 0.5,
                    photometric_p: float = 0.4, val_loss: bool = True, num_workers: int = 0,
-                   device=None, progress=None) -> dict:
+                   device=None, overwrite: bool = False, progress=None) -> dict:
     """Train one Mask R-CNN configuration of the thesis (Table 3) in two phases.
 
     Phase 1 ("heads", ``epochs_heads`` epochs) trains the FPN, RPN and box/mask heads with the
@@ -138,7 +138,10 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
         Backbone stages trained in phase 2 (default 3 with pretrained weights, 5 without).
     seed : int
     resume : bool
-        Continue from ``out_dir/last.pt`` (its configuration must be ``config``).
+        Continue from ``out_dir/last.pt`` (its configuration and settings must be these; more
+        epochs, threads and device may change: :mod:`tio2fiji.training.engine`).
+    overwrite : bool
+        Replace a run already in ``out_dir``; without it or ``resume`` such a folder is refused.
     threads : int, optional
         ``torch.set_num_threads`` for the run (restored afterwards).
     crops_per_epoch : int, optional
@@ -165,6 +168,11 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
     """
     import torch
 
+    check_options(epochs_heads=epochs_heads, epochs_all=epochs_all, batch_size=batch_size, lr=lr,
+                  lr_final=lr_final, momentum=momentum, weight_decay=weight_decay,
+                  clip_grad_norm=clip_grad_norm, threads=threads, crops_per_epoch=crops_per_epoch,
+                  num_workers=num_workers)
+    check_run_folder(out_dir, resume, overwrite)
     epochs_heads, epochs_all, batch_size = int(epochs_heads), int(epochs_all), int(batch_size)
     if epochs_heads < 0 or epochs_all < 0 or epochs_heads + epochs_all < 1 or batch_size < 1:
         raise InputError(f"epochs_heads and epochs_all must be >= 0 with at least one epoch, and "
@@ -244,7 +252,8 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
                   settings=settings, model_config=mcfg, history_columns=MASKRCNN_HISTORY_COLUMNS,
                   phase_of=phase_of, set_lr=set_lr, loss_terms=_LOSS_TERMS,
                   clip_grad_norm=clip_grad_norm, eligible=eligible, check_resume=check_resume,
-                  resume=resume, num_workers=num_workers, collate_fn=collate_detection,
+                  resume=resume, overwrite=overwrite, num_workers=num_workers,
+                  collate_fn=collate_detection,
                   progress=progress, what="Mask R-CNN training",
                   hint=" Lower lr or keep clip_grad_norm.")
     return dict(res, model_config=mcfg)

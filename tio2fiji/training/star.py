@@ -38,7 +38,7 @@ from ..models.unet import build_unet, parse_config
 from ..predict import predict_maps
 from ..transforms import TILE
 from .datasets import RandomCropDataset, load_samples, split_pairs
-from .engine import fit, run_settings
+from .engine import check_options, check_run_folder, fit, run_settings
 from .splits import read_split
 from .unet import make_loss
 
@@ -179,7 +179,8 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
                gap_weight: float = 10.0, ray_weight: float = 0.2, ray_bias: float = 8.0,
                ray_scale: float = 16.0,
                crops_per_epoch: int | None = None, seed: int = 0, resume: bool = False,
-               images_dir=None, masks_dir=None, threads: int | None = None, progress=None) -> dict:
+               images_dir=None, masks_dir=None, threads: int | None = None, overwrite: bool = False,
+               progress=None) -> dict:
     """Train a star-convex U-Net on a practical-mode data folder (:func:`tio2fiji.training.build_dataset`).
 
     Parameters
@@ -198,7 +199,7 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
         A one-output U-Net checkpoint or model file (``"default"`` for the bundled one) to start
         from (see the module docstring), or a star-convex U-Net's (all its weights: a longer run
         with a fresh optimizer and schedule).
-    epochs, batch_size, lr, schedule, seed, resume, threads, progress
+    epochs, batch_size, lr, schedule, seed, resume, overwrite, threads, progress
         As :func:`tio2fiji.training.unet.fit_unet`.
     gap_weight, ray_weight : float
         See :func:`make_star_loss`.
@@ -216,6 +217,10 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
     """
     import torch
 
+    check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight,
+                  ray_weight=ray_weight, ray_bias=ray_bias, ray_scale=ray_scale,
+                  crops_per_epoch=crops_per_epoch, threads=threads, n_rays=n_rays)
+    check_run_folder(out_dir, resume, overwrite)
     if schedule not in ("constant", "cosine"):
         raise InputError(f"schedule must be 'constant' or 'cosine', not {schedule!r}.")
     if n_rays < 3:
@@ -280,5 +285,6 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
                    model_config=model_config, history_columns=STAR_HISTORY_COLUMNS,
                    loss_terms=("fg_loss", "prob_loss", "dist_loss"), extra_scores=lambda: dict(last),
                    score_label="val_f1",
-                   resume=resume, progress=progress, what="star-convex U-Net training",
+                   resume=resume, overwrite=overwrite, progress=progress,
+                   what="star-convex U-Net training",
                    hint=" Lower lr.")

@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..models.checkpoint import load_checkpoint
 from ..models.unet import build_unet, parse_config
 from .datasets import training_datasets
-from .engine import fit, pooled_loss_iou, run_settings
+from .engine import check_options, check_run_folder, fit, pooled_loss_iou, run_settings
 
 __all__ = ["HISTORY_COLUMNS", "gap_pixels", "make_loss", "masked_iou_counts", "evaluate",
            "fit_unet", "train_unet"]
@@ -139,7 +139,7 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
              loss: str = "dice", gap_weight: float = 0.0, schedule: str = "constant", seed: int = 0,
              resume: bool = False, num_workers: int = 0, threads: int | None = None,
              val_batch_size: int | None = None, val_groups=None, model_config: dict | None = None,
-             run_info: dict | None = None, progress=None) -> dict:
+             run_info: dict | None = None, overwrite: bool = False, progress=None) -> dict:
     """Train ``model`` on ``train_ds``, validate on ``val_ds`` every epoch, checkpoint to ``out_dir``.
 
     Parameters
@@ -166,7 +166,11 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
     seed : int
         Seeds torch, numpy and Python, and the batch order of every epoch.
     resume : bool
-        Continue from ``out_dir/last.pt`` if it exists (a fresh start otherwise).
+        Continue from ``out_dir/last.pt`` if it exists (a fresh start otherwise), with the settings
+        it was started with (more epochs and another thread count are allowed; see
+        :mod:`tio2fiji.training.engine`).
+    overwrite : bool
+        Replace a run already in ``out_dir``; without it or ``resume`` such a folder is refused.
     num_workers : int
         DataLoader workers. Items do not depend on the worker, so any number gives the same data.
     threads : int, optional
@@ -195,8 +199,9 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
     import torch
     from torch.utils.data import DataLoader
 
-    if epochs < 1 or batch_size < 1:
-        raise InputError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}.")
+    check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight,
+                  num_workers=num_workers, threads=threads)
+    check_run_folder(out_dir, resume, overwrite)
     if schedule not in ("constant", "cosine"):
         raise InputError(f"schedule must be 'constant' or 'cosine', not {schedule!r}.")
     if len(train_ds) == 0 or len(val_ds) == 0:
@@ -225,8 +230,9 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
         return fit(model, train_ds, out_dir, epochs=epochs, batch_size=batch_size, seed=seed,
                    forward=forward, validate=lambda m: evaluate(m, val_loader, loss_fn, val_groups),
                    optimizer_for=optimizer_for, settings=settings, model_config=model_config or {},
-                   history_columns=HISTORY_COLUMNS, resume=resume, num_workers=num_workers,
-                   progress=progress, what="U-Net training", hint=" Lower lr.")
+                   history_columns=HISTORY_COLUMNS, resume=resume, overwrite=overwrite,
+                   num_workers=num_workers, progress=progress, what="U-Net training",
+                   hint=" Lower lr.")
 
 
 def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weights=None,
@@ -234,7 +240,7 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
                gap_weight: float = 0.0, schedule: str = "constant", seed: int = 0,
                resume: bool = False, init=None, crops_per_epoch: int | None = None, images_dir=None,
                masks_dir=None, num_workers: int = 0, threads: int | None = None,
-               progress=None) -> dict:
+               overwrite: bool = False, progress=None) -> dict:
     """Train one U-Net configuration on a data folder written by
     :func:`tio2fiji.training.build_dataset`.
 
@@ -257,6 +263,10 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
     Other parameters
         As :func:`fit_unet`.
     """
+    # bad options and a folder holding another run are refused before any data is read
+    check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight,
+                  crops_per_epoch=crops_per_epoch, num_workers=num_workers, threads=threads)
+    check_run_folder(out_dir, resume, overwrite)
     encoder, weights = parse_config(config)
     if encoder_weights is not None:
         weights = encoder_weights
@@ -279,7 +289,7 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
                         "threshold": 0.5, "normalisation": "transforms.normalize_for_network"}
         return fit_unet(model, train_ds, val_ds, out_dir, epochs=epochs, batch_size=batch_size,
                         lr=lr, loss=loss, gap_weight=gap_weight, schedule=schedule, seed=seed,
-                        resume=resume, num_workers=num_workers, threads=threads,
-                        val_groups=val_groups, model_config=model_config,
+                        resume=resume, overwrite=overwrite, num_workers=num_workers,
+                        threads=threads, val_groups=val_groups, model_config=model_config,
                         run_info={"data_dir": str(Path(data_dir).resolve()), "config": config},
                         progress=progress)
