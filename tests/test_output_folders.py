@@ -182,7 +182,7 @@ def test_files_a_run_would_overwrite_without_a_manifest_are_refused(tmp_path):
     (out / "particles.csv").write_text("someone's table\n")
     res = CliRunner().invoke(main, ["measure", str(mask), "--out", str(out)])
     assert res.exit_code == 1
-    assert "particles.csv (not written by tio2fiji)" in _one_error_line(res)
+    assert "particles.csv (in no run manifest" in _one_error_line(res)
     assert (out / "particles.csv").read_text() == "someone's table\n"
     assert not (out / "particles.json").exists()
 

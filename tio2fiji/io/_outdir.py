@@ -273,7 +273,8 @@ class RunFolder:
         for rel in self.planned:
             who = owners.get(rel, set())
             if (self.path / rel).exists() and self.command not in who:
-                whose = f"of the earlier {', '.join(sorted(who))} run" if who else "not written by tio2fiji"
+                whose = (f"of the earlier {', '.join(sorted(who))} run" if who
+                         else "in no run manifest: your own file, or from a tio2fiji without manifests")
                 foreign.append(f"{rel} ({whose})")
         if foreign:
             more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
