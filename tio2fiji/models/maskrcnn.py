@@ -20,12 +20,14 @@ Backbone weights
     Random initialisation. As in torchvision, the backbone then uses trainable ``BatchNorm2d`` and
     all its layers are trainable.
 ``"imagenet"``
-    ``ResNet50_Weights.IMAGENET1K_V2`` (the thesis's; ``IMAGENET1K_V1`` for ResNet-18/34), read from torchvision's local cache
+    ``ResNet50_Weights.IMAGENET1K_V2`` (the thesis's; ``IMAGENET1K_V1`` for ResNet-18/34), read from
+    torchvision's local cache
     (``$TORCH_HOME/hub/checkpoints/resnet50-11ad3fa6.pth``) and never downloaded: when the file is
     not there an :class:`~tio2fiji.errors.InputError` says where to put it.
     ``"IMAGENET1K_V1"`` selects the older file.
 a path
-    A local state dict of a torchvision ResNet of the chosen ``backbone`` (``conv1.weight``, ``bn1.*``, ``layer1.*`` ...;
+    A local state dict of a torchvision ResNet of the chosen ``backbone`` (``conv1.weight``,
+    ``bn1.*``, ``layer1.*`` ...;
     ``fc.*`` is ignored; a ``backbone.body.`` prefix, as in a detection model's state dict, is
     stripped). E.g. ``torch.save(torchvision.models.resnet50(weights="IMAGENET1K_V2").state_dict(),
     "r50.pth")`` on a machine with a network.
