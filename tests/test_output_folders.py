@@ -246,10 +246,10 @@ import sys
 from pathlib import Path
 from tio2fiji.io import RunFolder
 out = Path(sys.argv[1])
-run = RunFolder(out, "measure", planned=["particles.csv", "particles.json"]).open()
-(out / "particles.csv").write_text("half-written run\\n")
-print("ready", flush=True)
-sys.stdin.read()
+with RunFolder(out, "measure", planned=["particles.csv", "particles.json"]):
+    (out / "particles.csv").write_text("half-written run\\n")
+    print("ready", flush=True)
+    sys.stdin.read()
 """
 
 

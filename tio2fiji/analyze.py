@@ -260,8 +260,9 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     clf, clf_desc = complete_classifier()
     net = load_model(model) if isinstance(model, (str, Path)) else model
     model_desc = _model_description(net, model)
-    # locked, the earlier run's files removed; closed (manifest listing this run's) at the end
-    folder = RunFolder(out_dir, "analyze", planned=_outputs(images, report), inputs=images).open()
+    # the run folder: locked, the earlier run's files removed on entry; on exit (also on an error)
+    # the manifest lists what this run wrote
+    folder = RunFolder(out_dir, "analyze", planned=_outputs(images, report), inputs=images)
 
     def analyze_one(path, name, stem):
         t0 = time.perf_counter()
@@ -311,50 +312,50 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
             "seconds": round(time.perf_counter() - t0, 2)}
         return table, (meta, rows, overlay, env_png)
 
-    done = run_files(images, analyze_one, progress)
-    res = AnalysisResult(out_dir=out_dir, failures=done.failures)
-    tables = done.tables
-    res.images = [meta for meta, _, _, _ in done.inputs]
-    dist_rows = [row for _, rows, _, _ in done.inputs for row in rows]
-    overlays = {m["image"]: o for m, _, o, _ in done.inputs if o is not None}
-    envs = {m["image"]: e for m, _, _, e in done.inputs if e is not None}
+    with folder:
+        done = run_files(images, analyze_one, progress)
+        res = AnalysisResult(out_dir=out_dir, failures=done.failures)
+        tables = done.tables
+        res.images = [meta for meta, _, _, _ in done.inputs]
+        dist_rows = [row for _, rows, _, _ in done.inputs for row in rows]
+        overlays = {m["image"]: o for m, _, o, _ in done.inputs if o is not None}
+        envs = {m["image"]: e for m, _, _, e in done.inputs if e is not None}
 
-    options = {"backend": backend, "separate": separate, "connectivity": connectivity,
-               "methods": list(methods), "points": points,
-               "threshold": threshold if threshold is not None else model_desc["threshold"],
-               "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
-               "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows}
-    versions = run_versions(backend if res.images else None)  # no JVM started for nothing
-    if tables:
-        res.particles = concat_tables(tables)
-        res.distribution = distribution_table(dist_rows) if dist_rows else pd.DataFrame()
-        res.summary = summary_table(res.particles, res.images, n_boot=n_boot, seed=seed,
-                                    complete_only=complete_only)
-        res.files["particles.csv"] = write_csv(out_dir / "particles.csv", res.particles)
-        if len(res.distribution):
-            res.files["distribution.csv"] = write_csv(out_dir / "distribution.csv", res.distribution)
-        res.files["summary.csv"] = write_csv(out_dir / "summary.csv", res.summary)
-    plots = {}
-    if report and tables:
-        names = [m["image"] for m in res.images]
-        units = {m["unit"] for m in res.images}
-        unit = units.pop() if len(units) == 1 else ""  # mixed calibrations: no unit on the axes
-        t = res.particles[res.particles["complete"]] if complete_only else res.particles
-        which = " (complete particles only)" if complete_only else ""
-        for fname, plot in (("area_violin.png", lambda f: rep.plot_area_violin(t, f, names, unit)),
-                            ("feret_angle_kde.png", lambda f: rep.plot_feret_angle_kde(t, f, names)),
-                            ("correlation.png", lambda f: rep.plot_correlation(t, f, names)),
-                            ("ecd_distribution.png", lambda f: rep.plot_ecd_distribution(t, f, names, unit))):
-            plots[_PLOTS[fname] + which] = res.files[fname] = plot(plots_dir / fname)
-    res.seconds = time.perf_counter() - t_start
-    meta = run_metadata(res.failures, versions=versions, options=options, model=model_desc,
-                        complete_classifier=clf_desc, images=res.images, units=UNITS_NOTE,
-                        seconds=round(res.seconds, 2))
-    res.files["analysis.json"] = write_json(out_dir / "analysis.json", meta)
-    if report:
-        res.report = res.files["report.html"] = rep.write_report(
-            out_dir, res.summary, versions, distribution=res.distribution, images=res.images,
-            plots=plots, overlays=overlays, envelopes=envs, model=model_desc, failures=res.failures,
-            options=options, title=f"tio2fiji analysis of {len(images)} image(s)")
-    folder.close()
+        options = {"backend": backend, "separate": separate, "connectivity": connectivity,
+                   "methods": list(methods), "points": points,
+                   "threshold": threshold if threshold is not None else model_desc["threshold"],
+                   "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
+                   "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows}
+        versions = run_versions(backend if res.images else None)  # no JVM started for nothing
+        if tables:
+            res.particles = concat_tables(tables)
+            res.distribution = distribution_table(dist_rows) if dist_rows else pd.DataFrame()
+            res.summary = summary_table(res.particles, res.images, n_boot=n_boot, seed=seed,
+                                        complete_only=complete_only)
+            res.files["particles.csv"] = write_csv(out_dir / "particles.csv", res.particles)
+            if len(res.distribution):
+                res.files["distribution.csv"] = write_csv(out_dir / "distribution.csv", res.distribution)
+            res.files["summary.csv"] = write_csv(out_dir / "summary.csv", res.summary)
+        plots = {}
+        if report and tables:
+            names = [m["image"] for m in res.images]
+            units = {m["unit"] for m in res.images}
+            unit = units.pop() if len(units) == 1 else ""  # mixed calibrations: no unit on the axes
+            t = res.particles[res.particles["complete"]] if complete_only else res.particles
+            which = " (complete particles only)" if complete_only else ""
+            for fname, plot in (("area_violin.png", lambda f: rep.plot_area_violin(t, f, names, unit)),
+                                ("feret_angle_kde.png", lambda f: rep.plot_feret_angle_kde(t, f, names)),
+                                ("correlation.png", lambda f: rep.plot_correlation(t, f, names)),
+                                ("ecd_distribution.png", lambda f: rep.plot_ecd_distribution(t, f, names, unit))):
+                plots[_PLOTS[fname] + which] = res.files[fname] = plot(plots_dir / fname)
+        res.seconds = time.perf_counter() - t_start
+        meta = run_metadata(res.failures, versions=versions, options=options, model=model_desc,
+                            complete_classifier=clf_desc, images=res.images, units=UNITS_NOTE,
+                            seconds=round(res.seconds, 2))
+        res.files["analysis.json"] = write_json(out_dir / "analysis.json", meta)
+        if report:
+            res.report = res.files["report.html"] = rep.write_report(
+                out_dir, res.summary, versions, distribution=res.distribution, images=res.images,
+                plots=plots, overlays=overlays, envelopes=envs, model=model_desc, failures=res.failures,
+                options=options, title=f"tio2fiji analysis of {len(images)} image(s)")
     return res

@@ -182,8 +182,8 @@ class RunFolder:
         with RunFolder(out, "measure", planned=["particles.csv", "particles.json"]):
             ...
 
-    or call :meth:`open` and :meth:`close`. A run that dies in between stays ``"running"`` in the
-    manifest; its planned files count as its own, so the next run of the command removes them.
+    A run that is killed inside it stays ``"running"`` in the manifest; its planned files count as
+    its own, so the next run of the command removes them.
 
     Parameters
     ----------
@@ -306,15 +306,7 @@ class RunFolder:
         doc = {"format": _FORMAT, "runs": {**runs, self.command: entry}}
         write_json(self.path / MANIFEST, doc)
 
-    def open(self) -> RunFolder:
-        """Take the lock, remove the earlier run's files, start the manifest entry (as ``with``)."""
-        return self.__enter__()
-
-    def close(self, exc: BaseException | None = None) -> None:
-        """List what the run wrote, mark it complete (or failed with ``exc``), release the lock."""
-        self.__exit__(None if exc is None else type(exc), exc, None)
-
-    def __del__(self):  # a run that died between open() and close(): let others in
+    def __del__(self):  # the lock of a RunFolder dropped without __exit__: let others in
         try:
             self._unlock()
         except Exception:  # noqa: BLE001 - nothing to report to at interpreter shutdown
