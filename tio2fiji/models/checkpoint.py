@@ -150,17 +150,12 @@ def _one_line(exc) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
-def _expand(weights: dict) -> dict:
-    """Compact weights (fp16 tensors or int8 + scale) to float32 tensors."""
-    return expand_weights(weights)
-
-
 def _contents(obj: dict, where) -> tuple[dict, dict, dict]:
     """``(model_config, float32 state dict, info)`` of a compact file or a training checkpoint."""
     import torch
 
     if obj.get("format") == FORMAT:
-        cfg, state = obj["model_config"], _expand(obj["weights"])
+        cfg, state = obj["model_config"], expand_weights(obj["weights"])
         info = {k: v for k, v in obj.items() if k != "weights"}
     elif "model" in obj and "model_config" in obj:
         cfg, state = obj["model_config"], {k: v.float() if torch.is_floating_point(v) else v
