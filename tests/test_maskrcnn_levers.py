@@ -53,3 +53,29 @@ def test_mask_resolution_56_doubles_the_mask_head_output():
         pooled = model.roi_heads.mask_roi_pool(feats, boxes, [(256, 256)])
         logits = model.roi_heads.mask_predictor(model.roi_heads.mask_head(pooled))
     assert logits.shape[-2:] == (56, 56)
+
+
+@pytest.mark.parametrize("m", [28, 56])
+def test_exact_paste_returns_a_small_disc_that_torchvision_pastes_too_large(m):
+    """A radius-4 disc's training target (torchvision's roi_align, aligned=False, as its mask loss
+    makes it) pasted back into the image: the default 'exact' paste gives the disc back, torchvision's
+    paste_masks_in_image rule a disc grown by a rim of pixels."""
+    from torchvision.ops import roi_align
+
+    from tio2fiji.instances import paste_masks
+
+    yy, xx = np.mgrid[:32, :32]
+    disc = ((yy - 15.5) ** 2 + (xx - 15.5) ** 2 <= 16).astype(np.float32)
+    ys, xs = np.nonzero(disc)
+    box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+    target = roi_align(torch.from_numpy(disc)[None, None], [torch.from_numpy(box)], (m, m),
+                       spatial_scale=1.0, sampling_ratio=2, aligned=False)[:, 0].numpy()
+
+    def iou(method):
+        (y0, x0, patch), = paste_masks(target, box, disc.shape, method=method)
+        out = np.zeros_like(disc, bool)
+        out[y0:y0 + patch.shape[0], x0:x0 + patch.shape[1]] = patch >= 0.5
+        return (out & (disc > 0)).sum() / (out | (disc > 0)).sum()
+
+    assert iou("exact") == pytest.approx(1.0)
+    assert iou("torchvision") < 0.8
