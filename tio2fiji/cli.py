@@ -67,6 +67,11 @@ class _Group(click.Group):
                 _echo_warnings(caught)
 
 
+# the training commands' --overwrite (engine.check_run_folder: without it or --resume a run folder is refused)
+_OVERWRITE = click.option("--overwrite", is_flag=True,
+                          help="Replace the run already in OUT (its checkpoints and history are removed).")
+
+
 def _pixel_size(text):
     """``--pixel-size`` in metres (None when not given)."""
     from .io import parse_length
@@ -372,8 +377,7 @@ def train_group():
 @click.option("--crops-per-epoch", type=_Checked("crops_per_epoch"), default=None,
               help="Practical mode: random crops per epoch (default: tiles that fit the images).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-@click.option("--overwrite", is_flag=True,
-              help="Replace the run already in OUT (its checkpoints and history are removed).")
+@_OVERWRITE
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--workers", type=_Checked("workers"), default=0, show_default=True, help="DataLoader worker processes.")
 def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_size, lr, loss, gap_weight,
@@ -413,8 +417,7 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 @click.option("--crops-per-epoch", type=_Checked("crops_per_epoch"), default=128, show_default=True)
 @click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-@click.option("--overwrite", is_flag=True,
-              help="Replace the run already in OUT (its checkpoints and history are removed).")
+@_OVERWRITE
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 def train_star_cmd(data_dir, out_dir, config, init, n_rays, epochs, batch_size, lr, schedule, gap_weight,
                    crops_per_epoch, seed, resume, overwrite, threads):
@@ -459,18 +462,13 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
                  overlap, connectivity, data_bar_rows, save_masks, separate):
     """Score a model on image/mask pairs; writes metrics.json and per_image.csv."""
     from .evaluate import evaluate_model, select_pairs
-    from .io import RunFolder
 
     pairs = select_pairs(images_dir, masks_dir, split_file=split_file, subset=subset)
-    planned = ["metrics.json", "per_image.csv"] + [f"{Path(i).stem}_pred.tif" for i, _ in pairs
-                                                    if save_masks]
     bar = _Progress(len(pairs), "evaluate", unit="image")
     try:
-        with RunFolder(out_dir, "evaluate", planned=planned, inputs=[p for pair in pairs for p in pair]):
-            res = evaluate_model(model_path, pairs, out_dir=out_dir, threshold=threshold,
-                                 overlap=overlap, mode=mode, connectivity=int(connectivity),
-                                 data_bar_rows=data_bar_rows, save_masks=save_masks,
-                                 separate=separate, progress=bar)
+        res = evaluate_model(model_path, pairs, out_dir=out_dir, threshold=threshold, overlap=overlap,
+                             mode=mode, connectivity=int(connectivity), data_bar_rows=data_bar_rows,
+                             save_masks=save_masks, separate=separate, progress=bar)
     finally:
         bar.close()
 
@@ -510,8 +508,7 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
 @click.option("--crops-per-epoch", type=_Checked("crops_per_epoch"), default=None,
               help="Training tiles per epoch (default: every training tile once).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-@click.option("--overwrite", is_flag=True,
-              help="Replace the run already in OUT (its checkpoints and history are removed).")
+@_OVERWRITE
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--score-threshold", type=_Checked("score_threshold"), default=0.5, show_default=True,

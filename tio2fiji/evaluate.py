@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .batch import run_folder
 from .errors import InputError
 from .instances import CONNECTIVITY
 from .io import mask_for_image, pair_files, read_mask, read_sem, write_csv, write_json, write_mask
@@ -59,7 +60,9 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
     pairs : list of (image path, mask path)
         E.g. from :func:`select_pairs`. A mask may include or leave out the data bar.
     out_dir : path, optional
-        Gets ``metrics.json`` and ``per_image.csv`` (and ``<name>_pred.tif`` with ``save_masks``).
+        Gets ``metrics.json`` and ``per_image.csv`` (and ``<name>_pred.tif`` with ``save_masks``),
+        as one run of :class:`tio2fiji.io.RunFolder` (locked, listed in ``run_manifest.json``, the
+        earlier evaluate run's files replaced).
     threshold, tile, overlap, mode, batch_size
         As :func:`tio2fiji.predict.segment` (threshold None: the one stored with the model).
     connectivity : {4, 8}
@@ -85,39 +88,42 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
     pairs = list(pairs)
     if not pairs:
         raise InputError("no image/mask pairs to evaluate.")
-    model_name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
-    if isinstance(model, (str, Path)):
-        model = load_model(model)
-    if threshold is None:
-        threshold = model_threshold(model)
-    preds, gts, probs, names = [], [], [], []
-    seconds = []
-    for k, (img_path, mask_path) in enumerate(pairs, 1):
-        sem = read_sem(img_path, data_bar_rows=data_bar_rows)
-        gt = mask_for_image(read_mask(mask_path), sem, mask_name=str(mask_path))
-        t0 = time.perf_counter()
-        seg = segment(model, sem, threshold=threshold, tile=tile, overlap=overlap,
-                      batch_size=batch_size, mode=mode, separate=separate,
-                      connectivity=connectivity)
-        seconds.append(time.perf_counter() - t0)
-        name = Path(img_path).stem
-        if save_masks and out_dir is not None:
-            write_mask(Path(out_dir) / f"{name}_pred.tif", seg.labels > 0, sem.pixel_size_m)
-        preds.append(seg.labels)
-        gts.append(gt)
-        probs.append(seg.probability)
-        names.append(name)
-        if progress is not None:
-            progress(k, len(pairs), name)
-    result = evaluate_images(preds, gts, probs=probs, names=names, connectivity=connectivity, coco=coco)
-    result.update({"model": model_name, "threshold": threshold,
-                   "inference": {"tile": tile, "overlap": overlap, "mode": mode,
-                                 "separate": seg.info.get("separate"),
-                                 **({"watershed": seg.info["watershed"]} if "watershed" in seg.info
-                                    else {})},
-                   "seconds_per_image": float(sum(seconds) / len(seconds))})
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        write_json(out_dir / "metrics.json", result)
-        write_csv(out_dir / "per_image.csv", per_image_frame(result))
+    planned = ["metrics.json", "per_image.csv"] + [f"{Path(i).stem}_pred.tif" for i, _ in pairs
+                                                    if save_masks]
+    with run_folder(out_dir, "evaluate", planned, inputs=[p for pair in pairs for p in pair]):
+        model_name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
+        if isinstance(model, (str, Path)):
+            model = load_model(model)
+        if threshold is None:
+            threshold = model_threshold(model)
+        preds, gts, probs, names = [], [], [], []
+        seconds = []
+        for k, (img_path, mask_path) in enumerate(pairs, 1):
+            sem = read_sem(img_path, data_bar_rows=data_bar_rows)
+            gt = mask_for_image(read_mask(mask_path), sem, mask_name=str(mask_path))
+            t0 = time.perf_counter()
+            seg = segment(model, sem, threshold=threshold, tile=tile, overlap=overlap,
+                          batch_size=batch_size, mode=mode, separate=separate,
+                          connectivity=connectivity)
+            seconds.append(time.perf_counter() - t0)
+            name = Path(img_path).stem
+            if save_masks and out_dir is not None:
+                write_mask(Path(out_dir) / f"{name}_pred.tif", seg.labels > 0, sem.pixel_size_m)
+            preds.append(seg.labels)
+            gts.append(gt)
+            probs.append(seg.probability)
+            names.append(name)
+            if progress is not None:
+                progress(k, len(pairs), name)
+        result = evaluate_images(preds, gts, probs=probs, names=names, connectivity=connectivity, coco=coco)
+        result.update({"model": model_name, "threshold": threshold,
+                       "inference": {"tile": tile, "overlap": overlap, "mode": mode,
+                                     "separate": seg.info.get("separate"),
+                                     **({"watershed": seg.info["watershed"]} if "watershed" in seg.info
+                                        else {})},
+                       "seconds_per_image": float(sum(seconds) / len(seconds))})
+        if out_dir is not None:
+            out_dir = Path(out_dir)
+            write_json(out_dir / "metrics.json", result)
+            write_csv(out_dir / "per_image.csv", per_image_frame(result))
     return result
