@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from _tiny_training import fit_tiny
 
 from tio2fiji.errors import InputError, Tio2FijiError
 from tio2fiji.models.checkpoint import load_checkpoint, load_model
@@ -74,15 +75,12 @@ def test_the_refusal_names_the_function_it_would_have_called(tmp_path):
 
 
 def test_training_resume_refuses_a_crafted_last_pt(tmp_path):
-    from tio2fiji.training import fit_unet
-
     run = tmp_path / "run"
     run.mkdir()
     evil, marker = _crafted(tmp_path, "torch")
     (run / "last.pt").write_bytes(evil.read_bytes())
     with pytest.raises(Tio2FijiError) as exc:
-        fit_unet(torch.nn.Conv2d(1, 1, 3, padding=1), _Items(4), _Items(2), run, epochs=2,
-                 batch_size=2, threads=1, resume=True)
+        fit_tiny(run, epochs=2, resume=True)
     _one_line_refusal(exc, run / "last.pt")
     assert not marker.exists()
 
@@ -140,18 +138,3 @@ def test_roi_zip_bomb_is_refused_before_inflating(tmp_path):
     with pytest.raises(InputError, match="more than any ImageJ ROI") as exc:
         read_roi_zip(path)
     assert "\n" not in str(exc.value)
-
-
-class _Items:
-    """A handful of (image, mask, valid) items of 32×32 pixels."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed(i)
-        img = torch.rand(1, 32, 32, generator=g)
-        return img, (img > 0.5).float(), torch.ones(1, 32, 32)

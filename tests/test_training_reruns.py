@@ -9,36 +9,12 @@ import json
 
 import pandas as pd
 import pytest
-import torch
+from _tiny_training import fit_tiny
 from click.testing import CliRunner
 
 from tio2fiji.cli import main
 from tio2fiji.errors import InputError
 from tio2fiji.models.checkpoint import load_checkpoint
-from tio2fiji.training import fit_unet
-
-
-class _Items:
-    """``n`` items (image, mask, valid) of 32×32 pixels, item ``i`` seeded by ``i``."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed(i)
-        img = torch.rand(1, 32, 32, generator=g)
-        return img, (img > 0.5).float(), torch.ones(1, 32, 32)
-
-
-def _fit(run, **kw):
-    torch.manual_seed(0)
-    args = dict(epochs=1, batch_size=2, lr=1e-3, loss="dice+bce", seed=0, threads=1,
-                model_config={"arch": "unet", "encoder": "tiny"})
-    args.update(kw)
-    return fit_unet(torch.nn.Conv2d(1, 1, 3, padding=1), _Items(4), _Items(2), run, **args)
 
 
 def _one_line(exc_info):
@@ -48,10 +24,10 @@ def _one_line(exc_info):
 
 
 def test_rerun_without_resume_is_refused_and_keeps_the_run(tmp_path):
-    _fit(tmp_path, epochs=2)
+    fit_tiny(tmp_path, epochs=2)
     before = {n: (tmp_path / n).read_bytes() for n in ("last.pt", "best.pt", "run.json")}
     with pytest.raises(InputError) as exc:
-        _fit(tmp_path, epochs=2)
+        fit_tiny(tmp_path, epochs=2)
     msg = _one_line(exc)
     assert str(tmp_path) in msg and "last.pt and best.pt" in msg
     assert "--resume" in msg and "--overwrite" in msg and "new --out" in msg
@@ -59,8 +35,8 @@ def test_rerun_without_resume_is_refused_and_keeps_the_run(tmp_path):
 
 
 def test_overwrite_replaces_the_whole_run(tmp_path):
-    _fit(tmp_path, epochs=3)
-    res = _fit(tmp_path, epochs=1, overwrite=True)
+    fit_tiny(tmp_path, epochs=3)
+    res = fit_tiny(tmp_path, epochs=1, overwrite=True)
     assert res["resumed_from"] is None
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1
@@ -70,21 +46,21 @@ def test_overwrite_replaces_the_whole_run(tmp_path):
 
 def test_resume_and_overwrite_exclude_each_other(tmp_path):
     with pytest.raises(InputError, match="give one of them"):
-        _fit(tmp_path, resume=True, overwrite=True)
+        fit_tiny(tmp_path, resume=True, overwrite=True)
 
 
 def test_best_pt_without_last_pt_cannot_be_resumed(tmp_path):
-    _fit(tmp_path)
+    fit_tiny(tmp_path)
     (tmp_path / "last.pt").unlink()
     with pytest.raises(InputError, match="no last.pt, so there is no run to resume"):
-        _fit(tmp_path, resume=True)
+        fit_tiny(tmp_path, resume=True)
 
 
 def test_resume_with_another_lr_or_batch_size_is_refused(tmp_path):
-    _fit(tmp_path)
+    fit_tiny(tmp_path)
     last = (tmp_path / "last.pt").read_bytes()
     with pytest.raises(InputError) as exc:
-        _fit(tmp_path, epochs=2, lr=1e-2, batch_size=4, resume=True)
+        fit_tiny(tmp_path, epochs=2, lr=1e-2, batch_size=4, resume=True)
     msg = _one_line(exc)
     assert "lr 0.001 -> 0.01" in msg and "batch_size 2 -> 4" in msg
     assert "epochs" not in msg.split("(")[1].split(")")[0]  # more epochs is not a mismatch
@@ -93,36 +69,36 @@ def test_resume_with_another_lr_or_batch_size_is_refused(tmp_path):
 
 
 def test_resume_with_another_model_config_is_refused(tmp_path):
-    _fit(tmp_path)
+    fit_tiny(tmp_path)
     with pytest.raises(InputError, match=r"model_config\.encoder 'tiny' -> 'other'"):
-        _fit(tmp_path, epochs=2, resume=True, model_config={"arch": "unet", "encoder": "other"})
+        fit_tiny(tmp_path, epochs=2, resume=True, model_config={"arch": "unet", "encoder": "other"})
 
 
 def test_resume_with_more_epochs_continues_and_records_it(tmp_path):
-    _fit(tmp_path, epochs=1)
-    res = _fit(tmp_path, epochs=3, resume=True)
+    fit_tiny(tmp_path, epochs=1)
+    res = fit_tiny(tmp_path, epochs=3, resume=True)
     assert res["resumed_from"] == 1 and [h["epoch"] for h in res["history"]] == [1, 2, 3]
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["epochs"] == 3
     assert run["resumes"] == [{"from_epoch": 1, "changed": {"epochs": [1, 3]}}]
     assert load_checkpoint(tmp_path / "last.pt")["resumes"] == run["resumes"]
     # a second resume adds to the record
-    _fit(tmp_path, epochs=4, resume=True)
+    fit_tiny(tmp_path, epochs=4, resume=True)
     run = json.loads((tmp_path / "run.json").read_text())
     assert [r["from_epoch"] for r in run["resumes"]] == [1, 3]
 
 
 def test_resume_with_fewer_epochs_than_done_is_refused(tmp_path):
-    _fit(tmp_path, epochs=3)
+    fit_tiny(tmp_path, epochs=3)
     with pytest.raises(InputError, match="holds 3 finished epochs; 2 in all would not continue it"):
-        _fit(tmp_path, epochs=2, resume=True)
+        fit_tiny(tmp_path, epochs=2, resume=True)
 
 
 def test_cosine_schedule_is_not_restarted_by_more_epochs(tmp_path):
     """A finished cosine run ends at lr/100; resumed with more epochs it stays there (the old
     schedule's length would make torch's recursive cosine climb back towards lr)."""
-    _fit(tmp_path, epochs=2, schedule="cosine")
-    res = _fit(tmp_path, epochs=4, schedule="cosine", resume=True)
+    fit_tiny(tmp_path, epochs=2, schedule="cosine")
+    res = fit_tiny(tmp_path, epochs=4, schedule="cosine", resume=True)
     lrs = [h["lr"] for h in res["history"]]
     # cosine over 2 epochs from 1e-3 to 1e-5: epoch 1 at 1e-3, epoch 2 halfway
     assert lrs[:2] == pytest.approx([1e-3, 1e-5 + (1e-3 - 1e-5) / 2])
