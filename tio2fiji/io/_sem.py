@@ -76,6 +76,8 @@ _BAR_TOLERANCE = 0.03
 _INK_CONTRAST = 0.25
 _INK_RANGE = (0.002, 0.4)
 _EDGE_FRACTION = 0.95
+#: A detected data bar taller than this fraction of the frame is taken for image content.
+MAX_BAR_FRACTION = 0.15
 
 
 def _background_fraction(image: np.ndarray, first: int, tol: float) -> np.ndarray:
@@ -175,10 +177,6 @@ def detect_data_bar(image: np.ndarray, zeiss: bool = False, min_fraction: float 
                     f"as image (give --data-bar-rows if it is a bar).")
         return 0
     return int(height)
-
-
-#: A detected data bar taller than this fraction of the frame is taken for image content.
-MAX_BAR_FRACTION = 0.15
 
 
 def analysed_area(image: np.ndarray, data_bar_rows: int) -> np.ndarray:
