@@ -1,5 +1,5 @@
-"""Issue 14's Mask R-CNN levers (in progress): anchors from the particles, backbones, U-Net init,
-mask resolution. Expectations are hand-computed or read from the files independently."""
+"""Issue 14's Mask R-CNN levers: anchors from the particles, backbones, U-Net init and its input,
+mask resolution, warm-up, overrides. Expectations are hand-computed or read from the files independently."""
 
 import math
 
@@ -79,3 +79,68 @@ def test_exact_paste_returns_a_small_disc_that_torchvision_pastes_too_large(m):
 
     assert iou("exact") == pytest.approx(1.0)
     assert iou("torchvision") < 0.8
+
+
+def test_warmup_factor_is_linear_from_one_thousandth():
+    from tio2fiji.training.maskrcnn import warmup_factor
+
+    assert warmup_factor(0, 100) == pytest.approx(0.001)
+    assert warmup_factor(50, 100) == pytest.approx(0.001 * 0.5 + 0.5)
+    assert warmup_factor(100, 100) == 1.0 and warmup_factor(7, 0) == 1.0
+
+
+def test_unet_encoder_sees_the_input_the_unet_saw():
+    """With U-Net weights the detector's body must compute the U-Net encoder's features: no
+    ImageNet standardisation in front of an encoder trained on [0, 1] tiles."""
+    from tio2fiji.models.checkpoint import load_model
+
+    torch.manual_seed(0)
+    unet = load_model("default").eval()
+    model = build_maskrcnn(config=1, backbone="resnet18", weights_backbone="unet").eval()
+    assert model.tio2fiji_model_config["input_norm"] == [0.0, 1.0]
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        want = unet.encoder(x)[-1]
+        got = model.backbone.body(model.transform.normalize(x[0]).unsqueeze(0))["3"]  # layer4
+    assert torch.allclose(got, want, atol=1e-4)
+    # random weights keep ImageNet's statistics; a model file rebuilds the same transform
+    plain = build_maskrcnn(config=1, backbone="resnet18")
+    assert plain.transform.image_mean == [pytest.approx(0.449)]
+    from tio2fiji.models.maskrcnn import build_from_config
+    again = build_from_config(model.tio2fiji_model_config)
+    assert again.transform.image_mean == [0.0] and again.transform.image_std == [1.0]
+    old = {k: v for k, v in plain.tio2fiji_model_config.items() if k != "input_norm"}
+    assert build_from_config(old).transform.image_std == [pytest.approx(0.226)]
+
+
+def test_training_warms_up_and_stores_its_overrides(tmp_path):
+    """One whole-network epoch of 2 steps with a 1000-step warm-up: the last step's rate is
+    lr * (0.001 (1 - 2/1000) + 2/1000); the RoI sample size given as an override is the model's."""
+    from PIL import Image
+
+    from tio2fiji.training import build_dataset, train_maskrcnn
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "SEM").mkdir()
+    (tmp_path / "masks").mkdir()
+    yy, xx = np.mgrid[:256, :256]
+    for k in range(3):
+        mask = np.zeros((256, 256), bool)
+        for _ in range(8):
+            cy, cx = rng.integers(20, 236, 2)
+            mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= 36
+        img = np.clip(40 + 160 * mask + rng.normal(0, 8, mask.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(tmp_path / "SEM" / f"i{k}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "masks" / f"i{k}_m.png")
+    build_dataset(tmp_path / "SEM", tmp_path / "masks", tmp_path / "data", mode="practical",
+                  fractions=(1 / 3, 1 / 3, 1 / 3), data_bar_rows=0)
+    res = train_maskrcnn(tmp_path / "data", tmp_path / "run", backbone="resnet18", box_head_dim=32,
+                         epochs_heads=0, epochs_all=1, crops_per_epoch=4, lr=0.01, warmup_iters=1000,
+                         overrides={"box_batch_size_per_image": 64}, threads=1, val_loss=False,
+                         score_threshold=0.99)
+    assert res["history"][0]["lr"] == pytest.approx(0.01 * (0.001 * (1 - 2 / 1000) + 2 / 1000))
+    ck = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert ck["model_config"]["overrides"] == {"box_batch_size_per_image": 64}
+    assert ck["settings"]["warmup_iters"] == 1000
+    with pytest.raises(InputError, match="warmup_iters"):
+        train_maskrcnn(tmp_path / "data", tmp_path / "run2", warmup_iters=-1)

@@ -7,7 +7,8 @@ assembled from the same public torchvision parts so that the backbone can take l
 * anchor sizes 10, 24, 32, 48, 64 pixels (one per FPN level P2-P6), aspect ratios 0.5, 1, 2;
 * gray input: the first convolution has one input channel and the input transform normalises with
   one mean and standard deviation (the averages of ImageNet's per-channel values, 0.449 and 0.226,
-  which fit ImageNet filters summed over the colour channels);
+  which fit ImageNet filters summed over the colour channels; with a U-Net's encoder, none: it
+  saw the ``[0, 1]`` input as it is);
 * RoIs are assigned to FPN levels by ``k = floor(3 + log2(sqrt(wh) / 128))`` (canonical level 3,
   canonical scale 128 instead of 4 and 224; eq. 19), set through ``MultiScaleRoIAlign``'s
   ``canonical_level``/``canonical_scale`` for both the box and the mask RoIAlign;
@@ -400,7 +401,7 @@ def _heads(box_head_dim: int, num_classes: int, pool_size: int = 7) -> dict:
 def build_maskrcnn(config=1, weights_backbone=None, trainable_backbone_layers: int | None = None,
                    num_classes: int = 2, norm: str | None = None, backbone: str = DEFAULT_BACKBONE,
                    mask_resolution: int = 28, anchor_sizes=None, box_head_dim: int = BOX_HEAD_DIM,
-                   **overrides):
+                   input_norm=None, **overrides):
     """Mask R-CNN (ResNet FPN) with the thesis's changes and one Table 3 configuration.
 
     Parameters
@@ -426,6 +427,11 @@ def build_maskrcnn(config=1, weights_backbone=None, trainable_backbone_layers: i
         :func:`anchor_sizes_from_masks`.
     box_head_dim : int
         Box head representation size (torchvision and the thesis: 1024).
+    input_norm : (mean, std), optional
+        What the input transform subtracts and divides by. Default: ``(0, 1)`` with U-Net
+        weights (the U-Net's encoder saw the ``[0, 1]`` input of
+        :func:`tio2fiji.transforms.normalize_for_network` as it is), else
+        ``(GRAY_MEAN, GRAY_STD)`` (ImageNet's statistics). Stored in the model's configuration.
     **overrides
         Any other ``torchvision.models.detection.MaskRCNN`` argument (e.g. ``box_score_thresh``),
         or a Table 3 value to change.
@@ -460,8 +466,14 @@ def build_maskrcnn(config=1, weights_backbone=None, trainable_backbone_layers: i
         raise InputError(f"build_maskrcnn: {', '.join(bad)} are fixed by the thesis's model.")
 
     body = _body(backbone, norm)
-    if pretrained and _load_body(body, path, backbone, norm) and weights_name == str(path):
+    from_unet = pretrained and _load_body(body, path, backbone, norm)
+    if from_unet and weights_name == str(path):
         weights_name = f"unet (encoder of {path})"
+    if input_norm is None:
+        input_norm = (0.0, 1.0) if from_unet else (GRAY_MEAN, GRAY_STD)
+    mean, std = (float(v) for v in input_norm)
+    if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+        raise InputError(f"input_norm must be a finite mean and a positive std, not {input_norm!r}.")
     fpn = BackboneWithFPN(body, return_layers={"layer1": "0", "layer2": "1", "layer3": "2",
                                                "layer4": "3"},
                           in_channels_list=list(BACKBONES[backbone]), out_channels=256,
@@ -476,15 +488,15 @@ def build_maskrcnn(config=1, weights_backbone=None, trainable_backbone_layers: i
                                    canonical_scale=CANONICAL_SCALE, canonical_level=CANONICAL_LEVEL)
     kwargs = dict(CONFIGS[k], rpn_nms_thresh=RPN_NMS_THRESH)
     kwargs.update(overrides)
-    model = MaskRCNN(fpn, min_size=IMAGE_SIZE, max_size=IMAGE_SIZE, image_mean=[GRAY_MEAN],
-                     image_std=[GRAY_STD], rpn_anchor_generator=anchors, box_roi_pool=box_pool,
+    model = MaskRCNN(fpn, min_size=IMAGE_SIZE, max_size=IMAGE_SIZE, image_mean=[mean],
+                     image_std=[std], rpn_anchor_generator=anchors, box_roi_pool=box_pool,
                      mask_roi_pool=mask_pool, **_heads(box_head_dim, int(num_classes)), **kwargs)
     set_backbone_trainable(model, trainable_backbone_layers)
     model.tio2fiji_model_config = {
         "arch": "maskrcnn", "config": k, "num_classes": int(num_classes), "in_channels": 1,
         "backbone": backbone, "norm": norm, "trainable_backbone_layers": int(trainable_backbone_layers),
         "mask_resolution": mask_resolution, "anchor_sizes": list(anchors_px),
-        "box_head_dim": box_head_dim, "image_size": IMAGE_SIZE,
+        "box_head_dim": box_head_dim, "image_size": IMAGE_SIZE, "input_norm": [mean, std],
         "weights_backbone_at_start": weights_name, "overrides": dict(overrides),
         "normalisation": "transforms.normalize_for_network",
     }
@@ -519,6 +531,7 @@ def build_from_config(cfg: dict):
                            mask_resolution=int(cfg.get("mask_resolution", 28)),
                            anchor_sizes=cfg.get("anchor_sizes"),
                            box_head_dim=int(cfg.get("box_head_dim", BOX_HEAD_DIM)),
+                           input_norm=cfg.get("input_norm", (GRAY_MEAN, GRAY_STD)),
                            **(cfg.get("overrides") or {}))
     model.tio2fiji_model_config = dict(cfg)
     return model

@@ -281,7 +281,7 @@ def _one_phase(epoch):
 
 def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, forward, validate,
         optimizer_for, settings: dict, model_config: dict, history_columns, phase_of=_one_phase,
-        set_lr=None, loss_terms=(), clip_grad_norm: float | None = None, eligible=_always,
+        set_lr=None, step_lr=None, loss_terms=(), clip_grad_norm: float | None = None, eligible=_always,
         check_resume=None, extra_scores=None, score_label: str = "val_iou", resume: bool = False,
         overwrite: bool = False, num_workers: int = 0,
         collate_fn=None, progress=None, what: str = "training", hint: str = "") -> dict:
@@ -317,6 +317,11 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         ``phase_of(epoch) -> str or None`` (None: one phase; the history then has no ``phase``).
     set_lr : callable, optional
         ``set_lr(optimizer, epoch)`` before every epoch (learning rates not set by a scheduler).
+    step_lr : callable, optional
+        ``step_lr(epoch, step, steps) -> float or None`` before every optimizer step (1-based
+        ``step`` of ``steps`` in the epoch): a learning rate for every parameter group, e.g. a
+        warm-up; None keeps the epoch's. It depends on its arguments only, so a resumed run gets
+        the same rates.
     clip_grad_norm : float, optional
         Clip the total gradient norm of the optimizer's first parameter group.
     eligible : callable
@@ -422,6 +427,11 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
                                     f"{last_path.name} holds the last complete epoch.{hint}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if step_lr is not None:
+                rate = step_lr(epoch, step, steps)
+                if rate is not None:
+                    for g in optimizer.param_groups:
+                        g["lr"] = rate
             if clip_grad_norm:
                 torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], clip_grad_norm)
             optimizer.step()

@@ -17,12 +17,19 @@ import numpy as np
 
 from ..errors import InputError
 from ..instances import paint_instances, paste_masks
-from ..models.maskrcnn import build_maskrcnn, model_config, set_backbone_trainable
+from ..models.maskrcnn import (
+    BOX_HEAD_DIM,
+    DEFAULT_BACKBONE,
+    anchor_sizes_from_masks,
+    build_maskrcnn,
+    model_config,
+    set_backbone_trainable,
+)
 from ..predict import detect
 from .coco import CocoInstanceDataset, collate_detection
 from .engine import check_options, check_run_folder, fit, pooled_loss_iou, run_settings
 
-__all__ = ["MASKRCNN_HISTORY_COLUMNS", "two_phase_lr", "evaluate", "train_maskrcnn"]
+__all__ = ["MASKRCNN_HISTORY_COLUMNS", "two_phase_lr", "warmup_factor", "evaluate", "train_maskrcnn"]
 
 #: history.csv of a Mask R-CNN run: the U-Net's columns, the phase, and the five loss terms.
 MASKRCNN_HISTORY_COLUMNS = ["epoch", "phase", "train_loss", "val_loss", "val_iou", "lr", "seconds",
@@ -41,6 +48,16 @@ def two_phase_lr(epoch: int, epochs_heads: int, epochs_all: int, lr: float = 0.0
     else:
         i, n = epoch - epochs_heads, epochs_all
     return lr if i <= math.ceil(n / 2) else lr_final
+
+
+def warmup_factor(step: int, warmup_iters: int, start_factor: float = 0.001) -> float:
+    """Factor on the learning rate at ``step`` (1-based) of a phase: linear from ``start_factor``
+    to 1 over ``warmup_iters`` steps, then 1 (torchvision's detection references: 1000 steps from
+    0.001)."""
+    if warmup_iters <= 0 or step >= warmup_iters:
+        return 1.0
+    alpha = step / warmup_iters
+    return start_factor * (1.0 - alpha) + alpha
 
 
 def _batchnorm_eval(model) -> None:
@@ -95,14 +112,18 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
                    threads: int | None = None, crops_per_epoch: int | None = None,
                    score_threshold: float = 0.5, mask_threshold: float = 0.5,
                    photometric_p: float = 0.4, val_loss: bool = True, num_workers: int = 0,
-                   device=None, overwrite: bool = False, progress=None) -> dict:
+                   backbone: str = DEFAULT_BACKBONE, norm: str | None = None,
+                   mask_resolution: int = 28, anchor_sizes=None, box_head_dim: int = BOX_HEAD_DIM,
+                   warmup_iters: int = 0, overrides: dict | None = None, device=None, overwrite: bool = False,
+                   progress=None) -> dict:
     """Train one Mask R-CNN configuration of the thesis (Table 3) in two phases.
 
     Phase 1 ("heads", ``epochs_heads`` epochs) trains the FPN, RPN and box/mask heads with the
     ResNet body frozen; phase 2 ("all", ``epochs_all`` epochs) trains the whole network (the
     backbone's ``trainable_backbone_layers``). Each phase starts a fresh SGD optimizer (momentum
     0.9) whose learning rate is ``lr`` for the first half of the phase and ``lr_final`` for the rest
-    (:func:`two_phase_lr`). After every epoch the model is scored on the validation tiles
+    (:func:`two_phase_lr`), after an optional linear warm-up over the phase's first
+    ``warmup_iters`` steps (:func:`warmup_factor`). After every epoch the model is scored on the validation tiles
     (:func:`evaluate`); ``best.pt`` keeps the epoch with the best validation IoU of the
     whole-network phase (of the heads phase when ``epochs_all`` is 0), as the thesis
     checkpointed. Checkpoints, ``history.csv`` (:data:`MASKRCNN_HISTORY_COLUMNS`),
@@ -152,6 +173,20 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
         Probability of the thesis's brightness + blur augmentation of a training item.
     val_loss : bool
         Also compute the validation loss (one more forward pass over the validation tiles).
+    backbone, norm, mask_resolution, box_head_dim
+        The network's levers (:func:`tio2fiji.models.maskrcnn.build_maskrcnn`); the defaults are
+        the thesis's network (ResNet-50, masks 28, box head 1024).
+    anchor_sizes : None, "auto" or 5 ints
+        None: the thesis's (:data:`tio2fiji.models.maskrcnn.ANCHOR_SIZES`); ``"auto"``: from the
+        training particles' areas in ``coco.json``
+        (:func:`tio2fiji.models.maskrcnn.anchor_sizes_from_masks`).
+    warmup_iters : int
+        Steps of linear warm-up from 0.001 × the phase's learning rate at the start of each phase
+        (0: none, the thesis's).
+    overrides : dict, optional
+        Table 3 values to change for this run (e.g. ``{"box_batch_size_per_image": 512}``: fewer
+        sampled RoIs per tile, torchvision's number, make a CPU step about 3× faster than
+        configuration 1's 2000); stored in the model's configuration.
     num_workers : int
         DataLoader workers (items do not depend on the worker).
     device : str or torch.device, optional
@@ -172,6 +207,9 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
                   lr_final=lr_final, momentum=momentum, weight_decay=weight_decay,
                   clip_grad_norm=clip_grad_norm, threads=threads, crops_per_epoch=crops_per_epoch,
                   num_workers=num_workers)
+    if isinstance(warmup_iters, bool) or int(warmup_iters) != warmup_iters or warmup_iters < 0:
+        raise InputError(f"warmup_iters must be a whole number >= 0, got {warmup_iters!r}.")
+    warmup_iters = int(warmup_iters)
     check_run_folder(out_dir, resume, overwrite)
     epochs_heads, epochs_all, batch_size = int(epochs_heads), int(epochs_all), int(batch_size)
     if epochs_heads < 0 or epochs_all < 0 or epochs_heads + epochs_all < 1 or batch_size < 1:
@@ -188,6 +226,11 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
         raise InputError(f"{data_dir}: coco.json has {len(train_ds)} training and {len(val_ds)} "
                          f"validation tiles; both are needed.")
     val_groups = val_ds.groups()
+    if isinstance(anchor_sizes, str):
+        if anchor_sizes.strip().lower() != "auto":
+            raise InputError(f"anchor_sizes must be 'auto', None or 5 sizes in pixels, not {anchor_sizes!r}.")
+        anchor_sizes = anchor_sizes_from_masks([a["area"] for anns in train_ds.annotations
+                                                for a in anns if a.get("area", 0) > 0])
     device = torch.device(device or "cpu")
     epochs = epochs_heads + epochs_all
 
@@ -203,6 +246,12 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
     def set_lr(optimizer, epoch):
         for g in optimizer.param_groups:
             g["lr"] = two_phase_lr(epoch, epochs_heads, epochs_all, lr, lr_final)
+
+    def step_lr(epoch, step, steps):
+        # each phase has a fresh optimizer and gets its own warm-up
+        first = 1 if epoch <= epochs_heads else epochs_heads + 1
+        f = warmup_factor((epoch - first) * steps + step, warmup_iters)
+        return None if f == 1.0 else two_phase_lr(epoch, epochs_heads, epochs_all, lr, lr_final) * f
 
     def forward(model, batch):
         images, targets, _ = batch
@@ -221,16 +270,20 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
 
     def check_resume(ck, path):
         old = ck.get("model_config") or {}
-        if old.get("arch") != "maskrcnn" or old.get("config") != mcfg["config"] \
-                or old.get("norm") != mcfg["norm"]:
-            raise InputError(f"{path}: holds a {old.get('arch')} model (configuration "
-                             f"{old.get('config')}, norm {old.get('norm')}), not Mask R-CNN "
-                             f"configuration {mcfg['config']} (norm {mcfg['norm']}); use "
-                             f"another output folder or the same settings.")
+        keys = ("config", "norm", "backbone", "mask_resolution", "anchor_sizes", "box_head_dim")
+        if old.get("arch") != "maskrcnn" or any(old.get(k) != mcfg[k] for k in keys):
+            def say(c):
+                return ", ".join(f"{'configuration' if k == 'config' else k} {c.get(k)}" for k in keys)
+            held, want = say(old), say(mcfg)
+            raise InputError(f"{path}: holds a {old.get('arch')} model ({held}), not the Mask R-CNN "
+                             f"asked for ({want}); use another output folder or the same settings.")
 
     with run_settings(threads, seed):
         model = build_maskrcnn(config, weights_backbone,
-                               trainable_backbone_layers=trainable_backbone_layers)
+                               trainable_backbone_layers=trainable_backbone_layers,
+                               backbone=backbone, norm=norm, mask_resolution=mask_resolution,
+                               anchor_sizes=anchor_sizes, box_head_dim=box_head_dim,
+                               **dict(overrides or {}))
         mcfg = dict(model_config(model), score_threshold=float(score_threshold),
                     mask_threshold=float(mask_threshold), threshold=float(mask_threshold),
                     tile=int(model.transform.max_size))
@@ -242,6 +295,7 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
                     "clip_grad_norm": clip_grad_norm, "trainable_backbone_layers": train_layers,
                     "seed": seed, "threads": torch.get_num_threads(), "device": str(device),
                     "photometric_p": photometric_p, "score_threshold": score_threshold,
+                    "warmup_iters": warmup_iters,
                     "mask_threshold": mask_threshold,
                     "val_iou": ("per image (tiles pooled)" if len(set(val_groups)) < len(val_groups)
                                 else "per tile"),
@@ -250,7 +304,7 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
         res = fit(model, train_ds, out_dir, epochs=epochs, batch_size=batch_size, seed=seed,
                   forward=forward, validate=validate, optimizer_for=optimizer_for,
                   settings=settings, model_config=mcfg, history_columns=MASKRCNN_HISTORY_COLUMNS,
-                  phase_of=phase_of, set_lr=set_lr, loss_terms=_LOSS_TERMS,
+                  phase_of=phase_of, set_lr=set_lr, step_lr=step_lr, loss_terms=_LOSS_TERMS,
                   clip_grad_norm=clip_grad_norm, eligible=eligible, check_resume=check_resume,
                   resume=resume, overwrite=overwrite, num_workers=num_workers,
                   collate_fn=collate_detection,

@@ -1,0 +1,209 @@
+"""Issue 14: train Mask R-CNN candidates on the bundled model's split, choose on the validation
+images, score on the test images; one unattended, resumable run (the thesis's Tables 4-5).
+
+Usage::
+
+    python benchmarks/maskrcnn_candidates.py DATA_DIR --out runs/maskrcnn [--threads 1]
+        [--only NAME ...] [--epochs-scale 1.0] [--device cpu]
+
+``DATA_DIR`` holds ``SEM/`` and ``TiO2_Masks_Manual_4connected/`` (the BAM data set). The split is
+the bundled U-Net's (``tio2fiji dataset build --mode practical --seed 0``: 21 training, 4
+validation, 5 test images), rebuilt in ``OUT/data``.
+
+Per candidate (:data:`CANDIDATES`, each a set of :func:`tio2fiji.training.train_maskrcnn`
+arguments):
+
+1. train it in ``OUT/<name>/`` (``resume=True``: a finished run is not redone, an interrupted one
+   continues from ``last.pt``); ``best.pt`` is the whole-network epoch with the best validation
+   IoU (the thesis's rule);
+2. choose its detection score threshold on the validation images only (:data:`SCORE_THRESHOLDS`,
+   by pooled F1 at IoU 0.5, ties by PQ) -> ``OUT/<name>/choice.json``; the whole images are
+   predicted once at the lowest threshold and the particles scoring at or below each threshold
+   are dropped (overlaps go to the higher score, so this is the same as predicting at it);
+3. export ``OUT/<name>/model.pt`` (int8, the threshold stored beside the weights) and score the
+   validation and the test images with :func:`tio2fiji.metrics.evaluate_images` (the metrics of
+   ``tio2fiji evaluate``), timing ``segment`` per image -> ``val.json``, ``test.json``.
+
+``OUT/table.md`` then holds one row per candidate in the form of the thesis's Tables 4-5
+(validation AP@0.5 and IoU, best epoch, test IoU) with the instance scores beside them; the
+candidate with the best validation IoU is marked. Every step writes its files atomically and is
+skipped when its output exists, so rerunning the same command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from tio2fiji.errors import Tio2FijiError
+from tio2fiji.instances import connected_components
+from tio2fiji.io import mask_for_image, pair_files, read_mask, read_sem, write_json
+from tio2fiji.metrics import evaluate_images, instance_scores, match_counts, match_instances
+from tio2fiji.models.checkpoint import export_model, load_model
+from tio2fiji.predict import predict_instances, segment
+from tio2fiji.training import build_dataset, train_maskrcnn
+from tio2fiji.training.splits import read_split
+
+#: The levers of issue 14 on top of the thesis's configuration 1 (Table 3), sized for a 2-core CPU:
+#: masks at 28 (the exact paste keeps small particles: tests/test_maskrcnn_levers.py), 512 sampled
+#: RoIs per tile instead of 2000 (about 3x faster steps), the first two ResNet stages frozen.
+_LEVERS = {"config": 1, "backbone": "resnet18", "weights_backbone": "unet", "norm": "frozen",
+           "trainable_backbone_layers": 3, "mask_resolution": 28, "anchor_sizes": "auto",
+           "box_head_dim": 256, "warmup_iters": 100, "lr": 0.01, "lr_final": 0.001,
+           "crops_per_epoch": 128, "overrides": {"box_batch_size_per_image": 512}, "seed": 0}
+#: name -> train_maskrcnn arguments.
+CANDIDATES = {
+    # ResNet-18 FPN from the bundled SEM U-Net's encoder, anchors from the training particles
+    "r18-unet": {**_LEVERS, "epochs_heads": 1, "epochs_all": 19},
+}
+SCORE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def _load(data_dir: Path, ids):
+    pairs = {Path(i).stem: (i, m) for i, m in
+             pair_files(data_dir / "SEM", data_dir / "TiO2_Masks_Manual_4connected", strict=False)}
+    out = []
+    for i in ids:
+        sem = read_sem(pairs[i][0])
+        mask = mask_for_image(read_mask(pairs[i][1]), sem, mask_name=str(pairs[i][1]))
+        out.append((i, sem, connected_components(mask, 4)))
+    return out
+
+
+def _drop_below(labels, scores, threshold):
+    keep = np.concatenate([[False], np.asarray(scores) > threshold])
+    return np.where(keep[labels], labels, 0)
+
+
+def choose_score_threshold(model, val) -> dict:
+    """The detection score threshold with the best pooled validation F1 (ties: PQ), and the grid."""
+    low = min(SCORE_THRESHOLDS)
+    preds = [predict_instances(model, sem.analysed, score_threshold=low)[:2] for _, sem, _ in val]
+    rows = []
+    for t in SCORE_THRESHOLDS:
+        tp = fp = fn = 0
+        s_iou = 0.0
+        for (labels, scores), (_, _, gt) in zip(preds, val):
+            c = match_counts(match_instances(_drop_below(labels, scores, t), gt))
+            tp, fp, fn, s_iou = tp + c["tp"], fp + c["fp"], fn + c["fn"], s_iou + c["sum_iou"]
+        rows.append({"score_threshold": t, **instance_scores(tp, fp, fn, s_iou)})
+    best = max(rows, key=lambda r: (round(r["f1"], 6), r["pq"]))
+    return {"score_threshold": best["score_threshold"],
+            "val": {k: best[k] for k in ("f1", "pq", "precision", "recall")}, "grid": rows}
+
+
+def score_images(model, images) -> dict:
+    """Every metric of ``tio2fiji evaluate`` over ``images``, and seconds of ``segment`` per image."""
+    preds, gts, probs, names, seconds = [], [], [], [], []
+    for name, sem, gt in images:
+        t0 = time.perf_counter()
+        seg = segment(model, sem)
+        seconds.append(time.perf_counter() - t0)
+        preds.append(seg.labels)
+        probs.append(seg.probability)
+        gts.append(gt)
+        names.append(name)
+    res = evaluate_images(preds, gts, probs=probs, names=names)
+    per_image = res.pop("per_image", None)
+    return {"metrics": res, "per_image": per_image, "seconds_per_image": float(np.mean(seconds)),
+            "images": names, "shape": list(images[0][1].analysed.shape) if images else None}
+
+
+def _progress_bar(name):
+    bar = tqdm(total=1, desc=f"train {name}")
+
+    def progress(done, total, what):
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(what)
+        bar.refresh()
+
+    return bar, progress
+
+
+def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float = 1.0,
+        device: str = "cpu") -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    data = out / "data"
+    if not (data / "split.json").is_file():
+        build_dataset(data_dir / "SEM", data_dir / "TiO2_Masks_Manual_4connected", data, mode="practical",
+                      seed=0)
+    split, _ = read_split(data / "split.json")
+    val, test = _load(data_dir, split["val"]), _load(data_dir, split["test"])
+    for name, cfg in CANDIDATES.items():
+        if only and name not in only:
+            continue
+        run_dir = out / name
+        cfg = dict(cfg)
+        cfg["epochs_all"] = max(1, round(cfg["epochs_all"] * epochs_scale))
+        bar, progress = _progress_bar(name)
+        res = train_maskrcnn(data, run_dir, resume=True, threads=threads, device=device,
+                             progress=progress, **cfg)
+        bar.close()
+        write_json(run_dir / "training.json", {k: res[k] for k in ("best_epoch", "best_val_iou", "seconds")})
+        choice_path = run_dir / "choice.json"
+        if not choice_path.is_file():
+            write_json(choice_path, choose_score_threshold(load_model(run_dir / "best.pt"), val))
+        choice = json.loads(choice_path.read_text())
+        model_file = run_dir / "model.pt"
+        if not model_file.is_file():
+            export_model(run_dir / "best.pt", model_file, weights="int8",
+                         score_threshold=choice["score_threshold"],
+                         metadata={"benchmark": "benchmarks/maskrcnn_candidates.py", "candidate": name,
+                                   "settings": cfg, "choice": {k: choice[k] for k in ("score_threshold", "val")}})
+        for subset, images in (("val", val), ("test", test)):
+            path = run_dir / f"{subset}.json"
+            if not path.is_file():
+                write_json(path, score_images(load_model(model_file), images))
+    write_table(out)
+
+
+def write_table(out: Path) -> None:
+    """``OUT/table.md`` (Tables 4-5 and the instance scores) from every candidate scored so far."""
+    rows = []
+    for name in CANDIDATES:
+        files = [out / name / f for f in ("training.json", "val.json", "test.json")]
+        if all(f.is_file() for f in files):
+            rows.append((name, *(json.loads(f.read_text()) for f in files)))
+    chosen = max(rows, key=lambda r: r[2]["metrics"]["mean_iou"])[0] if rows else None
+    lines = ["| candidate | training (CPU min) | best epoch | val AP@0.5 | val IoU | test IoU | test Dice "
+             "| test AP@0.5 | test COCO AP | F1@0.5 | precision | recall | PQ | count error "
+             "| median ECD error | KS | s/image |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, tr, v, t in rows:
+        m = t["metrics"]
+        lines.append(
+            f"| {name}{' (best val IoU)' if name == chosen else ''} | {tr['seconds'] / 60:.0f} | {tr['best_epoch']} "
+            f"| {v['metrics']['ap50_voc11']:.3f} | {v['metrics']['mean_iou']:.3f} | {m['mean_iou']:.3f} "
+            f"| {m['mean_dice']:.3f} | {m['ap50_voc11']:.3f} | {m['coco_ap']:.3f} | {m['f1']:.3f} "
+            f"| {m['precision']:.3f} | {m['recall']:.3f} | {m['pq']:.3f} | {m['count_error']:.1%} "
+            f"| {m['median_ecd_error']:.1%} | {m['ks_distance']:.3f} | {t['seconds_per_image']:.1f} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))  # noqa: T201
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data_dir", type=Path)
+    ap.add_argument("--out", type=Path, default=Path("runs/maskrcnn"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--epochs-scale", type=float, default=1.0,
+                    help="multiply every candidate's whole-network epochs (e.g. 0.1 for a smoke test)")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    try:
+        run(args.data_dir, args.out, args.threads, args.only, args.epochs_scale, args.device)
+    except Tio2FijiError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""``tio2fiji analyze`` (the main job: segment, measure, test, report) and ``tio2fiji demo`` (it
+on the bundled example images)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..distribution import METHODS
+from ..errors import Tio2FijiError
+from ..imagej import BACKENDS
+from ..instances import CONNECTIVITY, SEPARATE
+from ._common import (
+    _CONNECTIVITY,
+    _Checked,
+    _fail_early_if_none_readable,
+    _Progress,
+    _report_failures,
+    example_data_dir,
+)
+from ._groups import main
+from ._inspect import info
+
+
+@main.command("analyze")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Output folder.")
+@click.option("--model", "model_path", default="default", show_default=True,
+              help="'default' (bundled), a compact model file, or a training checkpoint (best.pt).")
+@click.option("--backend", type=click.Choice(BACKENDS), default="native", show_default=True,
+              help="Who measures the particles.")
+@click.option("--separate", type=click.Choice(SEPARATE), default="auto",
+              show_default=True, help="Touching particles: watershed split (auto for a U-Net; a Mask "
+              "R-CNN finds its own), or none (connected components, as the thesis).")
+@click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True,
+              help="Particle connectivity of the components and the measurement (4: as the BAM masks).")
+@click.option("--method", "methods", multiple=True, default=("clark-evans", "monte-carlo"), show_default=True,
+              type=click.Choice(METHODS),
+              help="Spatial-distribution test; repeat for several.")
+@click.option("--threshold", type=_Checked("threshold"), default=None,
+              help="Probability threshold (default: the one stored with the model).")
+@click.option("--seed", type=_Checked("seed"), default=0, show_default=True,
+              help="Seed of the bootstrap intervals and the simulations.")
+@click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--complete-only", is_flag=True,
+              help="Summary, sizes, plots and spatial tests of the complete particles only (not partly "
+                   "hidden or cut); particles.csv keeps every particle with its complete column.")
+@click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
+              help="Height of the microscope's data bar (0: none); detected from each image when omitted.")
+def analyze(images, out_dir, model_path, backend, separate, connectivity, methods, threshold, seed, threads,
+            complete_only, data_bar_rows):
+    """Segment SEM IMAGES, measure every particle, test their spatial distribution, and write
+    particles.csv, distribution.csv, summary.csv (per image a row of all particles and one of the
+    complete ones), plots/ and report.html."""
+    from ..analyze import analyze_images
+
+    _fail_early_if_none_readable(images)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    bar = _Progress(len(images), "analyze")
+    try:
+        res = analyze_images(list(images), out_dir, model=model_path, backend=backend, separate=separate,
+                             connectivity=int(connectivity), methods=methods, threshold=threshold,
+                             seed=seed, complete_only=complete_only, data_bar_rows=data_bar_rows,
+                             progress=bar)
+    finally:
+        bar.close()
+
+    def ecd(row):
+        return (f"ECD median {row['ECD_median']:.4g} {row['unit']} [{row['ECD_median_ci_low']:.4g}, "
+                f"{row['ECD_median_ci_high']:.4g}]")
+
+    for meta in res.images:
+        rows = {r["particles_kind"]: r for _, r in res.summary[res.summary["image"] == meta["image"]].iterrows()}
+        done = f"(calibration: {meta['pixel_size_source']}), {meta['seconds']:.1f} s"
+        c = rows["complete"]
+        if complete_only:
+            click.echo(f"{meta['image']}: {c['particles']} complete particles of {meta['particles']}, "
+                       f"{c['area_coverage_pct']:.2f} % area, {ecd(c)} {done}")
+        else:
+            a = rows["all"]
+            click.echo(f"{meta['image']}: {a['particles']} particles, {a['area_coverage_pct']:.2f} % area, "
+                       f"{ecd(a)}; {c['particles']} complete, {ecd(c)} {done}")
+    if res.images:
+        click.echo(f"wrote {res.report} and particles.csv, distribution.csv, summary.csv, analysis.json, "
+                   f"<image>_mask.tif, <image>_labels.tif, plots/ in {out_dir} ({res.seconds:.0f} s)")
+    elif res.report is not None:
+        click.echo(f"wrote {res.report} (no image could be analysed)")
+    _report_failures(res.failures, len(images))
+    if res.failures:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder with SEM/*.tif; defaults to the bundled examples.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("demo-out"),
+              show_default=True)
+@click.pass_context
+def demo(ctx, data_dir, out_dir):
+    """The main job on the bundled example images: 'tio2fiji analyze' with the bundled model.
+
+    Reads the SEM images (calibration, data bar), segments them with the bundled U-Net, measures
+    every particle as ImageJ does, tests their spatial distribution, and writes the tables, plots
+    and report.html to OUT.
+    """
+    data_dir = data_dir or example_data_dir()
+    images = sorted((data_dir / "SEM").glob("*.tif"))
+    if not images:
+        raise Tio2FijiError(f"{data_dir}: no SEM/*.tif images found; pass --data DIR.")
+    click.echo(f"== 1. SEM images in {data_dir / 'SEM'}")
+    ctx.invoke(info, images=images, data_bar_rows=None, page=None)
+    click.echo("\n== 2. Segment with the bundled model, measure, test the distribution, report")
+    ctx.invoke(analyze, images=images, out_dir=out_dir, model_path="default", backend="native",
+               separate="auto", connectivity=str(CONNECTIVITY), methods=("clark-evans", "monte-carlo"), threshold=None,
+               seed=0, threads=None, complete_only=False)
+    click.echo(f"\nOpen {out_dir / 'report.html'} in a browser.")

@@ -1,0 +1,46 @@
+"""``tio2fiji info``: size, type, calibration and data bar of SEM images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import Tio2FijiError
+from ._common import _Checked
+from ._groups import main
+
+
+def _format_pixel_size(ps):
+    return f"{ps * 1e9:.6g} nm" if ps is not None else "none (pixels)"
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
+              help="Height of the microscope's data bar; detected from the image when omitted.")
+@click.option("--page", type=_Checked("page"), default=None, help="Page of a multi-page TIFF (0 = first).")
+def info(images, data_bar_rows, page):
+    """Print size, type, calibration and data-bar height of SEM IMAGES."""
+    from ..io import read_sem
+
+    failed = 0
+    for path in images:
+        try:
+            sem = read_sem(path, data_bar_rows=data_bar_rows, page=page)
+        except Tio2FijiError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed += 1
+            continue
+        h, w = sem.data.shape
+        click.echo(
+            f"{path}: {w}x{h} {sem.original_dtype}, pixel size {_format_pixel_size(sem.pixel_size_m)} "
+            f"[{sem.pixel_size_source}], data bar {sem.data_bar_rows} rows [{sem.data_bar_source}], "
+            f"analysed area {w}x{h - sem.data_bar_rows}"
+        )
+        for note in sem.notes:
+            click.echo(f"    note: {note}")
+    if failed:
+        click.echo(f"{failed} of {len(images)} image(s) could not be read", err=True)
+        sys.exit(1)

@@ -1,0 +1,138 @@
+"""``tio2fiji segment``, ``evaluate`` and ``export``: a model on images, scored, or exported."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..instances import CONNECTIVITY, SEPARATE
+from ._common import _CONNECTIVITY, _Checked, _fail_early_if_none_readable, _Progress, _report_failures
+from ._groups import main
+
+
+@main.command("segment")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for <stem>_mask.tif, <stem>_labels.tif, <stem>_scores.csv.")
+@click.option("--model", "model_path", default="default", show_default=True,
+              help="'default' (bundled U-Net), a model file or a checkpoint (U-Net or Mask R-CNN).")
+@click.option("--separate", type=click.Choice(SEPARATE), default="auto",
+              show_default=True, help="Touching particles: watershed split (auto for a U-Net) or none.")
+@click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True,
+              help="Connectivity of the particles with --separate none.")
+@click.option("--threshold", type=_Checked("threshold"), default=None,
+              help="Probability threshold (default: the one stored with the model).")
+@click.option("--mode", type=click.Choice(["blend", "thesis"]), default="blend", show_default=True,
+              help="blend: overlapping tiles, smooth weights; thesis: 256 tiles, mirrored border.")
+@click.option("--overlap", type=_Checked("overlap"), default=64, show_default=True)
+@click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
+              help="Data-bar height; detected when omitted.")
+@click.option("--rois", is_flag=True, help="Also write <stem>_rois.zip (ImageJ ROI Manager set).")
+@click.option("--probability", is_flag=True, help="Also write <stem>_prob.tif (float32).")
+@click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
+def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, mode, overlap,
+                data_bar_rows, rois, probability, threads):
+    """Segment SEM IMAGES into particle masks, label images and (optionally) ROI sets."""
+    from ..batch import segment_files
+
+    _fail_early_if_none_readable(images)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    bar = _Progress(len(images), "segment")
+    try:
+        res = segment_files(images, out_dir, model=model_path, separate=separate, threshold=threshold,
+                            mode=mode, overlap=overlap, data_bar_rows=data_bar_rows,
+                            connectivity=int(connectivity), rois=rois, probability=probability,
+                            progress=bar)
+    finally:
+        bar.close()
+    for info in res.inputs:
+        # a renamed stem (x_2: another x.tif) says which input it is
+        source = "" if info["image"] == Path(info["path"]).name else f" (from {info['image']})"
+        click.echo(f"{info['stem']}: {info['particles']} particles{source}")
+    click.echo(f"wrote {len(res.tables)} image(s) to {out_dir}")
+    _report_failures(res.failures, len(images))
+    if res.failures:
+        sys.exit(1)
+
+
+@main.command("evaluate")
+@click.option("--model", "model_path", default="default", show_default=True,
+              help="'default' (bundled), a compact model file, or a training checkpoint (best.pt).")
+@click.option("--images", "images_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--masks", "masks_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--split", "split_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=None,
+              help="split.json: evaluate only the images of --subset.")
+@click.option("--subset", default="test", show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for metrics.json and per_image.csv.")
+@click.option("--threshold", type=_Checked("threshold"), default=None,
+              help="Probability threshold (default: the one stored with the model, else 0.5).")
+@click.option("--mode", type=click.Choice(["blend", "thesis"]), default="blend", show_default=True,
+              help="blend: overlapping tiles, smooth weights; thesis: 256 tiles, mirrored border.")
+@click.option("--overlap", type=_Checked("overlap"), default=64, show_default=True)
+@click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True)
+@click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None)
+@click.option("--save-masks", is_flag=True, help="Also write each predicted mask.")
+@click.option("--separate", type=click.Choice(SEPARATE), default="auto",
+              show_default=True, help="Touching particles: watershed split (auto for a U-Net), or "
+              "none (connected components, as the thesis).")
+def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir, threshold, mode,
+                 overlap, connectivity, data_bar_rows, save_masks, separate):
+    """Score a model on image/mask pairs; writes metrics.json and per_image.csv."""
+    from ..evaluate import evaluate_model, select_pairs
+
+    pairs = select_pairs(images_dir, masks_dir, split_file=split_file, subset=subset)
+    bar = _Progress(len(pairs), "evaluate", unit="image")
+    try:
+        res = evaluate_model(model_path, pairs, out_dir=out_dir, threshold=threshold, overlap=overlap,
+                             mode=mode, connectivity=int(connectivity), data_bar_rows=data_bar_rows,
+                             save_masks=save_masks, separate=separate, progress=bar)
+    finally:
+        bar.close()
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    click.echo(f"{res['n_images']} image(s): mean IoU {fmt(res['mean_iou'])}, Dice {fmt(res['mean_dice'])}, "
+               f"instance IoU {fmt(res['instance_iou'])}, AP50 (VOC11) {fmt(res['ap50_voc11'])}, "
+               f"COCO AP {fmt(res['coco_ap'])}, count error {fmt(res['count_error'])}")
+    click.echo(f"  one-to-one at IoU 0.5: precision {fmt(res['precision'])}, recall {fmt(res['recall'])}, "
+               f"F1 {fmt(res['f1'])}, PQ {fmt(res['pq'])}; prediction-centred instance IoU (BAM) "
+               f"{fmt(res['prediction_iou'])}; median ECD error {fmt(res['median_ecd_error'])}, "
+               f"KS distance {fmt(res['ks_distance'])}")
+    click.echo(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'per_image.csv'}")
+
+
+@main.command("export")
+@click.option("--model", "model_path", default="default", show_default=True,
+              help="'default' (bundled U-Net) or a U-Net model file / checkpoint.")
+@click.option("--format", "fmt", type=click.Choice(["bioimageio", "onnx"]), default="bioimageio",
+              show_default=True, help="bioimageio: model package (.zip or folder); onnx: one .onnx file.")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
+              help="Package .zip or new folder (bioimageio), or .onnx file.")
+@click.option("--test-image", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="SEM image for the package's test tensors / the ONNX check (default: bundled example).")
+@click.option("--no-test", is_flag=True, help="Skip the test run (bioimageio.core / onnxruntime).")
+def export_cmd(model_path, fmt, out_path, test_image, no_test):
+    """Export the U-Net for bioimage.io consumers (deepImageJ, ilastik, ...) or as ONNX."""
+    from ..export import export
+
+    res = export(model_path, fmt, out_path, test_image=test_image, check=not no_test)
+    click.echo(f"wrote {res['path']}")
+    if fmt == "bioimageio":
+        click.echo(f"  files: {', '.join(res['files'])}")
+        if "test" in res:
+            t = res["test"]
+            click.echo(f"  bioimageio.core test: {t['status']} (format {t['format_version']}, "
+                       f"weights {', '.join(t['weights'])})")
+    elif "max_abs_diff" in res:
+        masks = ("identical" if res["mask_equal"]
+                 else f"differ in {res['mask_differences']} pixels")
+        click.echo(f"  onnxruntime vs PyTorch on {res['test_image']} {res['shape'][1]}x{res['shape'][0]}: "
+                   f"max |diff| {res['max_abs_diff']:.2e}, masks at {res['threshold']:g} {masks}")
