@@ -1,4 +1,5 @@
-"""Where do the models fail? Per-image IoU of several models side by side (the thesis's Fig. 32),
+"""Where do the models fail? Per-image IoU and F1 of several models side by side (the thesis's
+Fig. 32, drawn as ``fig32_per_image.png``),
 recall of ground-truth particles by size and by contact with a neighbour, and an overlay picture.
 
     python benchmarks/compare_models.py --images ../shared/data/bam-tio2/SEM \
@@ -68,13 +69,39 @@ def overlay(image, gt, preds: dict, path, crop=(slice(150, 450), slice(300, 700)
     plt.close(fig)
 
 
+def fig32(df, names, path):
+    """Per-image IoU and F1@0.5 of each model as grouped bars (the thesis's Fig. 32 showed IoU)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    x = np.arange(len(df))
+    width = 0.8 / len(names)
+    for ax, metric, title in zip(axes, ("iou", "f1"), ("pixel IoU", "F1 at IoU 0.5 (one-to-one)")):
+        for k, name in enumerate(names):
+            vals = df[f"{name}_{metric}"].to_numpy()
+            bars = ax.bar(x + (k - (len(names) - 1) / 2) * width, vals, width, label=name)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.set_xticks(x, df["image"], rotation=30)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{title}; mean " + ", ".join(f"{n} {df[f'{n}_{metric}'].mean():.3f}" for n in names),
+                     fontsize=9)
+    axes[0].set_ylabel("score")
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None):
     import torch
 
     from tio2fiji.evaluate import select_pairs
     from tio2fiji.instances import connected_components
     from tio2fiji.io import mask_for_image, read_mask, read_sem
-    from tio2fiji.metrics import best_iou_per_gt, iou, match_instances
+    from tio2fiji.metrics import best_iou_per_gt, instance_scores, iou, match_counts, match_instances
     from tio2fiji.models.checkpoint import load_model
     from tio2fiji.predict import segment
 
@@ -108,17 +135,22 @@ def main(argv=None):
             best = best_iou_per_gt(m)
             row[f"{name}_iou"] = iou(seg.labels > 0, gt > 0)
             row[f"{name}_instance_iou"] = float(best.mean())
+            c = match_counts(m)
+            row[f"{name}_f1"] = instance_scores(c["tp"], c["fp"], c["fn"], c["sum_iou"])["f1"]
             row[f"{name}_n"] = int(seg.labels.max())
             recall[name].append((best, areas, touch))
         per_image.append(row)
         overlay(sem.analysed, gt, preds, a.out / f"overlay_{row['image']}.png")
     df = pd.DataFrame(per_image)
     df.to_csv(a.out / "per_image_iou.csv", index=False)
-    print("| image | particles | " + " | ".join(f"{k} IoU | {k} instance IoU | {k} n" for k in models) + " |")
-    print("|---" * (2 + 3 * len(models)) + "|")
+    fig32(df, list(models), a.out / "fig32_per_image.png")
+    print("| image | particles | " + " | ".join(f"{k} IoU | {k} F1@0.5 | {k} instance IoU | {k} n | {k} s"
+                                               for k in models) + " |")
+    print("|---" * (2 + 5 * len(models)) + "|")
     for r in per_image:
         print(f"| {r['image']} | {r['n_gt']} | " + " | ".join(
-            f"{r[k + '_iou']:.3f} | {r[k + '_instance_iou']:.3f} | {r[k + '_n']}" for k in models) + " |")
+            f"{r[k + '_iou']:.3f} | {r[k + '_f1']:.3f} | {r[k + '_instance_iou']:.3f} | {r[k + '_n']} | "
+            f"{r[k + '_seconds']:.1f}" for k in models) + " |")
     rec = {}
     for name, parts in recall.items():
         best = np.concatenate([p[0] for p in parts])

@@ -16,11 +16,12 @@ arguments):
 1. train it in ``OUT/<name>/`` (``resume=True``: a finished run is not redone, an interrupted one
    continues from ``last.pt``); ``best.pt`` is the whole-network epoch with the best validation
    IoU (the thesis's rule);
-2. choose its detection score threshold on the validation images only (:data:`SCORE_THRESHOLDS`,
-   by pooled F1 at IoU 0.5, ties by PQ) -> ``OUT/<name>/choice.json``; the whole images are
-   predicted once at the lowest threshold and the particles scoring at or below each threshold
-   are dropped (overlaps go to the higher score, so this is the same as predicting at it);
-3. export ``OUT/<name>/model.pt`` (int8, the threshold stored beside the weights) and score the
+2. choose its post-processing on the validation images only: the detection score threshold
+   (:data:`SCORE_THRESHOLDS`) and Panoptic FPN's overlap rule (:data:`MAX_OVERLAPS`,
+   :func:`tio2fiji.instances.paint_instances`), by pooled F1 at IoU 0.5, ties by PQ ->
+   ``OUT/<name>/choice.json``; the detections of each whole image are computed once at the
+   lowest threshold (:func:`tio2fiji.predict.tiled_detections`) and painted for every pair;
+3. export ``OUT/<name>/model.pt`` (int8, the chosen values stored beside the weights) and score the
    validation and the test images with :func:`tio2fiji.metrics.evaluate_images` (the metrics of
    ``tio2fiji evaluate``), timing ``segment`` per image -> ``val.json``, ``test.json``.
 
@@ -41,11 +42,11 @@ import numpy as np
 from tqdm import tqdm
 
 from tio2fiji.errors import Tio2FijiError
-from tio2fiji.instances import connected_components
+from tio2fiji.instances import connected_components, paint_instances
 from tio2fiji.io import mask_for_image, pair_files, read_mask, read_sem, write_json
 from tio2fiji.metrics import evaluate_images, instance_scores, match_counts, match_instances
 from tio2fiji.models.checkpoint import export_model, load_model
-from tio2fiji.predict import predict_instances, segment
+from tio2fiji.predict import segment, tiled_detections
 from tio2fiji.training import build_dataset, train_maskrcnn
 from tio2fiji.training.splits import read_split
 
@@ -62,6 +63,8 @@ CANDIDATES = {
     "r18-unet": {**_LEVERS, "epochs_heads": 1, "epochs_all": 19},
 }
 SCORE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+#: None: every visible rest of an overlapped mask stays a particle
+MAX_OVERLAPS = (None, 0.2, 0.35, 0.5, 0.7)
 
 
 def _load(data_dir: Path, ids):
@@ -75,25 +78,21 @@ def _load(data_dir: Path, ids):
     return out
 
 
-def _drop_below(labels, scores, threshold):
-    keep = np.concatenate([[False], np.asarray(scores) > threshold])
-    return np.where(keep[labels], labels, 0)
-
-
-def choose_score_threshold(model, val) -> dict:
-    """The detection score threshold with the best pooled validation F1 (ties: PQ), and the grid."""
-    low = min(SCORE_THRESHOLDS)
-    preds = [predict_instances(model, sem.analysed, score_threshold=low)[:2] for _, sem, _ in val]
+def choose_postprocessing(model, val) -> dict:
+    """Score threshold and overlap rule with the best pooled validation F1 (ties: PQ), and the grid."""
+    dets = [tiled_detections(model, sem.analysed, score_threshold=min(SCORE_THRESHOLDS)) for _, sem, _ in val]
     rows = []
-    for t in SCORE_THRESHOLDS:
-        tp = fp = fn = 0
-        s_iou = 0.0
-        for (labels, scores), (_, _, gt) in zip(preds, val):
-            c = match_counts(match_instances(_drop_below(labels, scores, t), gt))
-            tp, fp, fn, s_iou = tp + c["tp"], fp + c["fp"], fn + c["fn"], s_iou + c["sum_iou"]
-        rows.append({"score_threshold": t, **instance_scores(tp, fp, fn, s_iou)})
+    for ov in MAX_OVERLAPS:
+        for t in SCORE_THRESHOLDS:
+            tp = fp = fn = 0
+            s_iou = 0.0
+            for inst, (_, _, gt) in zip(dets, val):
+                labels = paint_instances(gt.shape, [d for d in inst if d[0] > t], max_overlap=ov)[0]
+                c = match_counts(match_instances(labels, gt))
+                tp, fp, fn, s_iou = tp + c["tp"], fp + c["fp"], fn + c["fn"], s_iou + c["sum_iou"]
+            rows.append({"score_threshold": t, "max_overlap": ov, **instance_scores(tp, fp, fn, s_iou)})
     best = max(rows, key=lambda r: (round(r["f1"], 6), r["pq"]))
-    return {"score_threshold": best["score_threshold"],
+    return {"score_threshold": best["score_threshold"], "max_overlap": best["max_overlap"],
             "val": {k: best[k] for k in ("f1", "pq", "precision", "recall")}, "grid": rows}
 
 
@@ -150,14 +149,15 @@ def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float 
         write_json(run_dir / "training.json", {k: res[k] for k in ("best_epoch", "best_val_iou", "seconds")})
         choice_path = run_dir / "choice.json"
         if not choice_path.is_file():
-            write_json(choice_path, choose_score_threshold(load_model(run_dir / "best.pt"), val))
+            write_json(choice_path, choose_postprocessing(load_model(run_dir / "best.pt"), val))
         choice = json.loads(choice_path.read_text())
         model_file = run_dir / "model.pt"
         if not model_file.is_file():
             export_model(run_dir / "best.pt", model_file, weights="int8",
-                         score_threshold=choice["score_threshold"],
+                         score_threshold=choice["score_threshold"], max_overlap=choice["max_overlap"],
                          metadata={"benchmark": "benchmarks/maskrcnn_candidates.py", "candidate": name,
-                                   "settings": cfg, "choice": {k: choice[k] for k in ("score_threshold", "val")}})
+                                   "settings": cfg,
+                                   "choice": {k: choice[k] for k in ("score_threshold", "max_overlap", "val")}})
         for subset, images in (("val", val), ("test", test)):
             path = run_dir / f"{subset}.json"
             if not path.is_file():

@@ -18,7 +18,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("plot_*.py"))
 #: Scripts that take more than ~20 s even in fast mode.
-SLOW = {"plot_thesis_tables.py", "plot_unet_vs_maskrcnn.py", "plot_train_unet_thesis_mode.py"}
+SLOW = {"plot_thesis_tables.py", "plot_train_unet_thesis_mode.py"}
 
 
 def _png(out, name):
@@ -68,12 +68,16 @@ def check_thesis_tables(out):
 
 def check_unet_vs_maskrcnn(out):
     _png(out, "unet_vs_maskrcnn.png")
-    t = _csv(out, "unet_vs_maskrcnn.csv")
-    assert t["model"].tolist() == ["U-Net (bundled)", "Mask R-CNN (toy)"]
-    assert t["iou"].between(0, 1).all() and (t["n_gt"] > 0).all() and (t["n_gt"] == t["n_gt"][0]).all()
+    t = _csv(out, "unet_vs_maskrcnn.csv", dtype={"image": str})
+    assert set(t["model"]) == {"U-Net (default)", "Mask R-CNN (maskrcnn)"}
+    assert t["iou"].between(0, 1).all() and (t["n_gt"] > 0).all()
+    assert (t.groupby("image")["n_gt"].nunique() == 1).all()  # the same manual particles for both
     assert (t["matched"] <= np.minimum(t["n_pred"], t["n_gt"])).all()
-    assert t.loc[0, "iou"] > 0.5  # the bundled U-Net on one of its training images
-    assert "not the thesis's model" in t.loc[1, "training"]
+    # both bundled models on one of their training images (fast mode, a 256x256 crop: measured
+    # IoU 0.90 / 0.65, F1 0.84 / 0.54); an untrained or wrongly scaled network scores near 0
+    unet, mrcnn = t.set_index("model").loc["U-Net (default)"], t.set_index("model").loc["Mask R-CNN (maskrcnn)"]
+    assert unet["iou"] > 0.75 and unet["f1"] > 0.6
+    assert mrcnn["iou"] > 0.5 and mrcnn["f1"] > 0.4
 
 
 def check_train_unet_thesis_mode(out):
@@ -105,7 +109,6 @@ def test_gallery_script_runs(script, tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, TIO2FIJI_GALLERY_FAST="1", TIO2FIJI_GALLERY_OUT=str(out),
                HF_HUB_OFFLINE="1", MPLBACKEND="Agg", TMPDIR=str(tmp_path))  # no leftovers on failure
-    env.pop("TIO2FIJI_GALLERY_MASKRCNN", None)  # plot_unet_vs_maskrcnn.py trains its own
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, f"{script.name} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"

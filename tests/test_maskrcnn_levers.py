@@ -144,3 +144,22 @@ def test_training_warms_up_and_stores_its_overrides(tmp_path):
     assert ck["settings"]["warmup_iters"] == 1000
     with pytest.raises(InputError, match="warmup_iters"):
         train_maskrcnn(tmp_path / "data", tmp_path / "run2", warmup_iters=-1)
+
+
+def test_max_overlap_drops_duplicates_instead_of_leaving_fragments():
+    from tio2fiji.instances import paint_instances
+
+    sq = np.ones((10, 10), np.float32)
+    a = (0.9, 0, 0, sq)     # 100 px
+    b = (0.8, 0, 4, sq)     # 60 of its 100 px under a: a duplicate
+    c = (0.7, 0, 11, sq)    # columns 11-20: 30 px under b's rest (columns 10-13), none under a
+    # without the rule b keeps its 40-pixel rest and c the 70 pixels no one took
+    lab, scores, prob = paint_instances((12, 40), [a, b, c])
+    assert lab.max() == 3 and np.bincount(lab.ravel())[1:].tolist() == [100, 40, 70]
+    # with it b is dropped (60 % > 50 %), so c overlaps nothing and keeps all 100 pixels
+    lab, scores, prob = paint_instances((12, 40), [a, b, c], max_overlap=0.5)
+    assert lab.max() == 2 and np.bincount(lab.ravel())[1:].tolist() == [100, 100]
+    assert scores.tolist() == pytest.approx([0.9, 0.7])
+    np.testing.assert_array_equal(prob > 0.5, lab > 0)  # b's dropped mask leaves no probability
+    with pytest.raises(InputError):
+        paint_instances((12, 40), [a], max_overlap=1.5)

@@ -303,7 +303,7 @@ def _paste_exact(masks, boxes, h: int, w: int):
         yield y0, x0, patch[0, 0].numpy()
 
 
-def paint_instances(shape, instances, mask_threshold: float = 0.5):
+def paint_instances(shape, instances, mask_threshold: float = 0.5, max_overlap: float | None = None):
     """Label image from scored instance patches; each pixel goes to the highest score.
 
     Parameters
@@ -314,6 +314,12 @@ def paint_instances(shape, instances, mask_threshold: float = 0.5):
         image: it is clipped).
     mask_threshold : float
         A pixel belongs to an instance where its probability is above this.
+    max_overlap : float, optional
+        Panoptic FPN's rule for combining instance masks (Kirillov et al., CVPR 2019): in
+        descending score order, an instance whose pixels are already taken by higher-scoring ones
+        for more than this fraction is dropped instead of leaving its uncovered rest as a
+        fragment (a duplicate detection of one particle would otherwise count as a second
+        particle). None keeps every instance that keeps a pixel.
 
     Returns
     -------
@@ -330,8 +336,10 @@ def paint_instances(shape, instances, mask_threshold: float = 0.5):
     labels = np.zeros((h, w), np.uint32)
     prob = np.zeros((h, w), np.float32)
     items = list(instances)
-    # ascending score: a later (higher) instance overwrites; ties keep the earlier instance
-    order = sorted(range(len(items)), key=lambda i: (items[i][0], -i))
+    if max_overlap is not None and not 0.0 <= float(max_overlap) <= 1.0:
+        raise InputError(f"max_overlap must be in [0, 1] or None, not {max_overlap!r}.")
+    # descending score: an instance takes the pixels no higher one took; ties: the earlier first
+    order = sorted(range(len(items)), key=lambda i: (-items[i][0], i))
     score_of = np.zeros(len(items) + 1, np.float32)
     for n, i in enumerate(order, 1):
         score, y0, x0, patch = items[i]
@@ -342,8 +350,13 @@ def paint_instances(shape, instances, mask_threshold: float = 0.5):
         if ya >= yb or xa >= xb:
             continue
         p = patch[ya - y0:yb - y0, xa - x0:xb - x0]
+        own = p > mask_threshold
+        window = labels[ya:yb, xa:xb]
+        taken = own & (window > 0)
+        if max_overlap is not None and own.any() and taken.sum() > max_overlap * own.sum():
+            continue
         np.maximum(prob[ya:yb, xa:xb], p, out=prob[ya:yb, xa:xb])
-        labels[ya:yb, xa:xb][p > mask_threshold] = n
+        window[own & ~taken] = n
     ids, first = np.unique(labels.ravel(), return_index=True)
     keep = ids != 0
     ids, first = ids[keep], first[keep]

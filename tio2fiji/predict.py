@@ -64,7 +64,8 @@ from .models.checkpoint import load_model, model_arch, model_postprocessing
 from .models.maskrcnn import IMAGE_SIZE, is_maskrcnn
 from .transforms import TILE, axis_positions, normalize_for_network, tile_weights
 
-__all__ = ["predict_maps", "predict_probability", "detect", "predict_instances", "segment", "Segmentation"]
+__all__ = ["predict_maps", "predict_probability", "detect", "tiled_detections", "predict_instances", "segment",
+           "Segmentation"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,10 +321,9 @@ def _own_ranges(pos: list, tile: int, size: int) -> list:
     return out
 
 
-def predict_instances(model, image, tile: int = TILE, overlap: int = 64, batch_size: int = 2,
-                      score_threshold: float = 0.5, mask_threshold: float = 0.5, progress=None,
-                      bits: int | None = None):
-    """Particles of a whole gray image as a label image, with Mask R-CNN.
+def tiled_detections(model, image, tile: int = TILE, overlap: int = 64, batch_size: int = 2,
+                     score_threshold: float = 0.5, progress=None, bits: int | None = None) -> list:
+    """Mask R-CNN detections of a whole gray image, from overlapping tiles, in image coordinates.
 
     Parameters
     ----------
@@ -344,8 +344,6 @@ def predict_instances(model, image, tile: int = TILE, overlap: int = 64, batch_s
         Tiles per forward pass.
     score_threshold : float
         Instances scoring at or below it are dropped.
-    mask_threshold : float
-        Mask probability above which a pixel belongs to an instance.
     progress : callable, optional
         ``progress(done, total, "tile")`` after each batch of tiles.
     bits : int, optional
@@ -353,16 +351,13 @@ def predict_instances(model, image, tile: int = TILE, overlap: int = 64, batch_s
 
     Returns
     -------
-    labels : ndarray of uint32, same shape as ``image``
-        0 = background, particles 1..n (raster order); overlaps go to the higher score.
-    scores : ndarray of float32
-        ``scores[i - 1]`` belongs to label ``i``.
-    probability : ndarray of float32, same shape
-        Per pixel, the largest mask probability of the kept instances;
-        ``probability > mask_threshold`` equals ``labels > 0``.
+    list of (score, y0, x0, patch)
+        One per detection kept: its score and its mask probabilities (float32 ``patch``) placed
+        at row ``y0``, column ``x0`` of the image; what
+        :func:`tio2fiji.instances.paint_instances` takes.
     """
     if not is_maskrcnn(model):
-        raise InputError("predict_instances needs a Mask R-CNN (tio2fiji.models.maskrcnn).")
+        raise InputError("predict_instances and tiled_detections need a Mask R-CNN (tio2fiji.models.maskrcnn).")
     img = np.asarray(image)
     if img.ndim != 2 or 0 in img.shape:
         raise InputError(f"expected a non-empty 2-D gray image, got shape {img.shape}.")
@@ -375,9 +370,8 @@ def predict_instances(model, image, tile: int = TILE, overlap: int = 64, batch_s
         raise InputError(f"overlap must be in [0, {tile}), got {overlap}.")
     if batch_size < 1:
         raise InputError(f"batch_size must be positive, got {batch_size}.")
-    if not (0.0 <= score_threshold <= 1.0 and 0.0 <= mask_threshold < 1.0):
-        raise InputError(f"score_threshold must be in [0, 1] and mask_threshold in [0, 1), got "
-                         f"{score_threshold} and {mask_threshold}.")
+    if not 0.0 <= score_threshold <= 1.0:
+        raise InputError(f"score_threshold must be in [0, 1], got {score_threshold}.")
     x = normalize_for_network(img, bits=bits).astype(np.float32, copy=False)
     h, w = x.shape
     H, W = max(h, tile), max(w, tile)
@@ -405,7 +399,40 @@ def predict_instances(model, image, tile: int = TILE, overlap: int = 64, batch_s
                     instances.append((float(d["scores"][i]), py + ty, px + tx, patch))
         if progress is not None:
             progress(min(b + batch_size, len(corners)), len(corners), "tile")
-    return paint_instances((h, w), instances, mask_threshold)
+    return instances
+
+
+def predict_instances(model, image, tile: int = TILE, overlap: int = 64, batch_size: int = 2,
+                      score_threshold: float = 0.5, mask_threshold: float = 0.5, progress=None,
+                      bits: int | None = None, max_overlap: float | None = None):
+    """Particles of a whole gray image as a label image, with Mask R-CNN.
+
+    The detections of :func:`tiled_detections` (see it for the parameters) painted into one label
+    image by :func:`tio2fiji.instances.paint_instances`.
+
+    Parameters
+    ----------
+    mask_threshold : float
+        Mask probability above which a pixel belongs to an instance.
+    max_overlap : float, optional
+        Drop a detection whose mask is taken by higher-scoring ones for more than this fraction
+        (:func:`tio2fiji.instances.paint_instances`); None keeps every visible rest.
+
+    Returns
+    -------
+    labels : ndarray of uint32, same shape as ``image``
+        0 = background, particles 1..n (raster order); overlaps go to the higher score.
+    scores : ndarray of float32
+        ``scores[i - 1]`` belongs to label ``i``.
+    probability : ndarray of float32
+        Per pixel, the largest mask probability of the kept instances.
+    """
+    if not 0.0 <= mask_threshold < 1.0:
+        raise InputError(f"mask_threshold must be in [0, 1), got {mask_threshold}.")
+    instances = tiled_detections(model, image, tile=tile, overlap=overlap, batch_size=batch_size,
+                                 score_threshold=score_threshold, progress=progress, bits=bits)
+    shape = np.asarray(image).shape
+    return paint_instances(shape, instances, mask_threshold, max_overlap=max_overlap)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -508,8 +535,10 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         score_threshold = post["score_threshold"]
         labels, scores, prob = predict_instances(model, area, tile=tile, overlap=overlap,
                                                  batch_size=batch_size, mask_threshold=threshold,
-                                                 score_threshold=score_threshold, progress=progress)
-        info.update(arch="maskrcnn", separate="instances", score_threshold=score_threshold)
+                                                 score_threshold=score_threshold, progress=progress,
+                                                 max_overlap=post["max_overlap"])
+        info.update(arch="maskrcnn", separate="instances", score_threshold=score_threshold,
+                    max_overlap=post["max_overlap"])
         return Segmentation(probability=prob, mask=labels > 0, threshold=float(threshold),
                             data_bar_rows=int(bar), pixel_size_m=ps, info=info,
                             labels=labels.astype(np.uint32), scores=np.asarray(scores, np.float32))

@@ -29,7 +29,8 @@ from ._inspect import info
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Output folder.")
 @click.option("--model", "model_path", default="default", show_default=True,
-              help="'default' (bundled), a compact model file, or a training checkpoint (best.pt).")
+              help="A bundled model ('default' = unet-watershed, or maskrcnn), a compact model file, "
+              "or a training checkpoint (best.pt).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="native", show_default=True,
               help="Who measures the particles.")
 @click.option("--separate", type=click.Choice(SEPARATE), default="auto",

@@ -43,7 +43,7 @@ __all__ = ["BUNDLED", "DEFAULT_NAME", "DEFAULT_MODEL", "FORMAT", "OUTPUTS", "res
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
 #: The models bundled with tio2fiji, by the name ``--model`` takes (see ``tio2fiji/data/MODEL_CARD.md``).
-BUNDLED = {"unet-watershed": _DATA / "unet_watershed.pt"}
+BUNDLED = {"unet-watershed": _DATA / "unet_watershed.pt", "maskrcnn": _DATA / "maskrcnn.pt"}
 #: The bundled model ``"default"`` names.
 DEFAULT_NAME = "unet-watershed"
 DEFAULT_MODEL = BUNDLED[DEFAULT_NAME]
@@ -254,6 +254,7 @@ def _postprocessing(cfg: dict) -> dict:
         raise InputError(f"model_config: star mode must be one of {', '.join(STAR_MODES)}, not {star['mode']!r}.")
     return {"threshold": float(cfg.get("threshold", _DEFAULT_THRESHOLD)),
             "score_threshold": float(cfg.get("score_threshold", _DEFAULT_SCORE_THRESHOLD)),
+            "max_overlap": None if cfg.get("max_overlap") is None else float(cfg["max_overlap"]),
             "watershed": _stored(cfg, "watershed", WATERSHED_DEFAULTS),
             "outputs": outputs, "n_rays": int(cfg.get("n_rays", 0)),
             "ray_scale": float(cfg.get("ray_scale", 1.0)), "star": star}
@@ -272,7 +273,9 @@ def model_postprocessing(model) -> dict:
     -------
     dict
         ``threshold`` (probability above which a pixel is particle; for Mask R-CNN the mask
-        threshold), ``score_threshold`` (Mask R-CNN detections kept), ``watershed`` (the parameters
+        threshold), ``score_threshold`` (Mask R-CNN detections kept), ``max_overlap`` (Mask
+        R-CNN: :func:`tio2fiji.instances.paint_instances`' overlap rule; None when not stored),
+        ``watershed`` (the parameters
         of :func:`tio2fiji.instances.watershed_split` for a U-Net), ``outputs`` (``"probability"``:
         one particle logit per pixel; ``"star"``: particle logit, object-probability logit and
         ``n_rays`` ray distances, see :data:`OUTPUTS`), ``n_rays``, ``ray_scale`` (pixels per unit
@@ -290,7 +293,8 @@ def model_postprocessing(model) -> dict:
 
 def export_model(checkpoint, path, weights: str = "float16", metadata: dict | None = None,
                  threshold: float | None = None, score_threshold: float | None = None,
-                 watershed: dict | None = None, star: dict | None = None) -> Path:
+                 watershed: dict | None = None, star: dict | None = None,
+                 max_overlap: float | None = None) -> Path:
     """Write a compact inference file from a training checkpoint, atomically.
 
     Parameters
@@ -310,6 +314,9 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         The probability threshold :func:`tio2fiji.predict.segment` uses by default with this model.
     score_threshold : float, optional
         Mask R-CNN: the detection score threshold.
+    max_overlap : float, optional
+        Mask R-CNN: drop a detection whose mask is taken by higher-scoring ones for more than this
+        fraction (:func:`tio2fiji.instances.paint_instances`).
     watershed : dict, optional
         U-Net: watershed parameters (keys of :data:`tio2fiji.instances.WATERSHED_DEFAULTS`).
     star : dict, optional
@@ -344,6 +351,8 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         cfg["threshold"] = float(threshold)
     if score_threshold is not None:
         cfg["score_threshold"] = float(score_threshold)
+    if max_overlap is not None:
+        cfg["max_overlap"] = float(max_overlap)
     if watershed is not None:
         cfg["watershed"] = dict(watershed)
     if star is not None:
