@@ -39,11 +39,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from candidates import _load  # the same images, read the same way as the U-Net candidates'
 from tqdm import tqdm
 
 from tio2fiji.errors import Tio2FijiError
-from tio2fiji.instances import connected_components, paint_instances
-from tio2fiji.io import mask_for_image, pair_files, read_mask, read_sem, write_json
+from tio2fiji.instances import paint_instances
+from tio2fiji.io import write_json
 from tio2fiji.metrics import evaluate_images, instance_scores, match_counts, match_instances
 from tio2fiji.models.checkpoint import export_model, load_model
 from tio2fiji.predict import segment, tiled_detections
@@ -65,17 +66,6 @@ CANDIDATES = {
 SCORE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 #: None: every visible rest of an overlapped mask stays a particle
 MAX_OVERLAPS = (None, 0.2, 0.35, 0.5, 0.7)
-
-
-def _load(data_dir: Path, ids):
-    pairs = {Path(i).stem: (i, m) for i, m in
-             pair_files(data_dir / "SEM", data_dir / "TiO2_Masks_Manual_4connected", strict=False)}
-    out = []
-    for i in ids:
-        sem = read_sem(pairs[i][0])
-        mask = mask_for_image(read_mask(pairs[i][1]), sem, mask_name=str(pairs[i][1]))
-        out.append((i, sem, connected_components(mask, 4)))
-    return out
 
 
 def choose_postprocessing(model, val) -> dict:

@@ -26,3 +26,14 @@ def example_masks():
     masks = sorted((EXAMPLES / "masks").glob("*_m.tif"))
     assert masks, f"bundled example masks missing in {EXAMPLES}/masks"
     return masks
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (a second core stays free), restored afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -6,7 +6,6 @@ computed here independently; malformed anchor sizes are a usage error."""
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 from test_maskrcnn import _blobs
 
@@ -14,13 +13,7 @@ from tio2fiji.cli import main
 from tio2fiji.models.checkpoint import load_checkpoint
 from tio2fiji.models.maskrcnn import anchor_sizes_from_masks
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,7 @@ from tio2fiji.instances import connected_components, paint_instances, paste_mask
 from tio2fiji.models import maskrcnn as mr
 from tio2fiji.training import targets_from_instances
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _blobs(size, n, seed, rmin=3, rmax=9):
