@@ -214,6 +214,7 @@ def test_post_processing_parameters_are_stored_with_the_weights(tmp_path):
     ck = {"model": build_unet("resnet18", None).state_dict(), "epoch": 1, "val_iou": 0.5,
           "model_config": {"arch": "unet", "encoder": "resnet18", "in_channels": 1, "classes": 1}}
     assert model_postprocessing(load_model(ck)) == {"threshold": 0.5, "score_threshold": 0.5,
+                                                    "max_overlap": None,
                                                     "watershed": WATERSHED_DEFAULTS,
                                                     "outputs": "probability", "n_rays": 0,
                                                     "ray_scale": 1.0, "star": STAR_DEFAULTS}
