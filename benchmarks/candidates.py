@@ -150,16 +150,34 @@ def score_images(model, test) -> dict:
     return {"metrics": res, "seconds_per_image": float(np.mean(seconds)), "images": names}
 
 
-def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float = 1.0) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+def prepare(data_dir: Path, out: Path):
+    """``(OUT/data, validation images, test images)``: the bundled model's split, built once."""
     data = out / "data"
     if not (data / "split.json").is_file():
         build_dataset(data_dir / "SEM", data_dir / "TiO2_Masks_Manual_4connected", data, mode="practical",
                       seed=0)
     split, _ = read_split(data / "split.json")
-    val, test = _load(data_dir, split["val"]), _load(data_dir, split["test"])
+    return data, _load(data_dir, split["val"]), _load(data_dir, split["test"])
+
+
+def progress_bar(name):
+    """``(bar, progress)``: a tqdm bar over training steps and the engine's ``progress`` callback."""
+    bar = tqdm(total=1, desc=f"train {name}")
+
+    def progress(done, total, what):
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(what)
+        bar.refresh()
+
+    return bar, progress
+
+
+def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float = 1.0) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    data, val, test = prepare(data_dir, out)
     for name, cfg in CANDIDATES.items():
         if only and name not in only:
             continue
@@ -177,14 +195,7 @@ def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float 
                 export_model(ck, model_file, weights="int8", watershed=choice["watershed"])
         elif cfg is not None:
             epochs = max(1, round(cfg["epochs"] * epochs_scale))
-            bar = tqdm(total=1, desc=f"train {name}")
-
-            def progress(done, total, what, bar=bar):
-                bar.total = total
-                bar.n = done
-                bar.set_postfix_str(what)
-                bar.refresh()
-
+            bar, progress = progress_bar(name)
             init = out / cfg["init"][1:] / "best.pt" if cfg["init"].startswith("@") else cfg["init"]
             train_star(data, run_dir, config=cfg["config"], n_rays=cfg["n_rays"], init=init,
                        epochs=epochs, crops_per_epoch=cfg["crops_per_epoch"], lr=cfg["lr"],

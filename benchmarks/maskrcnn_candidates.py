@@ -39,8 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from candidates import _load  # the same images, read the same way as the U-Net candidates'
-from tqdm import tqdm
+from candidates import prepare, progress_bar  # the U-Net candidates' split, images and bar
 
 from tio2fiji.errors import Tio2FijiError
 from tio2fiji.instances import paint_instances
@@ -48,8 +47,7 @@ from tio2fiji.io import write_json
 from tio2fiji.metrics import evaluate_images, instance_scores, match_counts, match_instances
 from tio2fiji.models.checkpoint import export_model, load_model
 from tio2fiji.predict import segment, tiled_detections
-from tio2fiji.training import build_dataset, train_maskrcnn
-from tio2fiji.training.splits import read_split
+from tio2fiji.training import train_maskrcnn
 
 #: The levers of issue 14 on top of the thesis's configuration 1 (Table 3), sized for a 2-core CPU:
 #: masks at 28 (the exact paste keeps small particles: tests/test_maskrcnn_levers.py), 512 sampled
@@ -103,36 +101,19 @@ def score_images(model, images) -> dict:
             "images": names, "shape": list(images[0][1].analysed.shape) if images else None}
 
 
-def _progress_bar(name):
-    bar = tqdm(total=1, desc=f"train {name}")
-
-    def progress(done, total, what):
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(what)
-        bar.refresh()
-
-    return bar, progress
-
-
 def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float = 1.0,
         device: str = "cpu") -> None:
     import torch
 
     torch.set_num_threads(threads)
-    data = out / "data"
-    if not (data / "split.json").is_file():
-        build_dataset(data_dir / "SEM", data_dir / "TiO2_Masks_Manual_4connected", data, mode="practical",
-                      seed=0)
-    split, _ = read_split(data / "split.json")
-    val, test = _load(data_dir, split["val"]), _load(data_dir, split["test"])
+    data, val, test = prepare(data_dir, out)
     for name, cfg in CANDIDATES.items():
         if only and name not in only:
             continue
         run_dir = out / name
         cfg = dict(cfg)
         cfg["epochs_all"] = max(1, round(cfg["epochs_all"] * epochs_scale))
-        bar, progress = _progress_bar(name)
+        bar, progress = progress_bar(name)
         res = train_maskrcnn(data, run_dir, resume=True, threads=threads, device=device,
                              progress=progress, **cfg)
         bar.close()
