@@ -60,27 +60,48 @@ _LEVERS = {"config": 1, "backbone": "resnet18", "weights_backbone": "unet", "nor
 CANDIDATES = {
     # ResNet-18 FPN from the bundled SEM U-Net's encoder, anchors from the training particles
     "r18-unet": {**_LEVERS, "epochs_heads": 1, "epochs_all": 19},
+    # r18-unet continued (its run folder copied: see CONTINUES) for 10 more whole-network epochs at
+    # lr 0.001, the same settings (a resume may change only the length)
+    "r18-unet-long": {**_LEVERS, "epochs_heads": 1, "epochs_all": 24},
 }
+#: candidate -> the candidate whose training it continues (its last.pt, best.pt, history and run.json
+#: are copied before the first training call; epochs are then counted from the copied run's)
+CONTINUES = {"r18-unet-long": "r18-unet"}
+#: candidates whose epochs --epochs-scale does not change (a continuation's length is absolute)
+_FIXED_LENGTH = set(CONTINUES)
 SCORE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+#: the RPN's NMS IoU at inference (trained at the thesis's 0.2; 0.7 is torchvision's default)
+RPN_NMS = (0.2, 0.4, 0.7)
 #: None: every visible rest of an overlapped mask stays a particle
 MAX_OVERLAPS = (None, 0.2, 0.35, 0.5, 0.7)
 
 
 def choose_postprocessing(model, val) -> dict:
-    """Score threshold and overlap rule with the best pooled validation F1 (ties: PQ), and the grid."""
-    dets = [tiled_detections(model, sem.analysed, score_threshold=min(SCORE_THRESHOLDS)) for _, sem, _ in val]
+    """RPN NMS, score threshold and overlap rule with the best pooled validation F1, and the grid.
+
+    F1 is compared to 3 decimals; ties go to the lower RPN NMS (fewer proposals: faster), then to PQ.
+    The detections of each image are computed once per RPN NMS at the lowest score threshold.
+    """
     rows = []
-    for ov in MAX_OVERLAPS:
-        for t in SCORE_THRESHOLDS:
-            tp = fp = fn = 0
-            s_iou = 0.0
-            for inst, (_, _, gt) in zip(dets, val):
-                labels = paint_instances(gt.shape, [d for d in inst if d[0] > t], max_overlap=ov)[0]
-                c = match_counts(match_instances(labels, gt))
-                tp, fp, fn, s_iou = tp + c["tp"], fp + c["fp"], fn + c["fn"], s_iou + c["sum_iou"]
-            rows.append({"score_threshold": t, "max_overlap": ov, **instance_scores(tp, fp, fn, s_iou)})
-    best = max(rows, key=lambda r: (round(r["f1"], 6), r["pq"]))
-    return {"score_threshold": best["score_threshold"], "max_overlap": best["max_overlap"],
+    for nms in RPN_NMS:
+        model.rpn.nms_thresh = nms
+        t0 = time.perf_counter()
+        dets = [tiled_detections(model, sem.analysed, score_threshold=min(SCORE_THRESHOLDS))
+                for _, sem, _ in val]
+        seconds = (time.perf_counter() - t0) / max(len(val), 1)
+        for ov in MAX_OVERLAPS:
+            for t in SCORE_THRESHOLDS:
+                tp = fp = fn = 0
+                s_iou = 0.0
+                for inst, (_, _, gt) in zip(dets, val):
+                    labels = paint_instances(gt.shape, [d for d in inst if d[0] > t], max_overlap=ov)[0]
+                    c = match_counts(match_instances(labels, gt))
+                    tp, fp, fn, s_iou = tp + c["tp"], fp + c["fp"], fn + c["fn"], s_iou + c["sum_iou"]
+                rows.append({"rpn_nms_thresh": nms, "score_threshold": t, "max_overlap": ov,
+                             "detect_s_per_image": seconds, **instance_scores(tp, fp, fn, s_iou)})
+    best = max(rows, key=lambda r: (round(r["f1"], 3), -r["rpn_nms_thresh"], r["pq"]))
+    return {"rpn_nms_thresh": best["rpn_nms_thresh"], "score_threshold": best["score_threshold"],
+            "max_overlap": best["max_overlap"],
             "val": {k: best[k] for k in ("f1", "pq", "precision", "recall")}, "grid": rows}
 
 
@@ -101,6 +122,20 @@ def score_images(model, images) -> dict:
             "images": names, "shape": list(images[0][1].analysed.shape) if images else None}
 
 
+def continue_from(src: Path, run_dir: Path) -> None:
+    """Copy the training state of the run in ``src`` into ``run_dir`` (a continuation starts there)."""
+    import shutil
+
+    if not (src / "last.pt").is_file():
+        raise Tio2FijiError(f"{src}: no last.pt to continue from; train {src.name} first "
+                            f"(--only {src.name}).")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for f in ("run.json", "history.csv", "best.pt", "last.pt"):  # last.pt last: it marks a copy done
+        tmp = run_dir / (f + ".part")
+        shutil.copyfile(src / f, tmp)
+        tmp.replace(run_dir / f)
+
+
 def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float = 1.0,
         device: str = "cpu") -> None:
     import torch
@@ -112,7 +147,10 @@ def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float 
             continue
         run_dir = out / name
         cfg = dict(cfg)
-        cfg["epochs_all"] = max(1, round(cfg["epochs_all"] * epochs_scale))
+        if name not in _FIXED_LENGTH:
+            cfg["epochs_all"] = max(1, round(cfg["epochs_all"] * epochs_scale))
+        if name in CONTINUES and not (run_dir / "last.pt").is_file():
+            continue_from(out / CONTINUES[name], run_dir)
         bar, progress = progress_bar(name)
         res = train_maskrcnn(data, run_dir, resume=True, threads=threads, device=device,
                              progress=progress, **cfg)
@@ -126,9 +164,11 @@ def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float 
         if not model_file.is_file():
             export_model(run_dir / "best.pt", model_file, weights="int8",
                          score_threshold=choice["score_threshold"], max_overlap=choice["max_overlap"],
+                         rpn_nms_thresh=choice.get("rpn_nms_thresh"),
                          metadata={"benchmark": "benchmarks/maskrcnn_candidates.py", "candidate": name,
                                    "settings": cfg,
-                                   "choice": {k: choice[k] for k in ("score_threshold", "max_overlap", "val")}})
+                                   "choice": {k: choice.get(k) for k in ("rpn_nms_thresh", "score_threshold",
+                                                                            "max_overlap", "val")}})
         for subset, images in (("val", val), ("test", test)):
             path = run_dir / f"{subset}.json"
             if not path.is_file():

@@ -170,3 +170,64 @@ def test_cli_export_onnx(tmp_path, area):
                                     "--test-image", str(image)])
     assert res.exit_code == 0, res.output
     assert "masks at 0.5 identical" in res.output and (tmp_path / "u.onnx").is_file()
+
+
+@pytest.fixture(scope="module")
+def maskrcnn():
+    from tio2fiji.models.checkpoint import load_model
+
+    return load_model("maskrcnn")
+
+
+def test_maskrcnn_onnx_gives_pytorchs_particles(tmp_path, maskrcnn, area):
+    import onnx
+    import onnxruntime
+
+    from tio2fiji.models.checkpoint import model_postprocessing
+    from tio2fiji.predict import predict_instances
+
+    crop = area[150:406, 300:620]  # 256x320: two tiles
+    head_thresh = maskrcnn.roi_heads.score_thresh
+    res = E.export_onnx(tmp_path / "mrcnn.onnx", model=maskrcnn, test_image=crop)
+    assert res["arch"] == "maskrcnn"
+    n_torch, n_onnx = res["detections"]
+    assert n_torch == n_onnx > 10, res
+    assert res["max_score_diff"] < 1e-4 and res["max_abs_diff"] < 1e-3, res
+    assert res["mask_equal"], res
+    # the particles are those segment's own route paints with the stored post-processing
+    post = model_postprocessing(maskrcnn)
+    labels = predict_instances(maskrcnn, crop, score_threshold=post["score_threshold"],
+                               mask_threshold=post["threshold"], max_overlap=post["max_overlap"])[0]
+    assert res["particles"] == (labels.max(), labels.max())
+    proto = onnx.load(str(tmp_path / "mrcnn.onnx"))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["tio2fiji.arch"] == "maskrcnn"
+    assert float(meta["tio2fiji.score_threshold"]) == post["score_threshold"]
+    assert float(meta["tio2fiji.rpn_nms_thresh"]) == maskrcnn.rpn.nms_thresh
+    # the model's own box head keeps its value after the export
+    assert maskrcnn.roi_heads.score_thresh == head_thresh
+    # one 256x256 tile in; other sizes are refused by onnxruntime
+    session = onnxruntime.InferenceSession(str(tmp_path / "mrcnn.onnx"), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception, match="(?i)dimension|shape"):
+        session.run(None, {"tile": np.zeros((1, 1, 128, 128), np.float32)})
+
+
+def test_maskrcnn_is_not_a_bioimageio_package(tmp_path, maskrcnn):
+    with pytest.raises(InputError, match="--format onnx"):
+        E.export_bioimageio(tmp_path / "p.zip", model=maskrcnn, test=False)
+
+
+@pytest.mark.slow
+def test_cli_export_maskrcnn_onnx(tmp_path, area):
+    import tifffile
+
+    from tio2fiji.cli import main
+
+    image = tmp_path / "crop.tif"
+    tifffile.imwrite(image, area[100:356, 400:656])  # one tile
+    res = CliRunner().invoke(main, ["export", "--model", "maskrcnn", "--format", "onnx",
+                                    "--out", str(tmp_path / "m.onnx"), "--test-image", str(image)])
+    assert res.exit_code == 0, res.output
+    assert "labels identical" in res.output and (tmp_path / "m.onnx").is_file()
+    res = CliRunner().invoke(main, ["export", "--model", "maskrcnn", "--out", str(tmp_path / "p.zip")])
+    assert res.exit_code == 1 and "--format onnx" in res.output and "Traceback" not in res.output

@@ -144,6 +144,15 @@ def test_training_warms_up_and_stores_its_overrides(tmp_path):
     assert ck["settings"]["warmup_iters"] == 1000
     with pytest.raises(InputError, match="warmup_iters"):
         train_maskrcnn(tmp_path / "data", tmp_path / "run2", warmup_iters=-1)
+    # an RPN NMS chosen after training is stored beside the training's overrides and reaches the RPN
+    from tio2fiji.models.checkpoint import export_model, load_model
+
+    export_model(ck, tmp_path / "m.pt", rpn_nms_thresh=0.4)
+    model = load_model(tmp_path / "m.pt")
+    assert model.rpn.nms_thresh == 0.4 and load_model(tmp_path / "run" / "best.pt").rpn.nms_thresh == 0.2
+    assert model.tio2fiji_model_config["overrides"] == {"box_batch_size_per_image": 64, "rpn_nms_thresh": 0.4}
+    with pytest.raises(InputError, match=r"rpn_nms_thresh must be in \(0, 1\]"):
+        export_model(ck, tmp_path / "bad.pt", rpn_nms_thresh=1.5)
 
 
 def test_max_overlap_drops_duplicates_instead_of_leaving_fragments():

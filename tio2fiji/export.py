@@ -1,16 +1,18 @@
-"""Export the U-Net for other software: a bioimage.io model package, or an ONNX file.
+"""Export a network for other software: a bioimage.io model package, or an ONNX file.
 
-``bioimageio``
+``bioimageio`` (U-Net)
     A model package (a ``.zip``, or a folder) as the bioimage.io model zoo describes it: TorchScript
     and ONNX weights, ``rdf.yaml`` (format 0.5), a test input and its expected output as ``.npy``,
     a cover image and the documentation (the model card). deepImageJ (Fiji), ilastik, QuPath,
     bioimageio.core and other bioimage.io consumers can run it. The package is validated with
     ``bioimageio.spec`` and test-run with ``bioimageio.core``.
-``onnx``
-    The same network as one ONNX file (opset 17, any batch, height and width multiples of 32),
-    checked with onnxruntime against PyTorch.
+``onnx`` (U-Net or Mask R-CNN)
+    U-Net: the same network as one ONNX file (opset 17, any batch, height and width multiples of
+    32), checked with onnxruntime against PyTorch. Mask R-CNN: one 256×256 tile in, its detections
+    out (see below), checked by running every tile of a test image through onnxruntime and PyTorch
+    and comparing the particles.
 
-The exported network is the U-Net followed by a sigmoid: input ``(N, 1, H, W)`` float32 gray
+The exported U-Net is the network followed by a sigmoid: input ``(N, 1, H, W)`` float32 gray
 levels scaled to ``[0, 1]`` (8-bit images divided by 255, as
 :func:`tio2fiji.transforms.normalize_for_network`; in the bioimage.io package this scaling is the input's
 ``scale_linear`` preprocessing, so consumers feed gray levels 0-255), output the particle
@@ -19,7 +21,16 @@ default model, stored in ``config.tio2fiji.threshold`` and in the ONNX metadata)
 touching particles (watershed, or a star-convex U-Net's object probability and rays, whose channels
 are not exported) and measuring stay in tio2fiji.
 
-Licence: the weights of the default model were trained on the BAM images (CC BY-NC-ND 4.0); the
+The exported Mask R-CNN takes ``tile`` float32 ``(1, 1, 256, 256)`` (the same ``[0, 1]`` scaling;
+the network's own input normalisation is inside the graph) and returns what
+:func:`tio2fiji.predict.detect` returns for it: ``boxes`` ``(N, 4)`` (x0, y0, x1, y1 in tile
+pixels), ``scores`` ``(N,)`` and ``masks`` ``(N, M, M)`` (mask probabilities inside each box, M = the
+mask head's resolution). The model's RPN NMS and detection score threshold are fixed in the graph;
+covering an image with overlapping tiles, pasting the masks into their boxes and the overlap rule
+(:func:`tio2fiji.instances.paint_instances`; mask threshold and ``max_overlap`` in the metadata)
+stay in tio2fiji. The weights are float32 (an int8 model file is dequantised: the same numbers).
+
+Licence: the weights of the bundled models were trained on the BAM images (CC BY-NC-ND 4.0); the
 package carries that licence and the attribution (``tio2fiji/data/MODEL_CARD.md``).
 """
 
@@ -38,8 +49,10 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, Tio2FijiError
+from .instances import paint_instances
 from .io import atomic_write, file_sha256, read_sem
-from .models.checkpoint import load_model, model_arch, model_threshold
+from .models.checkpoint import load_model, model_arch, model_postprocessing, model_threshold
+from .predict import tiled_detections
 from .transforms import normalize_for_network
 
 __all__ = ["FORMATS", "ONNX_OPSET", "check_bioimageio", "check_onnx", "export", "export_bioimageio",
@@ -61,17 +74,24 @@ _EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM" 
 # the network and its test data
 # --------------------------------------------------------------------------------------------
 
-def _load(model):
-    """A U-Net in eval mode, its threshold and a description of where it came from."""
+def _load_any(model):
+    """A model in eval mode, its architecture and a description of where it came from."""
     source = "in-memory model"
     if isinstance(model, (str, Path)):
-        source = "tio2fiji default model" if str(model) == "default" else str(model)
+        source = (f"tio2fiji bundled model {str(model)!r}" if str(model) in ("default", "maskrcnn")
+                  else str(model))
         model = load_model(model)
-    if model_arch(model) != "unet":
-        raise InputError(f"{source}: only U-Net models can be exported (a Mask R-CNN's output is a "
-                         "list of detections, which bioimage.io consumers cannot run); export a "
-                         "U-Net checkpoint or 'default'.")
-    return model.eval(), model_threshold(model), source
+    return model.eval(), model_arch(model), source
+
+
+def _load(model):
+    """A U-Net in eval mode, its threshold and a description of where it came from."""
+    model, arch, source = _load_any(model)
+    if arch != "unet":
+        raise InputError(f"{source}: only U-Net models can be packaged for bioimage.io (a Mask "
+                         "R-CNN's output is a list of detections, which bioimage.io consumers cannot "
+                         "run); export it with --format onnx, or package a U-Net or 'default'.")
+    return model, model_threshold(model), source
 
 
 def _probability_module(net):
@@ -194,28 +214,27 @@ def check_onnx(path, model="default", test_image=None) -> dict:
     Returns
     -------
     dict
-        ``max_abs_diff`` (probabilities), ``mask_equal`` (the masks at the model's threshold agree on
-        every pixel), ``mask_differences`` (pixels that differ), ``near_threshold`` (pixels whose
-        PyTorch probability is within 1e-4 of the threshold), ``threshold``, ``shape``,
-        ``particle_fraction`` and ``test_image``.
+        U-Net: ``max_abs_diff`` (probabilities), ``mask_equal`` (the masks at the model's threshold
+        agree on every pixel), ``mask_differences`` (pixels that differ), ``near_threshold`` (pixels
+        whose PyTorch probability is within 1e-4 of the threshold), ``threshold``, ``shape``,
+        ``particle_fraction`` and ``test_image``. Mask R-CNN: see :func:`_check_maskrcnn_onnx`
+        (``arch`` is ``"maskrcnn"``; its default test image is a 512×512 crop of the example).
 
     Raises
     ------
     InputError
         A missing or unreadable file, or a bad model or test image.
     """
-    import onnxruntime
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: ONNX file not found; write it with `tio2fiji export --format onnx`.")
-    net, threshold, _ = _load(model)
+    net, arch, _ = _load_any(model)
+    if arch == "maskrcnn":
+        return _check_maskrcnn_onnx(path, net, test_image)
+    threshold = model_threshold(net)
     gray, what = _test_gray(test_image)
     x01 = (gray / np.float32(255.0))[None, None]
-    try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise InputError(f"{path}: onnxruntime cannot load it ({err}); export it again.") from err
+    session = _session(path)
     onnx_prob = session.run(None, {session.get_inputs()[0].name: x01})[0]
     torch_prob = _run_torch(_probability_module(net), x01)
     mask_onnx, mask_torch = onnx_prob > threshold, torch_prob > threshold
@@ -233,23 +252,25 @@ def check_onnx(path, model="default", test_image=None) -> dict:
 
 
 def export_onnx(out, model="default", test_image=None, check: bool = True) -> dict:
-    """Write the U-Net (with its sigmoid) as an ONNX file.
+    """Write the U-Net (with its sigmoid) or a Mask R-CNN (one tile's detections) as an ONNX file.
 
     Parameters
     ----------
     out : str or Path
         The ``.onnx`` file to write (atomically; parent folders are created).
     model : str, Path or torch.nn.Module
-        ``"default"`` (the bundled model), a model file or checkpoint, or a loaded U-Net.
+        ``"default"`` or ``"maskrcnn"`` (the bundled models), a model file or checkpoint, or a
+        loaded U-Net or Mask R-CNN.
     test_image : str, Path or array, optional
-        For the check: an SEM image or 2-D gray array (default: the bundled example).
+        For the check: an SEM image or 2-D gray array (default: the bundled example; for a Mask
+        R-CNN a 512×512 crop of it).
     check : bool
         Compare onnxruntime's output with PyTorch's (:func:`check_onnx`).
 
     Returns
     -------
     dict
-        ``path``, ``opset`` and, when checked, the keys of :func:`check_onnx`.
+        ``path``, ``opset``, ``arch`` and, when checked, the keys of :func:`check_onnx`.
 
     Raises
     ------
@@ -260,13 +281,195 @@ def export_onnx(out, model="default", test_image=None, check: bool = True) -> di
     if out.suffix.lower() != ".onnx":
         raise InputError(f"{out}: an ONNX model file must end in .onnx, e.g. "
                          f"{out.with_suffix('.onnx').name}.")
-    net, threshold, source = _load(model)
-    module = _probability_module(net)
-    atomic_write(out, lambda tmp: _write_onnx(module, tmp, threshold, source))
-    result = {"path": out, "opset": ONNX_OPSET}
+    net, arch, source = _load_any(model)
+    if arch == "maskrcnn":
+        with _score_threshold(net):
+            module = _detection_module(net)
+            atomic_write(out, lambda tmp: _write_maskrcnn_onnx(module, tmp, model_postprocessing(net),
+                                                                source))
+    else:
+        threshold = model_threshold(net)
+        module = _probability_module(net)
+        atomic_write(out, lambda tmp: _write_onnx(module, tmp, threshold, source))
+    result = {"path": out, "opset": ONNX_OPSET, "arch": arch}
     if check:
         result.update(check_onnx(out, net, test_image))
     return result
+
+
+def _session(path: Path):
+    import onnxruntime
+
+    try:
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise InputError(f"{path}: onnxruntime cannot load it ({err}); export it again.") from err
+
+
+# --------------------------------------------------------------------------------------------
+# Mask R-CNN as ONNX: one tile's detections
+# --------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _score_threshold(net):
+    """The model's stored detection score threshold in its box head while tracing (it becomes a
+    constant of the graph); the head's own value is put back afterwards."""
+    heads = net.roi_heads
+    old = heads.score_thresh
+    heads.score_thresh = float(model_postprocessing(net)["score_threshold"])
+    try:
+        yield
+    finally:
+        heads.score_thresh = old
+
+
+def _detection_module(net):
+    import torch
+
+    class TileDetections(torch.nn.Module):
+        """One tile -> boxes, scores and masks at RoI resolution, as predict.detect returns them
+        (the masks are not pasted: tio2fiji pastes them exactly, instances.paste_masks)."""
+
+        def __init__(self, maskrcnn):
+            super().__init__()
+            self.maskrcnn = maskrcnn
+
+        def forward(self, x):
+            m = self.maskrcnn
+            batch, _ = m.transform([x[0]])
+            features = m.backbone(batch.tensors)
+            proposals, _ = m.rpn(batch, features)
+            dets, _ = m.roi_heads(features, proposals, batch.image_sizes)
+            return dets[0]["boxes"], dets[0]["scores"], dets[0]["masks"][:, 0]
+
+    return TileDetections(net).eval()
+
+
+def _tile_size(net) -> int:
+    size = net.transform.min_size
+    return int(size[0]) if isinstance(size, (tuple, list)) else int(size)
+
+
+def _write_maskrcnn_onnx(module, path: Path, post: dict, source: str) -> None:
+    import onnx
+    import torch
+
+    net = module.maskrcnn
+    tile = _tile_size(net)
+    example = torch.zeros(1, 1, tile, tile)
+    n = {0: "detections"}
+    with _quiet(), torch.no_grad():
+        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["tile"], output_names=["boxes", "scores", "masks"],
+                          dynamic_axes={"boxes": n, "scores": n, "masks": n})
+    proto = onnx.load(str(path))
+    meta = {
+        "tio2fiji.version": __version__,
+        "tio2fiji.source": source,
+        "tio2fiji.arch": "maskrcnn",
+        "tio2fiji.input": f"float32 (1, 1, {tile}, {tile}): one tile, gray levels scaled to [0, 1] "
+                          "(8-bit / 255, tio2fiji.transforms.normalize_for_network)",
+        "tio2fiji.output": "boxes float32 (N, 4) x0, y0, x1, y1 in tile pixels; scores float32 (N,); "
+                           "masks float32 (N, M, M): mask probabilities inside each box, to be "
+                           "resized into it (tio2fiji.instances.paste_masks)",
+        "tio2fiji.tiling": f"tiles of {tile} overlapping by 64; a detection belongs to the tile whose "
+                           "own region (overlaps split in the middle) holds its box centre "
+                           "(tio2fiji.predict.tiled_detections)",
+        "tio2fiji.score_threshold": repr(float(post["score_threshold"])),
+        "tio2fiji.rpn_nms_thresh": repr(float(net.rpn.nms_thresh)),
+        "tio2fiji.mask_threshold": repr(float(post["threshold"])),
+        "tio2fiji.max_overlap": repr(post["max_overlap"]),
+        "license": f"weights: {_LICENSE} (training data: {_DATA_CITATION} doi:{_DATA_DOI})",
+    }
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = "tio2fiji Mask R-CNN for TiO2 nanoparticles in SEM images (one tile's detections)"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def _onnx_detector(session):
+    """``detector`` for :func:`tio2fiji.predict.tiled_detections` that runs the ONNX file."""
+    name = session.get_inputs()[0].name
+
+    def run(tiles, score_threshold):
+        out = []
+        for t in tiles:
+            boxes, scores, masks = session.run(None, {name: np.ascontiguousarray(t, np.float32)[None, None]})
+            keep = scores > score_threshold
+            out.append({"boxes": boxes[keep], "scores": scores[keep], "masks": masks[keep]})
+        return out
+
+    return run
+
+
+def _test_area(test_image) -> tuple[np.ndarray, str]:
+    """The Mask R-CNN check's image: an SEM file's analysed area, a 2-D array, or by default the
+    central 512x512 of the bundled example (9 tiles)."""
+    if test_image is None:
+        if not _EXAMPLE.is_file():
+            raise InputError("no test image given and the bundled example "
+                             f"{_EXAMPLE} is not installed; pass test_image= (an SEM image file "
+                             "or a 2-D array) or --test-image PATH.")
+        area = read_sem(_EXAMPLE).analysed
+        y, x = max(0, (area.shape[0] - 512) // 2), max(0, (area.shape[1] - 512) // 2)
+        return area[y:y + 512, x:x + 512], f"{_EXAMPLE.name} (central 512x512 of the analysed area)"
+    if isinstance(test_image, (str, Path)):
+        return read_sem(test_image).analysed, f"{Path(test_image).name} (analysed area, data bar removed)"
+    arr = np.asarray(test_image)
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise InputError(f"test image: expected a non-empty 2-D gray image, got shape {arr.shape}.")
+    return arr, "array"
+
+
+def _check_maskrcnn_onnx(path: Path, net, test_image) -> dict:
+    """Every tile of the test image through onnxruntime and through PyTorch, then the particles.
+
+    Returns
+    -------
+    dict
+        ``arch`` ("maskrcnn"), ``detections`` (PyTorch, ONNX), ``max_score_diff`` and
+        ``max_abs_diff`` (mask probabilities) over the detections paired in order (None when the
+        counts or positions differ), ``particles`` (PyTorch, ONNX) after painting with the model's
+        post-processing, ``mask_equal`` (the label images agree on every pixel),
+        ``mask_differences`` (pixels that differ), ``seconds`` (PyTorch, ONNX), ``threshold`` (mask
+        threshold), ``shape`` and ``test_image``.
+    """
+    import time
+
+    session = _session(path)
+    area, what = _test_area(test_image)
+    post = model_postprocessing(net)
+    runs, seconds = [], []
+    for detector in (None, _onnx_detector(session)):
+        t0 = time.perf_counter()
+        runs.append(tiled_detections(net, area, score_threshold=post["score_threshold"],
+                                     detector=detector))
+        seconds.append(time.perf_counter() - t0)
+    labels = [paint_instances(area.shape, d, post["threshold"], max_overlap=post["max_overlap"])[0]
+              for d in runs]
+    torch_dets, onnx_dets = runs
+    paired = (len(torch_dets) == len(onnx_dets)
+              and all(a[1:3] == b[1:3] and a[3].shape == b[3].shape for a, b in zip(torch_dets, onnx_dets)))
+    score_diff = mask_diff = None
+    if paired and torch_dets:
+        score_diff = max(abs(a[0] - b[0]) for a, b in zip(torch_dets, onnx_dets))
+        mask_diff = max(float(np.abs(a[3] - b[3]).max()) for a, b in zip(torch_dets, onnx_dets))
+    differ = int(np.count_nonzero(labels[0] != labels[1]))
+    return {
+        "arch": "maskrcnn",
+        "detections": (len(torch_dets), len(onnx_dets)),
+        "max_score_diff": score_diff,
+        "max_abs_diff": mask_diff,
+        "particles": tuple(int(lab.max()) for lab in labels),
+        "mask_equal": differ == 0,
+        "mask_differences": differ,
+        "seconds": tuple(seconds),
+        "threshold": float(post["threshold"]),
+        "shape": tuple(int(v) for v in area.shape),
+        "test_image": what,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,12 +747,12 @@ def _dump_yaml(content: dict, path: Path) -> None:
 
 
 def export(model="default", fmt: str = "bioimageio", out=None, test_image=None, check: bool = True) -> dict:
-    """Export a U-Net in ``fmt`` (``"bioimageio"`` or ``"onnx"``); see the two functions.
+    """Export a model in ``fmt`` (``"bioimageio"``: U-Net; ``"onnx"``: U-Net or Mask R-CNN).
 
     Parameters
     ----------
     model : str, Path or torch.nn.Module
-        ``"default"``, a model file or checkpoint, or a loaded U-Net.
+        ``"default"``, ``"maskrcnn"``, a model file or checkpoint, or a loaded model.
     fmt : {"bioimageio", "onnx"}
         Package format.
     out : str or Path

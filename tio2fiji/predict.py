@@ -322,7 +322,8 @@ def _own_ranges(pos: list, tile: int, size: int) -> list:
 
 
 def tiled_detections(model, image, tile: int = TILE, overlap: int = 64, batch_size: int = 2,
-                     score_threshold: float = 0.5, progress=None, bits: int | None = None) -> list:
+                     score_threshold: float = 0.5, progress=None, bits: int | None = None,
+                     detector=None) -> list:
     """Mask R-CNN detections of a whole gray image, from overlapping tiles, in image coordinates.
 
     Parameters
@@ -348,6 +349,10 @@ def tiled_detections(model, image, tile: int = TILE, overlap: int = 64, batch_si
         ``progress(done, total, "tile")`` after each batch of tiles.
     bits : int, optional
         Bit depth for the normalisation (default: from the image).
+    detector : callable, optional
+        ``detector(tiles, score_threshold)`` -> what :func:`detect` returns for a list of
+        normalised tiles; default ``detect(model, ...)`` (another runtime of the same network,
+        e.g. its ONNX export, goes through the same tiling).
 
     Returns
     -------
@@ -381,10 +386,13 @@ def tiled_detections(model, image, tile: int = TILE, overlap: int = 64, batch_si
     ys, xs = axis_positions(H, tile, stride), axis_positions(W, tile, stride)
     own_y, own_x = dict(zip(ys, _own_ranges(ys, tile, h))), dict(zip(xs, _own_ranges(xs, tile, w)))
     corners = [(y, c) for y in ys for c in xs]
+    if detector is None:
+        def detector(tiles, thresh):
+            return detect(model, tiles, thresh)
     instances = []
     for b in range(0, len(corners), batch_size):
         chunk = corners[b:b + batch_size]
-        dets = detect(model, [x[y:y + tile, c:c + tile] for y, c in chunk], score_threshold)
+        dets = detector([x[y:y + tile, c:c + tile] for y, c in chunk], score_threshold)
         for (ty, tx), d in zip(chunk, dets):
             boxes = d["boxes"]
             cy = (boxes[:, 1] + boxes[:, 3]) / 2.0 + ty

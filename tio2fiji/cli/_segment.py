@@ -113,7 +113,8 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
 
 @main.command("export")
 @click.option("--model", "model_path", default="default", show_default=True,
-              help="'default' (bundled U-Net) or a U-Net model file / checkpoint.")
+              help="'default' (bundled U-Net), 'maskrcnn' (bundled Mask R-CNN; --format onnx only) "
+                   "or a model file / checkpoint.")
 @click.option("--format", "fmt", type=click.Choice(["bioimageio", "onnx"]), default="bioimageio",
               show_default=True, help="bioimageio: model package (.zip or folder); onnx: one .onnx file.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
@@ -122,7 +123,8 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
               help="SEM image for the package's test tensors / the ONNX check (default: bundled example).")
 @click.option("--no-test", is_flag=True, help="Skip the test run (bioimageio.core / onnxruntime).")
 def export_cmd(model_path, fmt, out_path, test_image, no_test):
-    """Export the U-Net for bioimage.io consumers (deepImageJ, ilastik, ...) or as ONNX."""
+    """Export the U-Net for bioimage.io consumers (deepImageJ, ilastik, ...), or a U-Net or Mask R-CNN
+    as ONNX."""
     from ..export import export
 
     res = export(model_path, fmt, out_path, test_image=test_image, check=not no_test)
@@ -133,6 +135,14 @@ def export_cmd(model_path, fmt, out_path, test_image, no_test):
             t = res["test"]
             click.echo(f"  bioimageio.core test: {t['status']} (format {t['format_version']}, "
                        f"weights {', '.join(t['weights'])})")
+    elif res.get("arch") == "maskrcnn" and "detections" in res:
+        (nt, no), (pt, po), (st, so) = res["detections"], res["particles"], res["seconds"]
+        diffs = ("" if res["max_abs_diff"] is None else
+                 f", max |score diff| {res['max_score_diff']:.2e}, max |mask diff| {res['max_abs_diff']:.2e}")
+        labels = ("identical" if res["mask_equal"] else f"differ in {res['mask_differences']} pixels")
+        click.echo(f"  onnxruntime vs PyTorch on {res['test_image']} {res['shape'][1]}x{res['shape'][0]}: "
+                   f"detections {no} vs {nt}{diffs}; particles {po} vs {pt}, labels {labels} "
+                   f"({so:.1f} s vs {st:.1f} s)")
     elif "max_abs_diff" in res:
         masks = ("identical" if res["mask_equal"]
                  else f"differ in {res['mask_differences']} pixels")

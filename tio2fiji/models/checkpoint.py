@@ -294,7 +294,7 @@ def model_postprocessing(model) -> dict:
 def export_model(checkpoint, path, weights: str = "float16", metadata: dict | None = None,
                  threshold: float | None = None, score_threshold: float | None = None,
                  watershed: dict | None = None, star: dict | None = None,
-                 max_overlap: float | None = None) -> Path:
+                 max_overlap: float | None = None, rpn_nms_thresh: float | None = None) -> Path:
     """Write a compact inference file from a training checkpoint, atomically.
 
     Parameters
@@ -317,6 +317,9 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
     max_overlap : float, optional
         Mask R-CNN: drop a detection whose mask is taken by higher-scoring ones for more than this
         fraction (:func:`tio2fiji.instances.paint_instances`).
+    rpn_nms_thresh : float, optional
+        Mask R-CNN: the region proposal network's NMS IoU at inference, stored as a model override
+        (the value it was trained with otherwise).
     watershed : dict, optional
         U-Net: watershed parameters (keys of :data:`tio2fiji.instances.WATERSHED_DEFAULTS`).
     star : dict, optional
@@ -353,6 +356,13 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         cfg["score_threshold"] = float(score_threshold)
     if max_overlap is not None:
         cfg["max_overlap"] = float(max_overlap)
+    if rpn_nms_thresh is not None:
+        if cfg.get("arch") != "maskrcnn":
+            raise InputError("rpn_nms_thresh is a Mask R-CNN setting; this checkpoint holds a "
+                             f"{cfg.get('arch')} model.")
+        if not 0.0 < float(rpn_nms_thresh) <= 1.0:
+            raise InputError(f"rpn_nms_thresh must be in (0, 1], not {rpn_nms_thresh!r}.")
+        cfg["overrides"] = {**(cfg.get("overrides") or {}), "rpn_nms_thresh": float(rpn_nms_thresh)}
     if watershed is not None:
         cfg["watershed"] = dict(watershed)
     if star is not None:
