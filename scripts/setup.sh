@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Set up tio2fiji on a fresh Debian/Ubuntu machine: OS packages (Java, ImageJ, Chromium for the
-# report's browser test), a virtual environment in .venv, and the package with its test
+# report's browser test, Tesseract for scale-bar labels), a virtual environment in .venv, and the package with its test
 # dependencies. Safe to run again: each step is skipped when it is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
-APT_PACKAGES=(default-jre libij-java python3-venv chromium xvfb)
+APT_PACKAGES=(default-jre libij-java python3-venv chromium xvfb tesseract-ocr)
 
 missing=()
 # a JRE with AWT (not -headless): the macro tests run ImageJ's menu commands under Xvfb
@@ -16,6 +16,8 @@ java_gui || missing+=(default-jre)
 "$PY" -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 command -v xvfb-run >/dev/null 2>&1 || missing+=(xvfb)
+# Tesseract reads a burned-in scale bar's label when an image has no calibration metadata
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing OS packages: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else

@@ -31,9 +31,11 @@ CZ_SEM, FEI = 34118, 34682
 PS = 5e-9  # the test images' microscope pixel size
 
 
-def cz_sem_text(pixel_size="5.000000e-009", ap="5.000 nm"):
+def cz_sem_text(pixel_size="7.812500e-010", ap="0.781 nm"):
     """A Zeiss SmartSEM ``CZ_SEM`` payload: unnamed values (the 4th is the pixel size in metres),
-    then named entries, as SmartSEM writes them."""
+    then named entries, as SmartSEM writes them. SmartSEM's pixel size refers to a frame 1024
+    pixels wide (the real 512-pixel Zeiss file in tests/data/vendor shows it): 7.8125e-10 m for
+    this 160-pixel-wide scene is PS = 5 nm per stored pixel."""
     head = "\r\n".join(["0", "0", "0", pixel_size, "5.000000e+004", "6"])
     return f"{head}\r\nAP_PIXEL_SIZE\r\nPixel Size = {ap}\r\nDP_DETECTOR_TYPE\r\nSignal A = InLens\r\n"
 
@@ -186,8 +188,10 @@ def test_broken_cz_sem_pixel_size_is_an_error_naming_file_and_remedy(tmp_path, h
 
 
 def test_a_valid_named_entry_rescues_a_broken_unnamed_value(tmp_path):
+    # "Pixel Size" refers to a 1024-pixel frame, as the unnamed entry: x 1024 / 160 columns
     p = write_sem(tmp_path / "half.tif", cz=cz_sem_text("0", "7.344 nm"))
-    assert read_sem(p).pixel_size_m == pytest.approx(7.344e-9)
+    sem = read_sem(p)
+    assert sem.pixel_size_m == pytest.approx(7.344e-9 * 1024 / 160) and sem.pixel_size_source == "CZ_SEM"
 
 
 @pytest.mark.parametrize("width", ["0", "-2.5e-09", "nan", "inf", "abc", "3.0"])

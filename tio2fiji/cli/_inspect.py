@@ -22,7 +22,8 @@ def _format_pixel_size(ps):
               help="Height of the microscope's data bar; detected from the image when omitted.")
 @click.option("--page", type=_Checked("page"), default=None, help="Page of a multi-page TIFF (0 = first).")
 def info(images, data_bar_rows, page):
-    """Print size, type, calibration and data-bar height of SEM IMAGES."""
+    """Print size, type, calibration (its value, vendor tag or entry and reader), data-bar height and
+    the recorded magnification and beam energy of SEM IMAGES."""
     from ..io import read_sem
 
     failed = 0
@@ -39,6 +40,12 @@ def info(images, data_bar_rows, page):
             f"[{sem.pixel_size_source}], data bar {sem.data_bar_rows} rows [{sem.data_bar_source}], "
             f"analysed area {w}x{h - sem.data_bar_rows}"
         )
+        if sem.calibration_where:
+            click.echo(f"    calibration: {_format_pixel_size(sem.pixel_size_m)} from {sem.calibration_where}")
+        instrument = [f"magnification {sem.magnification:g}x" if sem.magnification else "",
+                      f"beam {sem.beam_energy_kv:g} kV" if sem.beam_energy_kv else ""]
+        if any(instrument):
+            click.echo(f"    instrument: {', '.join(i for i in instrument if i)}")
         for note in sem.notes:
             click.echo(f"    note: {note}")
     if failed:

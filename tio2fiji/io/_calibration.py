@@ -1,22 +1,27 @@
 """Calibration: the physical pixel size from a file's own metadata, and lengths with units.
 
-Read in this order, the first that gives a value wins: Zeiss ``CZ_SEM`` tag, FEI/Thermo
-``FEI_HELIOS``/``FEI_SFEG`` tags (``[Scan] PixelWidth``), ImageJ's ``ImageDescription`` (``unit=``
-with the X resolution), TIFF X resolution with a length unit (inch/cm). Every value must pass the
-one plausibility rule, :func:`pixel_size_problem`: a microscope tag that fails it is an error (broken
-metadata), an ImageJ or TIFF resolution that fails it (a print/screen dpi) is ignored and the
-source says why. Without any, lengths stay in pixels and the source says so.
+The vendors' conventions are rosettasciio's (:mod:`._vendor`): Zeiss ``CZ_SEM``, FEI/Thermo
+``FEI_HELIOS``/``FEI_SFEG``, JEOL SightX, DigitalMicrograph, TVIPS, Olympus SIS, and the
+``.dm3``/``.dm4``/Velox ``.emd`` formats. tio2fiji's own rules stay on top of it: the two axes must be
+lengths (not a diffraction pattern's reciprocal space, not time or wavelength), the pixels square,
+and every value must pass the one plausibility rule, :func:`pixel_size_problem`. A microscope tag
+whose value fails it is an error (broken metadata). Without a vendor convention: ImageJ's
+``ImageDescription`` (``unit=`` with the X resolution; any length unit), then a bare TIFF X
+resolution with a length unit (inch/cm), which must not be a print/screen dpi. Without any, lengths
+stay in pixels and the source says why.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 import tifffile
 
 from ..errors import InputError
 from ._files import TIFF_SUFFIXES, check_path, is_tiff
+from ._vendor import VENDOR_SUFFIXES, read_vendor_axes, tiff_vendor
 
 _NO_META = {"calibration": (None, "none: format has no calibration metadata, lengths in pixels"),
             "calibration_error": None, "zeiss": False}
@@ -40,7 +45,9 @@ _UNIT_METRES = {
 PIXEL_SIZE_RANGE_M = (1e-12, 1e-3)
 RESOLUTION_MAX_PIXEL_M = 1e-6
 RESOLUTION_SOURCE = "TIFF XResolution"
-MICROSCOPE_SOURCES = ("CZ_SEM", "FEI_HELIOS", "FEI_SFEG")
+#: Calibrations set by the instrument's own software (rank 3, a broken value is an error).
+MICROSCOPE_SOURCES = ("CZ_SEM", "FEI_HELIOS", "FEI_SFEG", "JEOL SightX", "DigitalMicrograph", "TVIPS",
+                      "Olympus SIS", "Velox EMD")
 _REMEDY = ("fix or remove the tag, or give the pixel size yourself (measure/distribution: --pixel-size "
            "7.3nm; Python: pixel_size_m=)")
 # ImageJ units that it copies from a TIFF resolution unit: such calibrations get the resolution rule.
@@ -139,68 +146,6 @@ def _broken_tag(name: str, tag: str, value, problem: str) -> InputError:
                       f"is not a valid calibration ({problem}); {_REMEDY}.")
 
 
-def _pick_microscope_value(candidates, name: str, tag: str) -> float | None:
-    """The first valid of a tag's pixel-size entries; an error when it has some but none is valid."""
-    if not candidates:
-        return None
-    for value in candidates:
-        if isinstance(value, float) and pixel_size_problem(value, tag) is None:
-            return value
-    raise _broken_tag(name, tag, candidates[0], pixel_size_problem(candidates[0], tag))
-
-
-def _zeiss_pixel_size(tags, name: str) -> float | None:
-    tag = tags.get("CZ_SEM") if hasattr(tags, "get") else None
-    value = tag.value if tag is not None else None
-    if not isinstance(value, dict):
-        return None
-    candidates = []
-    # The unnamed tuple's 4th entry is the pixel size in metres, stored unrounded
-    # (ap_pixel_size is the same value rounded to 3 decimals in nm).
-    head = value.get("")
-    if isinstance(head, (tuple, list)) and len(head) > 3:
-        candidates.append(_as_number(head[3]))
-    for key in ("ap_image_pixel_size", "ap_pixel_size"):
-        entry = value.get(key)
-        if isinstance(entry, (tuple, list)) and len(entry) >= 2:
-            unit = str(entry[2]).strip() if len(entry) >= 3 else ""
-            number = _as_number(entry[1])
-            if unit in _UNIT_METRES and isinstance(number, float):
-                candidates.append(number * _UNIT_METRES[unit])
-            else:
-                candidates.append(f"{entry[1]} {unit}".strip())
-    return _pick_microscope_value(candidates, name, "CZ_SEM")
-
-
-def _fei_pixel_size(tags, name: str) -> tuple[float, str] | None:
-    for tag_name in MICROSCOPE_SOURCES[1:]:
-        tag = tags.get(tag_name) if hasattr(tags, "get") else None
-        if tag is None:
-            continue
-        value = tag.value
-        if isinstance(value, (str, bytes)):
-            value = _parse_ini(value.decode("latin-1") if isinstance(value, bytes) else value)
-        if not isinstance(value, dict):
-            continue
-        scan = value.get("Scan") or value.get("scan") or {}
-        ps = scan.get("PixelWidth") if isinstance(scan, dict) else None
-        if ps is not None:
-            return _pick_microscope_value([_as_number(ps)], name, tag_name), tag_name
-    return None
-
-
-def _parse_ini(text: str) -> dict:
-    out, section = {}, None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("[") and line.endswith("]"):
-            section = out.setdefault(line[1:-1], {})
-        elif "=" in line and section is not None:
-            k, v = line.split("=", 1)
-            section[k.strip()] = v.strip()
-    return out
-
-
 def _resolution_pixels_per_unit(page) -> float | None:
     tag = page.tags.get("XResolution")
     try:
@@ -249,13 +194,205 @@ def _tiff_resolution_pixel_size(page) -> tuple[float | None, str | None]:
     return ps, None
 
 
+@dataclass(frozen=True)
+class CalibrationReading:
+    """A file's calibration with where it was found (what ``tio2fiji info`` prints).
+
+    Attributes
+    ----------
+    pixel_size_m : float or None
+    source : str
+        ``"CZ_SEM"``, ``"FEI_HELIOS"``, ``"FEI_SFEG"``, ``"JEOL SightX"``, ``"DigitalMicrograph"``,
+        ``"TVIPS"``, ``"Olympus SIS"``, ``"Velox EMD"``, ``"ImageJ"``, ``"TIFF XResolution"``, or a
+        sentence starting with ``"none:"`` saying why there is no calibration.
+    where : str
+        The tag or entry, and the reader (e.g. ``"Zeiss CZ_SEM tag, its pixel size x 1024 / the
+        image's width in pixels (rosettasciio)"``).
+    magnification, beam_energy_kv : float or None
+        As the vendor metadata records them.
+    notes : tuple of str
+        Cross-checks and what the reader said.
+    """
+
+    pixel_size_m: float | None
+    source: str
+    where: str = ""
+    magnification: float | None = None
+    beam_energy_kv: float | None = None
+    notes: tuple = ()
+
+
+def _axis_metres(scale: float, units) -> float | None:
+    if units is None:
+        return None
+    unit = str(units).strip().lower().replace(" ", "")
+    if unit not in _UNIT_METRES:
+        return None
+    return float(scale) * _UNIT_METRES[unit]
+
+
+def _zeiss_width_check(page, ps: float) -> str | None:
+    """Zeiss prints the field width ("Width", 4 digits): width / columns must agree with the tag."""
+    tag = page.tags.get("CZ_SEM")
+    entry = tag.value.get("ap_width") if tag is not None and isinstance(tag.value, dict) else None
+    if not (isinstance(entry, (tuple, list)) and len(entry) >= 3):
+        return None
+    metres = _axis_metres(_as_number(entry[1]) if isinstance(_as_number(entry[1]), float) else 0.0, entry[2])
+    if not metres:
+        return None
+    cols = int(page.shape[-1])
+    ratio = ps * cols / metres
+    verdict = "agrees" if abs(ratio - 1) < 5e-3 else f"DISAGREES by {ratio - 1:+.2%}"
+    return (f"Zeiss field width {entry[1]} {entry[2]} / {cols} columns = {_format_length(metres / cols)} "
+            f"{verdict} with the pixel size")
+
+
+def _zeiss_entries(page) -> list:
+    """The CZ_SEM named entries that give the pixel size of the stored image, in metres (or the
+    raw text where it is not a length): "Image Pixel Size" as it is, "Pixel Size" (which refers to
+    a frame 1024 pixels wide, as the unnamed entry does) scaled to the image's width, and the field
+    "Width" over the columns."""
+    tag = page.tags.get("CZ_SEM")
+    value = tag.value if tag is not None else None
+    if not isinstance(value, dict):
+        return []
+    cols = int(page.shape[-1])
+    out = []
+    for key, factor in (("ap_image_pixel_size", 1.0), ("ap_pixel_size", 1024 / cols), ("ap_width", 1 / cols)):
+        entry = value.get(key)
+        if isinstance(entry, (tuple, list)) and len(entry) >= 2:
+            number = _as_number(entry[1])
+            metres = _axis_metres(number, entry[2]) if len(entry) >= 3 and isinstance(number, float) else None
+            out.append((f"{entry[0]} {entry[1]} {entry[2] if len(entry) >= 3 else ''}".strip(),
+                        metres * factor if metres is not None else None))
+    return out
+
+
+def _fei_entry(page):
+    """FEI/Thermo ``[Scan] PixelWidth`` as the tag holds it (number or text), or None."""
+    tif = page.parent
+    meta = getattr(tif, "fei_metadata", None) if tif is not None else None
+    scan = meta.get("Scan") if isinstance(meta, dict) else None
+    if not isinstance(scan, dict) or "PixelWidth" not in scan:
+        return None
+    return _as_number(scan["PixelWidth"])
+
+
+def _rescue(ax, page, name: str, strict: bool, problem: str | None):
+    """rosettasciio's value is missing or broken: what the vendor's own entries say instead.
+
+    A valid entry is used (and says so); a broken one is an error under ``strict`` (broken
+    metadata must not become pixels silently); no entry at all gives None."""
+    vendor = ax.vendor
+    entries = []
+    if vendor == "CZ_SEM":
+        entries = _zeiss_entries(page)
+    elif vendor in ("FEI_HELIOS", "FEI_SFEG"):
+        raw = _fei_entry(page)
+        if raw is not None:
+            entries = [(f"[Scan] PixelWidth = {raw}", raw if isinstance(raw, float) else None)]
+    for text, metres in entries:
+        if metres is not None and pixel_size_problem(metres, vendor) is None:
+            why = f"rosettasciio's value {problem}" if problem else "rosettasciio found none"
+            return CalibrationReading(metres, vendor, where=f"{vendor} entry {text!r} ({why})",
+                                      magnification=ax.magnification, beam_energy_kv=ax.beam_energy_kv)
+    if entries and strict:
+        text, metres = entries[0]
+        raise _broken_tag(name, vendor, metres if metres is not None else text,
+                          pixel_size_problem(metres, vendor) if metres is not None else "not a length")
+    return None
+
+
+def _from_axes(ax, page, name: str, strict: bool) -> CalibrationReading:
+    """tio2fiji's rules on rosettasciio's reading of a vendor's calibration."""
+    vendor, where = ax.vendor, f"{ax.where} (rosettasciio)"
+    extra = {"where": where, "magnification": ax.magnification, "beam_energy_kv": ax.beam_energy_kv}
+    x_m = _axis_metres(ax.x_scale, ax.x_units)
+    problem = pixel_size_problem(x_m, vendor) if x_m is not None else None
+    if page is not None and (x_m is None or problem):
+        rescued = _rescue(ax, page, name, strict, problem)
+        if rescued is not None:
+            return rescued
+    units = (ax.x_units, ax.y_units)
+    if any(u is not None and "/" in str(u) for u in units):
+        return CalibrationReading(None, f"none: the {vendor} calibration is in reciprocal space "
+                                        f"({ax.x_scale:.4g} {ax.x_units} per pixel: a diffraction "
+                                        f"pattern), not lengths", **extra)
+    x_m, y_m = _axis_metres(ax.x_scale, ax.x_units), _axis_metres(ax.y_scale, ax.y_units)
+    if x_m is None or y_m is None:
+        if units == (None, None):
+            said = f" ({'; '.join(ax.log)})" if ax.log else ""
+            problem = f"rosettasciio finds no pixel size in it{said}"
+            if vendor in MICROSCOPE_SOURCES:
+                # not an error: a navigation camera or a Ronchigram has no calibration to give
+                return CalibrationReading(None, f"none: the microscope's {vendor} tag holds no "
+                                                f"pixel size ({problem}), lengths in pixels", **extra)
+            return CalibrationReading(None, f"none: {vendor} metadata without a pixel size, lengths "
+                                            f"in pixels", **extra)
+        return CalibrationReading(None, f"none: the {vendor} image axes are not lengths "
+                                        f"({ax.x_scale:.4g} {ax.x_units} by {ax.y_scale:.4g} "
+                                        f"{ax.y_units} per pixel), lengths in pixels", **extra)
+    problem = pixel_size_problem(x_m, vendor)
+    if problem:
+        if strict:
+            raise _broken_tag(name, vendor, x_m, problem)
+        return CalibrationReading(None, f"none: the microscope's {vendor} tag gives the pixel size as "
+                                        f"{x_m:g} m, which is not a valid calibration ({problem})",
+                                  **extra)
+    if not math.isclose(x_m, y_m, rel_tol=1e-3):
+        return CalibrationReading(None, f"none: the {vendor} pixels are not square "
+                                        f"({_format_length(x_m)} wide, {_format_length(y_m)} high); "
+                                        f"tio2fiji measures with one pixel size: give it yourself",
+                                  **extra)
+    notes = list(ax.log)
+    if vendor == "CZ_SEM" and page is not None:
+        check = _zeiss_width_check(page, x_m)
+        if check:
+            notes.append(check)
+    return CalibrationReading(x_m, vendor, notes=tuple(notes), **extra)
+
+
+def read_calibration_details(page, name: str | None = None, strict: bool = True,
+                             path=None) -> CalibrationReading:
+    """A TIFF page's calibration with where it was found (see :func:`read_calibration`).
+
+    ``path`` is the file (default: the file ``page`` was read from).
+    """
+    name = name or "TIFF page"
+    tif = page.parent
+    vendor = tiff_vendor(tif, page)
+    if vendor not in (None, "ImageJ"):
+        path = path or getattr(tif.filehandle, "path", None)
+        try:
+            ax = read_vendor_axes(path, page=page, tif=tif)
+        except InputError as exc:
+            if strict and vendor in MICROSCOPE_SOURCES:
+                raise InputError(f"{name}: the microscope's {vendor} metadata cannot be read "
+                                 f"({str(exc).split(': ', 1)[-1]}); {_REMEDY}.") from exc
+            ax = None
+        if ax is not None:
+            reading = _from_axes(ax, page, name, strict)
+            if reading.pixel_size_m is not None or vendor in MICROSCOPE_SOURCES:
+                return reading
+    ps, why_ij = _imagej_pixel_size(page)
+    if ps is not None:
+        return CalibrationReading(ps, "ImageJ", where="ImageJ description: unit= and XResolution")
+    ps, why = _tiff_resolution_pixel_size(page)
+    if ps is not None:
+        return CalibrationReading(ps, RESOLUTION_SOURCE, where="TIFF XResolution and ResolutionUnit")
+    reasons = "; ".join(w for w in (why_ij, why) if w)
+    reason = "none: no calibration in metadata, lengths in pixels"
+    return CalibrationReading(None, reason + (f" ({reasons})" if reasons else ""))
+
+
 def read_calibration(page, name: str | None = None, strict: bool = True) -> tuple[float | None, str]:
     """Pixel size in metres from a TIFF page's metadata, with its source.
 
-    The strongest source wins: the microscope's own tag (Zeiss ``CZ_SEM``, FEI ``FEI_HELIOS`` /
-    ``FEI_SFEG``), then ImageJ's calibration (``unit=`` in the description), then a bare TIFF
-    resolution in inch/cm. Every value must pass :func:`pixel_size_problem`; an ImageJ
-    calibration or TIFF resolution that does not is ignored and the source says why.
+    The strongest source wins: a vendor's convention as rosettasciio reads it (Zeiss ``CZ_SEM``,
+    FEI ``FEI_HELIOS`` / ``FEI_SFEG``, JEOL SightX, DigitalMicrograph, TVIPS, Olympus SIS), then
+    ImageJ's calibration (``unit=`` in the description), then a bare TIFF resolution in inch/cm.
+    Every value must pass :func:`pixel_size_problem`; an ImageJ calibration or TIFF resolution
+    that does not is ignored and the source says why.
 
     Parameters
     ----------
@@ -263,43 +400,22 @@ def read_calibration(page, name: str | None = None, strict: bool = True) -> tupl
     name : str, optional
         The file, for error messages.
     strict : bool
-        A microscope tag with a broken pixel size (0, negative, NaN, infinite, absurd) is an
-        :class:`InputError`; with ``strict=False`` it is ignored and the source says why.
+        A microscope tag with a broken pixel size (0, negative, NaN, infinite, absurd, unreadable)
+        is an :class:`InputError`; with ``strict=False`` it is ignored and the source says why.
 
     Returns
     -------
     pixel_size_m : float or None
     source : str
-        ``"CZ_SEM"``, ``"FEI_HELIOS"``, ``"FEI_SFEG"``, ``"ImageJ"``, ``"TIFF XResolution"``, or a
-        sentence saying why there is no calibration.
+        See :class:`CalibrationReading`.
 
     Raises
     ------
     InputError
         ``strict`` and a microscope tag whose pixel size is not valid.
     """
-    name = name or "TIFF page"
-    tags = page.tags
-    try:
-        ps = _zeiss_pixel_size(tags, name)
-        if ps is not None:
-            return ps, "CZ_SEM"
-        fei = _fei_pixel_size(tags, name)
-        if fei is not None:
-            return fei
-    except InputError as exc:
-        if strict:
-            raise
-        return None, f"none: {str(exc)[len(name) + 2:].split('; ')[0]}"
-    ps, why_ij = _imagej_pixel_size(page)
-    if ps is not None:
-        return ps, "ImageJ"
-    ps, why = _tiff_resolution_pixel_size(page)
-    if ps is not None:
-        return ps, RESOLUTION_SOURCE
-    reasons = "; ".join(w for w in (why_ij, why) if w)
-    reason = "none: no calibration in metadata, lengths in pixels"
-    return None, reason + (f" ({reasons})" if reasons else "")
+    r = read_calibration_details(page, name, strict)
+    return r.pixel_size_m, r.source
 
 
 def parse_length(text: str) -> float:
@@ -341,12 +457,44 @@ def pixel_size_nm(pixel_size_m) -> float | None:
     return value * 1e9
 
 
+def vendor_file_calibration(path, strict: bool = True):
+    """A ``.dm3``/``.dm4``/Velox ``.emd`` file's calibration and rosettasciio's reading of it
+    (whose ``data`` holds the pixels): ``(CalibrationReading, AxesReading)``."""
+    ax = read_vendor_axes(path)
+    return _from_axes(ax, None, str(path), strict), ax
+
+
+def read_pixel_size_details(path, strict: bool = True) -> CalibrationReading:
+    """:func:`read_pixel_size` with where the value was found (:class:`CalibrationReading`)."""
+    path = check_path(path)
+    if path.suffix.lower() in VENDOR_SUFFIXES:
+        return vendor_file_calibration(path, strict)[0]
+    if not (path.suffix.lower() in TIFF_SUFFIXES or is_tiff(path)):
+        return CalibrationReading(*_NO_META["calibration"])
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable TIFF file ({exc}).") from exc
+    with tif:
+        if not len(tif.pages):
+            raise InputError(f"{path}: TIFF file has no image pages.")
+        try:
+            return read_calibration_details(tif.pages[0], name=str(path), strict=strict, path=path)
+        except InputError:
+            raise
+        except Exception as exc:  # tifffile raises many types for broken tags
+            raise InputError(f"{path}: the TIFF's metadata cannot be read ({exc}).") from exc
+
+
 def read_pixel_size(path, strict: bool = True) -> tuple[float | None, str]:
     """Pixel size (metres) and its source from a file's metadata, without reading its pixels.
 
     ``strict`` as in :func:`read_calibration`: a broken microscope tag is an :class:`InputError`.
     """
     path = check_path(path)
+    if path.suffix.lower() in VENDOR_SUFFIXES:
+        r = vendor_file_calibration(path, strict)[0]
+        return r.pixel_size_m, r.source
     if not (path.suffix.lower() in TIFF_SUFFIXES or is_tiff(path)):
         return _NO_META["calibration"]
     try:

@@ -17,6 +17,8 @@ from ..errors import InputError, OutputError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 OTHER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+#: Read by rosettasciio alone (pixels and calibration): DigitalMicrograph and Velox.
+VENDOR_FILE_SUFFIXES = (".dm3", ".dm4", ".emd")
 
 
 def check_path(path) -> Path:
@@ -88,7 +90,7 @@ def file_sha256(path) -> str:
 MASK_SUFFIX = re.compile(r"(_m|_cm|_mask|_masks|_labels|_label|_seg)$", re.IGNORECASE)
 
 
-IMAGE_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES
+IMAGE_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES + VENDOR_FILE_SUFFIXES
 
 
 def find_image_for_mask(mask_path: Path, images_dir: Path) -> Path | None:

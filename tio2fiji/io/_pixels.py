@@ -16,8 +16,8 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
-from ._calibration import _NO_META, read_calibration
-from ._files import OTHER_SUFFIXES, TIFF_SUFFIXES, is_tiff
+from ._calibration import _NO_META, CalibrationReading, read_calibration_details, vendor_file_calibration
+from ._files import OTHER_SUFFIXES, TIFF_SUFFIXES, VENDOR_FILE_SUFFIXES, is_tiff
 
 
 def _select_page(tif: tifffile.TiffFile, path: Path, page: int | None, notes: list):
@@ -119,14 +119,52 @@ def _rgb_to_gray(arr: np.ndarray, path: Path, notes: list) -> np.ndarray:
 def _page_calibration(pg, path: Path) -> dict:
     """The page's calibration, and the error of a broken microscope tag (raised only by
     :func:`read_sem` without a given pixel size: a mask does not need its calibration)."""
+    def of(r):
+        return {"calibration": (r.pixel_size_m, r.source), "reading": r}
+
     try:
-        return {"calibration": read_calibration(pg, name=str(path)), "calibration_error": None}
+        return {**of(read_calibration_details(pg, name=str(path), path=path)), "calibration_error": None}
     except InputError as exc:
-        return {"calibration": read_calibration(pg, name=str(path), strict=False), "calibration_error": exc}
+        return {**of(read_calibration_details(pg, name=str(path), strict=False, path=path)),
+                "calibration_error": exc}
     except Exception as exc:  # tifffile raises many types for broken tags
         err = InputError(f"{path}: the TIFF's calibration metadata cannot be read ({exc}); give the "
                          f"pixel size yourself (measure/distribution: --pixel-size; Python: pixel_size_m=).")
-        return {"calibration": (None, f"none: calibration metadata unreadable ({exc})"), "calibration_error": err}
+        return {**of(CalibrationReading(None, f"none: calibration metadata unreadable ({exc})")),
+                "calibration_error": err}
+
+
+def _fei_bar_hint(tif, page):
+    """FEI/Thermo records the scanned rows (``[Image] ResolutionY``); the rows below them are the
+    data bar it appends: ``(rows, why)``, or None."""
+    meta = getattr(tif, "fei_metadata", None) if "fei" in tif.flags else None
+    image = meta.get("Image") if isinstance(meta, dict) else None
+    try:
+        scanned = int(image["ResolutionY"])
+    except (TypeError, KeyError, ValueError):
+        return None
+    height = int(page.shape[0])
+    bar = height - scanned
+    if not 0 < bar <= 0.15 * height:
+        return None
+    return bar, f"FEI/Thermo metadata: [Image] ResolutionY {scanned} of {height} rows"
+
+
+def _read_vendor_file(path: Path, notes: list):
+    """A ``.dm3``/``.dm4``/Velox ``.emd`` image: pixels and calibration from rosettasciio."""
+    try:
+        reading, ax = vendor_file_calibration(path)
+        meta = {"calibration": (reading.pixel_size_m, reading.source), "reading": reading,
+                "calibration_error": None, "zeiss": False}
+    except InputError as exc:
+        if "cannot read it" in str(exc) or "holds" in str(exc):
+            raise
+        reading, ax = vendor_file_calibration(path, strict=False)
+        meta = {"calibration": (reading.pixel_size_m, reading.source), "reading": reading,
+                "calibration_error": exc, "zeiss": False}
+    arr = np.asarray(ax.data)
+    notes.append("pixels read with rosettasciio")
+    return arr, meta, arr.dtype, None
 
 
 def _read_raw(path: Path, page: int | None, notes: list):
@@ -136,6 +174,8 @@ def _read_raw(path: Path, page: int | None, notes: list):
     source), ``zeiss``: bool), the stored dtype, and the palette indices that are not gray levels
     (None for non-palette images).
     """
+    if path.suffix.lower() in VENDOR_FILE_SUFFIXES:
+        return _read_vendor_file(path, notes)
     if path.suffix.lower() in TIFF_SUFFIXES or is_tiff(path):
         try:
             tif = tifffile.TiffFile(path)
@@ -156,7 +196,8 @@ def _read_raw(path: Path, page: int | None, notes: list):
             elif photometric == 0 and np.issubdtype(arr.dtype, np.integer):  # min-is-white
                 arr = (np.iinfo(arr.dtype).max - arr).astype(arr.dtype)
                 notes.append("min-is-white TIFF inverted to min-is-black")
-            meta = dict(_page_calibration(pg, path), zeiss="CZ_SEM" in pg.tags)
+            meta = dict(_page_calibration(pg, path), zeiss="CZ_SEM" in pg.tags,
+                        bar_hint=_fei_bar_hint(tif, pg))
             return arr, meta, original_dtype, off_ramp
     if path.suffix.lower() in OTHER_SUFFIXES:
         try:
@@ -175,7 +216,7 @@ def _read_raw(path: Path, page: int | None, notes: list):
             arr = _rgb_to_gray(arr, path, notes)
         return arr, _NO_META, original_dtype, None
     raise InputError(
-        f"{path}: not an image tio2fiji can read (expected TIFF, PNG, JPEG or BMP; "
+        f"{path}: not an image tio2fiji can read (expected TIFF, PNG, JPEG, BMP, DM3/DM4 or Velox EMD; "
         f"the file does not start with a TIFF header)."
     )
 

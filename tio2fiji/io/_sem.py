@@ -43,6 +43,10 @@ class SemImage:
         The dtype stored in the file (before any palette or RGB reduction).
     notes : list of str
         Anything the reader decided that a user may want to know (page used, RGB reduced to gray, ...).
+    calibration_where : str
+        Where in the file the pixel size was found (tag or entry, and the reader), "" when none.
+    magnification, beam_energy_kv : float or None
+        As the vendor metadata records them (None when it does not).
     """
 
     data: np.ndarray
@@ -53,6 +57,9 @@ class SemImage:
     data_bar_source: str = "none found"
     original_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.uint8))
     notes: list = field(default_factory=list)
+    calibration_where: str = ""
+    magnification: float | None = None
+    beam_energy_kv: float | None = None
 
     @property
     def analysed(self) -> np.ndarray:
@@ -76,6 +83,7 @@ _BAR_TOLERANCE = 0.03
 _INK_CONTRAST = 0.25
 _INK_RANGE = (0.002, 0.4)
 _EDGE_FRACTION = 0.95
+_TOP_ROW_INK = 0.01
 #: A detected data bar taller than this fraction of the frame is taken for image content.
 MAX_BAR_FRACTION = 0.15
 
@@ -111,7 +119,8 @@ def _is_text_panel(image: np.ndarray, frac: np.ndarray, top: int, bottom: int, m
     lo, hi = float(image.min()), float(image.max())
     ink = image[top:bottom + 1] > lo + _INK_CONTRAST * (hi - lo)
     per_row = ink.mean(axis=1)
-    if per_row[0] >= _INK_RANGE[0] or int((per_row >= _INK_RANGE[0]).sum()) < 2:
+    # the top row carries no text (a few pixels of a frame line at the borders are allowed)
+    if per_row[0] >= _TOP_ROW_INK or int((per_row >= _INK_RANGE[0]).sum()) < 2:
         return False
     return _INK_RANGE[0] <= float(ink.mean()) <= _INK_RANGE[1]
 
@@ -121,7 +130,8 @@ def detect_data_bar(image: np.ndarray, zeiss: bool = False, min_fraction: float 
     """Height in rows of the microscope's data bar at the bottom of ``image``, 0 if there is none.
 
     The bar is a panel under the micrograph whose rows are mostly one flat value (its background,
-    the image's darkest value, within 3 % of the image's range so that JPEG noise does not break
+    the image's darkest value, or for a light panel with dark text its brightest, within 3 % of the
+    image's range so that JPEG noise does not break
     it), with text in it. We look for the lowest block of such rows within the bottom
     ``search_fraction`` of the image, allowing a few image-like rows below it (some microscopes draw
     the panel inset in its band), and accept it only with the structure of a data bar: a sharp top
@@ -153,10 +163,21 @@ def detect_data_bar(image: np.ndarray, zeiss: bool = False, min_fraction: float 
     image = np.asarray(image)
     if image.ndim != 2 or image.shape[0] < 8 or image.shape[1] < 8:
         return 0
-    h = image.shape[0]
     lo, hi = float(image.min()), float(image.max())
     if not hi > lo:  # also NaN
         return 0
+    dark = _dark_panel_bar(image, zeiss, min_fraction, search_fraction)
+    if dark:
+        return dark
+    # a light panel with dark text (Zeiss SmartSEM's white bar): the same rule on the negative
+    negative = (hi + lo) - image.astype(np.float64)
+    return _dark_panel_bar(negative, zeiss, min_fraction, search_fraction)
+
+
+def _dark_panel_bar(image: np.ndarray, zeiss: bool, min_fraction: float, search_fraction: float) -> int:
+    """:func:`detect_data_bar` for a panel of the image's darkest value."""
+    h = image.shape[0]
+    lo, hi = float(image.min()), float(image.max())
     start = h - max(1, int(h * search_fraction))
     frac = _background_fraction(image, max(0, start - 1), max(1.0, _BAR_TOLERANCE * (hi - lo)))
     block = _lowest_flat_block(frac, start, min_fraction)
@@ -177,6 +198,51 @@ def detect_data_bar(image: np.ndarray, zeiss: bool = False, min_fraction: float 
                     f"as image (give --data-bar-rows if it is a bar).")
         return 0
     return int(height)
+
+
+def detect_overlay_bar(image: np.ndarray, overlay_values, zeiss: bool = False, min_fraction: float = 0.5,
+                       search_fraction: float = 0.25) -> int:
+    """Height of a data bar drawn in a palette image's overlay colours, 0 if there is none.
+
+    Zeiss SmartSEM draws some data bars (e.g. a light panel on 512-pixel images) with the colour-map
+    entries that are not gray levels (``overlay_values``, :func:`._pixels._palette_to_gray`), so the
+    panel is not the image's darkest flat value that :func:`detect_data_bar` looks for. Here the bar
+    is the lowest block of rows in the bottom ``search_fraction`` in which at least
+    ``min_fraction`` of the pixels are overlay entries, reaching the bottom within a few rows; with
+    ``zeiss`` a panel inside the reserved zone (one twelfth of the height) gives the zone, and one
+    that starts a row or two above it its own height.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D raw palette indices.
+    overlay_values : array-like
+        The indices that are overlay colours.
+    zeiss : bool
+        The image has a ``CZ_SEM`` tag.
+    min_fraction, search_fraction : float
+
+    Returns
+    -------
+    int
+    """
+    overlay_values = np.asarray(overlay_values)
+    image = np.asarray(image)
+    if overlay_values.size == 0 or image.ndim != 2 or image.shape[0] < 8:
+        return 0
+    h = image.shape[0]
+    start = h - max(1, int(h * search_fraction))
+    frac = np.isin(image[start:], overlay_values).mean(axis=1)
+    rows = np.flatnonzero(frac >= min_fraction) + start
+    if rows.size == 0 or h - 1 - rows[-1] > max(4, h // 100):
+        return 0
+    top = int(rows[-1])
+    while top - 1 >= start and frac[top - 1 - start] >= min_fraction:
+        top -= 1
+    height = h - top
+    if zeiss and height <= h // 12:
+        return h // 12
+    return height if height <= MAX_BAR_FRACTION * h else 0
 
 
 def analysed_area(image: np.ndarray, data_bar_rows: int) -> np.ndarray:
@@ -232,12 +298,24 @@ def read_sem(path, data_bar_rows: int | None = None, pixel_size_m: float | None 
     if data_bar_rows is None:
         bar = detect_data_bar(arr, zeiss=meta["zeiss"])
         bar_source = "detected" if bar else "none found"
+        overlay = detect_overlay_bar(arr, off_ramp if off_ramp is not None else (), zeiss=meta["zeiss"])
+        if overlay > bar:
+            bar, bar_source = overlay, "detected (drawn in the palette's overlay colours)"
+        hint = meta.get("bar_hint")
+        if hint is not None:
+            found = f"; the content gives {bar}" if bar and bar != hint[0] else ""
+            bar, bar_source = hint[0], f"{hint[1]}{found}"
     else:
         bar = int(data_bar_rows)
         if not 0 <= bar < arr.shape[0]:
             raise InputError(f"{path}: data bar of {bar} rows does not fit an image {arr.shape[0]} rows high.")
         bar_source = "given"
     _check_palette_area(analysed_area(arr, bar), off_ramp, path)
+    reading = meta.get("reading")
+    notes.extend(reading.notes if reading is not None else ())
     return SemImage(data=arr, path=path, pixel_size_m=ps, pixel_size_source=source,
                     data_bar_rows=bar, data_bar_source=bar_source,
-                    original_dtype=np.dtype(original_dtype), notes=notes)
+                    original_dtype=np.dtype(original_dtype), notes=notes,
+                    calibration_where="" if reading is None or source == "given" else reading.where,
+                    magnification=getattr(reading, "magnification", None),
+                    beam_energy_kv=getattr(reading, "beam_energy_kv", None))
