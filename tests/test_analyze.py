@@ -140,7 +140,8 @@ def test_failures_are_reported_and_the_others_go_on(tmp_path, model, crops):
     bad.write_text("not an image")
     calls = []
     res = analyze_images([cal, bad, tmp_path / "missing.tif", raw], tmp_path / "out", model=model,
-                         n_boot=200, envelope_sims=19, progress=lambda *a: calls.append(a))
+                         n_boot=200, envelope_sims=19, progress=lambda *a: calls.append(a),
+                         allow_pixels=True)
     assert calls == [(1, 4, "crop.tif"), (2, 4, "bad.tif"), (3, 4, "missing.tif"), (4, 4, "crop.tif")]
     assert [p for p, _ in res.failures] == [str(bad), str(tmp_path / "missing.tif")]
     assert "not a readable TIFF" in res.failures[0][1] and "file not found" in res.failures[1][1]
@@ -155,6 +156,8 @@ def test_failures_are_reported_and_the_others_go_on(tmp_path, model, crops):
     c, r = res.images
     assert (c["pixel_size_source"], c["unit"]) == ("ImageJ", "nm")
     assert r["pixel_size_m"] is None and r["unit"] == "pixel" and r["pixel_size_source"].startswith("none")
+    assert any("lengths in pixels (--allow-pixels)" in n and "no burned-in field width or scale bar" in n
+               for n in r["notes"])
     s = res.summary[res.summary["particles_kind"] == "all"]
     assert list(s["unit"]) == ["nm", "pixel"]
     # the same pixels: counts and coverage agree, sizes differ by the pixel size
@@ -178,6 +181,22 @@ def test_cli_analyze_exit_code_1_when_an_image_fails(tmp_path, crops):
     assert "(calibration: ImageJ)" in res.output
     assert "missing.tif: file not found" in res.output and "1 of 2 file(s) failed" in res.output
     assert (tmp_path / "o" / "report.html").is_file() and (tmp_path / "o" / "summary.csv").is_file()
+
+
+def test_an_image_nothing_calibrates_is_refused_unless_pixels_or_a_size_are_asked_for(tmp_path, crops):
+    """No metadata and no burned-in bar: no silent pixels; --pixel-size fills the gap, --allow-pixels
+    measures in pixels."""
+    _, raw = crops
+    res = CliRunner().invoke(main, ["analyze", str(raw), "--out", str(tmp_path / "o"), "--threads", "1"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "no pixel size (metadata: no calibration in metadata" in res.output
+    assert "give it with --pixel-size (e.g. 7.3nm), or measure in pixels with --allow-pixels" in res.output
+    res = CliRunner().invoke(main, ["analyze", str(raw), "--out", str(tmp_path / "g"), "--threads", "1",
+                                    "--pixel-size", "5nm"])
+    assert res.exit_code == 0, res.output
+    assert "(calibration: given (the file has none))" in res.output and " nm [" in res.output
+    meta = json.loads((tmp_path / "g" / "analysis.json").read_text())
+    assert meta["images"][0]["pixel_size_m"] == pytest.approx(5e-9) and meta["options"]["pixel_size_m"] == 5e-9
 
 
 def test_cli_analyze_bad_option_is_one_line(tmp_path, crops):

@@ -41,6 +41,7 @@ from .imagej import BACKENDS, measure_imagej
 from .instances import CONNECTIVITY, SEPARATE, labels_to_separated_mask
 from .io import (
     RunFolder,
+    calibrate_missing,
     check_output_dir,
     file_sha256,
     read_sem,
@@ -177,7 +178,8 @@ def _check_options(backend, separate, connectivity, methods, points):
 def analyze_images(images, out_dir, model="default", backend="native", separate="auto",
                    connectivity=CONNECTIVITY, methods=("clark-evans", "monte-carlo"), points="auto",
                    threshold=None, n_boot=1000, seed=0, n_sim=199, envelope_sims=39, report=True,
-                   complete_only=False, progress=None, data_bar_rows=None) -> AnalysisResult:
+                   complete_only=False, progress=None, data_bar_rows=None, pixel_size_m=None,
+                   allow_pixels=False) -> AnalysisResult:
     """Segment, measure and test SEM images; write tables, plots and the HTML report.
 
     Parameters
@@ -235,6 +237,12 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     data_bar_rows : int, optional
         Height of the data bar of every image (0: none); detected per image when None
         (:func:`tio2fiji.io.detect_data_bar`). Recorded as ``options.data_bar_rows``.
+    pixel_size_m : float, optional
+        Pixel size (metres) of the images whose file gives none, neither in its metadata nor in its
+        burned-in field width or scale bar (:func:`tio2fiji.io.calibrate_missing`).
+    allow_pixels : bool
+        Measure an image that nothing calibrates in pixels; without it such an image fails
+        (listed in ``failures``) instead of silently turning nm into pixels.
 
     Returns
     -------
@@ -253,6 +261,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     _check_options(backend, separate, connectivity, methods, points)
     check_options(threshold=threshold, n_boot=n_boot, seed=seed, n_sim=n_sim, envelope_sims=envelope_sims)
     data_bar_rows = check_option("data_bar_rows", data_bar_rows)
+    pixel_size_m = check_option("pixel_size_m", pixel_size_m)
     if not images:
         raise InputError("no images given.")
     out_dir = check_output_dir(out_dir, keep=False)  # before the model is loaded or anything computed
@@ -266,7 +275,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
 
     def analyze_one(path, name, stem):
         t0 = time.perf_counter()
-        sem = read_sem(path, data_bar_rows=data_bar_rows)
+        sem = calibrate_missing(read_sem(path, data_bar_rows=data_bar_rows), pixel_size_m=pixel_size_m,
+                                allow_pixels=allow_pixels)
         seg = segment(net, sem, threshold=threshold, separate=separate, connectivity=connectivity)
         labels = np.asarray(seg.labels)
         ps = sem.pixel_size_m
@@ -301,6 +311,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         meta = {
             "image": name, "path": str(path), "width": int(w), "height": int(h),
             "pixel_size_m": ps, "pixel_size_source": sem.pixel_size_source, "unit": sem.unit,
+            "calibration_where": sem.calibration_where, "notes": list(sem.notes),
             "data_bar_rows": int(sem.data_bar_rows), "particles": int(len(table)),
             "complete_particles": int(table["complete"].sum()),
             # coverage counts the thresholded probability: the one-pixel cuts between touching
@@ -325,7 +336,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                    "methods": list(methods), "points": points,
                    "threshold": threshold if threshold is not None else model_desc["threshold"],
                    "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
-                   "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows}
+                   "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows,
+                   "pixel_size_m": pixel_size_m, "allow_pixels": bool(allow_pixels)}
         versions = run_versions(backend if res.images else None)  # no JVM started for nothing
         if tables:
             res.particles = concat_tables(tables)

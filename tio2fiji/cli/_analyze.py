@@ -16,6 +16,7 @@ from ._common import (
     _CONNECTIVITY,
     _Checked,
     _fail_early_if_none_readable,
+    _pixel_size,
     _Progress,
     _report_failures,
     example_data_dir,
@@ -51,8 +52,13 @@ from ._inspect import info
                    "hidden or cut); particles.csv keeps every particle with its complete column.")
 @click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
               help="Height of the microscope's data bar (0: none); detected from each image when omitted.")
+@click.option("--pixel-size", default=None,
+              help="Pixel size (e.g. 7.3nm) of the images whose file gives none, neither in its metadata "
+                   "nor in its burned-in field width or scale bar.")
+@click.option("--allow-pixels", is_flag=True,
+              help="Measure images that nothing calibrates in pixels, instead of refusing them.")
 def analyze(images, out_dir, model_path, backend, separate, connectivity, methods, threshold, seed, threads,
-            complete_only, data_bar_rows):
+            complete_only, data_bar_rows, pixel_size, allow_pixels):
     """Segment SEM IMAGES, measure every particle, test their spatial distribution, and write
     particles.csv, distribution.csv, summary.csv (per image a row of all particles and one of the
     complete ones), plots/ and report.html."""
@@ -68,6 +74,7 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
         res = analyze_images(list(images), out_dir, model=model_path, backend=backend, separate=separate,
                              connectivity=int(connectivity), methods=methods, threshold=threshold,
                              seed=seed, complete_only=complete_only, data_bar_rows=data_bar_rows,
+                             pixel_size_m=_pixel_size(pixel_size), allow_pixels=allow_pixels,
                              progress=bar)
     finally:
         bar.close()

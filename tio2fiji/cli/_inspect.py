@@ -24,12 +24,13 @@ def _format_pixel_size(ps):
 def info(images, data_bar_rows, page):
     """Print size, type, calibration (its value, vendor tag or entry and reader), data-bar height and
     the recorded magnification and beam energy of SEM IMAGES."""
-    from ..io import read_sem
+    from ..io import calibrate_missing, read_sem
 
     failed = 0
     for path in images:
         try:
-            sem = read_sem(path, data_bar_rows=data_bar_rows, page=page)
+            # no metadata: what analyze would read from the burned-in bar (Tesseract)
+            sem = calibrate_missing(read_sem(path, data_bar_rows=data_bar_rows, page=page), allow_pixels=True)
         except Tio2FijiError as exc:
             click.echo(f"error: {exc}", err=True)
             failed += 1

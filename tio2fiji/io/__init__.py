@@ -3,14 +3,18 @@
 The rules that decide which numbers reach the analysis live here:
 
 * **Calibration** (physical pixel size, always in metres: ``pixel_size_m``) from the image's own
-  metadata (:func:`read_calibration`), else none (lengths in pixels, and the source says why).
+  metadata: the vendors' conventions through rosettasciio (:mod:`._vendor`), ImageJ, a TIFF
+  resolution (:func:`read_calibration`); else none (lengths in pixels, and the source says why).
+  :func:`calibrate_missing` then reads the burned-in field width or scale bar (Tesseract), takes
+  the user's pixel size, or refuses physical units.
   Every pixel size passes one plausibility rule (:func:`pixel_size_problem`): a broken microscope
   tag is an error, a print/screen dpi is never a calibration; :func:`calibration_rank` orders the
   sources (given > microscope tag > ImageJ > TIFF resolution).
 * **Palette images** are read as their raw indices, which are the detector values
   (:mod:`tio2fiji.io._pixels`).
-* **Data bar**: detected from the image content (:func:`detect_data_bar`) unless given; the
-  analysed area excludes it.
+* **Data bar**: detected from the image content (:func:`detect_data_bar`: dark or light panels;
+  :func:`detect_overlay_bar`: panels in a palette's overlay colours) or the vendor's metadata
+  (FEI/Thermo) unless given; the analysed area excludes it.
 * **Masks and label images**: :func:`read_mask` (binary), :func:`read_labels`,
   :func:`read_mask_or_labels`; :func:`mask_for_image` crops a mask to its image's analysed area.
 * **Files**: :func:`pair_files` / :func:`find_image_for_mask` pair masks with their images;
@@ -27,8 +31,11 @@ from ._calibration import (
     parse_length,
     pixel_size_nm,
     pixel_size_problem,
+    CalibrationReading,
     read_calibration,
+    read_calibration_details,
     read_pixel_size,
+    read_pixel_size_details,
 )
 from ._files import (
     IMAGE_SUFFIXES,
@@ -52,10 +59,14 @@ from ._masks import (
     write_labels,
     write_mask,
 )
+from ._fallback import BURNED_IN_SOURCES, calibrate_missing
 from ._outdir import LOCK, MANIFEST, RunFolder, check_output_dir, read_manifest
-from ._sem import SemImage, analysed_area, detect_data_bar, read_sem
+from ._sem import SemImage, analysed_area, detect_data_bar, detect_overlay_bar, read_sem
+from ._vendor import AxesReading, read_vendor_axes
 
 __all__ = [
+    "AxesReading", "BURNED_IN_SOURCES", "CalibrationReading", "calibrate_missing", "detect_overlay_bar",
+    "read_calibration_details", "read_pixel_size_details", "read_vendor_axes",
     "LOCK", "MANIFEST", "RunFolder", "check_output_dir", "read_manifest",
     "PIXEL_SIZE_RANGE_M", "RESOLUTION_MAX_PIXEL_M", "calibration_rank", "choose_calibration",
     "pixel_size_problem",

@@ -95,11 +95,14 @@ def pixel_size_problem(pixel_size_m, source: str = "given") -> str | None:
 
 
 def calibration_rank(source: str) -> int:
-    """How strong a calibration source is: given 4, microscope tag 3, ImageJ 2, TIFF resolution 1, none 0."""
+    """How strong a calibration source is: given 4, microscope tag 3, ImageJ or a burned-in field
+    width / scale bar 2, TIFF resolution 1, none 0."""
     if source == "given":
         return 4
     if source in MICROSCOPE_SOURCES:
         return 3
+    if source.startswith("burned-in ") or source.startswith("given"):
+        return 2 if source.startswith("burned-in ") else 4
     return {"ImageJ": 2, RESOLUTION_SOURCE: 1}.get(source, 0)
 
 

@@ -1,0 +1,75 @@
+"""An image without calibration metadata: the burned-in bar, the user's pixel size, or a refusal.
+
+:func:`calibrate_missing` is what ``tio2fiji analyze`` and ``info`` do after :func:`read_sem` finds
+no calibration in the file: read the microscope's burned-in field width or scale bar
+(:func:`tio2fiji.io.read_burned_in_calibration`, Tesseract), else take the pixel size the user
+gave, else refuse physical units unless lengths in pixels were asked for. The source of the value
+is named in every output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..errors import InputError
+from ._calibration import _format_length, pixel_size_problem
+from ._sem import SemImage
+
+__all__ = ["BURNED_IN_SOURCES", "calibrate_missing"]
+
+#: Source names of a pixel size read from the pixels (rank 2 in :func:`calibration_rank`).
+BURNED_IN_SOURCES = ("burned-in field width", "burned-in scale bar")
+
+
+def calibrate_missing(sem: SemImage, pixel_size_m: float | None = None, allow_pixels: bool = False,
+                      burned_in: bool = True) -> SemImage:
+    """``sem`` with a pixel size when its file has none; ``sem`` itself when it has one.
+
+    Parameters
+    ----------
+    sem : SemImage
+        From :func:`tio2fiji.io.read_sem`.
+    pixel_size_m : float, optional
+        The user's pixel size (metres), used when the burned-in bar gives none.
+    allow_pixels : bool
+        Measure in pixels when nothing gives a pixel size, instead of refusing.
+    burned_in : bool
+        Read the burned-in field width or scale bar (Tesseract) first.
+
+    Returns
+    -------
+    SemImage
+        With ``pixel_size_source`` ``"burned-in field width"`` / ``"burned-in scale bar"`` (the text
+        read is in ``calibration_where``), ``"given (the file has none)"``, or unchanged in pixels
+        with a note.
+
+    Raises
+    ------
+    InputError
+        Nothing gives a pixel size and ``allow_pixels`` is False; a bad ``pixel_size_m``.
+    """
+    if sem.calibrated:
+        return sem
+    why = sem.pixel_size_source.removeprefix("none: ")
+    tried = [f"metadata: {why}"]
+    if burned_in:
+        from ._scalebar import read_burned_in_calibration
+
+        found = read_burned_in_calibration(sem.data, data_bar_rows=sem.data_bar_rows or None)
+        if found is not None:
+            source = f"burned-in {found.method}"
+            return replace(sem, pixel_size_m=found.pixel_size_m, pixel_size_source=source,
+                           calibration_where=f"{found.detail} (OCR text {found.text!r}, Tesseract)",
+                           notes=[*sem.notes, f"no calibration in the file ({why}); read from the "
+                                              f"burned-in {found.method}: {_format_length(found.pixel_size_m)}"])
+        tried.append("no burned-in field width or scale bar could be read")
+    if pixel_size_m is not None:
+        problem = pixel_size_problem(pixel_size_m)
+        if problem:
+            raise InputError(f"{sem.path}: the given pixel size {pixel_size_m!r} is not valid ({problem}).")
+        return replace(sem, pixel_size_m=float(pixel_size_m), pixel_size_source="given (the file has none)",
+                       calibration_where="--pixel-size", notes=[*sem.notes, "; ".join(tried)])
+    if allow_pixels:
+        return replace(sem, notes=[*sem.notes, f"lengths in pixels (--allow-pixels): {'; '.join(tried)}"])
+    raise InputError(f"{sem.path}: no pixel size ({'; '.join(tried)}); give it with --pixel-size "
+                     f"(e.g. 7.3nm), or measure in pixels with --allow-pixels.")
