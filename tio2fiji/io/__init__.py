@@ -26,17 +26,18 @@ The rules that decide which numbers reach the analysis live here:
 from ._calibration import (
     PIXEL_SIZE_RANGE_M,
     RESOLUTION_MAX_PIXEL_M,
+    CalibrationReading,
     calibration_rank,
     choose_calibration,
     parse_length,
     pixel_size_nm,
     pixel_size_problem,
-    CalibrationReading,
     read_calibration,
     read_calibration_details,
     read_pixel_size,
     read_pixel_size_details,
 )
+from ._fallback import BURNED_IN_SOURCES, calibrate_missing
 from ._files import (
     IMAGE_SUFFIXES,
     MASK_SUFFIX,
@@ -59,7 +60,6 @@ from ._masks import (
     write_labels,
     write_mask,
 )
-from ._fallback import BURNED_IN_SOURCES, calibrate_missing
 from ._outdir import LOCK, MANIFEST, RunFolder, check_output_dir, read_manifest
 from ._sem import SemImage, analysed_area, detect_data_bar, detect_overlay_bar, read_sem
 from ._vendor import AxesReading, read_vendor_axes

@@ -55,7 +55,12 @@ def calibrate_missing(sem: SemImage, pixel_size_m: float | None = None, allow_pi
     if burned_in:
         from ._scalebar import read_burned_in_calibration
 
-        found = read_burned_in_calibration(sem.data, data_bar_rows=sem.data_bar_rows or None)
+        try:
+            found = read_burned_in_calibration(sem.data, data_bar_rows=sem.data_bar_rows or None)
+        except InputError as exc:  # Tesseract missing: say so, fall through to the other choices
+            if not allow_pixels and pixel_size_m is None:
+                raise
+            found, tried = None, [*tried, str(exc)]
         if found is not None:
             source = f"burned-in {found.method}"
             return replace(sem, pixel_size_m=found.pixel_size_m, pixel_size_source=source,
