@@ -256,7 +256,7 @@ def test_labels_to_separated_mask_cuts_touching_labels_only():
 def test_image_without_particles_gives_a_zero_row_not_a_failure(tmp_path, model):
     blank = tmp_path / "blank.tif"
     tifffile.imwrite(blank, np.full((200, 260), 40, np.uint8))  # flat substrate, nothing on it
-    res = analyze_images([blank], tmp_path / "o", model=model, n_boot=50)
+    res = analyze_images([blank], tmp_path / "o", model=model, n_boot=50, allow_pixels=True)
     assert res.ok and len(res.particles) == 0
     row = res.summary.iloc[0]
     assert row["particles"] == 0 and row["area_coverage_pct"] == 0.0 and np.isnan(row["ECD_median"])

@@ -165,7 +165,7 @@ def test_analyze_data_bar_rows_is_used_and_recorded(tmp_path, frames):
     tifffile.imwrite(p, frames[0][400:528, 300:460])  # 128×160, no bar
     for rows, height in ((None, 128), (0, 128), (28, 100)):
         out = tmp_path / f"o{rows}"
-        args = ["analyze", str(p), "--out", str(out), "--threads", "1"]
+        args = ["analyze", str(p), "--out", str(out), "--threads", "1", "--allow-pixels"]
         args += [] if rows is None else ["--data-bar-rows", str(rows)]
         res = CliRunner().invoke(main, args)
         assert res.exit_code == 0, res.output

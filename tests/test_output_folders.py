@@ -284,7 +284,7 @@ def test_analyze_failed_rerun_leaves_no_earlier_csvs_beside_its_report(tmp_path)
     img = tmp_path / "x.tif"
     tifffile.imwrite(img, tifffile.imread(EX / "SEM" / "1908252.tif")[:256, :256])
     assert CliRunner().invoke(main, ["analyze", str(img), "--out", str(out), "--method",
-                                     "clark-evans", "--threads", "1"]).exit_code == 0
+                                     "clark-evans", "--threads", "1", "--allow-pixels"]).exit_code == 0
     assert (out / "particles.csv").exists() and (out / "x_mask.tif").exists()
     broken = tmp_path / "x2.tif"
     broken.write_bytes(b"II*\x00 broken")

@@ -93,7 +93,7 @@ def test_all_white_frame_is_flagged_by_analyze(tmp_path):
     tifffile.imwrite(white, np.full((256, 320), 255, np.uint8))
     with pytest.warns(ResultWarning, match="white.tif: .* of the analysed area is particle"):
         res = analyze_images([white], tmp_path / "o", n_boot=20, envelope_sims=0,
-                             methods=("clark-evans",))
+                             methods=("clark-evans",), allow_pixels=True)
     assert res.images[0]["warnings"]
     summary = pd.read_csv(tmp_path / "o" / "summary.csv", keep_default_na=False)
     assert "of the analysed area is particle" in summary.loc[0, "warnings"]
