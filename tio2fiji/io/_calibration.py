@@ -494,22 +494,5 @@ def read_pixel_size(path, strict: bool = True) -> tuple[float | None, str]:
 
     ``strict`` as in :func:`read_calibration`: a broken microscope tag is an :class:`InputError`.
     """
-    path = check_path(path)
-    if path.suffix.lower() in VENDOR_SUFFIXES:
-        r = vendor_file_calibration(path, strict)[0]
-        return r.pixel_size_m, r.source
-    if not (path.suffix.lower() in TIFF_SUFFIXES or is_tiff(path)):
-        return _NO_META["calibration"]
-    try:
-        tif = tifffile.TiffFile(path)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable TIFF file ({exc}).") from exc
-    with tif:
-        if not len(tif.pages):
-            raise InputError(f"{path}: TIFF file has no image pages.")
-        try:
-            return read_calibration(tif.pages[0], name=str(path), strict=strict)
-        except InputError:
-            raise
-        except Exception as exc:  # tifffile raises many types for broken tags
-            raise InputError(f"{path}: the TIFF's metadata cannot be read ({exc}).") from exc
+    r = read_pixel_size_details(path, strict)
+    return r.pixel_size_m, r.source
