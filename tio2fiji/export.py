@@ -47,7 +47,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, Tio2FijiError
-from .export_maskrcnn import _DATA_CITATION, _DATA_DOI, _EXAMPLE, _LICENSE, ONNX_OPSET, _quiet
+from .export_maskrcnn import _DATA_CITATION, _DATA_DOI, _EXAMPLE, _LICENSE, ONNX_OPSET, _quiet, save_onnx
 from .io import atomic_write, file_sha256, read_sem
 from .models.checkpoint import load_model, model_arch, model_threshold
 from .transforms import normalize_for_network
@@ -163,12 +163,7 @@ def _write_onnx(module, path: Path, threshold: float, source: str) -> None:
         "tio2fiji.threshold": repr(float(threshold)),
         "license": f"weights: {_LICENSE} (training data: {_DATA_CITATION} doi:{_DATA_DOI})",
     }
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.doc_string = "tio2fiji U-Net for TiO2 nanoparticles in SEM images (particle probability)"
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    save_onnx(proto, meta, "tio2fiji U-Net for TiO2 nanoparticles in SEM images (particle probability)", path)
 
 
 def check_onnx(path, model="default", test_image=None) -> dict:

@@ -129,10 +129,18 @@ def _write(module, path: Path, post: dict, source: str) -> None:
         "tio2fiji.max_overlap": repr(post["max_overlap"]),
         "license": f"weights: {_LICENSE} (training data: {_DATA_CITATION} doi:{_DATA_DOI})",
     }
+    save_onnx(proto, meta, "tio2fiji Mask R-CNN for TiO2 nanoparticles in SEM images (one tile's detections)",
+              path)
+
+
+def save_onnx(proto, meta: dict, doc: str, path: Path) -> None:
+    """Add ``meta`` as metadata and ``doc`` to an exported graph, check it and write it."""
+    import onnx
+
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.doc_string = "tio2fiji Mask R-CNN for TiO2 nanoparticles in SEM images (one tile's detections)"
+    proto.doc_string = doc
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
 
