@@ -148,3 +148,11 @@ def _mask_options(f):
                      help="Output folder.")(f)
     return click.argument("masks", nargs=-1, required=True, type=click.Path(path_type=Path))(f)
 
+
+
+def _device_option(f):
+    """``--device auto|cpu|cuda[:N]`` of every command that runs a network (checked when used, by
+    :func:`tio2fiji.models.resolve_device`, so that parsing it loads no torch)."""
+    return click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+                        help="Where the network runs: auto = the first CUDA GPU when torch sees one, "
+                             "else the CPU.")(f)

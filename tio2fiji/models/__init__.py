@@ -3,6 +3,7 @@
 * :mod:`~tio2fiji.models.unet`: the U-Net family of the thesis (Tables 6-7);
 * :mod:`~tio2fiji.models.maskrcnn`: Mask R-CNN with the thesis's changes (Table 3);
 * :mod:`~tio2fiji.models.weights`: local ResNet weight files for their encoders/backbones;
+* :mod:`~tio2fiji.models.device`: which torch device ``--device`` names (``auto``: CUDA when present);
 * :mod:`~tio2fiji.models.checkpoint`: the one reader and writer of model files (training
   checkpoints and compact files, with the post-processing parameters stored next to the weights).
 
@@ -19,8 +20,9 @@ from .checkpoint import (
                          model_threshold,
                          save_checkpoint,
 )
+from .device import DEVICE_CHOICES, resolve_device
 from .unet import CONFIGS, ENCODERS, build_config, build_unet, parse_config
 
 __all__ = ["CONFIGS", "ENCODERS", "build_config", "build_unet", "parse_config", "DEFAULT_MODEL",
            "load_model", "export_model", "load_checkpoint", "save_checkpoint", "model_arch",
-           "model_threshold", "model_postprocessing"]
+           "model_threshold", "model_postprocessing", "DEVICE_CHOICES", "resolve_device"]
