@@ -69,18 +69,6 @@ def test_bam_palette_read_as_raw_detector_values(example_images):
     assert np.isin(sem.data[704:], overlay).any()
 
 
-def test_palette_overlay_in_analysed_area_is_an_error(tmp_path, example_images):
-    with tifffile.TiffFile(example_images[0]) as tif:
-        raw = tif.pages[0].asarray()
-        cmap = tif.pages[0].colormap
-    raw = raw.copy()
-    raw[100, 100] = 9  # an overlay (red) entry inside the micrograph
-    p = tmp_path / "overlay.tif"
-    tifffile.imwrite(p, raw, photometric="palette", colormap=cmap)
-    with pytest.raises(InputError, match="coloured palette entries"):
-        read_sem(p, data_bar_rows=64)
-
-
 # ---------------------------------------------------------------- calibration sources
 
 

@@ -35,7 +35,8 @@ from .errors import InputError
 
 __all__ = ["CONNECTIVITY", "SEPARATE", "SEPARATIONS", "WATERSHED_DEFAULTS", "connected_components",
            "watershed_split", "labels_from_probability", "particle_scores",
-           "labels_to_separated_mask", "STAR_DEFAULTS", "STAR_MODES", "star_targets", "labels_from_star"]
+           "labels_to_separated_mask", "remove_touching", "STAR_DEFAULTS", "STAR_MODES", "star_targets",
+           "labels_from_star"]
 
 #: Particle connectivity used by default everywhere (segmentation, measurement, scoring): the BAM
 #: manual masks, and ours, keep touching particles apart by one-pixel lines that are 8-connected,
@@ -195,6 +196,50 @@ def particle_scores(labels, probability) -> np.ndarray:
     total = np.bincount(lab.ravel(), weights=probs.ravel(), minlength=n + 1)[1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(area > 0, total / np.maximum(area, 1), 0.0)
+
+
+def remove_touching(labels, mask, scores=None):
+    """Remove the particles that overlap or touch (8-neighbours) the True pixels of ``mask``.
+
+    A particle beside an annotation burned into the image (:func:`tio2fiji.io.detect_annotations`)
+    is partly hidden by it, as a particle at the image edge is cut by it; neither is measured whole.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Label image in raster order (0 = background).
+    mask : ndarray of bool
+        Same shape.
+    scores : ndarray, optional
+        Per-particle values (``scores[i - 1]`` belongs to label ``i``), kept for the particles kept.
+
+    Returns
+    -------
+    labels : ndarray
+        The kept particles, renumbered 1..n in their original order (so raster order is kept).
+    scores : ndarray or None
+    removed : int
+        How many particles were removed.
+    """
+    lab = np.asarray(labels)
+    mask = np.asarray(mask, bool)
+    if mask.shape != lab.shape:
+        raise InputError(f"mask is {mask.shape} but the label image is {lab.shape}.")
+    if not mask.any():
+        return lab, scores, 0
+    near = ndi.binary_dilation(mask, structure=_STRUCTURES[8])
+    hit = np.unique(lab[near])
+    hit = hit[hit > 0]
+    if hit.size == 0:
+        return lab, scores, 0
+    keep = np.ones(int(lab.max()) + 1, bool)
+    keep[hit] = False
+    keep[0] = True
+    out = np.where(keep[lab], lab, 0)
+    out = relabel_sequential(out)[0].astype(lab.dtype, copy=False)
+    if scores is not None:
+        scores = np.asarray(scores)[keep[1:len(scores) + 1]]
+    return out, scores, int(hit.size)
 
 
 def labels_to_separated_mask(labels, connectivity=4) -> np.ndarray:

@@ -15,6 +15,8 @@ The rules that decide which numbers reach the analysis live here:
 * **Data bar**: detected from the image content (:func:`detect_data_bar`: dark or light panels;
   :func:`detect_overlay_bar`: panels in a palette's overlay colours) or the vendor's metadata
   (FEI/Thermo) unless given; the analysed area excludes it.
+* **Annotations** inside the image area (burned-in scale bar or text, palette overlay colours):
+  :func:`detect_annotations`; ``SemImage.annotation_mask``, left out of the analysis.
 * **Masks and label images**: :func:`read_mask` (binary), :func:`read_labels`,
   :func:`read_mask_or_labels`; :func:`mask_for_image` crops a mask to its image's analysed area.
 * **Files**: :func:`pair_files` / :func:`find_image_for_mask` pair masks with their images;
@@ -23,6 +25,7 @@ The rules that decide which numbers reach the analysis live here:
   (lock, ``run_manifest.json``, the earlier run's files replaced) while a run writes.
 """
 
+from ._annotations import detect_annotations
 from ._calibration import (
     PIXEL_SIZE_RANGE_M,
     RESOLUTION_MAX_PIXEL_M,
@@ -65,7 +68,8 @@ from ._sem import SemImage, analysed_area, detect_data_bar, detect_overlay_bar, 
 from ._vendor import AxesReading, read_vendor_axes
 
 __all__ = [
-    "AxesReading", "BURNED_IN_SOURCES", "CalibrationReading", "calibrate_missing", "detect_overlay_bar",
+    "AxesReading", "BURNED_IN_SOURCES", "detect_annotations",
+    "CalibrationReading", "calibrate_missing", "detect_overlay_bar",
     "read_calibration_details", "read_pixel_size_details", "read_vendor_axes",
     "LOCK", "MANIFEST", "RunFolder", "check_output_dir", "read_manifest",
     "PIXEL_SIZE_RANGE_M", "RESOLUTION_MAX_PIXEL_M", "calibration_rank", "choose_calibration",

@@ -89,19 +89,6 @@ def _palette_to_gray(raw: np.ndarray, colormap: np.ndarray | None, path: Path, n
     )
 
 
-def _check_palette_area(area: np.ndarray, off_ramp: np.ndarray, path: Path) -> None:
-    if off_ramp is None or off_ramp.size == 0:
-        return
-    bad = np.isin(area, off_ramp)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise InputError(
-            f"{path}: the analysed area uses coloured palette entries (e.g. index {int(area[r, c])} at "
-            f"row {r}, column {c}; {int(bad.sum())} pixels), which are overlay colours, not detector "
-            f"values. Check the data-bar height (--data-bar-rows) or export the image as 8-bit gray."
-        )
-
-
 def _rgb_to_gray(arr: np.ndarray, path: Path, notes: list) -> np.ndarray:
     rgb = arr[..., :3]
     if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):

@@ -16,9 +16,10 @@ import numpy as np
 
 from ..checks import warn_result
 from ..errors import InputError
+from ._annotations import MAX_ANNOTATION_FRACTION, detect_annotations
 from ._calibration import pixel_size_problem
 from ._files import check_path
-from ._pixels import _check_2d, _check_palette_area, _read_raw
+from ._pixels import _check_2d, _read_raw
 
 
 @dataclass
@@ -47,6 +48,12 @@ class SemImage:
         Where in the file the pixel size was found (tag or entry, and the reader), "" when none.
     magnification, beam_energy_kv : float or None
         As the vendor metadata records them (None when it does not).
+    annotation_mask : ndarray of bool or None
+        Pixels of the analysed area that are annotations, not specimen (burned-in scale bar or
+        text, palette overlay colours: :func:`tio2fiji.io.detect_annotations`); None when there
+        are none. The analysis leaves them out and drops the particles they touch.
+    annotation_source : str
+        What they are (``""`` when none).
     """
 
     data: np.ndarray
@@ -60,11 +67,19 @@ class SemImage:
     calibration_where: str = ""
     magnification: float | None = None
     beam_energy_kv: float | None = None
+    annotation_mask: np.ndarray | None = None
+    annotation_source: str = ""
 
     @property
     def analysed(self) -> np.ndarray:
         """The image without the data bar: the area that is segmented and measured."""
         return analysed_area(self.data, self.data_bar_rows)
+
+    @property
+    def analysed_pixels(self) -> int:
+        """Pixels of the analysed area that are specimen (annotations excluded)."""
+        h, w = self.analysed.shape[:2]
+        return int(h * w - (0 if self.annotation_mask is None else np.count_nonzero(self.annotation_mask)))
 
     @property
     def calibrated(self) -> bool:
@@ -84,6 +99,8 @@ _INK_CONTRAST = 0.25
 _INK_RANGE = (0.002, 0.4)
 _EDGE_FRACTION = 0.95
 _TOP_ROW_INK = 0.01
+#: Annotations this close to the bottom of the analysed area are the rest of a data bar cut too low.
+_EDGE_ROWS = 3
 #: A detected data bar taller than this fraction of the frame is taken for image content.
 MAX_BAR_FRACTION = 0.15
 
@@ -310,7 +327,21 @@ def read_sem(path, data_bar_rows: int | None = None, pixel_size_m: float | None 
         if not 0 <= bar < arr.shape[0]:
             raise InputError(f"{path}: data bar of {bar} rows does not fit an image {arr.shape[0]} rows high.")
         bar_source = "given"
-    _check_palette_area(analysed_area(arr, bar), off_ramp, path)
+    annotations, what = detect_annotations(analysed_area(arr, bar), overlay_values=off_ramp)
+    if what:
+        share = float(annotations.mean())
+        if share > MAX_ANNOTATION_FRACTION:
+            raise InputError(f"{path}: {100 * share:.0f} % of the analysed area is annotation ({what}), "
+                             f"not specimen. Check the data-bar height (--data-bar-rows) or export the "
+                             f"image without its annotations.")
+        rows = np.flatnonzero(annotations.any(axis=1))
+        # overlay text cut through at the bottom: the panel goes on above the rows taken as data bar
+        if what.startswith("palette") and rows[-1] >= annotations.shape[0] - 1 - _EDGE_ROWS:
+            raise InputError(f"{path}: annotations ({what}) reach the bottom edge of the analysed area "
+                             f"(rows {rows[0]}-{rows[-1]}): the data bar is taller than the {bar} rows "
+                             f"{'given' if data_bar_rows is not None else 'found'}. Check --data-bar-rows.")
+        notes.append(f"annotations: {int(annotations.sum())} px ({100 * share:.2f} %) of the analysed area "
+                     f"left out ({what}); particles touching them are dropped")
     reading = meta.get("reading")
     notes.extend(reading.notes if reading is not None else ())
     return SemImage(data=arr, path=path, pixel_size_m=ps, pixel_size_source=source,
@@ -318,4 +349,5 @@ def read_sem(path, data_bar_rows: int | None = None, pixel_size_m: float | None 
                     original_dtype=np.dtype(original_dtype), notes=notes,
                     calibration_where="" if reading is None or source == "given" else reading.where,
                     magnification=getattr(reading, "magnification", None),
-                    beam_energy_kv=getattr(reading, "beam_energy_kv", None))
+                    beam_energy_kv=getattr(reading, "beam_energy_kv", None),
+                    annotation_mask=annotations if what else None, annotation_source=what)
