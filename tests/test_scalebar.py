@@ -135,3 +135,28 @@ def test_bad_arguments():
         read_burned_in_calibration(np.zeros((4, 8, 8)))
     with pytest.raises(InputError, match="data_bar_rows"):
         read_burned_in_calibration(np.arange(64).reshape(8, 8), data_bar_rows=8)
+
+
+def test_scale_bar_in_a_label_box_of_a_real_tvips_file(tmp_path):
+    """HyperSpy's TVIPS test file: a white box with a black "200 nm" bar over the image; its
+    metadata says 1.4208 nm per pixel, so the bar's 200 nm are 140.8 px (end caps included)."""
+    import zipfile
+
+    import tifffile
+
+    from tio2fiji.io import calibrate_missing
+
+    with zipfile.ZipFile(Path(__file__).parent / "data" / "vendor" / "TVIPS_bin4.zip") as zf:
+        zf.extractall(tmp_path)
+    sem = read_sem(tmp_path / "TVIPS_bin4.tif")
+    assert sem.pixel_size_m == pytest.approx(1.42080e-9, rel=1e-5)
+    reading = read_burned_in_calibration(sem.data, data_bar_rows=0)
+    assert reading.method == "scale bar" and reading.bar_value_m == pytest.approx(200e-9)
+    assert abs(reading.bar_length_px - 140.8) <= 1.0
+    assert reading.pixel_size_m == pytest.approx(sem.pixel_size_m, rel=0.01)
+    # the same pixels without their metadata: the fallback reads the box
+    bare = tmp_path / "bare.tif"
+    tifffile.imwrite(bare, sem.data)
+    fixed = calibrate_missing(read_sem(bare))
+    assert fixed.pixel_size_m == pytest.approx(sem.pixel_size_m, rel=0.01)
+    assert "scale bar" in fixed.pixel_size_source

@@ -6,10 +6,13 @@ microscope drew into it. Two readings, in this order of preference:
 * **Field width** (exact): Zeiss data bars print ``Width = 7.520 µm``, FEI/Thermo ones
   ``HFW 12.7 µm``: the horizontal field width of the whole image, so the pixel size is the width
   over the number of image columns.
-* **Scale bar** (less exact): a thin horizontal line, often with end ticks, in the data bar or in
-  a corner of the image, with its label (``200 nm``) next to it. Its length is measured from tick
-  centre to tick centre (Zeiss draws two-pixel ticks) or, without ticks, as the line's run length;
-  a bar of ``L`` pixels measured to ±1 px gives the pixel size to ±1/L.
+* **Scale bar** (less exact): a thin horizontal line, often with end ticks, in the data bar, in
+  a label box over the micrograph (a two-tone rectangle, :func:`tio2fiji.io.detect_annotations`)
+  or in a corner of the image, with its label (``200 nm``) next to it. In a data bar its length is
+  measured from tick centre to tick centre (Zeiss draws two-pixel ticks) or, without ticks, as the
+  line's run length; in a label box, from end to end (the TVIPS box of ``tests/data/vendor``: its
+  five-pixel end caps are part of the 200 nm); a bar of ``L`` pixels measured to ±1 px gives the
+  pixel size to ±1/L.
 
 Tesseract (Debian's ``tesseract-ocr``, through ``pytesseract``) reads the text, on crops only: one
 call reads the whole data panel (upscaled so that its capitals are ~36 px high, dark text on white),
@@ -33,6 +36,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ..errors import InputError
+from ._annotations import _label_boxes
 from ._calibration import _UNIT_METRES, pixel_size_problem
 from ._sem import detect_data_bar
 
@@ -162,6 +166,8 @@ def read_burned_in_calibration(image, data_bar_rows: int | None = None,
     panel = _data_panel(image, rows) if rows else None
     if panel is not None:
         width, bar, ink, scale = _read_panel(panel, method)
+    if bar is None and method != "field width":
+        bar = _boxed_scale_bar(image[: image.shape[0] - rows])
     if bar is None and method != "field width":
         bar = _corner_scale_bar(image[: image.shape[0] - rows])
     return _choose(width, bar, image.shape[1], method, (ink, scale))
@@ -448,6 +454,39 @@ def _label_from_crop(bar: _Bar, ink: np.ndarray, scale: int | None = None,
     for reading in readings:
         if reading is not None and values.count(reading.value_m) >= 2:
             return reading
+    return None
+
+
+def _boxed_scale_bar(area: np.ndarray):
+    """A scale bar and its label in a label box drawn over the micrograph: ``(bar, label)`` or None.
+
+    The box's frame (its border tone) is cut off; the ink is the box's minority tone. The bar is
+    measured from end to end, caps included.
+    """
+    if area.size == 0 or float(area.min()) != 0.0:  # a box is black and the image's white
+        return None
+    boxes, n_boxes, _ = _label_boxes(area, float(area.max()))
+    if not n_boxes:
+        return None
+    comps, _ = ndimage.label(boxes)
+    for sl in ndimage.find_objects(comps)[:_MAX_LABEL_OCR]:
+        box = area[sl]
+        border = np.concatenate([box[0], box[-1], box[:, 0], box[:, -1]])
+        frame_tone = np.bincount((border == 0).astype(int)).argmax() == 1  # True: a black frame
+        inside = box == 0 if frame_tone else box != 0
+        rows = np.flatnonzero(~inside.all(axis=1))
+        cols = np.flatnonzero(~inside.all(axis=0))
+        if rows.size < 3 or cols.size < 3:
+            continue
+        inner = box[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        background_black = np.count_nonzero(inner == 0) * 2 > inner.size
+        ink = (inner != 0) if background_black else (inner == 0)
+        for candidate in _bar_candidates(ink)[:_MAX_LABEL_OCR]:
+            x0, _, x1, _ = candidate.box
+            end_to_end = _Bar(float(x1 - x0), candidate.box, False, candidate.mask)
+            label = _label_from_crop(end_to_end, ink.astype(float))
+            if label is not None:
+                return end_to_end, label
     return None
 
 
