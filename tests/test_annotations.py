@@ -129,3 +129,13 @@ def test_remove_touching_by_hand():
     np.testing.assert_allclose(scores, [0.2, 0.4])
     same, _, none = remove_touching(labels, np.zeros(labels.shape, bool))
     assert none == 0 and same is labels
+
+
+def test_paint_out_by_hand():
+    from tio2fiji.io import paint_out
+
+    area = np.array([[10, 20, 30], [40, 250, 60]], np.uint8)
+    mask = area == 250
+    out = paint_out(area, mask)
+    assert out[1, 1] == 30 and area[1, 1] == 250  # the median of the five others; a copy
+    assert paint_out(area, None) is area

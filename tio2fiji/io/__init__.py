@@ -25,7 +25,7 @@ The rules that decide which numbers reach the analysis live here:
   (lock, ``run_manifest.json``, the earlier run's files replaced) while a run writes.
 """
 
-from ._annotations import detect_annotations
+from ._annotations import detect_annotations, paint_out
 from ._calibration import (
     PIXEL_SIZE_RANGE_M,
     RESOLUTION_MAX_PIXEL_M,
@@ -68,7 +68,7 @@ from ._sem import SemImage, analysed_area, detect_data_bar, detect_overlay_bar, 
 from ._vendor import AxesReading, read_vendor_axes
 
 __all__ = [
-    "AxesReading", "BURNED_IN_SOURCES", "detect_annotations",
+    "AxesReading", "BURNED_IN_SOURCES", "detect_annotations", "paint_out",
     "CalibrationReading", "calibrate_missing", "detect_overlay_bar",
     "read_calibration_details", "read_pixel_size_details", "read_vendor_axes",
     "LOCK", "MANIFEST", "RunFolder", "check_output_dir", "read_manifest",

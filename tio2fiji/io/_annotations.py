@@ -210,3 +210,13 @@ def detect_annotations(area: np.ndarray, overlay_values=None, min_glyphs: int = 
     if mask.any():
         mask = ndi.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=_HALO)
     return mask, "; ".join(found)
+
+
+def paint_out(area: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``area`` with its annotation pixels replaced by the median of the others (a copy; ``area``
+    itself when there are none), so that a network does not see the marks as particles."""
+    if mask is None or not mask.any():
+        return area
+    out = np.array(area, copy=True)
+    out[mask] = np.median(area[~mask]).astype(area.dtype) if (~mask).any() else 0
+    return out
