@@ -139,3 +139,40 @@ def test_paint_out_by_hand():
     out = paint_out(area, mask)
     assert out[1, 1] == 30 and area[1, 1] == 250  # the median of the five others; a copy
     assert paint_out(area, None) is area
+
+
+def test_analyze_leaves_an_overlay_and_the_particles_beside_it_out(tmp_path, example_images):
+    """End to end: the marks get no particle, coverage is over the specimen, the outputs say so."""
+    import json
+
+    import pandas as pd
+    from scipy import ndimage as ndi
+
+    from tio2fiji.analyze import analyze_images
+
+    with tifffile.TiffFile(example_images[0]) as tif:
+        raw = tif.pages[0].asarray().copy()
+        cmap = tif.pages[0].colormap
+    raw[300:310, 300:420] = 9  # an overlay entry across particles
+    p = tmp_path / "marked.tif"
+    tifffile.imwrite(p, raw, photometric="palette", colormap=cmap)
+    expected = np.zeros((704, 1024), bool)
+    expected[298:312, 298:422] = True  # the marks and a halo of 2 px
+
+    out = tmp_path / "out"
+    analyze_images([p], out, methods=("clark-evans",), n_boot=50, envelope_sims=0)
+    meta = json.loads((out / "analysis.json").read_text())["images"][0]
+    assert meta["annotations"]["source"].startswith("palette overlay colours (1200 px)")
+    assert meta["annotations"]["pixels"] == expected.sum() == 1736
+    assert meta["annotations"]["particles_removed"] >= 1
+    assert meta["analysed_px"] == 704 * 1024 - 1736
+
+    labels = tifffile.imread(out / "marked_labels.tif")
+    near = ndi.binary_dilation(expected, np.ones((3, 3), bool))  # touching, diagonals included
+    assert not (labels[near] > 0).any()
+    mask = tifffile.imread(out / "marked_mask.tif") > 0
+    assert not mask[expected].any()
+    row = pd.read_csv(out / "summary.csv").iloc[0]
+    assert row["area_coverage_pct"] == pytest.approx(100 * meta["foreground_px"] / (704 * 1024 - 1736))
+    html = (out / "report.html").read_text()
+    assert "Left out (annotations)" in html and "particles beside them dropped" in html

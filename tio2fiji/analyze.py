@@ -312,7 +312,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
             "image": name, "path": str(path), "width": int(w), "height": int(h),
             "pixel_size_m": ps, "pixel_size_source": sem.pixel_size_source, "unit": sem.unit,
             "calibration_where": sem.calibration_where, "notes": list(sem.notes),
-            "data_bar_rows": int(sem.data_bar_rows), "particles": int(len(table)),
+            "data_bar_rows": int(sem.data_bar_rows), "analysed_px": sem.analysed_pixels,
+            "annotations": seg.info.get("annotations"), "particles": int(len(table)),
             "complete_particles": int(table["complete"].sum()),
             # coverage counts the thresholded probability: the one-pixel cuts between touching
             # particles (background in the mask file) count as particle area

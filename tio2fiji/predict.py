@@ -58,8 +58,9 @@ from .instances import (
     paint_instances,
     particle_scores,
     paste_masks,
+    remove_touching,
 )
-from .io import SemImage, read_sem
+from .io import SemImage, paint_out, read_sem
 from .models.checkpoint import load_model, model_arch, model_postprocessing
 from .models.maskrcnn import IMAGE_SIZE, is_maskrcnn
 from .transforms import TILE, axis_positions, normalize_for_network, tile_weights
@@ -528,8 +529,11 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         raise InputError(f"threshold must be in [0, 1], got {threshold}.")
     if isinstance(sem_image, (str, Path)):
         sem_image = read_sem(sem_image, data_bar_rows=data_bar_rows)
+    annotations = None
     if isinstance(sem_image, SemImage):
         area, bar, ps = sem_image.analysed, sem_image.data_bar_rows, sem_image.pixel_size_m
+        annotations = sem_image.annotation_mask
+        area = paint_out(area, annotations)  # the network does not see the marks as particles
     else:
         area, bar, ps = np.asarray(sem_image), 0, None
     if separate not in SEPARATE:
@@ -547,6 +551,7 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
                                                  max_overlap=post["max_overlap"])
         info.update(arch="maskrcnn", separate="instances", score_threshold=score_threshold,
                     max_overlap=post["max_overlap"])
+        labels, scores = _leave_out(labels, scores, annotations, sem_image, info)
         return Segmentation(probability=prob, mask=labels > 0, threshold=float(threshold),
                             data_bar_rows=int(bar), pixel_size_m=ps, info=info,
                             labels=labels.astype(np.uint32), scores=np.asarray(scores, np.float32))
@@ -564,6 +569,21 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
                                          **params)
         info.update(arch="unet", separate=method,
                     **({"watershed": params} if method == "watershed" else {"connectivity": connectivity}))
-    return Segmentation(probability=prob, mask=labels > 0 if method == "star" else prob > threshold,
+    mask = labels > 0 if method == "star" else prob > threshold
+    if annotations is not None:
+        kept, _ = _leave_out(labels, None, annotations, sem_image, info)
+        mask = mask & ~((labels > 0) & (kept == 0)) & ~annotations  # the dropped particles' pixels too
+        labels = kept
+    return Segmentation(probability=prob, mask=mask,
                         threshold=float(threshold), data_bar_rows=int(bar), pixel_size_m=ps, info=info,
                         labels=labels, scores=particle_scores(labels, prob).astype(np.float32))
+
+
+def _leave_out(labels, scores, annotations, sem_image, info):
+    """Drop the particles beside an image's annotations and say so in ``info``."""
+    if annotations is None:
+        return labels, scores
+    labels, scores, removed = remove_touching(labels, annotations, scores)
+    info["annotations"] = {"source": sem_image.annotation_source, "pixels": int(annotations.sum()),
+                           "particles_removed": int(removed)}
+    return labels, scores

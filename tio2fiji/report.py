@@ -559,7 +559,8 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
     images : sequence of dict, optional
         Per image: ``image``, ``path``, ``width``, ``height``, ``pixel_size_m``,
         ``pixel_size_source`` (the calibration source), ``data_bar_rows``, ``particles`` and
-        optionally ``complete_particles``, ``separation`` (how touching particles were split) and
+        optionally ``complete_particles``, ``separation`` (how touching particles were split),
+        ``annotations`` (``source``, ``pixels``, ``particles_removed`` of marks left out) and
         ``seconds``, ``warnings`` (list of str; shown with the distribution notes under
         "Warnings", :func:`result_warnings`).
     plots : dict, optional
@@ -604,10 +605,15 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
                                     for v in idf["pixel_size_m"]]
         if {"width", "height"} <= set(idf.columns):
             idf["Analysed area (px)"] = [f"{int(w)}×{int(h)}" for w, h in zip(idf["width"], idf["height"])]
+        cols = ["image", "path", "Analysed area (px)", "data_bar_rows", "pixel_size_nm",
+                "pixel_size_source", "separation", "particles", "complete_particles", "seconds"]
+        if "annotations" in idf and idf["annotations"].map(lambda a: isinstance(a, dict)).any():
+            idf["Left out (annotations)"] = [
+                f"{a['source']}: {a['pixels']} px, {a['particles_removed']} particles beside them dropped"
+                if isinstance(a, dict) else "" for a in idf["annotations"]]
+            cols.insert(5, "Left out (annotations)")
         idf = idf.astype(object)
-        parts.append(html_table(idf, ["image", "path", "Analysed area (px)", "data_bar_rows", "pixel_size_nm",
-                                      "pixel_size_source", "separation", "particles", "complete_particles",
-                                      "seconds"],
+        parts.append(html_table(idf, cols,
                                 {"image": "Image", "path": "File", "data_bar_rows": "Data-bar rows",
                                  "pixel_size_nm": "Pixel size (nm)",
                                  "pixel_size_source": "Calibration source",

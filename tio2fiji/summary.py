@@ -127,7 +127,8 @@ def summary_table(particles, images_meta, n_boot=1000, seed=0, level=0.95,
     images_meta : sequence of dict or DataFrame
         One entry per image, in the order of the output rows, with ``image`` (name as in the
         particle table), ``width`` and ``height`` (the analysed area in pixels) and optionally
-        ``foreground_px`` (particle pixels of the mask), ``pixel_size_m``, ``unit`` and
+        ``foreground_px`` (particle pixels of the mask), ``analysed_px`` (the analysed area less the
+        annotations left out; coverage divides by it), ``pixel_size_m``, ``unit`` and
         ``warnings`` (list of str, e.g. :func:`tio2fiji.checks.plausibility_warnings`). Images
         without particles get a row with count 0.
     n_boot, seed, level
@@ -184,12 +185,15 @@ def _summary_row(g, m, kind, n_boot, seed, level) -> dict:
     ps = None if ps is None or (isinstance(ps, float) and math.isnan(ps)) else float(ps)
     unit = m.get("unit") or ("nm" if ps is not None else "pixel")
     width, height = float(m["width"]), float(m["height"])
+    specimen = m.get("analysed_px")  # the analysed area less any annotations left out
+    specimen = width * height if specimen is None or (isinstance(specimen, float) and math.isnan(specimen)) \
+        else float(specimen)
     fg = m.get("foreground_px")
     if kind == "all" and fg is not None and not (isinstance(fg, float) and math.isnan(fg)):
-        coverage = 100.0 * float(fg) / (width * height)
+        coverage = 100.0 * float(fg) / specimen
     else:
         pw = ps * 1e9 if ps is not None else 1.0
-        coverage = 100.0 * float(g["Area"].sum()) / (width * height * pw * pw) if len(g) else 0.0
+        coverage = 100.0 * float(g["Area"].sum()) / (specimen * pw * pw) if len(g) else 0.0
     row = {"image": m["image"], "particles_kind": kind, "particles": int(len(g)),
            "area_coverage_pct": coverage,
            "circularity_mean": float(g["Circ."].mean()) if len(g) else math.nan,
