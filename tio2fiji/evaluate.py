@@ -19,6 +19,7 @@ from .instances import CONNECTIVITY
 from .io import mask_for_image, pair_files, read_mask, read_sem, write_csv, write_json, write_mask
 from .metrics import evaluate_images, per_image_frame
 from .models.checkpoint import load_model, model_threshold
+from .models.device import resolve_device
 from .predict import segment
 from .training import read_split
 
@@ -50,7 +51,7 @@ def select_pairs(images_dir, masks_dir, split_file=None, subset: str = "test") -
 def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, tile: int = 256,
                    overlap: int = 64, mode: str = "blend", batch_size: int = 4, connectivity: int = CONNECTIVITY,
                    data_bar_rows: int | None = None, save_masks: bool = False, coco: bool = True,
-                   separate: str = "auto", progress=None) -> dict:
+                   separate: str = "auto", progress=None, device=None) -> dict:
     """Segment every image of ``pairs`` with ``model`` and compute the metrics of DESIGN.md.
 
     Parameters
@@ -78,13 +79,18 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
         the plain connected components of the mask, as the thesis did.
     progress : callable, optional
         ``progress(done, total, name)`` after each image.
+    device : str or torch.device, optional
+        Where the network runs (:func:`tio2fiji.models.resolve_device`; default ``"auto"``: the
+        GPU when present).
 
     Returns
     -------
     dict
         The ``metrics.json`` document: the keys of :func:`tio2fiji.metrics.evaluate_images` plus
-        ``model``, ``threshold``, ``inference`` (tile, overlap, mode) and ``seconds_per_image``.
+        ``model``, ``threshold``, ``inference`` (tile, overlap, mode, the mode of the last image
+        as run, device, engine, mixed precision) and ``seconds_per_image``.
     """
+    device = resolve_device(device)  # a missing GPU is refused before anything is read or written
     pairs = list(pairs)
     if not pairs:
         raise InputError("no image/mask pairs to evaluate.")
@@ -92,8 +98,7 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
                                                     if save_masks]
     with run_folder(out_dir, "evaluate", planned, inputs=[p for pair in pairs for p in pair]):
         model_name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
-        if isinstance(model, (str, Path)):
-            model = load_model(model)
+        model = load_model(model, device=device) if isinstance(model, (str, Path)) else model.to(device)
         if threshold is None:
             threshold = model_threshold(model)
         preds, gts, probs, names = [], [], [], []
@@ -118,6 +123,8 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
         result = evaluate_images(preds, gts, probs=probs, names=names, connectivity=connectivity, coco=coco)
         result.update({"model": model_name, "threshold": threshold,
                        "inference": {"tile": tile, "overlap": overlap, "mode": mode,
+                                     "mode_run": seg.info.get("mode"), "device": str(device),
+                                     **{k: seg.info[k] for k in ("engine", "amp") if k in seg.info},
                                      "separate": seg.info.get("separate"),
                                      **({"watershed": seg.info["watershed"]} if "watershed" in seg.info
                                         else {})},

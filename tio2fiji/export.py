@@ -50,6 +50,7 @@ from .errors import InputError, Tio2FijiError
 from .export_maskrcnn import _DATA_CITATION, _DATA_DOI, _EXAMPLE, _LICENSE, ONNX_OPSET, _quiet, save_onnx
 from .io import atomic_write, file_sha256, read_sem
 from .models.checkpoint import load_model, model_arch, model_threshold
+from .models.device import resolve_device
 from .transforms import normalize_for_network
 
 __all__ = ["FORMATS", "ONNX_OPSET", "check_bioimageio", "check_onnx", "export", "export_bioimageio",
@@ -126,10 +127,12 @@ def _test_gray(test_image) -> tuple[np.ndarray, str]:
 
 
 def _run_torch(module, x01: np.ndarray) -> np.ndarray:
+    """The module's output on ``x01``, computed where its parameters are."""
     import torch
 
+    device = next(module.parameters()).device
     with torch.no_grad():
-        return module(torch.from_numpy(np.ascontiguousarray(x01, np.float32))).numpy()
+        return module(torch.from_numpy(np.ascontiguousarray(x01, np.float32)).to(device)).cpu().numpy()
 
 
 def _set_bioimageio_cache():
@@ -166,7 +169,7 @@ def _write_onnx(module, path: Path, threshold: float, source: str) -> None:
     save_onnx(proto, meta, "tio2fiji U-Net for TiO2 nanoparticles in SEM images (particle probability)", path)
 
 
-def check_onnx(path, model="default", test_image=None) -> dict:
+def check_onnx(path, model="default", test_image=None, device=None) -> dict:
     """Run an exported ONNX file with onnxruntime and compare it with PyTorch.
 
     Parameters
@@ -177,15 +180,19 @@ def check_onnx(path, model="default", test_image=None) -> dict:
         The model it was exported from (``"default"``, a file, or a U-Net).
     test_image : str, Path or array, optional
         An SEM image (its analysed area is used) or a 2-D gray array; default: the bundled example.
+    device : str or torch.device, optional
+        Where PyTorch's side of the comparison runs (:func:`tio2fiji.models.resolve_device`; a
+        loaded model is moved there); default where the model is (a file: the CPU).
 
     Returns
     -------
     dict
-        U-Net: ``max_abs_diff`` (probabilities), ``mask_equal`` (the masks at the model's threshold
-        agree on every pixel), ``mask_differences`` (pixels that differ), ``near_threshold`` (pixels
-        whose PyTorch probability is within 1e-4 of the threshold), ``threshold``, ``shape``,
-        ``particle_fraction`` and ``test_image``. Mask R-CNN: see :func:`tio2fiji.export_maskrcnn.check_maskrcnn_onnx`
-        (``arch`` is ``"maskrcnn"``; see :func:`tio2fiji.export_maskrcnn.check_maskrcnn_onnx`).
+        ``device`` (PyTorch's). U-Net: ``max_abs_diff`` (probabilities), ``mask_equal`` (the
+        masks at the model's threshold agree on every pixel), ``mask_differences`` (pixels that
+        differ), ``near_threshold`` (pixels whose PyTorch probability is within 1e-4 of the
+        threshold), ``threshold``, ``shape``, ``particle_fraction`` and ``test_image``. Mask
+        R-CNN: see :func:`tio2fiji.export_maskrcnn.check_maskrcnn_onnx` (``arch`` is
+        ``"maskrcnn"``).
 
     Raises
     ------
@@ -196,10 +203,13 @@ def check_onnx(path, model="default", test_image=None) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: ONNX file not found; write it with `tio2fiji export --format onnx`.")
     net, arch, _ = _load_any(model)
+    if device is not None:
+        net.to(resolve_device(device))
+    where = {"device": str(next(net.parameters()).device)}
     if arch == "maskrcnn":
         from .export_maskrcnn import check_maskrcnn_onnx
 
-        return check_maskrcnn_onnx(path, net, test_image, _session(path))
+        return {**check_maskrcnn_onnx(path, net, test_image, _session(path)), **where}
     threshold = model_threshold(net)
     gray, what = _test_gray(test_image)
     x01 = (gray / np.float32(255.0))[None, None]
@@ -216,11 +226,11 @@ def check_onnx(path, model="default", test_image=None) -> dict:
         "threshold": float(threshold),
         "shape": tuple(int(s) for s in gray.shape),
         "particle_fraction": float(mask_torch.mean()),
-        "test_image": what,
+        "test_image": what, **where,
     }
 
 
-def export_onnx(out, model="default", test_image=None, check: bool = True) -> dict:
+def export_onnx(out, model="default", test_image=None, check: bool = True, device=None) -> dict:
     """Write the U-Net (with its sigmoid) or a Mask R-CNN (one tile's detections) as an ONNX file.
 
     Parameters
@@ -235,6 +245,9 @@ def export_onnx(out, model="default", test_image=None, check: bool = True) -> di
         R-CNN a 512×512 crop of it).
     check : bool
         Compare onnxruntime's output with PyTorch's (:func:`check_onnx`).
+    device : str or torch.device, optional
+        Where PyTorch's side of the check runs (the graph is written from the CPU copy); as
+        :func:`check_onnx`.
 
     Returns
     -------
@@ -246,11 +259,13 @@ def export_onnx(out, model="default", test_image=None, check: bool = True) -> di
     InputError
         ``out`` does not end in ``.onnx``, or a bad model or test image.
     """
+    device = None if device is None else resolve_device(device)
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise InputError(f"{out}: an ONNX model file must end in .onnx, e.g. "
                          f"{out.with_suffix('.onnx').name}.")
     net, arch, source = _load_any(model)
+    net.to("cpu")  # the file holds CPU weights, whatever device the check runs on
     if arch == "maskrcnn":
         from .export_maskrcnn import write_maskrcnn_onnx
 
@@ -261,7 +276,7 @@ def export_onnx(out, model="default", test_image=None, check: bool = True) -> di
         atomic_write(out, lambda tmp: _write_onnx(module, tmp, threshold, source))
     result = {"path": out, "opset": ONNX_OPSET, "arch": arch}
     if check:
-        result.update(check_onnx(out, net, test_image))
+        result.update(check_onnx(out, net, test_image, device=device))
     return result
 
 
@@ -548,7 +563,8 @@ def _dump_yaml(content: dict, path: Path) -> None:
         yaml.dump(json.loads(json.dumps(content)), fh)
 
 
-def export(model="default", fmt: str = "bioimageio", out=None, test_image=None, check: bool = True) -> dict:
+def export(model="default", fmt: str = "bioimageio", out=None, test_image=None, check: bool = True,
+           device=None) -> dict:
     """Export a model in ``fmt`` (``"bioimageio"``: U-Net; ``"onnx"``: U-Net or Mask R-CNN).
 
     Parameters
@@ -563,16 +579,21 @@ def export(model="default", fmt: str = "bioimageio", out=None, test_image=None, 
         Test/check image (default: the bundled example).
     check : bool
         Test-run the result (bioimageio.core, or onnxruntime against PyTorch).
+    device : str or torch.device, optional
+        ONNX: where PyTorch's side of the check runs (:func:`tio2fiji.models.resolve_device`;
+        default ``"auto"``). bioimage.io: checked here (a missing GPU is refused) and recorded;
+        the package's reference outputs are computed on the CPU, the device its consumers run.
 
     Returns
     -------
     dict
-        The result of :func:`export_bioimageio` or :func:`export_onnx`.
+        The result of :func:`export_bioimageio` or :func:`export_onnx`, with ``device``.
     """
+    device = resolve_device(device)
     if fmt not in FORMATS:
         raise InputError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
     if out is None:
         raise InputError("give the output path (out=..., --out PATH).")
     if fmt == "onnx":
-        return export_onnx(out, model, test_image, check=check)
-    return export_bioimageio(out, model, test_image, test=check)
+        return {"device": str(device), **export_onnx(out, model, test_image, check=check, device=device)}
+    return {**export_bioimageio(out, model, test_image, test=check), "device": "cpu"}

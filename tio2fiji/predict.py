@@ -1,9 +1,18 @@
 """Whole-image inference with a segmentation network: tiles, stitching, instances, thresholds.
 
 Networks see 256×256 tiles; images are larger (1024×704 analysed pixels for the BAM images) and of
-any size. :func:`predict_probability` covers the image with tiles and stitches a U-Net's particle
-probabilities:
+any size. :func:`predict_probability` runs a U-Net over the whole image in one pass, or covers it
+with tiles and stitches its particle probabilities:
 
+``mode="whole"``
+    One forward pass over the image mirrored at its right and bottom borders up to multiples of
+    32 (as the tiles are padded), cropped back: every pixel sees all of its context. On the
+    bundled examples it differs from ``"blend"`` by less than the tiling test's tolerance (at most
+    0.013 % of the mask pixels, ``tests/test_whole_image.py``), and it computes about 55 % of blend's
+    FLOPs (no overlap is computed twice).
+``mode="auto"`` (the default of :func:`segment`)
+    ``"whole"`` when the padded image has at most :data:`WHOLE_LIMIT` pixels, else ``"blend"``
+    (the whole pass needs memory in proportion to the pixels: see :data:`WHOLE_LIMIT`).
 ``mode="blend"`` (default)
     Tiles overlap by ``overlap`` pixels (the last tile of a row or column is placed flush with the
     border, as :func:`tio2fiji.transforms.tile_positions`). Each tile's probabilities are weighted
@@ -31,9 +40,20 @@ stored with the model (:func:`tio2fiji.models.checkpoint.model_postprocessing`).
 read by :func:`tio2fiji.models.checkpoint.load_model`.
 
 ``progress(done, total, name)`` callbacks are called after each batch of tiles, with ``name``
-``"tile"``.
+``"tile"`` (once, ``(1, 1)``, for a whole-image pass).
 
-Memory of large images: tiles are streamed (one batch at a time) and blended one row of tiles at a
+Devices and runtimes: the network runs where its parameters are (or on ``device``, which moves
+it). On CUDA each batch goes to the GPU through pinned host memory with a non-blocking copy, and
+the forward pass runs under float16 autocast (``amp``, on by default there; the maps are float32
+either way). On the CPU the U-Net runs with ONNX Runtime by default (``engine="auto"``; measured
+faster than PyTorch for the default model, ``benchmarks/infer_speed.py``), in float32: bfloat16
+autocast on the CPU is available (``amp=True``) but not the default (measured slower there).
+
+Memory of large images: a whole-image pass holds the network's activations at once, about
+500 bytes per pixel on the CPU (peak RSS of the pass measured at 1024×704, 2048×1536 and
+4096×3072: 459-471 B/px with PyTorch, 524-554 with ONNX Runtime; 0.35 GB for a 1024×704 area,
+1.6 GB at :data:`WHOLE_LIMIT`, 6-7 GB for 4096×3072), so ``"auto"`` tiles beyond
+:data:`WHOLE_LIMIT`. Tiles are streamed (one batch at a time) and blended one row of tiles at a
 time, so :func:`predict_maps` holds the float32 network input and result (4 bytes per pixel each,
 per output map) plus about ``24 × tile × width`` bytes, and no full-size float64 copy: about
 8 bytes per pixel for a one-map U-Net (0.5 GB for 8000×8000; a ``"star"`` model returns
@@ -62,11 +82,19 @@ from .instances import (
 )
 from .io import SemImage, paint_out, read_sem
 from .models.checkpoint import load_model, model_arch, model_postprocessing
+from .models.device import autocast, choose_engine, onnx_session, resolve_device, to_device, use_amp
 from .models.maskrcnn import IMAGE_SIZE, is_maskrcnn
 from .transforms import TILE, axis_positions, normalize_for_network, tile_weights
 
-__all__ = ["predict_maps", "predict_probability", "detect", "tiled_detections", "predict_instances", "segment",
-           "Segmentation"]
+__all__ = ["MODES", "WHOLE_LIMIT", "predict_maps", "predict_probability", "resolve_mode", "detect",
+           "tiled_detections", "predict_instances", "segment", "Segmentation"]
+
+#: The U-Net's ways to cover an image (see the module docstring).
+MODES = ("auto", "whole", "blend", "thesis")
+#: ``mode="auto"``: the most pixels (after padding to multiples of 32) predicted in one pass;
+#: larger images are blended tiles. A pass needs about 500 B/px (1.6 GB here) and is 1.3x faster
+#: per pixel than blend's tiles at 2048x1536 (ONNX Runtime, 1 thread: 2.9 vs 3.8 us/px).
+WHOLE_LIMIT = 2048 * 1536
 
 
 # --------------------------------------------------------------------------------------------------
@@ -90,21 +118,32 @@ def _activate(logits, outputs: str, ray_scale: float = 1.0):
     return torch.sigmoid(logits)
 
 
-def _run_tiles(model, img, corners, tile, batch_size, device, outputs="probability", ray_scale=1.0):
-    """Yield ``(y, x, maps (C, tile, tile))`` for each corner, in batches."""
+def _forward_maps(model, x, device, outputs, ray_scale, amp, engine):
+    """Maps ``(N, C, H, W)`` float32 numpy of a numpy batch ``(N, 1, H, W)``."""
     import torch
 
+    with torch.no_grad():
+        if engine == "onnx":
+            logits = torch.from_numpy(onnx_session(model).run(None, {"x": x})[0])
+        else:
+            with autocast(device, amp):
+                logits = model(to_device(x, device))
+        return _activate(logits.float(), outputs, ray_scale).cpu().numpy()
+
+
+def _run_tiles(model, img, corners, tile, batch_size, device, outputs="probability", ray_scale=1.0,
+               amp=False, engine="torch"):
+    """Yield ``(y, x, maps (C, tile, tile))`` for each corner, in batches."""
     for b in range(0, len(corners), batch_size):
         chunk = corners[b:b + batch_size]
         x = np.stack([img[y:y + tile, c:c + tile] for y, c in chunk])[:, None]
-        with torch.no_grad():
-            maps = _activate(model(torch.from_numpy(x).to(device)), outputs, ray_scale).float().cpu().numpy()
+        maps = _forward_maps(model, x, device, outputs, ray_scale, amp, engine)
         yield from ((y, c, m) for (y, c), m in zip(chunk, maps))
 
 
 def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: int = 4,
                  mode: str = "blend", bits: int | None = None, device=None, outputs=None,
-                 progress=None) -> np.ndarray:
+                 progress=None, amp: bool | None = None, engine: str = "auto") -> np.ndarray:
     """Every output map of a U-Net for a whole image, tiled and stitched (see the module docstring).
 
     Parameters
@@ -122,8 +161,8 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
     """
     if tile <= 0 or tile % 32:
         raise InputError(f"tile must be a positive multiple of 32 for the U-Net, got {tile}.")
-    if mode not in ("blend", "thesis"):
-        raise InputError(f"mode must be 'blend' or 'thesis', not {mode!r}.")
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}.")
     if not 0 <= overlap < tile:
         raise InputError(f"overlap must be in [0, {tile}), got {overlap}.")
     if batch_size < 1:
@@ -135,11 +174,26 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
     h, w = img.shape
     if h == 0 or w == 0:
         raise InputError("empty image.")
-    if device is None:
-        device = next(model.parameters()).device
+    here = next(model.parameters()).device
+    device = here if device is None else resolve_device(device)
+    if device != here:
+        model.to(device)  # the network runs where it is asked to (moved in place)
+    amp = use_amp(device, amp)
+    engine = choose_engine(model, device, engine, amp)
+    mode = resolve_mode(mode, h, w)
+    run = dict(device=device, outputs=outputs, ray_scale=post["ray_scale"], amp=amp, engine=engine)
     was_training = model.training
     model.eval()
     try:
+        if mode == "whole":
+            # one pass over the image mirrored at the bottom/right up to multiples of 32 (as the
+            # tiles are padded), so no pixel lacks the context of its neighbours
+            H, W = _padded(h), _padded(w)
+            padded = np.pad(img, ((0, H - h), (0, W - w)), mode="symmetric") if (H, W) != (h, w) else img
+            out = _forward_maps(model, np.ascontiguousarray(padded)[None, None], **run)[0]
+            if progress is not None:
+                progress(1, 1, "tile")
+            return np.ascontiguousarray(out[:, :h, :w])
         if mode == "thesis":
             # mirror at the bottom/right up to whole tiles ("symmetric" repeats the edge row, as a
             # mirror would), predict the grid, crop back
@@ -147,8 +201,7 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
             padded = np.pad(img, ((0, H - h), (0, W - w)), mode="symmetric")
             corners = [(y, x) for y in range(0, H, tile) for x in range(0, W, tile)]
             out = None
-            for k, (y, x, p) in enumerate(_run_tiles(model, padded, corners, tile, batch_size, device,
-                                                     outputs, post["ray_scale"])):
+            for k, (y, x, p) in enumerate(_run_tiles(model, padded, corners, tile, batch_size, **run)):
                 if out is None:
                     out = np.zeros((p.shape[0], H, W), np.float32)
                 out[:, y:y + tile, x:x + tile] = p
@@ -162,8 +215,7 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
         ys, xs = axis_positions(H, tile, stride), axis_positions(W, tile, stride)
         corners = [(y, x) for y in ys for x in xs]
         band, cache = None, {}
-        for k, (y, x, p) in enumerate(_run_tiles(model, padded, corners, tile, batch_size, device,
-                                                 outputs, post["ray_scale"])):
+        for k, (y, x, p) in enumerate(_run_tiles(model, padded, corners, tile, batch_size, **run)):
             if band is None:
                 band = _Band(p.shape[0], tile, H, W, h, w)
             band.move_to(y)
@@ -176,6 +228,18 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
         return band.finish()
     finally:
         model.train(was_training)
+
+
+def _padded(n: int) -> int:
+    return -(-n // 32) * 32
+
+
+def resolve_mode(mode: str, h: int, w: int) -> str:
+    """The tiling ``mode`` means for an ``h × w`` image: ``"auto"`` is ``"whole"`` when the image
+    padded to multiples of 32 has at most :data:`WHOLE_LIMIT` pixels, else ``"blend"``."""
+    if mode != "auto":
+        return mode
+    return "whole" if _padded(h) * _padded(w) <= WHOLE_LIMIT else "blend"
 
 
 class _Band:
@@ -225,7 +289,7 @@ class _Band:
 
 def predict_probability(model, image, tile: int = TILE, overlap: int = 64, batch_size: int = 4,
                         mode: str = "blend", bits: int | None = None, device=None,
-                        progress=None) -> np.ndarray:
+                        progress=None, amp: bool | None = None, engine: str = "auto") -> np.ndarray:
     """Particle probability of every pixel of a whole image.
 
     Parameters
@@ -243,14 +307,23 @@ def predict_probability(model, image, tile: int = TILE, overlap: int = 64, batch
         non-overlapping tiles with hard seams (last tiles still flush with the border).
     batch_size : int
         Tiles per forward pass.
-    mode : {"blend", "thesis"}
+    mode : {"blend", "thesis", "whole", "auto"}
         See the module docstring.
     bits : int, optional
         Bit depth for :func:`~tio2fiji.transforms.normalize_for_network` (default: from the image).
     device : torch.device or str, optional
-        Default: the device of the model's parameters.
+        Default: the device of the model's parameters; another one (``"cpu"``, ``"cuda:0"``, ...,
+        checked by :func:`tio2fiji.models.resolve_device`) moves the model there, in place.
     progress : callable, optional
-        ``progress(done, total, "tile")`` after each batch of tiles.
+        ``progress(done, total, "tile")`` after each batch of tiles (``(1, 1, "tile")`` for the
+        whole-image pass).
+    amp : bool, optional
+        Mixed precision (autocast): float16 on CUDA, bfloat16 on the CPU. Default: on for CUDA,
+        off on the CPU. The maps returned are float32 either way.
+    engine : {"auto", "torch", "onnx"}
+        What runs the forward passes: ``"onnx"`` is ONNX Runtime on the CPU (the network exported
+        once per model and cached, :func:`tio2fiji.models.device.onnx_session`), ``"torch"``
+        PyTorch; ``"auto"`` takes ONNX Runtime on the CPU without ``amp``, else PyTorch.
 
     Returns
     -------
@@ -258,7 +331,7 @@ def predict_probability(model, image, tile: int = TILE, overlap: int = 64, batch
         Same shape as ``image``, values in ``[0, 1]``.
     """
     return predict_maps(model, image, tile=tile, overlap=overlap, batch_size=batch_size, mode=mode,
-                        bits=bits, device=device, progress=progress)[0]
+                        bits=bits, device=device, progress=progress, amp=amp, engine=engine)[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,8 +367,7 @@ def detect(model, images, score_threshold: float = 0.5) -> list:
     heads.score_thresh = float(score_threshold)
     try:
         with torch.no_grad():
-            x = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None].to(device)
-                 for a in images]
+            x = [to_device(np.ascontiguousarray(a, dtype=np.float32)[None], device) for a in images]
             sizes = [tuple(a.shape[-2:]) for a in x]
             batch, _ = model.transform(x)
             features = model.backbone(batch.tensors)
@@ -483,8 +555,9 @@ class Segmentation:
 
 
 def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, overlap: int = 64,
-            batch_size: int = 4, mode: str = "blend", data_bar_rows: int | None = None,
-            separate: str = "auto", connectivity: int = CONNECTIVITY, progress=None) -> Segmentation:
+            batch_size: int = 4, mode: str = "auto", data_bar_rows: int | None = None,
+            separate: str = "auto", connectivity: int = CONNECTIVITY, progress=None, device=None,
+            amp: bool | None = None, engine: str = "auto") -> Segmentation:
     """Probability map, binary particle mask and particles of the analysed area of an SEM image.
 
     Parameters
@@ -499,8 +572,15 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         Pixels with probability above it are particle. Default: the threshold stored with the
         model (:func:`tio2fiji.models.checkpoint.model_postprocessing`; chosen on the validation
         images), else 0.5.
-    tile, overlap, batch_size, mode
+    tile, overlap, batch_size, amp, engine
         As :func:`predict_probability`.
+    mode : {"auto", "whole", "blend", "thesis"}
+        The U-Net's: as :func:`predict_probability`; ``"auto"`` (default) is one whole-image pass
+        up to :data:`WHOLE_LIMIT` pixels, blended tiles beyond. Mask R-CNN always runs on its
+        256×256 training tile size (``"auto"`` or ``"blend"``; ``"whole"`` is refused).
+    device : str or torch.device, optional
+        Where the network runs (:func:`tio2fiji.models.resolve_device`; a loaded model is moved
+        there). Default: where the model is (a model file: ``"auto"``, the GPU when present).
     data_bar_rows : int, optional
         For a path: the data-bar height (detected when None).
     separate : {"auto", "watershed", "none"}
@@ -521,7 +601,11 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
     Segmentation
     """
     if isinstance(model, (str, Path)):
-        model = load_model(model)
+        model = load_model(model, device=resolve_device(device))
+    elif device is not None:
+        model.to(resolve_device(device))
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}.")
     post = model_postprocessing(model)
     if threshold is None:
         threshold = post["threshold"]
@@ -543,6 +627,10 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         if separate != "auto":
             raise InputError(f"Mask R-CNN finds its own particles; separate={separate!r} does not apply "
                              f"(use 'auto').")
+        if mode == "whole":
+            raise InputError("Mask R-CNN runs on the 256x256 tiles it was trained on; mode 'whole' is "
+                             "for the U-Net (use 'auto').")
+        info.update(mode="tiles" if mode == "auto" else mode, device=str(next(model.parameters()).device))
         # the detection score threshold stored with the model (the one its validation IoU used)
         score_threshold = post["score_threshold"]
         labels, scores, prob = predict_instances(model, area, tile=tile, overlap=overlap,
@@ -555,8 +643,11 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         return Segmentation(probability=prob, mask=labels > 0, threshold=float(threshold),
                             data_bar_rows=int(bar), pixel_size_m=ps, info=info,
                             labels=labels.astype(np.uint32), scores=np.asarray(scores, np.float32))
-    maps = predict_maps(model, area, tile=tile, overlap=overlap, batch_size=batch_size, mode=mode,
-                        outputs=post["outputs"], progress=progress)
+    dev = next(model.parameters()).device
+    info.update(mode=resolve_mode(mode, *area.shape), device=str(dev), amp=use_amp(dev, amp),
+                engine=choose_engine(model, dev, engine, use_amp(dev, amp)))
+    maps = predict_maps(model, area, tile=tile, overlap=overlap, batch_size=batch_size, mode=info["mode"],
+                        outputs=post["outputs"], progress=progress, amp=amp, engine=engine)
     prob = maps[0]
     method = ("star" if post["outputs"] == "star" else "watershed") if separate == "auto" else separate
     if method == "star":

@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from ..instances import CONNECTIVITY, SEPARATE
-from ._common import _CONNECTIVITY, _Checked, _fail_early_if_none_readable, _Progress, _report_failures
+from ._common import (
+    _CONNECTIVITY,
+    _Checked,
+    _device_option,
+    _fail_early_if_none_readable,
+    _Progress,
+    _report_failures,
+)
 from ._groups import main
 
 
@@ -25,19 +32,24 @@ from ._groups import main
               help="Connectivity of the particles with --separate none.")
 @click.option("--threshold", type=_Checked("threshold"), default=None,
               help="Probability threshold (default: the one stored with the model).")
-@click.option("--mode", type=click.Choice(["blend", "thesis"]), default="blend", show_default=True,
-              help="blend: overlapping tiles, smooth weights; thesis: 256 tiles, mirrored border.")
+@click.option("--mode", type=click.Choice(["auto", "whole", "blend", "thesis"]), default="auto", show_default=True,
+              help="U-Net: whole: one pass over the image; blend: overlapping tiles, smooth weights; "
+                   "thesis: 256 tiles, mirrored border; auto: whole up to a size limit, else blend. "
+                   "Mask R-CNN: always its 256 tiles.")
 @click.option("--overlap", type=_Checked("overlap"), default=64, show_default=True)
 @click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
               help="Data-bar height; detected when omitted.")
 @click.option("--rois", is_flag=True, help="Also write <stem>_rois.zip (ImageJ ROI Manager set).")
 @click.option("--probability", is_flag=True, help="Also write <stem>_prob.tif (float32).")
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
+@_device_option
 def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, mode, overlap,
-                data_bar_rows, rois, probability, threads):
+                data_bar_rows, rois, probability, threads, device):
     """Segment SEM IMAGES into particle masks, label images and (optionally) ROI sets."""
     from ..batch import segment_files
+    from ..models import resolve_device
 
+    device = resolve_device(device)  # a missing GPU is one line, before any file is read
     _fail_early_if_none_readable(images)
     if threads:
         import torch
@@ -48,7 +60,7 @@ def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, 
         res = segment_files(images, out_dir, model=model_path, separate=separate, threshold=threshold,
                             mode=mode, overlap=overlap, data_bar_rows=data_bar_rows,
                             connectivity=int(connectivity), rois=rois, probability=probability,
-                            progress=bar)
+                            progress=bar, device=device)
     finally:
         bar.close()
     for info in res.inputs:
@@ -75,8 +87,9 @@ def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, 
               help="Folder for metrics.json and per_image.csv.")
 @click.option("--threshold", type=_Checked("threshold"), default=None,
               help="Probability threshold (default: the one stored with the model, else 0.5).")
-@click.option("--mode", type=click.Choice(["blend", "thesis"]), default="blend", show_default=True,
-              help="blend: overlapping tiles, smooth weights; thesis: 256 tiles, mirrored border.")
+@click.option("--mode", type=click.Choice(["blend", "thesis", "whole", "auto"]), default="blend", show_default=True,
+              help="blend: overlapping tiles, smooth weights (the published scores'); thesis: 256 "
+                   "tiles, mirrored border; whole: one pass; auto: as segment's default.")
 @click.option("--overlap", type=_Checked("overlap"), default=64, show_default=True)
 @click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True)
 @click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None)
@@ -84,17 +97,20 @@ def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, 
 @click.option("--separate", type=click.Choice(SEPARATE), default="auto",
               show_default=True, help="Touching particles: watershed split (auto for a U-Net), or "
               "none (connected components, as the thesis).")
+@_device_option
 def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir, threshold, mode,
-                 overlap, connectivity, data_bar_rows, save_masks, separate):
+                 overlap, connectivity, data_bar_rows, save_masks, separate, device):
     """Score a model on image/mask pairs; writes metrics.json and per_image.csv."""
     from ..evaluate import evaluate_model, select_pairs
+    from ..models import resolve_device
 
+    device = resolve_device(device)
     pairs = select_pairs(images_dir, masks_dir, split_file=split_file, subset=subset)
     bar = _Progress(len(pairs), "evaluate", unit="image")
     try:
         res = evaluate_model(model_path, pairs, out_dir=out_dir, threshold=threshold, overlap=overlap,
                              mode=mode, connectivity=int(connectivity), data_bar_rows=data_bar_rows,
-                             save_masks=save_masks, separate=separate, progress=bar)
+                             save_masks=save_masks, separate=separate, progress=bar, device=device)
     finally:
         bar.close()
 
@@ -122,12 +138,15 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
 @click.option("--test-image", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="SEM image for the package's test tensors / the ONNX check (default: bundled example).")
 @click.option("--no-test", is_flag=True, help="Skip the test run (bioimageio.core / onnxruntime).")
-def export_cmd(model_path, fmt, out_path, test_image, no_test):
+@_device_option
+def export_cmd(model_path, fmt, out_path, test_image, no_test, device):
     """Export the U-Net for bioimage.io consumers (deepImageJ, ilastik, ...), or a U-Net or Mask R-CNN
-    as ONNX."""
+    as ONNX (PyTorch's side of the ONNX check runs on --device)."""
     from ..export import export
+    from ..models import resolve_device
 
-    res = export(model_path, fmt, out_path, test_image=test_image, check=not no_test)
+    device = resolve_device(device)
+    res = export(model_path, fmt, out_path, test_image=test_image, check=not no_test, device=device)
     click.echo(f"wrote {res['path']}")
     if fmt == "bioimageio":
         click.echo(f"  files: {', '.join(res['files'])}")

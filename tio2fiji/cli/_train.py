@@ -15,7 +15,7 @@ from ..models.maskrcnn import (
     MASK_RESOLUTIONS,
     NORMS,
 )
-from ._common import _OVERWRITE, _Checked, _StepProgress
+from ._common import _OVERWRITE, _Checked, _device_option, _StepProgress
 from ._groups import train_group
 
 
@@ -72,22 +72,26 @@ _TABLE3_ROIS = ", ".join(str(CONFIGS[k]["box_batch_size_per_image"]) for k in so
 @_OVERWRITE
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--workers", type=_Checked("workers"), default=0, show_default=True, help="DataLoader worker processes.")
+@_device_option
 def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_size, lr, loss, gap_weight,
-                   init, schedule, seed, crops_per_epoch, resume, overwrite, threads, workers):
+                   init, schedule, seed, crops_per_epoch, resume, overwrite, threads, workers, device):
     """Train a U-Net on DATA_DIR (written by 'tio2fiji dataset build')."""
+    from ..models import resolve_device
     from ..training import train_unet
 
+    device = resolve_device(device)  # a missing GPU is one line, before any data is read
     progress = bar = _StepProgress(f"train {config}")
     try:
         res = train_unet(data_dir, out_dir, config=config, encoder_weights=encoder_weights,
                          epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, gap_weight=gap_weight,
                          init=init, schedule=schedule, seed=seed, resume=resume,
                          crops_per_epoch=crops_per_epoch, num_workers=workers, threads=threads,
-                         overwrite=overwrite, progress=progress)
+                         overwrite=overwrite, progress=progress, device=device)
     finally:
         bar.close()
     click.echo(f"best validation IoU {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "
-               f"{len(res['history'])} epochs in {res['seconds'] / 60:.1f} min; checkpoints in {out_dir}")
+               f"{len(res['history'])} epochs in {res['seconds'] / 60:.1f} min on {device}; "
+               f"checkpoints in {out_dir}")
 
 
 @train_group.command("star")
@@ -111,17 +115,20 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @_OVERWRITE
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
+@_device_option
 def train_star_cmd(data_dir, out_dir, config, init, n_rays, epochs, batch_size, lr, schedule, gap_weight,
-                   crops_per_epoch, seed, resume, overwrite, threads):
+                   crops_per_epoch, seed, resume, overwrite, threads, device):
     """Train a star-convex U-Net (particle mask, object probability, rays) on DATA_DIR (practical mode)."""
+    from ..models import resolve_device
     from ..training.star import train_star
 
+    device = resolve_device(device)
     progress = bar = _StepProgress("train star")
     try:
         res = train_star(data_dir, out_dir, config=config, n_rays=n_rays, init=init, epochs=epochs,
                          batch_size=batch_size, lr=lr, schedule=schedule, gap_weight=gap_weight,
                          crops_per_epoch=crops_per_epoch, seed=seed, resume=resume, threads=threads,
-                         overwrite=overwrite, progress=progress)
+                         overwrite=overwrite, progress=progress, device=device)
     finally:
         bar.close()
     click.echo(f"best validation F1 {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "
@@ -174,7 +181,7 @@ def train_star_cmd(data_dir, out_dir, config, init, n_rays, epochs, batch_size, 
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @_OVERWRITE
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@_device_option
 @click.option("--score-threshold", type=_Checked("score_threshold"), default=0.5, show_default=True,
               help="Detections kept for the validation IoU (stored with the model for prediction).")
 @click.option("--no-val-loss", is_flag=True, help="Skip the validation loss (saves a forward pass).")
@@ -184,8 +191,10 @@ def train_maskrcnn_cmd(data_dir, out_dir, config, rois_per_tile, backbone, weigh
                        lr, lr_final, warmup_iters, trainable_backbone_layers, seed, crops_per_epoch, resume,
                        overwrite, threads, device, score_threshold, no_val_loss, workers):
     """Train a Mask R-CNN (thesis Table 3) on DATA_DIR (written by 'tio2fiji dataset build')."""
+    from ..models import resolve_device
     from ..training import train_maskrcnn
 
+    device = resolve_device(device)
     progress = bar = _StepProgress(f"train maskrcnn {config}")
     try:
         res = train_maskrcnn(data_dir, out_dir, config=int(config), weights_backbone=weights_backbone,

@@ -3,7 +3,8 @@
 * :mod:`~tio2fiji.models.unet`: the U-Net family of the thesis (Tables 6-7);
 * :mod:`~tio2fiji.models.maskrcnn`: Mask R-CNN with the thesis's changes (Table 3);
 * :mod:`~tio2fiji.models.weights`: local ResNet weight files for their encoders/backbones;
-* :mod:`~tio2fiji.models.device`: which torch device ``--device`` names (``auto``: CUDA when present);
+* :mod:`~tio2fiji.models.device`: which torch device ``--device`` names (``auto``: CUDA when present),
+  threads per worker, and how a forward pass runs there (mixed precision, pinned copies, ONNX Runtime);
 * :mod:`~tio2fiji.models.checkpoint`: the one reader and writer of model files (training
   checkpoints and compact files, with the post-processing parameters stored next to the weights).
 
@@ -20,9 +21,9 @@ from .checkpoint import (
                          model_threshold,
                          save_checkpoint,
 )
-from .device import DEVICE_CHOICES, resolve_device
+from .device import DEVICE_CHOICES, resolve_device, torch_threads
 from .unet import CONFIGS, ENCODERS, build_config, build_unet, parse_config
 
 __all__ = ["CONFIGS", "ENCODERS", "build_config", "build_unet", "parse_config", "DEFAULT_MODEL",
            "load_model", "export_model", "load_checkpoint", "save_checkpoint", "model_arch",
-           "model_threshold", "model_postprocessing", "DEVICE_CHOICES", "resolve_device"]
+           "model_threshold", "model_postprocessing", "DEVICE_CHOICES", "resolve_device", "torch_threads"]

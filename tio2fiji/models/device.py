@@ -1,10 +1,21 @@
-"""Which torch device a command runs its network on: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+"""Which torch device a command runs its network on (``auto``, ``cpu``, ``cuda`` or ``cuda:N``),
+and how a forward pass runs there: threads per worker, mixed precision, pinned host-to-GPU
+copies, and the ONNX Runtime session that :mod:`tio2fiji.predict` uses for the U-Net on the CPU."""
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import weakref
 
 import torch
 
 from ..errors import InputError
+
+#: ONNX Runtime sessions of the models run with ``engine="onnx"`` (see :func:`onnx_session`).
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_EXPORTING = threading.Lock()  # tracing is not thread-safe (threaded Dask workers share a model)
 
 #: What ``--device`` accepts besides ``cuda:N``.
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -51,3 +62,122 @@ def resolve_device(spec="auto") -> torch.device:
         raise InputError(f"device {spec!r} asked for, but this machine has {torch.cuda.device_count()} "
                          f"CUDA GPU(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1}).")
     return torch.device("cuda", index)
+
+
+def torch_threads(workers: int = 1, cores: int | None = None) -> int:
+    """Torch threads per worker so that ``workers × threads`` fills the cores (at least 1).
+
+    Several processes each running torch with all cores oversubscribe the machine (every matrix
+    product then waits for threads that another process holds), so each of ``workers`` gets its
+    share.
+
+    Parameters
+    ----------
+    workers : int
+        Processes (or Dask workers) running a network at the same time; at least 1.
+    cores : int, optional
+        Cores to share; default the ones this process may run on (``os.sched_getaffinity``, else
+        ``os.cpu_count()``).
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be a positive integer, got {workers!r}.")
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+    return max(1, int(cores) // workers)
+
+
+def use_amp(device, amp=None) -> bool:
+    """Whether a forward pass on ``device`` runs in mixed precision: ``amp`` when given, else on
+    for CUDA (float16 autocast) and off on the CPU (bfloat16 autocast, measured slower and not
+    kept; see ``benchmarks/infer_speed.py``)."""
+    return (torch.device(device).type == "cuda") if amp is None else bool(amp)
+
+
+def choose_engine(model, device, engine, amp):
+    """What runs the forward passes of :mod:`tio2fiji.predict`: ``"onnx"`` (ONNX Runtime,
+    measured faster for the U-Net on the CPU: ``benchmarks/infer_speed.py``) or ``"torch"``.
+
+    ``"auto"`` takes ONNX Runtime for tio2fiji's U-Nets (smp's, whose export is exact) on the CPU
+    without mixed precision, when it is installed; any other module runs in PyTorch (a traced
+    graph would freeze its Python logic). ``"onnx"`` on CUDA or with ``amp`` is refused."""
+    if engine not in ("auto", "torch", "onnx"):
+        raise InputError(f"engine must be 'auto', 'torch' or 'onnx', not {engine!r}.")
+    cpu = torch.device(device).type == "cpu"
+    if engine == "onnx" and (not cpu or amp):
+        raise InputError("engine 'onnx' runs on the CPU in float32; use device='cpu' and amp=False, "
+                         "or engine='torch'.")
+    if engine == "auto":
+        smp = any(c.__module__.startswith("segmentation_models_pytorch") for c in type(model).__mro__)
+        engine = "onnx" if smp and cpu and not amp and importlib.util.find_spec("onnxruntime") else "torch"
+    return engine
+
+
+def autocast(device, amp: bool):
+    """The autocast context of a forward pass: float16 on CUDA, bfloat16 on the CPU, or none."""
+    import contextlib
+
+    dev = torch.device(device)
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(dev.type, dtype=torch.float16 if dev.type == "cuda" else torch.bfloat16)
+
+
+def to_device(array, device):
+    """A numpy batch as a tensor on ``device``: on CUDA through pinned (page-locked) host memory
+    with a non-blocking copy, so the copy overlaps the work already queued on the GPU."""
+    x = torch.from_numpy(array)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return x.pin_memory().to(dev, non_blocking=True)
+    return x.to(dev)
+
+
+def onnx_session(model, threads: int | None = None):
+    """An ONNX Runtime session (CPU) of ``model``'s logits, built once per model and cached.
+
+    The graph is ``torch.onnx.export`` of the network itself (input ``(N, 1, H, W)`` float32,
+    height and width dynamic, output its logits), held in memory. The cache is keyed by the
+    thread count and the parameters' in-place version counters, so weights changed after the
+    export (a training step, ``load_state_dict``) build a new graph instead of using stale ones.
+    The cache is a weak mapping from the model (not an attribute of it), so a model stays
+    picklable and copyable and its session goes with it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        In eval mode, on the CPU.
+    threads : int, optional
+        ONNX Runtime's intra-op threads; default ``torch.get_num_threads()``.
+    """
+    import io
+    import warnings
+
+    import onnxruntime
+
+    threads = int(threads or torch.get_num_threads())
+    params = list(model.parameters())
+    key = (threads, tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
+    with _EXPORTING:
+        cached = _SESSIONS.get(model)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        buf = io.BytesIO()
+        axes = {0: "batch", 2: "height", 3: "width"}
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's notes on traced shapes
+            torch.onnx.export(model, (torch.zeros(1, 1, 64, 64),), buf, dynamo=False, opset_version=17,
+                              input_names=["x"], output_names=["logits"],
+                              dynamic_axes={"x": axes, "logits": axes})
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+        _SESSIONS[model] = (key, session)
+    return session

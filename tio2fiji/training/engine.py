@@ -55,7 +55,7 @@ from ..io import atomic_write, write_csv, write_json
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["MAY_CHANGE_ON_RESUME", "EXTRA_DOMAINS", "check_options", "check_run_folder", "resume_changes",
-           "run_settings", "rng_states", "set_rng_states", "fit", "pooled_loss_iou",
+           "run_settings", "rng_states", "set_rng_states", "fit", "pooled_loss_iou", "on_device",
            "write_history", "plot_history"]
 
 #: Settings a resumed run may change (the total of epochs not below the epochs done).
@@ -208,6 +208,12 @@ def set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
 
 
+def on_device(tensors, device):
+    """The tensors of a batch on ``device`` (non-blocking: from pinned memory on CUDA the copy
+    overlaps the GPU's work)."""
+    return tuple(t.to(device, non_blocking=True) for t in tensors)
+
+
 # --------------------------------------------------------------------------------------------------
 # validation scores and curves
 
@@ -284,7 +290,8 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         set_lr=None, step_lr=None, loss_terms=(), clip_grad_norm: float | None = None, eligible=_always,
         check_resume=None, extra_scores=None, score_label: str = "val_iou", resume: bool = False,
         overwrite: bool = False, num_workers: int = 0,
-        collate_fn=None, progress=None, what: str = "training", hint: str = "") -> dict:
+        collate_fn=None, progress=None, what: str = "training", hint: str = "",
+        pin_memory: bool = False) -> dict:
     """Train ``model`` for ``epochs`` epochs, validating and checkpointing after every epoch.
 
     Call it inside :func:`run_settings` (the recipe builds its model there, from the seed).
@@ -347,6 +354,9 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         ``progress(done, total, name)``; see the module docstring.
     what, hint : str
         Wording of the message when the loss stops being finite.
+    pin_memory : bool
+        The DataLoader's: batches in page-locked memory, for non-blocking copies to a GPU (the
+        recipe's ``forward`` moves them to the model's device).
 
     Returns
     -------
@@ -414,7 +424,7 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         # the order of an epoch depends on (seed, epoch) only: a resumed run sees the same batches
         order = torch.Generator().manual_seed(seed * 100_003 + epoch)
         loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=order,
-                            num_workers=num_workers, collate_fn=collate_fn)
+                            num_workers=num_workers, collate_fn=collate_fn, pin_memory=pin_memory)
         label = f"epoch {epoch}/{epochs}" + (f" ({phase})" if phase else "")
         model.train()
         sums = dict.fromkeys(loss_terms, 0.0)

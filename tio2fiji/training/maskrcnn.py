@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..instances import paint_instances, paste_masks
+from ..models.device import resolve_device
 from ..models.maskrcnn import (
     BOX_HEAD_DIM,
     DEFAULT_BACKBONE,
@@ -190,7 +191,9 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
     num_workers : int
         DataLoader workers (items do not depend on the worker).
     device : str or torch.device, optional
-        Default ``"cpu"``. Runs on a GPU are not bit-for-bit reproducible.
+        Where the model and its batches go (:func:`tio2fiji.models.resolve_device`; default
+        ``"auto"``: the GPU when present; recorded as ``device`` in ``run.json``). Runs on a GPU
+        are not bit-for-bit reproducible.
     progress : callable, optional
         ``progress(done, total, name)`` after every training step and every epoch
         (:mod:`tio2fiji.training.engine`; ``name`` holds the phase).
@@ -203,6 +206,7 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
     """
     import torch
 
+    device = resolve_device(device)  # a missing GPU is refused before anything is read
     check_options(epochs_heads=epochs_heads, epochs_all=epochs_all, batch_size=batch_size, lr=lr,
                   lr_final=lr_final, momentum=momentum, weight_decay=weight_decay,
                   clip_grad_norm=clip_grad_norm, threads=threads, crops_per_epoch=crops_per_epoch,
@@ -231,7 +235,6 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
             raise InputError(f"anchor_sizes must be 'auto', None or 5 sizes in pixels, not {anchor_sizes!r}.")
         anchor_sizes = anchor_sizes_from_masks([a["area"] for anns in train_ds.annotations
                                                 for a in anns if a.get("area", 0) > 0])
-    device = torch.device(device or "cpu")
     epochs = epochs_heads + epochs_all
 
     def phase_of(epoch):
@@ -255,8 +258,8 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
 
     def forward(model, batch):
         images, targets, _ = batch
-        images = [im.to(device) for im in images]
-        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        images = [im.to(device, non_blocking=True) for im in images]
+        targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
         loss_dict = model(images, targets)
         return sum(loss_dict.values()), loss_dict, len(images)
 
@@ -307,7 +310,7 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
                   phase_of=phase_of, set_lr=set_lr, step_lr=step_lr, loss_terms=_LOSS_TERMS,
                   clip_grad_norm=clip_grad_norm, eligible=eligible, check_resume=check_resume,
                   resume=resume, overwrite=overwrite, num_workers=num_workers,
-                  collate_fn=collate_detection,
+                  collate_fn=collate_detection, pin_memory=device.type == "cuda",
                   progress=progress, what="Mask R-CNN training",
                   hint=" Lower lr or keep clip_grad_norm.")
     return dict(res, model_config=mcfg)

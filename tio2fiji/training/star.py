@@ -34,11 +34,12 @@ from ..errors import InputError
 from ..instances import CONNECTIVITY, STAR_DEFAULTS, connected_components, labels_from_star, star_targets
 from ..metrics import instance_scores, match_counts, match_instances
 from ..models.checkpoint import load_checkpoint, load_model, resolve_model
+from ..models.device import resolve_device
 from ..models.unet import build_unet, parse_config
 from ..predict import predict_maps
 from ..transforms import TILE
 from .datasets import RandomCropDataset, load_samples, split_pairs
-from .engine import check_options, check_run_folder, fit, run_settings
+from .engine import check_options, check_run_folder, fit, on_device, run_settings
 from .splits import read_split
 from .unet import make_loss
 
@@ -131,7 +132,8 @@ def validate_star(model, samples, star: dict | None = None, threshold: float = 0
     tp = fp = fn = 0
     sum_iou, ious = 0.0, []
     for s in samples:
-        maps = predict_maps(model, s.image, overlap=overlap, outputs="star")
+        # PyTorch itself: an ONNX graph of weights that change every epoch would be rebuilt each time
+        maps = predict_maps(model, s.image, overlap=overlap, outputs="star", engine="torch")
         mask = maps[0] > threshold
         labels = labels_from_star(maps[1], maps[2:], mask=mask, **star)
         c = match_counts(match_instances(labels, s.mask))
@@ -180,7 +182,7 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
                ray_scale: float = 16.0,
                crops_per_epoch: int | None = None, seed: int = 0, resume: bool = False,
                images_dir=None, masks_dir=None, threads: int | None = None, overwrite: bool = False,
-               progress=None) -> dict:
+               progress=None, device=None) -> dict:
     """Train a star-convex U-Net on a practical-mode data folder (:func:`tio2fiji.training.build_dataset`).
 
     Parameters
@@ -199,8 +201,9 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
         A one-output U-Net checkpoint or model file (``"default"`` for the bundled one) to start
         from (see the module docstring), or a star-convex U-Net's (all its weights: a longer run
         with a fresh optimizer and schedule).
-    epochs, batch_size, lr, schedule, seed, resume, overwrite, threads, progress
-        As :func:`tio2fiji.training.unet.fit_unet`.
+    epochs, batch_size, lr, schedule, seed, resume, overwrite, threads, progress, device
+        As :func:`tio2fiji.training.unet.fit_unet` (the validation images are segmented on the
+        same device).
     gap_weight, ray_weight : float
         See :func:`make_star_loss`.
     ray_bias : float
@@ -217,6 +220,7 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
     """
     import torch
 
+    device = resolve_device(device)
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight,
                   ray_weight=ray_weight, ray_bias=ray_bias, ray_scale=ray_scale,
                   crops_per_epoch=crops_per_epoch, threads=threads, n_rays=n_rays)
@@ -243,7 +247,7 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
     init_path = None if init is None else str(resolve_model(init))
 
     def forward(model, batch):
-        image, target, valid = batch
+        image, target, valid = on_device(batch, device)
         loss, terms = loss_fn(model(image), target, valid)
         return loss, terms, image.shape[0]
 
@@ -261,6 +265,7 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
         else:
             with torch.no_grad():
                 model.segmentation_head[0].bias[2:] = float(ray_bias) / ray_scale
+        model.to(device)
 
         def optimizer_for(phase):
             optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -274,7 +279,7 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
                         "threshold": 0.5, "star": dict(STAR_DEFAULTS),
                         "normalisation": "transforms.normalize_for_network"}
         model.tio2fiji_info = {"model_config": model_config}  # validation reads the ray scale
-        settings = {"recipe": "star", "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        settings = {"recipe": "star", "device": str(device), "epochs": epochs, "batch_size": batch_size, "lr": lr,
                     "schedule": schedule, "gap_weight": gap_weight, "ray_weight": ray_weight,
                     "ray_bias": ray_bias, "ray_scale": ray_scale, "seed": seed, "threads": torch.get_num_threads(),
                     "train_items": len(train_ds), "val_images": [s.name for s in val],
@@ -287,4 +292,4 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
                    score_label="val_f1",
                    resume=resume, overwrite=overwrite, progress=progress,
                    what="star-convex U-Net training",
-                   hint=" Lower lr.")
+                   hint=" Lower lr.", pin_memory=device.type == "cuda")

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..models.checkpoint import load_checkpoint
+from ..models.device import resolve_device
 from ..models.unet import build_unet, parse_config
 from .datasets import training_datasets
-from .engine import check_options, check_run_folder, fit, pooled_loss_iou, run_settings
+from .engine import check_options, check_run_folder, fit, on_device, pooled_loss_iou, run_settings
 
 __all__ = ["HISTORY_COLUMNS", "gap_pixels", "make_loss", "masked_iou_counts", "evaluate",
            "fit_unet", "train_unet"]
@@ -117,9 +118,11 @@ def evaluate(model, loader, loss_fn, groups=None):
     import torch
 
     model.eval()
+    device = next(model.parameters(), torch.empty(0)).device  # the model's (a parameter-free one: the CPU)
     losses, inters, unions = [], [], []
     with torch.no_grad():
-        for image, target, valid in loader:
+        for batch in loader:
+            image, target, valid = on_device(batch, device)
             logits = model(image)
             losses.append(float(loss_fn(logits, target, valid)))
             inter, union = masked_iou_counts(logits, target, valid)
@@ -139,7 +142,7 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
              loss: str = "dice", gap_weight: float = 0.0, schedule: str = "constant", seed: int = 0,
              resume: bool = False, num_workers: int = 0, threads: int | None = None,
              val_batch_size: int | None = None, val_groups=None, model_config: dict | None = None,
-             run_info: dict | None = None, overwrite: bool = False, progress=None) -> dict:
+             run_info: dict | None = None, overwrite: bool = False, progress=None, device=None) -> dict:
     """Train ``model`` on ``train_ds``, validate on ``val_ds`` every epoch, checkpoint to ``out_dir``.
 
     Parameters
@@ -188,17 +191,22 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
     progress : callable, optional
         ``progress(done, total, name)`` after every training step and every epoch
         (:mod:`tio2fiji.training.engine`).
+    device : str or torch.device, optional
+        Where the model and its batches go (:func:`tio2fiji.models.resolve_device`; default
+        ``"auto"``: the GPU when present); recorded as ``device`` in ``run.json`` and the
+        checkpoints' settings (a resumed run may change it).
 
     Returns
     -------
     dict
         ``history`` (list of rows), ``best_epoch``, ``best_val_iou``, ``out_dir``, ``resumed_from``
         (the epoch last.pt held, or None), ``seconds`` (training time of all epochs, resumed runs
-        included).
+        included), ``device``.
     """
     import torch
     from torch.utils.data import DataLoader
 
+    device = resolve_device(device)
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight,
                   num_workers=num_workers, threads=threads)
     check_run_folder(out_dir, resume, overwrite)
@@ -209,7 +217,7 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
     loss_fn = make_loss(loss, gap_weight)
 
     def forward(model, batch):
-        image, target, valid = batch
+        image, target, valid = on_device(batch, device)
         return loss_fn(model(image), target, valid), {}, image.shape[0]
 
     def optimizer_for(phase):
@@ -218,21 +226,23 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
                      if schedule == "cosine" else None)
         return optimizer, scheduler
 
+    model.to(device)  # before the optimizer is built on its parameters
+    pin = device.type == "cuda"
     with run_settings(threads, seed):
-        settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "loss": loss,
+        settings = {"device": str(device), "epochs": epochs, "batch_size": batch_size, "lr": lr, "loss": loss,
                     "gap_weight": gap_weight,
                     "schedule": schedule, "seed": seed, "threads": torch.get_num_threads(),
                     "val_iou": "per tile" if val_groups is None else "per image (tiles pooled)",
                     "train_items": len(train_ds), "val_items": len(val_ds),
                     "model_config": model_config or {}, **(run_info or {})}
         val_loader = DataLoader(val_ds, batch_size=val_batch_size or 2 * batch_size, shuffle=False,
-                                num_workers=num_workers)
-        return fit(model, train_ds, out_dir, epochs=epochs, batch_size=batch_size, seed=seed,
+                                num_workers=num_workers, pin_memory=pin)
+        return {**fit(model, train_ds, out_dir, epochs=epochs, batch_size=batch_size, seed=seed,
                    forward=forward, validate=lambda m: evaluate(m, val_loader, loss_fn, val_groups),
                    optimizer_for=optimizer_for, settings=settings, model_config=model_config or {},
                    history_columns=HISTORY_COLUMNS, resume=resume, overwrite=overwrite,
                    num_workers=num_workers, progress=progress, what="U-Net training",
-                   hint=" Lower lr.")
+                   hint=" Lower lr.", pin_memory=pin), "device": str(device)}
 
 
 def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weights=None,
@@ -240,7 +250,7 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
                gap_weight: float = 0.0, schedule: str = "constant", seed: int = 0,
                resume: bool = False, init=None, crops_per_epoch: int | None = None, images_dir=None,
                masks_dir=None, num_workers: int = 0, threads: int | None = None,
-               overwrite: bool = False, progress=None) -> dict:
+               overwrite: bool = False, progress=None, device=None) -> dict:
     """Train one U-Net configuration on a data folder written by
     :func:`tio2fiji.training.build_dataset`.
 
@@ -263,7 +273,8 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
     Other parameters
         As :func:`fit_unet`.
     """
-    # bad options and a folder holding another run are refused before any data is read
+    # bad options, a missing GPU and a folder holding another run are refused before any data is read
+    resolve_device(device)
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight,
                   crops_per_epoch=crops_per_epoch, num_workers=num_workers, threads=threads)
     check_run_folder(out_dir, resume, overwrite)
@@ -292,4 +303,4 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
                         resume=resume, overwrite=overwrite, num_workers=num_workers,
                         threads=threads, val_groups=val_groups, model_config=model_config,
                         run_info={"data_dir": str(Path(data_dir).resolve()), "config": config},
-                        progress=progress)
+                        progress=progress, device=device)

@@ -1,0 +1,134 @@
+"""Whole-image inference (``mode="whole"``/``"auto"``) against blended tiles, and the ONNX Runtime
+engine against PyTorch, with the bundled U-Net on the bundled SEM images."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tio2fiji.predict as P
+from tio2fiji.errors import InputError
+from tio2fiji.io import read_sem
+from tio2fiji.models.checkpoint import DEFAULT_MODEL, load_model
+from tio2fiji.models.device import onnx_session
+from tio2fiji.predict import predict_maps, predict_probability, resolve_mode, segment
+
+EX = Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM"
+bundled = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="bundled model missing")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(1)
+    return load_model("default")
+
+
+class _Echo(torch.nn.Module):
+    """Probability = input, and a record of the input shapes of every forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.shapes = []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        p = x.clamp(1e-6, 1 - 1e-6)
+        return torch.log(p / (1 - p)) + 0 * self.dummy
+
+
+@bundled
+def test_whole_matches_blend_within_the_tiling_tolerance(model):
+    sem = read_sem(EX / "1908256.tif")  # the example where they differ most
+    blend = predict_probability(model, sem.analysed, mode="blend")
+    whole = predict_probability(model, sem.analysed, mode="whole")
+    assert whole.shape == blend.shape == sem.analysed.shape and whole.dtype == np.float32
+    # tests/test_tiling.py's bounds for blend against one pass; measured here: 1.3e-4 of the mask
+    # pixels and a mean |dp| of 2e-4
+    assert np.mean((whole > 0.5) != (blend > 0.5)) < 5e-4
+    assert np.abs(whole - blend).mean() < 1e-3
+    # the particles: the stored threshold (chosen on blend outputs) gives nearly the same masks,
+    # and the watershed nearly the same particles (measured 228 vs 225)
+    sb = segment(model, sem, mode="blend")
+    sw = segment(model, sem)  # the default: auto -> whole for 1024x704
+    assert sw.info["mode"] == "whole" and sb.info["mode"] == "blend"
+    assert np.mean(sb.mask != sw.mask) < 5e-4
+    nb, nw = int(sb.labels.max()), int(sw.labels.max())
+    assert nb > 150 and abs(nb - nw) <= 0.03 * nb
+
+
+def test_auto_is_whole_up_to_the_limit_and_tiles_beyond():
+    side = int(np.sqrt(P.WHOLE_LIMIT))
+    assert resolve_mode("auto", 704, 1024) == "whole"
+    assert resolve_mode("auto", 1536, 2048) == "whole"  # exactly the limit
+    assert resolve_mode("auto", 1537, 2048) == "blend"  # padded to 1568 x 2048
+    assert resolve_mode("auto", side + 64, side + 64) == "blend"
+    assert resolve_mode("thesis", 10, 10) == "thesis"
+    with pytest.raises(InputError, match="mode must be one of"):
+        predict_probability(_Echo(), np.zeros((64, 64)), mode="tiles")
+
+
+def test_auto_runs_tiles_above_the_limit(monkeypatch):
+    img = np.random.default_rng(1).integers(0, 256, (200, 300)).astype(np.uint8)
+    net = _Echo()
+    whole = predict_probability(net, img, tile=64, overlap=16, mode="auto")
+    assert net.shapes == [(1, 1, 224, 320)]  # below the limit: one pass, padded to multiples of 32
+    monkeypatch.setattr(P, "WHOLE_LIMIT", 224 * 320 - 1)
+    net.shapes.clear()
+    tiled = predict_probability(net, img, tile=64, overlap=16, batch_size=4, mode="auto")
+    assert len(net.shapes) > 1 and all(s[2:] == (64, 64) for s in net.shapes)
+    np.testing.assert_allclose(tiled, img / 255.0, atol=1e-5)
+    np.testing.assert_allclose(whole, img / 255.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(100, 90), (33, 65), (300, 410)])
+def test_whole_pads_any_size_to_multiples_of_32_and_crops_back(shape):
+    img = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    net = _Echo()
+    calls = []
+    prob = predict_probability(net, img, mode="whole", progress=lambda *a: calls.append(a))
+    padded = tuple(-(-n // 32) * 32 for n in shape)
+    assert net.shapes == [(1, 1, *padded)]
+    assert prob.shape == shape and prob.dtype == np.float32 and prob.flags.c_contiguous
+    np.testing.assert_allclose(prob, img / 255.0, atol=1e-5)
+    assert calls == [(1, 1, "tile")]  # the progress callback is still called
+
+
+@bundled
+def test_whole_equals_one_pass_over_the_mirrored_image(model):
+    area = read_sem(EX / "1908248.tif").analysed[:300, :410]
+    prob = predict_probability(model, area, mode="whole", engine="torch")
+    # independent: mirror to 320 x 416 by hand, one forward pass, crop
+    x = np.pad(area / 255.0, ((0, 20), (0, 6)), mode="symmetric").astype(np.float32)
+    with torch.no_grad():
+        ref = torch.sigmoid(model(torch.from_numpy(x)[None, None]))[0, 0].numpy()[:300, :410]
+    np.testing.assert_allclose(prob, ref, atol=1e-6)
+
+
+@bundled
+def test_onnx_engine_equals_torch_and_is_cached(model):
+    area = read_sem(EX / "1908252.tif").analysed[:256, :512]
+    a = predict_maps(model, area, mode="whole", engine="torch")
+    b = predict_maps(model, area, mode="whole", engine="onnx")
+    t = predict_maps(model, area, mode="blend", engine="onnx")
+    ref = predict_maps(model, area, mode="blend", engine="torch")
+    assert a.dtype == b.dtype == np.float32
+    assert np.abs(a - b).max() < 1e-4 and np.abs(t - ref).max() < 1e-4
+    s1 = onnx_session(model)
+    assert onnx_session(model) is s1  # built once per model
+    with torch.no_grad():  # weights changed in place: the cached graph is stale, a new one is built
+        p = next(model.parameters())
+        p.add_(0.0)
+    assert onnx_session(model) is not s1
+
+
+@bundled
+def test_bfloat16_on_the_cpu_returns_float32_maps_close_to_float32(model):
+    area = read_sem(EX / "1908248.tif").analysed[:64, :96]  # small: bfloat16 is slow on this CPU
+    ref = predict_probability(model, area, mode="whole", engine="torch", amp=False)
+    bf = predict_probability(model, area, mode="whole", engine="torch", amp=True)
+    assert bf.dtype == np.float32
+    d = np.abs(bf - ref)
+    # bfloat16 keeps 8 bits of mantissa: close, not equal (the full numbers: benchmarks/infer_speed.py)
+    assert 0 < d.mean() < 0.02
