@@ -341,3 +341,14 @@ def test_browser_check_sees_a_broken_image(tmp_path):
     broken.write_text(page.replace("</body>", corrupt + "</body>"), encoding="utf-8")
     _, total, decoded, bad = browser_dom(broken, tmp_path)
     assert (total, decoded, bad) == (4, 3, "corrupt")
+
+
+def test_the_scope_of_a_large_run_is_said_under_the_title(tmp_path):
+    """A large run's report shows some images; the page says which, escaped, right after the title."""
+    note = "This run has 1000 analysed images; the tables below show 24 of them <evenly spaced>."
+    page = R.write_report(tmp_path, None, software_versions(), scope=note).read_text(encoding="utf-8")
+    first, scope = page.index("<h1>"), page.index("id='scope'")
+    assert first < scope < page.index("<h2")
+    assert "24 of them &lt;evenly spaced&gt;." in page and "<evenly" not in page
+    plain = R.write_report(tmp_path, None, software_versions(), filename="plain.html").read_text(encoding="utf-8")
+    assert "id='scope'" not in plain

@@ -1,20 +1,29 @@
 """The main job: SEM images in, particle statistics, plots and an HTML report out.
 
-:func:`analyze_images` runs, for every image: :func:`tio2fiji.io.read_sem` (calibration, data
-bar) → :func:`tio2fiji.predict.segment` (mask and separated particles) → ``<stem>_mask.tif`` and
-``<stem>_labels.tif`` → the particle measurement (:func:`tio2fiji.particles.measure` or the ImageJ
-bridge) → the spatial tests (:func:`tio2fiji.distribution.test_distribution`) and G/L envelopes →
-the overlay. Every particle gets a complete score (:mod:`tio2fiji.complete`). Then, over all
-images, it writes ``particles.csv``, ``distribution.csv``, ``summary.csv``, the plots and
-``report.html`` (:mod:`tio2fiji.report`), and ``analysis.json`` with the options, model,
-calibration sources, versions and failures. With ``complete_only`` the statistics, plots and spatial
-tests use only the complete particles.
+:func:`analyze_images` runs, for every image (:func:`analyze_one`): :func:`tio2fiji.io.read_sem`
+(calibration, data bar) → :func:`tio2fiji.predict.segment` (mask and separated particles) →
+``<stem>_mask.tif`` and ``<stem>_labels.tif`` → the particle measurement
+(:func:`tio2fiji.particles.measure` or the ImageJ bridge) → the spatial tests
+(:func:`tio2fiji.distribution.test_distribution`), the image's summary rows and, for the images
+shown in the report, the overlay and G/L envelopes. Every particle gets a complete score
+(:mod:`tio2fiji.complete`). Each image's results are written as it finishes, atomically, as its
+*part* (``parts/<stem>.json`` and ``parts/<stem>.csv``). At the end the parts are merged, one
+after another (never all particle tables in memory), into ``particles.csv``, ``distribution.csv``,
+``summary.csv``, the plots, ``report.html`` (:mod:`tio2fiji.report`) and ``analysis.json`` with
+the options, model, calibration sources, versions and failures. With ``complete_only`` the
+statistics, plots and spatial tests use only the complete particles.
 
-An image that fails is recorded with its error and the others go on.
+The images run one after another in this process (the default), or on Dask workers
+(:mod:`tio2fiji.cluster`: ``workers`` local processes or a ``scheduler``'s); both run the same
+:func:`analyze_one`. A rerun into the same folder keeps the parts made from the same image bytes,
+model and options and redoes the rest (``force`` redoes all); an image that fails is recorded with
+its error and the others go on.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,20 +32,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import __version__
 from . import report as rep
 from .batch import (
     UNITS_NOTE,
     add_complete_columns,
     complete_classifier,
-    concat_tables,
-    run_files,
+    failure_message,
     run_metadata,
     run_versions,
     unique_names,
 )
 from .checks import check_option, check_options, plausibility_warnings
-from .distribution import METHODS, distribution_table, envelopes, test_distribution
-from .errors import InputError
+from .cluster import open_client, run_tasks, worker_cache, worker_device
+from .distribution import METHODS, envelopes, test_distribution
+from .errors import InputError, OutputError
 from .imagej import BACKENDS, measure_imagej
 from .instances import CONNECTIVITY, SEPARATE, labels_to_separated_mask
 from .io import (
@@ -45,40 +55,43 @@ from .io import (
     check_output_dir,
     file_sha256,
     read_sem,
-    write_csv,
     write_json,
     write_labels,
     write_mask,
 )
+from .models import resolve_device
 from .models.checkpoint import load_model, model_threshold, resolve_model
 from .particles import measure
+from .parts import MAX_PANELS, PLOTS, gather_images, merge_parts, panel_positions, reusable_part, write_part
 from .predict import segment
 from .summary import summary_table
 
-__all__ = ["analyze_images", "AnalysisResult"]
-_PLOTS = {"area_violin.png": "Particle area per image (thesis Fig. 34)",
-          "feret_angle_kde.png": "Kernel density of the Feret angle per image (thesis Fig. 35)",
-          "correlation.png": "Correlation matrices of Area, Solidity, Circularity, Compactness, "
-                             "Roundness and Feret angle (thesis Fig. 36)",
-          "ecd_distribution.png": "Particle size: equivalent circle diameter (ECD)"}
+__all__ = ["analyze_images", "analyze_one", "AnalysisResult", "gather_images", "MAX_PANELS"]
 
 
 @dataclass
 class AnalysisResult:
     """What :func:`analyze_images` produced.
 
+    The tables are read from the written CSV files when first used (a run of many images never
+    holds all its particles in memory).
+
     Attributes
     ----------
     out_dir : Path
     particles, distribution, summary : pandas.DataFrame
-        The tables written to ``particles.csv``, ``distribution.csv`` and ``summary.csv`` (empty
-        when no image succeeded).
+        The tables of ``particles.csv``, ``distribution.csv`` and ``summary.csv`` (empty when no
+        image succeeded).
     images : list of dict
-        Per analysed image: name, path, analysed width and height, pixel size and its source,
-        data-bar rows, particle count, foreground pixels, output files, seconds and ``warnings``
-        (:func:`tio2fiji.checks.plausibility_warnings`: e.g. a blank frame segmented as particles).
+        Per analysed image (in input order, skipped ones included): name, path, analysed width
+        and height, pixel size and its source, data-bar rows, particle count, foreground pixels,
+        output files, seconds and ``warnings`` (:func:`tio2fiji.checks.plausibility_warnings`:
+        e.g. a blank frame segmented as particles).
     failures : list of (str, str)
         ``(image path, message)`` of the images that failed.
+    skipped : list of str
+        Names of the images whose parts of an earlier run were kept (same image bytes, model and
+        options), not analysed again.
     files : dict
         Name -> path of every file written (CSV, JSON, plots, report).
     report : Path or None
@@ -88,19 +101,64 @@ class AnalysisResult:
     """
 
     out_dir: Path
-    particles: pd.DataFrame = field(default_factory=pd.DataFrame)
-    distribution: pd.DataFrame = field(default_factory=pd.DataFrame)
-    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     images: list = field(default_factory=list)
     failures: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
     files: dict = field(default_factory=dict)
     report: Path | None = None
     seconds: float = 0.0
+    _tables: dict = field(default_factory=dict, repr=False)
+
+    def _table(self, name) -> pd.DataFrame:
+        if name not in self._tables:
+            path = self.files.get(f"{name}.csv")
+            table = pd.read_csv(path) if path is not None else pd.DataFrame()
+            if "warnings" in table:  # an empty string is read back as NaN
+                table["warnings"] = ["" if pd.isna(v) else v for v in table["warnings"]]
+            self._tables[name] = table
+        return self._tables[name]
+
+    @property
+    def particles(self) -> pd.DataFrame:
+        return self._table("particles")
+
+    @property
+    def distribution(self) -> pd.DataFrame:
+        return self._table("distribution")
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self._table("summary")
 
     @property
     def ok(self) -> bool:
         """True when every image was analysed."""
         return not self.failures
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything one image's analysis needs besides the loaded network (sent to Dask workers)."""
+
+    out_dir: str
+    model: str
+    device: str | None
+    backend: str
+    separate: str
+    connectivity: int
+    methods: tuple
+    points: str
+    threshold: float | None
+    n_boot: int
+    seed: int
+    n_sim: int
+    envelope_sims: int
+    report: bool
+    complete_only: bool
+    data_bar_rows: int | None
+    pixel_size_m: float | None
+    allow_pixels: bool
+    key: str = ""  # the model's identity and the options that change numbers (resume)
 
 
 def _model_description(model, source) -> dict:
@@ -150,14 +208,125 @@ def _envelopes(table, width, height, pixel_size_m, n_sim, seed):
     return envelopes(pts, window, r_l=r_l, n_sim=n_sim, null="csr", seed=seed)
 
 
-def _outputs(images, report) -> list:
+def _outputs(stems, report) -> list:
     """Every file :func:`analyze_images` may write into its folder (relative paths)."""
-    stems = [stem for _, stem in unique_names(images)]
     out = [f"{s}_{k}" for s in stems for k in ("mask.tif", "labels.tif")]
-    if report:
+    out += [f"parts/{s}.{k}" for s in stems for k in ("json", "csv")]
+    if report:  # the panels of any image: a kept part may have them from an earlier run
         out += [f"plots/{s}_{k}" for s in stems for k in ("overlay.png", "envelopes.png")]
-        out += [f"plots/{name}" for name in _PLOTS] + ["report.html"]
+        out += [f"plots/{name}" for name in PLOTS] + ["report.html"]
     return out + ["particles.csv", "distribution.csv", "summary.csv", "analysis.json"]
+
+
+def _model_identity(net, desc) -> str:
+    """The model file's SHA-256, or for a network given as an object the hash of its weights."""
+    if desc.get("sha256"):
+        return desc["sha256"]
+    h = hashlib.sha256(type(net).__name__.encode())
+    for name, tensor in net.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
+    """Analyse one image and write its files and its part; the unit of work of every run.
+
+    Parameters
+    ----------
+    path : Path
+    name, stem : str
+        The image's unique name (tables) and output stem (:func:`tio2fiji.batch.unique_names`).
+    job : _Job
+        The run's options and output folder.
+    net : torch.nn.Module
+        The loaded network.
+    clf : dict
+        The complete-particle classifier (:func:`tio2fiji.batch.complete_classifier`).
+    panel : bool
+        Draw the image's overlay and G/L envelopes (the images shown in the report).
+
+    Returns
+    -------
+    dict
+        The part, as written to ``parts/<stem>.json`` (its particles in ``parts/<stem>.csv``):
+        ``meta`` (the image's entry in ``analysis.json``), ``distribution`` and ``summary`` rows,
+        ``image_sha256``, ``key`` (model and options), ``files`` (relative paths).
+    """
+    t0 = time.perf_counter()
+    out_dir, plots_dir, ps = Path(job.out_dir), Path(job.out_dir) / "plots", None
+    image_sha = file_sha256(path) if Path(path).is_file() else None
+    sem = calibrate_missing(read_sem(path, data_bar_rows=job.data_bar_rows), pixel_size_m=job.pixel_size_m,
+                            allow_pixels=job.allow_pixels)
+    seg = segment(net, sem, threshold=job.threshold, separate=job.separate, connectivity=job.connectivity)
+    labels = np.asarray(seg.labels)
+    ps = sem.pixel_size_m
+    implausible = plausibility_warnings(np.count_nonzero(seg.mask), np.bincount(labels.ravel())[1:],
+                                        labels.shape[1], labels.shape[0], name)
+    files = {"mask": write_mask(out_dir / f"{stem}_mask.tif", labels > 0, ps),
+             "labels": write_labels(out_dir / f"{stem}_labels.tif", labels, ps)}
+    if job.backend == "native":
+        measured = labels
+        table = measure(labels, pixel_size_m=ps, connectivity=job.connectivity, image_name=name)
+    else:
+        measured = labels_to_separated_mask(labels, job.connectivity)
+        table = measure_imagej(measured, pixel_size_m=ps, connectivity=job.connectivity, image_name=name)
+    table, measured_labels, label_of_row = add_complete_columns(table, measured, clf, job.connectivity)
+    points_of, stats_table = labels, table
+    if job.complete_only:  # the particles of the measured label image that are complete
+        keep = np.zeros(int(measured_labels.max(initial=0)) + 1, bool)
+        keep[label_of_row[table["complete"].to_numpy(bool)]] = True
+        points_of = np.where(keep[measured_labels], measured_labels, 0)
+        stats_table = table[table["complete"]]
+    rows = [test_distribution(points_of, method=m, pixel_size_m=ps, image=name, points=job.points,
+                              n_sim=job.n_sim, seed=job.seed, backend=job.backend) for m in job.methods]
+    h, w = labels.shape
+    if job.report and panel:
+        files["overlay"] = rep.overlay_image(sem.analysed, labels, plots_dir / f"{stem}_overlay.png")
+        env = _envelopes(stats_table, w, h, ps, job.envelope_sims, job.seed) if job.envelope_sims else None
+        if env is not None:
+            files["envelopes"] = rep.plot_envelopes_png(env, plots_dir / f"{stem}_envelopes.png",
+                                                        unit=sem.unit if ps else "px", title=name)
+    meta = {
+        "image": name, "path": str(path), "width": int(w), "height": int(h),
+        "pixel_size_m": ps, "pixel_size_source": sem.pixel_size_source, "unit": sem.unit,
+        "calibration_where": sem.calibration_where, "notes": list(sem.notes),
+        "data_bar_rows": int(sem.data_bar_rows), "analysed_px": sem.analysed_pixels,
+        "annotations": seg.info.get("annotations"), "particles": int(len(table)),
+        "complete_particles": int(table["complete"].sum()),
+        # coverage counts the thresholded probability: the one-pixel cuts between touching
+        # particles (background in the mask file) count as particle area
+        "foreground_px": int(np.count_nonzero(seg.mask)), "threshold": seg.threshold,
+        "separation": seg.info.get("separate"), "segmentation": dict(seg.info),
+        "warnings": implausible,
+        "files": {k: str(v) for k, v in files.items()},
+        "seconds": round(time.perf_counter() - t0, 2)}
+    summary = summary_table(table, [meta], n_boot=job.n_boot, seed=job.seed, complete_only=job.complete_only)
+    part = write_part(out_dir, stem, table, {
+        "image": name, "path": str(path), "image_sha256": image_sha, "key": job.key,
+        "panel": bool(job.report and panel),
+        "files": {k: Path(v).relative_to(out_dir).as_posix() for k, v in files.items()},
+        "meta": meta, "distribution": rows, "summary": summary.to_dict("records")})
+    return part
+
+
+def _image_task(path, name, stem, job, panel, net=None, clf=None) -> tuple:
+    """One image on a worker (or in this process): ``("ok"|"failed"|"output", message)``.
+
+    Errors are returned, not raised, so that Dask retries only a task whose worker died.
+    """
+    try:
+        if net is None:  # on a Dask worker: the network and classifier, loaded once per worker
+            dev = worker_device(job.device)
+            net = worker_cache(("model", job.model, job.key, str(dev)),
+                               lambda: load_model(job.model, device=resolve_device(dev)))
+            clf = worker_cache(("classifier",), complete_classifier)[0]
+        analyze_one(Path(path), name, stem, job, net, clf, panel)
+        return "ok", ""
+    except OutputError as exc:  # the output folder is at fault: the run stops
+        return "output", str(exc)
+    except Exception as exc:  # noqa: BLE001 - one image must not stop a run (the one failure rule)
+        return "failed", failure_message(path, exc)
 
 
 def _check_options(backend, separate, connectivity, methods, points):
@@ -179,7 +348,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                    connectivity=CONNECTIVITY, methods=("clark-evans", "monte-carlo"), points="auto",
                    threshold=None, n_boot=1000, seed=0, n_sim=199, envelope_sims=39, report=True,
                    complete_only=False, progress=None, data_bar_rows=None, pixel_size_m=None,
-                   allow_pixels=False) -> AnalysisResult:
+                   allow_pixels=False, device=None, workers=None, scheduler=None, threads=None,
+                   force=False, max_panels=MAX_PANELS) -> AnalysisResult:
     """Segment, measure and test SEM images; write tables, plots and the HTML report.
 
     Parameters
@@ -188,11 +358,13 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         SEM images (anything :func:`tio2fiji.io.read_sem` reads).
     out_dir : path
         Output folder (created; checked for writing before the model is loaded; locked while the
-        run writes; the files of an earlier analyze run there are replaced, and
-        ``run_manifest.json`` lists this run's, see :class:`tio2fiji.io.RunFolder`). Per image
-        ``<stem>_mask.tif`` (0/255, the measured particles:
-        ``labels > 0``), ``<stem>_labels.tif``
-        and ``plots/<stem>_overlay.png``, ``plots/<stem>_envelopes.png``; over all images
+        run writes; the files of an earlier analyze run there are replaced, except the parts this
+        run can keep, and ``run_manifest.json`` lists this run's, see
+        :class:`tio2fiji.io.RunFolder`). Per image ``<stem>_mask.tif`` (0/255, the measured
+        particles: ``labels > 0``), ``<stem>_labels.tif``, its part ``parts/<stem>.json`` (meta,
+        distribution and summary rows, the image's SHA-256, the model and options) and
+        ``parts/<stem>.csv`` (its particles), and for the images shown in the report
+        ``plots/<stem>_overlay.png``, ``plots/<stem>_envelopes.png``; over all images
         ``particles.csv``, ``distribution.csv``, ``summary.csv``, ``analysis.json``,
         ``plots/*.png`` and ``report.html``. ``particles.csv`` has every particle, with
         ``complete_score`` and ``complete`` (the bundled classifier of :mod:`tio2fiji.complete`,
@@ -200,7 +372,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         particles and a row of the complete ones (``particles_kind`` ``all`` / ``complete``,
         :func:`tio2fiji.summary.summary_table`).
     model : "default", path or torch.nn.Module
-        The segmentation network (:func:`tio2fiji.models.load_model`); loaded once.
+        The segmentation network (:func:`tio2fiji.models.load_model`); loaded once (per worker).
+        Dask workers need a name or a file.
     backend : {"native", "imagej"}
         Who measures the particles. ImageJ measures binary masks, so touching particles are cut
         apart by one pixel first (:func:`tio2fiji.instances.labels_to_separated_mask`).
@@ -243,6 +416,25 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     allow_pixels : bool
         Measure an image that nothing calibrates in pixels; without it such an image fails
         (listed in ``failures``) instead of silently turning nm into pixels.
+    device : str, optional
+        Where the network runs (:func:`tio2fiji.models.resolve_device`; None = ``"auto"``: the
+        first CUDA GPU when there is one). On Dask workers ``auto``/``cuda`` gives each worker one
+        GPU in turn.
+    workers : int, optional
+        Run the images on a local Dask cluster of this many worker processes
+        (:func:`tio2fiji.cluster.open_client`); default: one after another in this process.
+    scheduler : str, optional
+        Address or scheduler file of a running Dask scheduler whose workers run the images (they
+        must see ``out_dir`` and the images at the same paths: a shared file system).
+    threads : int, optional
+        torch threads per Dask worker (default: cores // workers on its host).
+    force : bool
+        Analyse every image again; without it the parts of an earlier run into ``out_dir`` made
+        from the same image bytes, model and options are kept (``AnalysisResult.skipped``).
+    max_panels : int
+        Images with their own overlay and envelope panels in the report, evenly spaced over the
+        input order (all when there are no more); the report's tables and plots show these
+        images, the CSV files every image.
 
     Returns
     -------
@@ -251,8 +443,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     Raises
     ------
     InputError
-        Bad options, a model or complete-particle classifier that cannot be loaded (nothing is
-        analysed then). Errors of single
+        Bad options, a model or complete-particle classifier that cannot be loaded, a scheduler
+        that cannot be reached (nothing is analysed then). Errors of single
         images are not raised; they are in ``AnalysisResult.failures``.
     """
     t_start = time.perf_counter()
@@ -264,111 +456,115 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     pixel_size_m = check_option("pixel_size_m", pixel_size_m)
     if not images:
         raise InputError("no images given.")
+    if workers is not None and scheduler is not None:
+        raise InputError("give either workers (a local Dask cluster) or scheduler, not both.")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise InputError(f"workers must be a whole number of 1 or more, not {workers!r}.")
+    dask = workers is not None or scheduler is not None
+    if dask and not isinstance(model, (str, Path)):
+        raise InputError("Dask workers load the model themselves: give it as a name or a file.")
+    if not isinstance(max_panels, int) or max_panels < 0:
+        raise InputError(f"max_panels must be a whole number of 0 or more, not {max_panels!r}.")
     out_dir = check_output_dir(out_dir, keep=False)  # before the model is loaded or anything computed
-    plots_dir = out_dir / "plots"
     clf, clf_desc = complete_classifier()
-    net = load_model(model) if isinstance(model, (str, Path)) else model
+    if scheduler is None:  # also checks a GPU asked for on a local cluster
+        dev = resolve_device(device)
+    if isinstance(model, (str, Path)):  # with Dask, this copy only describes the model
+        net = load_model(model, device="cpu" if dask else dev)
+    else:
+        net = model
     model_desc = _model_description(net, model)
-    # the run folder: locked, the earlier run's files removed on entry; on exit (also on an error)
-    # the manifest lists what this run wrote
-    folder = RunFolder(out_dir, "analyze", planned=_outputs(images, report), inputs=images)
+    options = {"backend": backend, "separate": separate, "connectivity": connectivity,
+               "methods": list(methods), "points": points,
+               "threshold": threshold if threshold is not None else model_desc["threshold"],
+               "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
+               "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows,
+               "pixel_size_m": pixel_size_m, "allow_pixels": bool(allow_pixels)}
+    # a kept part must have been made by the same model, classifier, code and numeric options
+    numbers = {k: v for k, v in options.items() if k != "envelope_sims"}
+    key = hashlib.sha256(json.dumps({"model": _model_identity(net, model_desc), "tio2fiji": __version__,
+                                     "classifier": clf_desc["sha256"], **numbers},
+                                    sort_keys=True, default=str).encode()).hexdigest()
+    # Dask workers may run elsewhere (another cwd): absolute paths of the folder, model and images
+    where = str(out_dir.absolute()) if dask else str(out_dir)
+    model_ref = "" if not dask else str(Path(model).absolute()) if Path(model).is_file() else str(model)
+    job = _Job(where, model_ref, device, backend, separate, int(connectivity),
+               methods, points, threshold, n_boot, seed, n_sim, envelope_sims, bool(report),
+               bool(complete_only), data_bar_rows, pixel_size_m, bool(allow_pixels), key)
+    names = unique_names(images)
+    panels = panel_positions(len(images), max_panels)
+    kept: dict = {}
 
-    def analyze_one(path, name, stem):
-        t0 = time.perf_counter()
-        sem = calibrate_missing(read_sem(path, data_bar_rows=data_bar_rows), pixel_size_m=pixel_size_m,
-                                allow_pixels=allow_pixels)
-        seg = segment(net, sem, threshold=threshold, separate=separate, connectivity=connectivity)
-        labels = np.asarray(seg.labels)
-        ps = sem.pixel_size_m
-        implausible = plausibility_warnings(np.count_nonzero(seg.mask), np.bincount(labels.ravel())[1:],
-                                            labels.shape[1], labels.shape[0], name)
-        files = {"mask": write_mask(out_dir / f"{stem}_mask.tif", labels > 0, ps),
-                 "labels": write_labels(out_dir / f"{stem}_labels.tif", labels, ps)}
-        if backend == "native":
-            measured = labels
-            table = measure(labels, pixel_size_m=ps, connectivity=connectivity, image_name=name)
-        else:
-            measured = labels_to_separated_mask(labels, connectivity)
-            table = measure_imagej(measured, pixel_size_m=ps, connectivity=connectivity, image_name=name)
-        table, measured_labels, label_of_row = add_complete_columns(table, measured, clf, connectivity)
-        points_of, stats_table = labels, table
-        if complete_only:  # the particles of the measured label image that are complete
-            keep = np.zeros(int(measured_labels.max(initial=0)) + 1, bool)
-            keep[label_of_row[table["complete"].to_numpy(bool)]] = True
-            points_of = np.where(keep[measured_labels], measured_labels, 0)
-            stats_table = table[table["complete"]]
-        rows = [test_distribution(points_of, method=m, pixel_size_m=ps, image=name, points=points,
-                                  n_sim=n_sim, seed=seed, backend=backend) for m in methods]
-        h, w = labels.shape
-        overlay = env_png = None
-        if report:
-            overlay = files["overlay"] = rep.overlay_image(sem.analysed, labels,
-                                                           plots_dir / f"{stem}_overlay.png")
-            env = _envelopes(stats_table, w, h, ps, envelope_sims, seed) if envelope_sims else None
-            if env is not None:
-                env_png = files["envelopes"] = rep.plot_envelopes_png(
-                    env, plots_dir / f"{stem}_envelopes.png", unit=sem.unit if ps else "px", title=name)
-        meta = {
-            "image": name, "path": str(path), "width": int(w), "height": int(h),
-            "pixel_size_m": ps, "pixel_size_source": sem.pixel_size_source, "unit": sem.unit,
-            "calibration_where": sem.calibration_where, "notes": list(sem.notes),
-            "data_bar_rows": int(sem.data_bar_rows), "analysed_px": sem.analysed_pixels,
-            "annotations": seg.info.get("annotations"), "particles": int(len(table)),
-            "complete_particles": int(table["complete"].sum()),
-            # coverage counts the thresholded probability: the one-pixel cuts between touching
-            # particles (background in the mask file) count as particle area
-            "foreground_px": int(np.count_nonzero(seg.mask)), "threshold": seg.threshold,
-            "separation": seg.info.get("separate"), "segmentation": dict(seg.info),
-            "warnings": implausible,
-            "files": {k: str(v) for k, v in files.items()},
-            "seconds": round(time.perf_counter() - t0, 2)}
-        return table, (meta, rows, overlay, env_png)
+    def keep(stale):  # after the folder is locked: the earlier parts this run can use
+        stale, out = set(stale), set()
+        for i, (path, (name, stem)) in enumerate(zip(images, names)):
+            part = None if force or f"parts/{stem}.json" not in stale else \
+                reusable_part(out_dir, path, name, stem, key, report and i in panels)
+            if part is not None:  # only its name: 100,000 kept parts are not held in memory
+                kept[stem] = True
+                out |= {f"parts/{stem}.json", part["csv"], *part["files"].values()}
+        return out
 
+    folder = RunFolder(out_dir, "analyze", planned=_outputs([s for _, s in names], report), inputs=images,
+                       keep=keep)
     with folder:
-        done = run_files(images, analyze_one, progress)
-        res = AnalysisResult(out_dir=out_dir, failures=done.failures)
-        tables = done.tables
-        res.images = [meta for meta, _, _, _ in done.inputs]
-        dist_rows = [row for _, rows, _, _ in done.inputs for row in rows]
-        overlays = {m["image"]: o for m, _, o, _ in done.inputs if o is not None}
-        envs = {m["image"]: e for m, _, _, e in done.inputs if e is not None}
-
-        options = {"backend": backend, "separate": separate, "connectivity": connectivity,
-                   "methods": list(methods), "points": points,
-                   "threshold": threshold if threshold is not None else model_desc["threshold"],
-                   "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
-                   "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows,
-                   "pixel_size_m": pixel_size_m, "allow_pixels": bool(allow_pixels)}
-        versions = run_versions(backend if res.images else None)  # no JVM started for nothing
-        if tables:
-            res.particles = concat_tables(tables)
-            res.distribution = distribution_table(dist_rows) if dist_rows else pd.DataFrame()
-            res.summary = summary_table(res.particles, res.images, n_boot=n_boot, seed=seed,
-                                        complete_only=complete_only)
-            res.files["particles.csv"] = write_csv(out_dir / "particles.csv", res.particles)
-            if len(res.distribution):
-                res.files["distribution.csv"] = write_csv(out_dir / "distribution.csv", res.distribution)
-            res.files["summary.csv"] = write_csv(out_dir / "summary.csv", res.summary)
-        plots = {}
-        if report and tables:
-            names = [m["image"] for m in res.images]
-            units = {m["unit"] for m in res.images}
-            unit = units.pop() if len(units) == 1 else ""  # mixed calibrations: no unit on the axes
-            t = res.particles[res.particles["complete"]] if complete_only else res.particles
-            which = " (complete particles only)" if complete_only else ""
-            for fname, plot in (("area_violin.png", lambda f: rep.plot_area_violin(t, f, names, unit)),
-                                ("feret_angle_kde.png", lambda f: rep.plot_feret_angle_kde(t, f, names)),
-                                ("correlation.png", lambda f: rep.plot_correlation(t, f, names)),
-                                ("ecd_distribution.png", lambda f: rep.plot_ecd_distribution(t, f, names, unit))):
-                plots[_PLOTS[fname] + which] = res.files[fname] = plot(plots_dir / fname)
+        todo = [(str(p.absolute() if dask else p), n, s, job, i in panels)
+                for i, (p, (n, s)) in enumerate(zip(images, names)) if s not in kept]
+        t_images = time.perf_counter()
+        outcome = _run_all(todo, net, clf, progress, workers, scheduler, device, threads)
+        t_merge = time.perf_counter()
+        res = AnalysisResult(out_dir=out_dir, skipped=[n for n, s in names if s in kept])
+        res.failures = [(str(p), outcome[s][1]) for p, (_, s) in zip(images, names)
+                        if s in outcome and outcome[s][0] != "ok"]
+        done = [(s, None) for _, s in names if s in kept or outcome.get(s, ("",))[0] == "ok"]
+        panel_stems = {names[i][1] for i in panels}
+        versions = run_versions(backend if done else None)  # no JVM started for nothing
+        res.images, shown = merge_parts(res, out_dir, done, panel_stems, report, complete_only)
         res.seconds = time.perf_counter() - t_start
+        # where the time went: set-up (model, resume checks), the images (with a cluster's start), merge
+        stages = {"setup": t_images - t_start, "images": t_merge - t_images,
+                  "merge": time.perf_counter() - t_merge}  # parts merged, summary plots drawn
+        mode = ("serial" if not dask else f"local Dask cluster, {workers} worker(s)" if workers
+                else f"Dask scheduler {scheduler}")
         meta = run_metadata(res.failures, versions=versions, options=options, model=model_desc,
                             complete_classifier=clf_desc, images=res.images, units=UNITS_NOTE,
-                            seconds=round(res.seconds, 2))
+                            seconds=round(res.seconds, 2),
+                            run={"mode": mode, "images": len(images), "analysed": len(todo) - len(res.failures),
+                                 "skipped": len(res.skipped), "skipped_images": res.skipped,
+                                 "failed": len(res.failures), "force": bool(force),
+                                 "report_panels": [m["image"] for m in shown["metas"]],
+                                 "seconds": {k: round(v, 2) for k, v in stages.items()}})
         res.files["analysis.json"] = write_json(out_dir / "analysis.json", meta)
         if report:
             res.report = res.files["report.html"] = rep.write_report(
-                out_dir, res.summary, versions, distribution=res.distribution, images=res.images,
-                plots=plots, overlays=overlays, envelopes=envs, model=model_desc, failures=res.failures,
-                options=options, title=f"tio2fiji analysis of {len(images)} image(s)")
+                out_dir, shown["summary"], versions, distribution=shown["distribution"],
+                images=shown["metas"], plots=shown["plots"], overlays=shown["overlays"],
+                envelopes=shown["envelopes"], model=model_desc, failures=res.failures,
+                options=options, title=f"tio2fiji analysis of {len(images)} image(s)",
+                scope=shown["note"])
     return res
+
+
+def _run_all(todo, net, clf, progress, workers, scheduler, device, threads) -> dict:
+    """Every image of ``todo``, here or on Dask workers: stem -> (status, message)."""
+    outcome = {}
+    if workers is None and scheduler is None:  # the default: this process, no Dask
+        steps = ((item, _image_task(*item, net=net, clf=clf), None) for item in todo)
+        return _collect(steps, outcome, len(todo), progress)
+    with open_client(workers=workers, scheduler=scheduler, device=device, threads=threads) as client:
+        return _collect(run_tasks(client, _image_task, todo), outcome, len(todo), progress)
+
+
+def _collect(steps, outcome, total, progress) -> dict:
+    for done, (item, result, error) in enumerate(steps, 1):
+        if error is not None:  # the task was given up: it killed its workers
+            result = ("failed", f"{item[0]}: the Dask workers analysing it died ({type(error).__name__}: "
+                                f"{error}); analyse it alone to see why (memory?).")
+        if result[0] == "output":
+            raise OutputError(result[1])
+        outcome[item[2]] = result
+        if progress is not None:
+            progress(done, total, Path(item[0]).name)
+    return outcome
+
+

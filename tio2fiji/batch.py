@@ -51,6 +51,7 @@ from .io import (
     write_labels,
     write_mask,
 )
+from .models import resolve_device
 from .models.checkpoint import load_model
 from .particles import label_particles, measure
 from .predict import segment
@@ -586,7 +587,8 @@ def concat_tables(tables) -> pd.DataFrame:
 
 def segment_files(image_paths, out_dir, model="default", separate="auto", threshold=None,
                   mode="blend", overlap=64, batch_size=4, data_bar_rows=None,
-                  connectivity=CONNECTIVITY, rois=False, probability=False, progress=None) -> BatchResult:
+                  connectivity=CONNECTIVITY, rois=False, probability=False, progress=None,
+                  device=None) -> BatchResult:
     """Segment SEM images and write each one's particles.
 
     For every image (output stem ``<stem>``, unique within the run, see :func:`unique_names`):
@@ -609,6 +611,9 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
         Also write the ROI zip / the probability map.
     progress : callable, optional
         ``progress(done, total, name)`` after each image.
+    device : str, optional
+        Where a model given by name or file runs (:func:`tio2fiji.models.resolve_device`:
+        ``"auto"``/None = the first CUDA GPU when there is one, ``"cpu"``, ``"cuda[:N]"``).
 
     Returns
     -------
@@ -619,7 +624,7 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
     check_options(threshold=threshold, overlap=overlap, batch_size=batch_size, data_bar_rows=data_bar_rows)
     out_dir = check_output_dir(out_dir, keep=False)  # before the model is loaded or anything computed
     image_paths = [Path(p) for p in image_paths]
-    net = load_model(model) if isinstance(model, (str, Path)) else model
+    net = load_model(model, device=resolve_device(device)) if isinstance(model, (str, Path)) else model
 
     def step(path, name, stem):
         sem = read_sem(path, data_bar_rows=data_bar_rows)

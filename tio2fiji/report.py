@@ -542,7 +542,7 @@ def result_warnings(images=None, distribution=None) -> list:
 
 def write_report(out_dir, summary, versions, distribution=None, images=None, plots=None, overlays=None,
                  envelopes=None, model=None, failures=None, options=None,
-                 title="tio2fiji analysis", filename="report.html") -> Path:
+                 title="tio2fiji analysis", filename="report.html", scope=None) -> Path:
     """Write one self-contained HTML page (all images embedded as base64 PNG).
 
     Parameters
@@ -575,6 +575,8 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
         The analysis options, shown as a table.
     title : str
     filename : str
+    scope : str, optional
+        What part of a large run the page shows (which images, and why), said under the title.
 
     Returns
     -------
@@ -585,6 +587,8 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{_esc(title)}</h1>"
              f"<p class='note'>Written {_esc(now)} by tio2fiji {_esc(versions.get('tio2fiji', ''))}.</p>"]
+    if scope:
+        parts.append(f"<p class='note' id='scope'>{_esc(scope)}</p>")
 
     if failures:
         parts.append("<h2 id='failures'>Images that failed</h2><ul class='fail'>")

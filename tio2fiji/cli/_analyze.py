@@ -15,18 +15,22 @@ from ..instances import CONNECTIVITY, SEPARATE
 from ._common import (
     _CONNECTIVITY,
     _Checked,
+    _device_option,
     _fail_early_if_none_readable,
     _pixel_size,
-    _Progress,
     _report_failures,
+    _StepProgress,
     example_data_dir,
 )
 from ._groups import main
 from ._inspect import info
 
+#: Images whose result line the command prints; a larger run prints a count instead.
+_LINES = 50
+
 
 @main.command("analyze")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Output folder.")
 @click.option("--model", "model_path", default="default", show_default=True,
@@ -46,7 +50,9 @@ from ._inspect import info
               help="Probability threshold (default: the one stored with the model).")
 @click.option("--seed", type=_Checked("seed"), default=0, show_default=True,
               help="Seed of the bootstrap intervals and the simulations.")
-@click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--threads", type=_Checked("threads"), default=None,
+              help="torch CPU threads (per Dask worker with --workers/--scheduler; default: torch's choice, "
+                   "on Dask cores // workers of the host).")
 @click.option("--complete-only", is_flag=True,
               help="Summary, sizes, plots and spatial tests of the complete particles only (not partly "
                    "hidden or cut); particles.csv keeps every particle with its complete column.")
@@ -57,25 +63,44 @@ from ._inspect import info
                    "nor in its burned-in field width or scale bar.")
 @click.option("--allow-pixels", is_flag=True,
               help="Measure images that nothing calibrates in pixels, instead of refusing them.")
+@click.option("--glob", "pattern", default=None,
+              help="Files of a folder given as IMAGES (e.g. '*.tif', '**/*.tif'); default: every image "
+                   "format tio2fiji reads, in all subfolders.")
+@click.option("--from-list", "from_list", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A text file of image paths, one per line (for more paths than a command line takes).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Analyse on a local Dask cluster of N worker processes (cores // N torch threads each); "
+                   "default: one image after another in this process.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Analyse on the workers of a running Dask scheduler (tcp://host:8786 or a scheduler "
+                   "file); they must see the images and --out at the same paths.")
+@click.option("--force", is_flag=True,
+              help="Analyse every image again; by default a rerun into the same --out keeps the results "
+                   "made from the same image bytes, model and options.")
+@_device_option
 def analyze(images, out_dir, model_path, backend, separate, connectivity, methods, threshold, seed, threads,
-            complete_only, data_bar_rows, pixel_size, allow_pixels):
-    """Segment SEM IMAGES, measure every particle, test their spatial distribution, and write
-    particles.csv, distribution.csv, summary.csv (per image a row of all particles and one of the
-    complete ones), plots/ and report.html."""
-    from ..analyze import analyze_images
+            complete_only, data_bar_rows, pixel_size, allow_pixels, pattern, from_list, workers, scheduler,
+            force, device):
+    """Segment SEM IMAGES (files or folders), measure every particle, test their spatial
+    distribution, and write particles.csv, distribution.csv, summary.csv (per image a row of all
+    particles and one of the complete ones), plots/ and report.html. Each image's results are
+    kept in parts/ as it finishes; a rerun into the same --out skips the finished images."""
+    from ..analyze import analyze_images, gather_images
 
+    images = gather_images(images, glob=pattern, from_list=from_list)
     _fail_early_if_none_readable(images)
-    if threads:
+    if threads and workers is None and scheduler is None:
         import torch
 
         torch.set_num_threads(threads)
-    bar = _Progress(len(images), "analyze")
+    bar = _StepProgress("analyze", unit="image", leave=False)
     try:
-        res = analyze_images(list(images), out_dir, model=model_path, backend=backend, separate=separate,
+        res = analyze_images(images, out_dir, model=model_path, backend=backend, separate=separate,
                              connectivity=int(connectivity), methods=methods, threshold=threshold,
                              seed=seed, complete_only=complete_only, data_bar_rows=data_bar_rows,
                              pixel_size_m=_pixel_size(pixel_size), allow_pixels=allow_pixels,
-                             progress=bar)
+                             progress=bar, device=device, workers=workers, scheduler=scheduler,
+                             threads=threads, force=force)
     finally:
         bar.close()
 
@@ -83,8 +108,12 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
         return (f"ECD median {row['ECD_median']:.4g} {row['unit']} [{row['ECD_median_ci_low']:.4g}, "
                 f"{row['ECD_median_ci_high']:.4g}]")
 
-    for meta in res.images:
-        rows = {r["particles_kind"]: r for _, r in res.summary[res.summary["image"] == meta["image"]].iterrows()}
+    by_image = {}
+    if len(res.images) <= _LINES:
+        for _, r in res.summary.iterrows():
+            by_image.setdefault(r["image"], {})[r["particles_kind"]] = r
+    for meta in res.images[:_LINES] if by_image else ():
+        rows = by_image[meta["image"]]
         done = f"(calibration: {meta['pixel_size_source']}), {meta['seconds']:.1f} s"
         c = rows["complete"]
         if complete_only:
@@ -94,6 +123,11 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
             a = rows["all"]
             click.echo(f"{meta['image']}: {a['particles']} particles, {a['area_coverage_pct']:.2f} % area, "
                        f"{ecd(a)}; {c['particles']} complete, {ecd(c)} {done}")
+    if len(res.images) > _LINES:
+        click.echo(f"{len(res.images)} images analysed: one row each in summary.csv")
+    if res.skipped:
+        click.echo(f"skipped {len(res.skipped)} image(s) whose results in {out_dir} were made from the same "
+                   f"image, model and options (--force analyses them again)")
     if res.images:
         click.echo(f"wrote {res.report} and particles.csv, distribution.csv, summary.csv, analysis.json, "
                    f"<image>_mask.tif, <image>_labels.tif, plots/ in {out_dir} ({res.seconds:.0f} s)")

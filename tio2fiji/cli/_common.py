@@ -50,15 +50,17 @@ class _Group(click.Group):
     the warnings about results (:class:`tio2fiji.checks.ResultWarning`) as ``warning: ...``."""
 
     def invoke(self, ctx):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ResultWarning)
-            try:
-                return super().invoke(ctx)
-            except Tio2FijiError as exc:
-                click.echo(f"error: {exc}", err=True)
-                ctx.exit(1)
-            finally:
-                _echo_warnings(caught)
+        caught = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ResultWarning)
+                try:
+                    return super().invoke(ctx)
+                except Tio2FijiError as exc:
+                    click.echo(f"error: {exc}", err=True)
+                    ctx.exit(1)
+        finally:  # outside the recording: warnings passed on must not land in the list being read
+            _echo_warnings(caught)
 
 
 # the training commands' --overwrite (engine.check_run_folder: without it or --resume a run folder is refused)

@@ -13,6 +13,9 @@ anything is computed: a file, a read-only or missing location is one clear error
   manifest lists it; a file the run would overwrite that no manifest entry of the same command
   lists (a user's own, another command's, or an older tio2fiji's) makes the run refuse, naming it.
   A file that changed since tio2fiji wrote it is not removed either: the run refuses.
+* **Resume**: a command may keep some of its earlier run's files (``keep``: ``analyze`` keeps the
+  per-image parts made from the same image bytes, model and options, and their images' files); the
+  rest of the earlier set is removed as above. The kept files belong to the new run.
 """
 
 from __future__ import annotations
@@ -201,14 +204,19 @@ class RunFolder:
         outputs are not all known in advance); otherwise only the planned files are listed.
     option : str
         How the user gave ``path``, for messages.
+    keep : callable, optional
+        ``keep(stale) -> set of str``: called once the folder is locked with the earlier run's
+        files that still exist (relative paths); the ones it returns stay (resume).
 
     Attributes
     ----------
     removed : list of str
         The earlier run's files removed on entry.
+    kept : list of str
+        The earlier run's files kept on entry (``keep``).
     """
 
-    def __init__(self, path, command, planned=(), inputs=(), scan=False, option="--out"):
+    def __init__(self, path, command, planned=(), inputs=(), scan=False, option="--out", keep=None):
         self.path = Path(path)
         self.command = str(command)
         self.planned = sorted({r for r in (_inside(self.path, p) for p in planned) if r})
@@ -216,6 +224,8 @@ class RunFolder:
         self.option = option
         self.scan = bool(scan)
         self.removed: list = []
+        self.kept: list = []
+        self._keep = keep
         self._fd = None
         self._before: dict = {}
         self._started = None
@@ -320,6 +330,9 @@ class RunFolder:
             self._check_conflicts(runs)
             earlier = runs.get(self.command)
             stale = self._stale(earlier) if isinstance(earlier, dict) else []
+            kept = set(self._keep(list(stale))) if self._keep is not None and stale else set()
+            self.kept = [rel for rel in stale if rel in kept]
+            stale = [rel for rel in stale if rel not in kept]
             for rel in stale:  # the earlier set goes before this run writes its own
                 (self.path / rel).unlink(missing_ok=True)
             self.removed = stale
@@ -336,7 +349,8 @@ class RunFolder:
     def _entry(self, status, files) -> dict:
         return {"status": status, "started": self._started,
                 "finished": None if status == "running" else _now(), "pid": os.getpid(),
-                "planned": self.planned, "removed_from_earlier_run": self.removed, "files": files}
+                "planned": self.planned, "removed_from_earlier_run": self.removed,
+                "kept_from_earlier_run": len(self.kept), "files": files}
 
     def written(self) -> list:
         """The files this run wrote so far: planned ones that exist, and any new or changed file."""

@@ -1,0 +1,196 @@
+"""The cluster side of a run over many images: Dask (``dask.distributed``) workers.
+
+:func:`open_client` starts a local cluster (``--workers N``: N worker processes of one Dask thread
+each, ``cores // N`` torch threads each, so that workers × threads = cores) or connects to an
+existing scheduler (``--scheduler ADDRESS`` or a scheduler file, e.g. one that ``dask-jobqueue``
+started on SLURM/PBS, or ``dask scheduler`` + ``dask worker``). :func:`run_tasks` submits one task
+per item and yields each outcome as it completes. On a worker, :func:`worker_cache` keeps what is
+expensive to build (the network, keyed by its file and device) for the worker's lifetime, and
+:func:`worker_device` is the device this worker was given (one GPU per worker, in turn).
+
+A worker that dies (killed, out of memory) loses its task to Dask's scheduler, which runs it again
+on another worker; a task whose worker died more than :data:`ALLOWED_FAILURES` times (a local
+cluster; a running scheduler has its own ``distributed.scheduler.allowed-failures``, Dask's default
+3) is given up (:class:`distributed.KilledWorker`) and comes back as that exception, so that the
+caller records the item as failed and the others finish.
+
+This module knows nothing of images; :mod:`tio2fiji.analyze` passes its own task function.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import InputError
+from .models.device import torch_threads
+
+__all__ = ["cores", "open_client", "run_tasks", "worker_cache", "worker_device",
+           "ALLOWED_FAILURES"]
+
+log = logging.getLogger(__name__)
+
+#: Worker deaths a task may be part of and still run again, on a local cluster (Dask's
+#: ``distributed.scheduler.allowed-failures``): the third death gives it up.
+ALLOWED_FAILURES = 2
+
+_CACHE: dict = {}  # on a worker process: lives as long as the worker
+_DEVICE: dict = {}  # on a worker process: the device given by _Setup
+
+
+def cores() -> int:
+    """CPU cores this process may use (its affinity, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_cache(key, factory):
+    """``factory()`` built once per process and kept under ``key`` (a worker's network, classifier)."""
+    if key not in _CACHE:
+        _CACHE[key] = factory()
+    return _CACHE[key]
+
+
+def worker_device(spec=None):
+    """The device of a network on this worker: the GPU :func:`open_client` gave it when ``spec`` is
+    ``"auto"``/``"cuda"``/None and it has one, else ``spec`` itself (checked by the caller)."""
+    given = _DEVICE.get("device")
+    if given is not None and (spec is None or str(spec).strip().lower() in ("auto", "cuda")):
+        return given
+    return spec
+
+
+class _Setup:
+    """Worker plugin: torch threads and the worker's GPU, set once on every (also restarted) worker."""
+
+    name = "tio2fiji-setup"
+
+    def __init__(self, threads_by_host, default_threads, device):
+        self.threads_by_host = dict(threads_by_host)
+        self.default_threads = default_threads
+        self.device = device
+
+    def setup(self, worker):
+        import torch
+
+        host = worker.address.split("://")[-1].rsplit(":", 1)[0]
+        torch.set_num_threads(self.threads_by_host.get(host, self.default_threads))
+        if self.device in (None, "auto", "cuda") and torch.cuda.is_available():
+            try:  # a local cluster's workers are named 0..N-1: worker i takes GPU i mod count
+                index = int(worker.name)
+            except (TypeError, ValueError):
+                index = sum(map(ord, str(worker.name)))
+            _DEVICE["device"] = f"cuda:{index % torch.cuda.device_count()}"
+
+    def teardown(self, worker):
+        _CACHE.clear()
+
+
+def _plugin(setup):
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class Plugin(_Setup, WorkerPlugin):
+        pass
+
+    return Plugin(setup.threads_by_host, setup.default_threads, setup.device)
+
+
+@contextmanager
+def open_client(workers=None, scheduler=None, device=None, threads=None):
+    """A Dask client on a local cluster of ``workers`` processes, or on ``scheduler``.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes of a local cluster (each one Dask thread, ``cores // workers`` torch
+        threads unless ``threads``).
+    scheduler : str, optional
+        Address (``tcp://host:8786``) or scheduler-file path of a running scheduler; its workers'
+        torch threads are ``cores // (its workers on that host)`` unless ``threads``.
+    device : str, optional
+        ``--device``: with ``auto``/``cuda`` each worker takes one GPU in turn when there are any.
+    threads : int, optional
+        torch threads per worker.
+
+    Yields
+    ------
+    distributed.Client
+
+    Raises
+    ------
+    InputError
+        Both or neither of ``workers`` and ``scheduler``, or the scheduler cannot be reached.
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    if (workers is None) == (scheduler is None):
+        raise InputError("give either --workers N (a local cluster) or --scheduler ADDRESS, not both.")
+    # saturation 1: a worker holds only the task it runs, so one that dies takes no queued image with it
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                          "distributed.scheduler.worker-saturation": 1.0}):
+        if workers is not None:
+            workers = int(workers)
+            if workers < 1:
+                raise InputError(f"--workers must be 1 or more, not {workers}.")
+            # ":0": the scheduler's HTTP server (dashboard, health) on a free port, never a clash
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
+            client = Client(cluster)
+            host = {socket.gethostname(): 0}
+            setup = _Setup(host, threads or torch_threads(workers), device)
+        else:
+            cluster = None
+            try:
+                kind = {"scheduler_file": str(scheduler)} if Path(str(scheduler)).is_file() \
+                    else {"address": str(scheduler)}
+                client = Client(**kind, timeout="30s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise InputError(f"--scheduler {scheduler}: cannot connect ({exc}); start it first "
+                                 f"(dask scheduler) or check the address.") from exc
+            per_host: dict = {}
+            for w in client.scheduler_info(n_workers=-1).get("workers", {}).values():
+                h = w.get("host", "")
+                per_host[h] = per_host.get(h, 0) + 1
+            setup = _Setup({h: threads or torch_threads(n) for h, n in per_host.items()},
+                           threads or 1, device)
+        try:
+            client.register_plugin(_plugin(setup), name=_Setup.name)
+            yield client
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def run_tasks(client, fn, items, key_prefix="tio2fiji"):
+    """Run ``fn(*item)`` for every item on the cluster; yield ``(item, result, error)`` as each ends.
+
+    ``error`` is the exception of a task that could not finish (e.g. ``KilledWorker``: its workers
+    died more than :data:`ALLOWED_FAILURES` times); ``fn`` itself should catch its own errors and
+    return them.
+    """
+    from distributed import as_completed
+
+    items = list(items)
+    if not items:
+        return
+    futures, run = {}, uuid.uuid4().hex[:12]
+    for i, item in enumerate(items):
+        fut = client.submit(fn, *item, key=f"{key_prefix}-{run}-{i}", pure=False)
+        futures[fut] = item
+    try:
+        for fut in as_completed(futures):
+            try:
+                yield futures[fut], fut.result(), None
+            except Exception as exc:  # noqa: BLE001 - the task's own errors come back as results
+                yield futures[fut], None, exc
+            fut.release()
+    finally:
+        client.cancel([f for f in futures if not f.done()])

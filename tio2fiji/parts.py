@@ -1,0 +1,258 @@
+"""Per-image parts of an ``analyze`` run: written as each image finishes, kept on a rerun, merged.
+
+A part is ``parts/<stem>.json`` (the image's meta, distribution and summary rows, its SHA-256, the
+run's key: model, classifier, code version and the options that change numbers) beside
+``parts/<stem>.csv`` (its particles). :func:`write_part` writes the CSV first and the JSON last,
+each atomically, so a part whose JSON exists is complete whatever killed its run.
+:func:`reusable_part` says whether an earlier part can stand for this run's analysis of an image;
+:func:`merge_parts` streams the parts, one after another, into ``summary.csv``, ``particles.csv``
+and ``distribution.csv`` (memory does not grow with the number of particles) and collects what the
+report shows: all images of a small run, :data:`MAX_PANELS` evenly spaced ones of a large run.
+:func:`gather_images` turns files, folders and list files into the run's image list.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import report as rep
+from .distribution import distribution_table
+from .errors import InputError, OutputError
+from .io import IMAGE_SUFFIXES, atomic_write, file_sha256, write_csv, write_json
+from .summary import SUMMARY_COLUMNS
+
+__all__ = ["PLOTS", "MAX_PANELS", "gather_images", "panel_positions", "write_part", "read_part",
+           "reusable_part", "merge_parts"]
+
+#: The summary plots of a run: file name -> caption.
+PLOTS = {"area_violin.png": "Particle area per image (thesis Fig. 34)",
+          "feret_angle_kde.png": "Kernel density of the Feret angle per image (thesis Fig. 35)",
+          "correlation.png": "Correlation matrices of Area, Solidity, Circularity, Compactness, "
+                             "Roundness and Feret angle (thesis Fig. 36)",
+          "ecd_distribution.png": "Particle size: equivalent circle diameter (ECD)"}
+#: Images with their own panels (overlay, G/L envelopes) in the report, at most; the plots of a
+#: larger run show these images too (evenly spaced over the input order, first and last included).
+MAX_PANELS = 24
+_PART_FORMAT = 1
+
+
+def gather_images(items=(), glob=None, from_list=None) -> list:
+    """The image files of a run: files as given, folders searched, a list file read.
+
+    Parameters
+    ----------
+    items : sequence of path
+        Files (kept in order; a missing one stays in the list, to fail as that image) and folders
+        (searched with ``glob``, sorted).
+    glob : str, optional
+        Pattern inside each folder (e.g. ``"*.tif"``, ``"**/*.tif"``); default every file
+        :func:`tio2fiji.io.read_sem` reads (``.tif``, ``.png``, ``.dm3``, ...) in all subfolders.
+    from_list : path, optional
+        A text file of image paths, one per line (blank lines and ``#`` comments skipped; relative
+        paths are relative to the list's folder), so that many thousands of paths never meet the
+        command line's length limit.
+
+    Returns
+    -------
+    list of Path
+        De-duplicated (the same file twice is analysed once), files before the folders' contents
+        in the order given.
+
+    Raises
+    ------
+    InputError
+        A folder without matching files, an unreadable list, or nothing at all.
+    """
+    given = [Path(p) for p in items]
+    if from_list is not None:
+        lst = Path(from_list)
+        try:
+            lines = lst.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--from-list {lst}: cannot read it ({exc}); give a text file of image "
+                             f"paths, one per line.") from exc
+        given += [p if p.is_absolute() else lst.parent / p
+                  for p in (Path(t.strip()) for t in lines if t.strip() and not t.lstrip().startswith("#"))]
+    out, seen = [], set()
+    for p in given:
+        if p.is_dir():
+            found = sorted(f for f in (p.glob(glob) if glob else p.rglob("*"))
+                           if f.is_file() and (glob or f.suffix.lower() in IMAGE_SUFFIXES))
+            if not found:
+                want = glob or f"{', '.join('*' + s for s in IMAGE_SUFFIXES)} in any subfolder"
+                raise InputError(f"{p}: no image files matching {want}; check the folder or --glob "
+                                 f"(e.g. --glob '**/*.tif').")
+        else:
+            found = [p]
+        for f in found:
+            key = os.path.normpath(os.path.abspath(f))  # cheaper than resolve() for 100,000s of paths
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+    if not out:
+        raise InputError("no images given: name image files or folders, or --from-list FILE.")
+    return out
+
+
+def panel_positions(n, max_panels) -> set:
+    """Input positions of the images with report panels: all, or ``max_panels`` evenly spaced."""
+    if n <= max_panels:
+        return set(range(n))
+    return {int(round(i)) for i in np.linspace(0, n - 1, max_panels)} if max_panels > 0 else set()
+
+
+def _native(obj):
+    """numpy scalars and arrays as plain Python values (for a part's JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _native(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_native(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+
+
+def write_part(out_dir, stem, table, fields) -> dict:
+    """Write the part of one image: its particle ``table`` as CSV, then ``fields`` + the CSV's hash."""
+    out_dir = Path(out_dir)
+    csv = write_csv(out_dir / "parts" / f"{stem}.csv", table)
+    part = _native({"format": _PART_FORMAT, "stem": stem, **fields, "csv": f"parts/{stem}.csv",
+                    "csv_sha256": file_sha256(csv)})
+    write_json(out_dir / "parts" / f"{stem}.json", part)  # last: a part without its JSON is not done
+    return part
+
+
+def read_part(out_dir, stem):
+    """The part of ``stem`` (dict) or None when missing or unreadable."""
+    try:
+        part = json.loads((Path(out_dir) / "parts" / f"{stem}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return part if isinstance(part, dict) and part.get("format") == _PART_FORMAT else None
+
+
+def reusable_part(out_dir, path, name, stem, key, want_panel):
+    """The earlier part of this image when it was made from the same bytes, model and options."""
+    part = read_part(out_dir, stem)
+    if part is None or part.get("key") != key or part.get("image") != name \
+            or (want_panel and not part.get("panel")):
+        return None
+    out_dir = Path(out_dir)
+    if not all((out_dir / rel).is_file() for rel in [part["csv"], *part["files"].values()]):
+        return None
+    if not Path(path).is_file() or file_sha256(path) != part.get("image_sha256") \
+            or file_sha256(out_dir / part["csv"]) != part.get("csv_sha256"):
+        return None
+    return part
+
+
+def merge_parts(res, out_dir, done, panel_stems, report, complete_only):
+    """The parts, one after another, into the run's CSV files; what the report shows.
+
+    Returns every image's meta (input order) and the report's share: the summary, distribution,
+    metas, plots and panels of the images in ``panel_stems`` (all of a small run) and a note.
+    """
+    metas, dist_cols, shown = [], {}, []
+    totals = {"particles": 0, "complete": 0, "medians": []}
+
+    def parts():
+        for stem, part in done:
+            part = part or read_part(out_dir, stem)
+            if part is None:
+                raise OutputError(f"{out_dir / 'parts' / stem}.json: missing after its image was "
+                                  f"analysed (removed by someone else?); run again.")
+            yield part
+
+    def write_summary(p):  # first pass: summary rows, metas, the distribution's columns
+        with open(p, "w", encoding="utf-8", newline="") as fh:
+            for part in parts():
+                metas.append(part["meta"])
+                for row in part["distribution"]:
+                    dist_cols.update(dict.fromkeys(row))
+                pd.DataFrame(part["summary"], columns=SUMMARY_COLUMNS).to_csv(fh, header=fh.tell() == 0,
+                                                                              index=False)
+                totals["particles"] += part["meta"]["particles"]
+                totals["complete"] += part["meta"]["complete_particles"]
+                totals["medians"] += [r["ECD_median"] for r in part["summary"]
+                                      if r["particles_kind"] == ("complete" if complete_only else "all")]
+                if part["stem"] in panel_stems:
+                    shown.append(part)
+
+    if done:
+        res.files["summary.csv"] = atomic_write(out_dir / "summary.csv", write_summary)
+        res.files["particles.csv"] = atomic_write(out_dir / "particles.csv",
+                                                  lambda p: _append_csvs(p, out_dir, done))
+        cols = list(distribution_table([dist_cols]).columns) if dist_cols else []
+        if cols:
+            def write_dist(p):
+                with open(p, "w", encoding="utf-8", newline="") as fh:
+                    for part in parts():
+                        if part["distribution"]:
+                            distribution_table(part["distribution"]).reindex(columns=cols).to_csv(
+                                fh, header=fh.tell() == 0, index=False)
+            res.files["distribution.csv"] = atomic_write(out_dir / "distribution.csv", write_dist)
+    view = {"metas": [p["meta"] for p in shown], "plots": {}, "note": None,
+            "summary": pd.DataFrame([r for p in shown for r in p["summary"]], columns=SUMMARY_COLUMNS),
+            "distribution": distribution_table([r for p in shown for r in p["distribution"]])
+            if any(p["distribution"] for p in shown) else pd.DataFrame(),
+            "overlays": {p["image"]: out_dir / p["files"]["overlay"] for p in shown if "overlay" in p["files"]},
+            "envelopes": {p["image"]: out_dir / p["files"]["envelopes"] for p in shown
+                          if "envelopes" in p["files"]}}
+    if len(shown) < len(metas):
+        med = np.nanmedian(totals["medians"]) if np.isfinite(totals["medians"]).any() else math.nan
+        view["note"] = (f"This run has {len(metas)} analysed images ({totals['particles']} particles, "
+                        f"{totals['complete']} complete; median of the images' ECD medians {med:.4g}). "
+                        f"To stay readable at any size, the tables, plots and panels below show "
+                        f"{len(shown)} of them, evenly spaced over the input order (the first, the last "
+                        f"and every {len(metas) / max(1, len(shown) - 1):.1f}th between); "
+                        f"summary.csv, distribution.csv and particles.csv have every image.")
+    if report and shown:
+        view["plots"] = _plots(res, out_dir, shown, complete_only)
+    return metas, view
+
+
+def _append_csvs(path, out_dir, done):
+    """``particles.csv``: the parts' particle tables appended, one header (constant memory)."""
+    header = None
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        for stem, _ in done:
+            src_path = out_dir / "parts" / f"{stem}.csv"
+            with open(src_path, encoding="utf-8", newline="") as src:
+                first = src.readline()
+                if header is None:
+                    header = first
+                    fh.write(first)
+                if first == header:
+                    shutil.copyfileobj(src, fh)
+                else:  # columns in another order (an older part): put them in this file's order
+                    pd.read_csv(src_path).reindex(columns=header.strip().split(",")).to_csv(
+                        fh, header=False, index=False)
+
+
+def _plots(res, out_dir, shown, complete_only) -> dict:
+    """The four summary plots of the images shown; caption -> path."""
+    t = pd.concat([pd.read_csv(out_dir / p["csv"]) for p in shown], ignore_index=True)
+    names = [p["image"] for p in shown]
+    units = {p["meta"]["unit"] for p in shown}
+    unit = units.pop() if len(units) == 1 else ""  # mixed calibrations: no unit on the axes
+    if complete_only:
+        t = t[t["complete"].astype(bool)]
+    which = " (complete particles only)" if complete_only else ""
+    plots, plots_dir = {}, out_dir / "plots"
+    for fname, plot in (("area_violin.png", lambda f: rep.plot_area_violin(t, f, names, unit)),
+                        ("feret_angle_kde.png", lambda f: rep.plot_feret_angle_kde(t, f, names)),
+                        ("correlation.png", lambda f: rep.plot_correlation(t, f, names)),
+                        ("ecd_distribution.png", lambda f: rep.plot_ecd_distribution(t, f, names, unit))):
+        plots[PLOTS[fname] + which] = res.files[fname] = plot(plots_dir / fname)
+    return plots
