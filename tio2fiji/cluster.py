@@ -130,6 +130,9 @@ def open_client(workers=None, scheduler=None, device=None, threads=None):
     import dask
     from distributed import Client, LocalCluster
 
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # Dask's INFO lines only with -v
+        for name in ("distributed", *[n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if (workers is None) == (scheduler is None):
         raise InputError("give either --workers N (a local cluster) or --scheduler ADDRESS, not both.")
     # saturation 1: a worker holds only the task it runs, so one that dies takes no queued image with it
