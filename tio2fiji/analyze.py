@@ -482,6 +482,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                "pixel_size_m": pixel_size_m, "allow_pixels": bool(allow_pixels)}
     # a kept part must have been made by the same model, classifier, code and numeric options
     numbers = {k: v for k, v in options.items() if k != "envelope_sims"}
+    # float16 autocast on CUDA changes the last digits: a CPU part does not stand for a GPU one
+    numbers["device"] = dev.type if scheduler is None else str(device or "auto")
     key = hashlib.sha256(json.dumps({"model": _model_identity(net, model_desc), "tio2fiji": __version__,
                                      "classifier": clf_desc["sha256"], **numbers},
                                     sort_keys=True, default=str).encode()).hexdigest()
