@@ -255,10 +255,15 @@ def test_an_image_that_keeps_killing_workers_is_reported_failed_and_the_others_f
     that image failed, exit code 1, and analyses the others."""
     huge = tmp_path / "huge.tif"
     tifffile.imwrite(huge, np.full((16000, 16000), 40, np.uint8))  # GBs to analyse, 256 MB to write
+    # no pausing or spilling: a worker that holds the model (~1.6 GB) would pause at 80 % of a tight
+    # limit before it starts the image and wait forever; only the nanny's kill at 95 % may act
     env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
-           "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}
+           "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
+           "DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "False",
+           "DASK_DISTRIBUTED__WORKER__MEMORY__SPILL": "False",
+           "DASK_DISTRIBUTED__WORKER__MEMORY__TARGET": "False"}
     (tmp_path / "dask").mkdir()
-    with _dask(tmp_path / "dask", workers=1, env=env, worker_args=["--memory-limit", "2GB"]) as sfile:
+    with _dask(tmp_path / "dask", workers=1, env=env, worker_args=["--memory-limit", "4GB"]) as sfile:
         res = CliRunner().invoke(main, ["analyze", str(images[0]), str(huge), str(images[1]), "--out",
                                         str(tmp_path / "o"), "--scheduler", str(sfile), "--method",
                                         "clark-evans", "--allow-pixels"])
