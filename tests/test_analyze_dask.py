@@ -309,3 +309,22 @@ def test_many_paths_from_a_list_do_not_meet_the_argument_limit(tmp_path, images)
     lst.write_text("\n".join(str(images[i % len(images)]) for i in range(200_000)) + "\n")
     assert len(lst.read_bytes()) > os.sysconf("SC_ARG_MAX")
     assert gather_images([], from_list=lst) == list(images)
+
+
+def test_a_cluster_whose_workers_are_all_paused_fails_with_one_line_not_a_hang(images, tmp_path, monkeypatch):
+    """A worker paused for memory (here: pause at 1 % of 4 GB, so from its start) never starts an
+    image; the run ends after STALL_S with one line naming the cause, instead of waiting forever."""
+    from tio2fiji import cluster
+
+    monkeypatch.setattr(cluster, "CHECK_S", 0.5)
+    monkeypatch.setattr(cluster, "STALL_S", 3.0)
+    env = {"DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "0.01",
+           "DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE": "False"}
+    (tmp_path / "dask").mkdir()
+    with _dask(tmp_path / "dask", workers=1, env=env, worker_args=["--memory-limit", "4GB"]) as sfile:
+        t0 = time.monotonic()
+        res = CliRunner().invoke(main, ["analyze", str(images[0]), "--out", str(tmp_path / "o"),
+                                        "--scheduler", str(sfile), "--method", "clark-evans"])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "every Dask worker has been paused for 3 s" in res.output and "--memory-limit" in res.output
+    assert time.monotonic() - t0 < 60

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 #: Worker deaths a task may be part of and still run again, on a local cluster (Dask's
 #: ``distributed.scheduler.allowed-failures``): the third death gives it up.
 ALLOWED_FAILURES = 2
+#: Seconds between checks of a run that finishes nothing, and how long all workers may stay paused.
+CHECK_S = 10.0
+STALL_S = 120.0
 
 _CACHE: dict = {}  # on a worker process: lives as long as the worker
 _DEVICE: dict = {}  # on a worker process: the device given by _Setup
@@ -179,7 +182,7 @@ def run_tasks(client, fn, items, key_prefix="tio2fiji"):
     died more than :data:`ALLOWED_FAILURES` times); ``fn`` itself should catch its own errors and
     return them.
     """
-    from distributed import as_completed
+    from distributed import wait
 
     items = list(items)
     if not items:
@@ -188,12 +191,45 @@ def run_tasks(client, fn, items, key_prefix="tio2fiji"):
     for i, item in enumerate(items):
         fut = client.submit(fn, *item, key=f"{key_prefix}-{run}-{i}", pure=False)
         futures[fut] = item
+    pending, paused_since = set(futures), None
     try:
-        for fut in as_completed(futures):
+        while pending:
             try:
-                yield futures[fut], fut.result(), None
-            except Exception as exc:  # noqa: BLE001 - the task's own errors come back as results
-                yield futures[fut], None, exc
-            fut.release()
+                done = wait(pending, timeout=CHECK_S, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                paused_since = _check_paused(client, paused_since)
+                continue
+            paused_since = None
+            for fut in done:
+                pending.discard(fut)
+                try:
+                    yield futures[fut], fut.result(), None
+                except Exception as exc:  # noqa: BLE001 - the task's own errors come back as results
+                    yield futures[fut], None, exc
+                fut.release()
     finally:
         client.cancel([f for f in futures if not f.done()])
+
+
+def _check_paused(client, since):
+    """Raise when every worker has been paused (memory) for :data:`STALL_S`; else when it started.
+
+    A paused worker starts no task and unpauses only when its memory falls, which a worker holding
+    the network may never do: without this the run would wait forever. No workers at all is not an
+    error (a batch queue may start them later).
+    """
+    import time
+
+    workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
+    statuses = [str(w.get("status", "")) for w in workers]
+    if not statuses or any(st != "paused" for st in statuses):
+        return None
+    now = time.monotonic()
+    since = now if since is None else since
+    if now - since >= STALL_S:
+        mem = ", ".join(f"{w.get('metrics', {}).get('memory', 0) / 2**30:.1f} of "
+                        f"{(w.get('memory_limit') or 0) / 2**30:.1f} GiB" for w in workers)
+        raise InputError(f"every Dask worker has been paused for {STALL_S:.0f} s because its memory is "
+                          f"near its limit ({mem}): start the workers with a larger --memory-limit "
+                          f"(4 GB or more each); the finished images are kept, a rerun resumes.")
+    return since
