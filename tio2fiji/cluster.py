@@ -20,13 +20,13 @@ This module knows nothing of images; :mod:`tio2fiji.analyze` passes its own task
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError
+from .models.device import available_cores as cores
 from .models.device import torch_threads
 
 __all__ = ["cores", "open_client", "run_tasks", "worker_cache", "worker_device",
@@ -43,14 +43,6 @@ STALL_S = 120.0
 
 _CACHE: dict = {}  # on a worker process: lives as long as the worker
 _DEVICE: dict = {}  # on a worker process: the device given by _Setup
-
-
-def cores() -> int:
-    """CPU cores this process may use (its affinity, else ``os.cpu_count()``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def worker_cache(key, factory):

@@ -644,8 +644,9 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
                             data_bar_rows=int(bar), pixel_size_m=ps, info=info,
                             labels=labels.astype(np.uint32), scores=np.asarray(scores, np.float32))
     dev = next(model.parameters()).device
-    info.update(mode=resolve_mode(mode, *area.shape), device=str(dev), amp=use_amp(dev, amp),
-                engine=choose_engine(model, dev, engine, use_amp(dev, amp)))
+    amp = use_amp(dev, amp)
+    info.update(mode=resolve_mode(mode, *area.shape), device=str(dev), amp=amp,
+                engine=choose_engine(model, dev, engine, amp))
     maps = predict_maps(model, area, tile=tile, overlap=overlap, batch_size=batch_size, mode=info["mode"],
                         outputs=post["outputs"], progress=progress, amp=amp, engine=engine)
     prob = maps[0]

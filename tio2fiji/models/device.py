@@ -85,12 +85,15 @@ def torch_threads(workers: int = 1, cores: int | None = None) -> int:
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be a positive integer, got {workers!r}.")
-    if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-    return max(1, int(cores) // workers)
+    return max(1, int(available_cores() if cores is None else cores) // workers)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def use_amp(device, amp=None) -> bool:
