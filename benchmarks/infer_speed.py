@@ -47,7 +47,6 @@ measured in the same process with the same thread count: a float32 ``torch.mm`` 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -334,9 +333,9 @@ def main(argv=None):
     print(f"load average start {tuple(round(v, 2) for v in load_start)}, "
           f"end {tuple(round(v, 2) for v in load_end)} (2 CPU cores)")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=2))
-        print(f"wrote {args.out}")
+        from tio2fiji.io import write_json
+
+        print(f"wrote {write_json(args.out, doc)}")  # atomically, its folder made
     return doc
 
 

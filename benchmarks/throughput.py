@@ -138,9 +138,9 @@ def main(argv=None):
            "python": sys.version.split()[0], "network": flops, "floor": floor,
            "peak_matmul": {"all_cores": peak_all, "one_thread": peak_one}, "runs": rows,
            "note": "the machine's CPU is shared with other jobs: see loadavg_before/after"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2))
-    print(f"wrote {args.out}")
+    from tio2fiji.io import write_json
+
+    print(f"wrote {write_json(args.out, doc)}")  # atomically, its folder made
     return doc
 
 
