@@ -140,6 +140,16 @@ def test_local_cluster_and_a_scheduler_give_the_serial_numbers(serial, images, t
         assert _sha(res.files["distribution.csv"]) == _sha(serial.files["distribution.csv"])
         meta = json.loads((res.out_dir / "analysis.json").read_text())
         assert meta["run"]["mode"] == mode and meta["run"]["analysed"] == len(images)
+    # the workers ran the graph this process exported (never built the PyTorch U-Net, whose module
+    # is segmentation-models-pytorch), and the scheduler let go of it after the run
+    from distributed import Client
+
+    def worker_state():
+        from tio2fiji.cluster import shared
+        return "segmentation_models_pytorch" in sys.modules, shared("network") is not None
+
+    with Client(scheduler_file=str(scheduler), timeout="30s") as client:
+        assert set(client.run(worker_state).values()) == {(False, False)}
 
 
 def test_resume_keeps_finished_images_and_redoes_changed_ones(images, tmp_path):
@@ -255,15 +265,16 @@ def test_an_image_that_keeps_killing_workers_is_reported_failed_and_the_others_f
     that image failed, exit code 1, and analyses the others."""
     huge = tmp_path / "huge.tif"
     tifffile.imwrite(huge, np.full((16000, 16000), 40, np.uint8))  # GBs to analyse, 256 MB to write
-    # no pausing or spilling: a worker that holds the model (~1.6 GB) would pause at 80 % of a tight
-    # limit before it starts the image and wait forever; only the nanny's kill at 95 % may act
+    # no pausing or spilling: a worker that holds the model would pause at 80 % of a tight limit
+    # before it starts the image and wait forever; only the nanny's kill at 95 % may act. 2 GB: the
+    # image's float32 copy (1 GB) on top of the worker's ~1 GB, so it dies at once, not after its tiles
     env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
            "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
            "DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "False",
            "DASK_DISTRIBUTED__WORKER__MEMORY__SPILL": "False",
            "DASK_DISTRIBUTED__WORKER__MEMORY__TARGET": "False"}
     (tmp_path / "dask").mkdir()
-    with _dask(tmp_path / "dask", workers=1, env=env, worker_args=["--memory-limit", "4GB"]) as sfile:
+    with _dask(tmp_path / "dask", workers=1, env=env, worker_args=["--memory-limit", "2GB"]) as sfile:
         res = CliRunner().invoke(main, ["analyze", str(images[0]), str(huge), str(images[1]), "--out",
                                         str(tmp_path / "o"), "--scheduler", str(sfile), "--method",
                                         "clark-evans", "--allow-pixels"])

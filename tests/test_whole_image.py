@@ -11,7 +11,7 @@ import tio2fiji.predict as P
 from tio2fiji.errors import InputError
 from tio2fiji.io import read_sem
 from tio2fiji.models.checkpoint import DEFAULT_MODEL, load_model
-from tio2fiji.models.device import onnx_session
+from tio2fiji.models.onnx import OnnxUNet, onnx_session
 from tio2fiji.predict import predict_maps, predict_probability, resolve_mode, segment
 
 EX = Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM"
@@ -121,6 +121,33 @@ def test_onnx_engine_equals_torch_and_is_cached(model):
         p = next(model.parameters())
         p.add_(0.0)
     assert onnx_session(model) is not s1
+
+
+@bundled
+def test_an_exported_graph_gives_the_numbers_of_the_network_it_came_from(model):
+    """What a Dask worker is sent (:class:`OnnxUNet`, pickled) segments as the network does."""
+    import pickle
+
+    sem = read_sem(EX / "1908256.tif")
+    graph = pickle.loads(pickle.dumps(OnnxUNet.from_model(model)))
+    assert graph.tio2fiji_info == model.tio2fiji_info and not graph._sessions
+    a, b = segment(model, sem), segment(graph, sem)
+    np.testing.assert_array_equal(a.probability, b.probability)  # the same graph in ONNX Runtime
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert b.info["engine"] == "onnx" and b.threshold == a.threshold
+    ref = predict_maps(model, sem.analysed[:256, :320], mode="whole", engine="torch")
+    assert np.abs(predict_maps(graph, sem.analysed[:256, :320], mode="whole") - ref).max() < 1e-4
+    with pytest.raises(InputError, match="ONNX graph"):
+        predict_maps(graph, sem.analysed[:64, :64], engine="torch")
+
+
+def test_warm_up_runs_the_per_image_steps_once():
+    """The fork server's warm-up analyses its synthetic image (it would fail silently there)."""
+    from tio2fiji.analyze import warm_up
+    from tio2fiji.particles import _scan
+
+    assert warm_up() > 0
+    assert _scan._scan.signatures  # the measurement's kernels are loaded
 
 
 @bundled

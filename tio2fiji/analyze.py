@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from .batch import (
     unique_names,
 )
 from .checks import check_option, check_options, plausibility_warnings
-from .cluster import open_client, run_tasks, worker_cache, worker_device
+from .cluster import run_tasks, share, shared, start_client, worker_cache, worker_device
 from .distribution import METHODS, envelopes, test_distribution
 from .errors import InputError, OutputError
 from .imagej import BACKENDS, measure_imagej
@@ -61,12 +62,14 @@ from .io import (
 )
 from .models import resolve_device
 from .models.checkpoint import load_model, model_threshold, resolve_model
+from .models.device import choose_engine
+from .models.onnx import OnnxUNet
 from .particles import measure
 from .parts import MAX_PANELS, PLOTS, gather_images, merge_parts, panel_positions, reusable_part, write_part
 from .predict import segment
 from .summary import summary_table
 
-__all__ = ["analyze_images", "analyze_one", "AnalysisResult", "gather_images", "MAX_PANELS"]
+__all__ = ["analyze_images", "analyze_one", "AnalysisResult", "gather_images", "warm_up", "MAX_PANELS"]
 
 
 @dataclass
@@ -310,6 +313,44 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
     return part
 
 
+def warm_up() -> float:
+    """Analyse one small synthetic image through :func:`analyze_one` (a stand-in network), in a
+    temporary folder; return the seconds it took.
+
+    What the first image of a process loads on first use (numba's compiled kernels from their
+    cache, matplotlib's figure machinery and fonts, about 1.3 s) is then loaded already: a local
+    Dask cluster's fork server does it once for all the workers it forks
+    (:mod:`tio2fiji._warm_worker`). The stand-in is a one-pixel convolution (particles where the
+    gray level is above the middle), so every step after the network runs on the same kinds of
+    arrays as with a real one.
+    """
+    import tempfile
+    import warnings
+
+    import tifffile
+    import torch
+
+    t0 = time.perf_counter()
+    yy, xx = np.mgrid[:160, :224]
+    image = np.full((160, 224), 40, np.uint8)
+    for k, (r, c) in enumerate([(30, 30), (40, 100), (35, 180), (100, 50), (110, 130), (120, 190)]):
+        image[(yy - r) ** 2 + (xx - c) ** 2 <= (9 + 3 * (k % 3)) ** 2] = 200
+    net = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        net.weight.fill_(40.0)
+        net.bias.fill_(-20.0)
+    net.tio2fiji_info = {}
+    clf = complete_classifier()[0]
+    with tempfile.TemporaryDirectory(prefix="tio2fiji-warm-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few simulations: the tests' untestable-p notes
+        path = Path(tmp) / "warm.tif"
+        tifffile.imwrite(path, image, imagej=True, resolution=(1e-9 / 5e-9, 1e-9 / 5e-9), metadata={"unit": "nm"})
+        job = _Job(tmp, "", "cpu", "native", "auto", CONNECTIVITY, ("clark-evans", "monte-carlo"), "auto",
+                   None, 50, 0, 19, 3, True, False, 0, None, False)
+        analyze_one(path, "warm.tif", "warm", job, net, clf, panel=True)
+    return time.perf_counter() - t0
+
+
 def _image_task(path, name, stem, job, panel, net=None, clf=None) -> tuple:
     """One image on a worker (or in this process): ``("ok"|"failed"|"output", message)``.
 
@@ -317,9 +358,8 @@ def _image_task(path, name, stem, job, panel, net=None, clf=None) -> tuple:
     """
     try:
         if net is None:  # on a Dask worker: the network and classifier, loaded once per worker
-            dev = worker_device(job.device)
-            net = worker_cache(("model", job.model, job.key, str(dev)),
-                               lambda: load_model(job.model, device=resolve_device(dev)))
+            dev = resolve_device(worker_device(job.device))
+            net = worker_cache(("model", job.model, job.key, str(dev)), lambda: _worker_network(job, dev))
             clf = worker_cache(("classifier",), complete_classifier)[0]
         analyze_one(Path(path), name, stem, job, net, clf, panel)
         return "ok", ""
@@ -466,95 +506,128 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     if not isinstance(max_panels, int) or max_panels < 0:
         raise InputError(f"max_panels must be a whole number of 0 or more, not {max_panels!r}.")
     out_dir = check_output_dir(out_dir, keep=False)  # before the model is loaded or anything computed
-    clf, clf_desc = complete_classifier()
     if scheduler is None:  # also checks a GPU asked for on a local cluster
         dev = resolve_device(device)
-    if isinstance(model, (str, Path)):  # with Dask, this copy only describes the model
-        net = load_model(model, device="cpu" if dask else dev)
-    else:
-        net = model
-    model_desc = _model_description(net, model)
-    options = {"backend": backend, "separate": separate, "connectivity": connectivity,
-               "methods": list(methods), "points": points,
-               "threshold": threshold if threshold is not None else model_desc["threshold"],
-               "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
-               "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows,
-               "pixel_size_m": pixel_size_m, "allow_pixels": bool(allow_pixels)}
-    # a kept part must have been made by the same model, classifier, code and numeric options
-    numbers = {k: v for k, v in options.items() if k != "envelope_sims"}
-    # float16 autocast on CUDA changes the last digits: a CPU part does not stand for a GPU one
-    numbers["device"] = dev.type if scheduler is None else str(device or "auto")
-    key = hashlib.sha256(json.dumps({"model": _model_identity(net, model_desc), "tio2fiji": __version__,
-                                     "classifier": clf_desc["sha256"], **numbers},
-                                    sort_keys=True, default=str).encode()).hexdigest()
-    # Dask workers may run elsewhere (another cwd): absolute paths of the folder, model and images
-    where = str(out_dir.absolute()) if dask else str(out_dir)
-    model_ref = "" if not dask else str(Path(model).absolute()) if Path(model).is_file() else str(model)
-    job = _Job(where, model_ref, device, backend, separate, int(connectivity),
-               methods, points, threshold, n_boot, seed, n_sim, envelope_sims, bool(report),
-               bool(complete_only), data_bar_rows, pixel_size_m, bool(allow_pixels), key)
-    names = unique_names(images)
-    panels = panel_positions(len(images), max_panels)
-    kept: dict = {}
+    with ExitStack() as stack:
+        # the workers start (import torch, tio2fiji) while this process loads and exports the model
+        starting = stack.enter_context(start_client(workers, scheduler, device, threads,
+                                                    preload=("tio2fiji._warm_worker",))) if dask else None
+        clf, clf_desc = complete_classifier()
+        if isinstance(model, (str, Path)):  # with Dask, this copy describes the model and is exported
+            net = load_model(model, device="cpu" if dask else dev)
+        else:
+            net = model
+        model_desc = _model_description(net, model)
+        options = {"backend": backend, "separate": separate, "connectivity": connectivity,
+                   "methods": list(methods), "points": points,
+                   "threshold": threshold if threshold is not None else model_desc["threshold"],
+                   "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
+                   "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows,
+                   "pixel_size_m": pixel_size_m, "allow_pixels": bool(allow_pixels)}
+        # a kept part must have been made by the same model, classifier, code and numeric options
+        numbers = {k: v for k, v in options.items() if k != "envelope_sims"}
+        # float16 autocast on CUDA changes the last digits: a CPU part does not stand for a GPU one
+        numbers["device"] = dev.type if scheduler is None else str(device or "auto")
+        key = hashlib.sha256(json.dumps({"model": _model_identity(net, model_desc), "tio2fiji": __version__,
+                                         "classifier": clf_desc["sha256"], **numbers},
+                                        sort_keys=True, default=str).encode()).hexdigest()
+        # Dask workers may run elsewhere (another cwd): absolute paths of the folder, model and images
+        where = str(out_dir.absolute()) if dask else str(out_dir)
+        model_ref = "" if not dask else str(Path(model).absolute()) if Path(model).is_file() else str(model)
+        job = _Job(where, model_ref, device, backend, separate, int(connectivity),
+                   methods, points, threshold, n_boot, seed, n_sim, envelope_sims, bool(report),
+                   bool(complete_only), data_bar_rows, pixel_size_m, bool(allow_pixels), key)
+        client = None
+        if dask:  # before the folder is touched: a scheduler that cannot be reached changes nothing
+            graph = _graph_for_workers(net, workers, dev if scheduler is None else None)
+            client = starting.result()[0]
+            if graph is not None:
+                stack.enter_context(share(client, "network", (key, graph)))
+        names = unique_names(images)
+        panels = panel_positions(len(images), max_panels)
+        kept: dict = {}
 
-    def keep(stale):  # after the folder is locked: the earlier parts this run can use
-        stale, out = set(stale), set()
-        for i, (path, (name, stem)) in enumerate(zip(images, names)):
-            part = None if force or f"parts/{stem}.json" not in stale else \
-                reusable_part(out_dir, path, name, stem, key, report and i in panels)
-            if part is not None:  # only its name: 100,000 kept parts are not held in memory
-                kept[stem] = True
-                out |= {f"parts/{stem}.json", part["csv"], *part["files"].values()}
-        return out
+        def keep(stale):  # after the folder is locked: the earlier parts this run can use
+            stale, out = set(stale), set()
+            for i, (path, (name, stem)) in enumerate(zip(images, names)):
+                part = None if force or f"parts/{stem}.json" not in stale else \
+                    reusable_part(out_dir, path, name, stem, key, report and i in panels)
+                if part is not None:  # only its name: 100,000 kept parts are not held in memory
+                    kept[stem] = True
+                    out |= {f"parts/{stem}.json", part["csv"], *part["files"].values()}
+            return out
 
-    folder = RunFolder(out_dir, "analyze", planned=_outputs([s for _, s in names], report), inputs=images,
-                       keep=keep)
-    with folder:
-        todo = [(str(p.absolute() if dask else p), n, s, job, i in panels)
-                for i, (p, (n, s)) in enumerate(zip(images, names)) if s not in kept]
-        t_images = time.perf_counter()
-        outcome = _run_all(todo, net, clf, progress, workers, scheduler, device, threads)
-        t_merge = time.perf_counter()
-        res = AnalysisResult(out_dir=out_dir, skipped=[n for n, s in names if s in kept])
-        res.failures = [(str(p), outcome[s][1]) for p, (_, s) in zip(images, names)
-                        if s in outcome and outcome[s][0] != "ok"]
-        done = [(s, None) for _, s in names if s in kept or outcome.get(s, ("",))[0] == "ok"]
-        panel_stems = {names[i][1] for i in panels}
-        versions = run_versions(backend if done else None)  # no JVM started for nothing
-        res.images, shown = merge_parts(res, out_dir, done, panel_stems, report, complete_only)
-        res.seconds = time.perf_counter() - t_start
-        # where the time went: set-up (model, resume checks), the images (with a cluster's start), merge
-        stages = {"setup": t_images - t_start, "images": t_merge - t_images,
-                  "merge": time.perf_counter() - t_merge}  # parts merged, summary plots drawn
-        mode = ("serial" if not dask else f"local Dask cluster, {workers} worker(s)" if workers
-                else f"Dask scheduler {scheduler}")
-        meta = run_metadata(res.failures, versions=versions, options=options, model=model_desc,
-                            complete_classifier=clf_desc, images=res.images, units=UNITS_NOTE,
-                            seconds=round(res.seconds, 2),
-                            run={"mode": mode, "images": len(images), "analysed": len(todo) - len(res.failures),
-                                 "skipped": len(res.skipped), "skipped_images": res.skipped,
-                                 "failed": len(res.failures), "force": bool(force),
-                                 "report_panels": [m["image"] for m in shown["metas"]],
-                                 "seconds": {k: round(v, 2) for k, v in stages.items()}})
-        res.files["analysis.json"] = write_json(out_dir / "analysis.json", meta)
-        if report:
-            res.report = res.files["report.html"] = rep.write_report(
-                out_dir, shown["summary"], versions, distribution=shown["distribution"],
-                images=shown["metas"], plots=shown["plots"], overlays=shown["overlays"],
-                envelopes=shown["envelopes"], model=model_desc, failures=res.failures,
-                options=options, title=f"tio2fiji analysis of {len(images)} image(s)",
-                scope=shown["note"])
-    return res
+        folder = RunFolder(out_dir, "analyze", planned=_outputs([s for _, s in names], report), inputs=images,
+                           keep=keep)
+        with folder:
+            todo = [(str(p.absolute() if dask else p), n, s, job, i in panels)
+                    for i, (p, (n, s)) in enumerate(zip(images, names)) if s not in kept]
+            t_images = time.perf_counter()
+            outcome = _run_all(todo, net, clf, progress, client)
+            stack.close()  # the cluster, before the merge
+            t_merge = time.perf_counter()
+            res = AnalysisResult(out_dir=out_dir, skipped=[n for n, s in names if s in kept])
+            res.failures = [(str(p), outcome[s][1]) for p, (_, s) in zip(images, names)
+                            if s in outcome and outcome[s][0] != "ok"]
+            done = [(s, None) for _, s in names if s in kept or outcome.get(s, ("",))[0] == "ok"]
+            panel_stems = {names[i][1] for i in panels}
+            versions = run_versions(backend if done else None)  # no JVM started for nothing
+            res.images, shown = merge_parts(res, out_dir, done, panel_stems, report, complete_only)
+            res.seconds = time.perf_counter() - t_start
+            # where the time went: set-up (model, resume checks), the images (with a cluster's start), merge
+            stages = {"setup": t_images - t_start, "images": t_merge - t_images,
+                      "merge": time.perf_counter() - t_merge}  # parts merged, summary plots drawn
+            mode = ("serial" if not dask else f"local Dask cluster, {workers} worker(s)" if workers
+                    else f"Dask scheduler {scheduler}")
+            meta = run_metadata(res.failures, versions=versions, options=options, model=model_desc,
+                                complete_classifier=clf_desc, images=res.images, units=UNITS_NOTE,
+                                seconds=round(res.seconds, 2),
+                                run={"mode": mode, "images": len(images), "analysed": len(todo) - len(res.failures),
+                                     "skipped": len(res.skipped), "skipped_images": res.skipped,
+                                     "failed": len(res.failures), "force": bool(force),
+                                     "report_panels": [m["image"] for m in shown["metas"]],
+                                     "seconds": {k: round(v, 2) for k, v in stages.items()}})
+            res.files["analysis.json"] = write_json(out_dir / "analysis.json", meta)
+            if report:
+                res.report = res.files["report.html"] = rep.write_report(
+                    out_dir, shown["summary"], versions, distribution=shown["distribution"],
+                    images=shown["metas"], plots=shown["plots"], overlays=shown["overlays"],
+                    envelopes=shown["envelopes"], model=model_desc, failures=res.failures,
+                    options=options, title=f"tio2fiji analysis of {len(images)} image(s)",
+                    scope=shown["note"])
+        return res
 
 
-def _run_all(todo, net, clf, progress, workers, scheduler, device, threads) -> dict:
-    """Every image of ``todo``, here or on Dask workers: stem -> (status, message)."""
-    outcome = {}
-    if workers is None and scheduler is None:  # the default: this process, no Dask
+def _run_all(todo, net, clf, progress, client) -> dict:
+    """Every image of ``todo``, here (``client`` None) or on Dask workers: stem -> (status, message)."""
+    if client is None:  # the default: this process, no Dask
         steps = ((item, _image_task(*item, net=net, clf=clf), None) for item in todo)
-        return _collect(steps, outcome, len(todo), progress)
-    with open_client(workers=workers, scheduler=scheduler, device=device, threads=threads) as client:
-        return _collect(run_tasks(client, _image_task, todo), outcome, len(todo), progress)
+        return _collect(steps, {}, len(todo), progress)
+    return _collect(run_tasks(client, _image_task, todo), {}, len(todo), progress)
+
+
+def _graph_for_workers(net, workers, device):
+    """The network as an ONNX graph for CPU workers (:class:`tio2fiji.models.onnx.OnnxUNet`), or
+    None: a network ONNX Runtime does not run, or a local cluster on GPUs.
+
+    A worker given the graph runs what this process exported instead of building the network and
+    exporting it again; a GPU worker (``device``, or a scheduler's worker that has one) loads the
+    model file itself.
+    """
+    if workers is not None and device is not None and device.type != "cpu":
+        return None
+    if choose_engine(net, "cpu", "auto", False) != "onnx":
+        return None
+    return OnnxUNet.from_model(net)
+
+
+def _worker_network(job, device):
+    """A worker's network: the graph the run shared when this worker runs on the CPU and it was
+    made for this run's model, else the model file loaded here."""
+    sent = shared("network")
+    if device.type == "cpu" and sent is not None and sent[0] == job.key:
+        return sent[1]
+    return load_model(job.model, device=device)
 
 
 def _collect(steps, outcome, total, progress) -> dict:

@@ -3,10 +3,14 @@
 :func:`open_client` starts a local cluster (``--workers N``: N worker processes of one Dask thread
 each, ``cores // N`` torch threads each, so that workers × threads = cores) or connects to an
 existing scheduler (``--scheduler ADDRESS`` or a scheduler file, e.g. one that ``dask-jobqueue``
-started on SLURM/PBS, or ``dask scheduler`` + ``dask worker``). :func:`run_tasks` submits one task
-per item and yields each outcome as it completes. On a worker, :func:`worker_cache` keeps what is
-expensive to build (the network, keyed by its file and device) for the worker's lifetime, and
-:func:`worker_device` is the device this worker was given (one GPU per worker, in turn).
+started on SLURM/PBS, or ``dask scheduler`` + ``dask worker``); :func:`start_client` does it in a
+background thread while the caller prepares its work. A local cluster's workers are forked from a
+server that imported the caller's modules once (``preload``), where the platform has a fork server.
+:func:`share` gives every worker, also one that joins or restarts later, one large object once (a
+network's graph). :func:`run_tasks` submits one task per item and yields each outcome as it
+completes. On a worker, :func:`shared` is what :func:`share` gave it, :func:`worker_cache` keeps
+what is expensive to build (the network, keyed by its file and device) for the worker's lifetime,
+and :func:`worker_device` is the device this worker was given (one GPU per worker, in turn).
 
 A worker that dies (killed, out of memory) loses its task to Dask's scheduler, which runs it again
 on another worker; a task whose worker died more than :data:`ALLOWED_FAILURES` times (a local
@@ -29,8 +33,8 @@ from .errors import InputError
 from .models.device import available_cores as cores
 from .models.device import torch_threads
 
-__all__ = ["cores", "open_client", "run_tasks", "worker_cache", "worker_device",
-           "ALLOWED_FAILURES"]
+__all__ = ["cores", "open_client", "start_client", "run_tasks", "share", "shared", "worker_cache",
+           "worker_device", "ALLOWED_FAILURES"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,7 @@ STALL_S = 120.0
 
 _CACHE: dict = {}  # on a worker process: lives as long as the worker
 _DEVICE: dict = {}  # on a worker process: the device given by _Setup
+_SHARED: dict = {}  # on a worker process: what share() gave it
 
 
 def worker_cache(key, factory):
@@ -97,7 +102,47 @@ def _plugin(setup):
 
 
 @contextmanager
-def open_client(workers=None, scheduler=None, device=None, threads=None):
+def start_client(workers=None, scheduler=None, device=None, threads=None, preload=()):
+    """Start a Dask client (:func:`open_client`'s) in a background thread; yield its future.
+
+    The caller goes on (loading its model, checking its folder) while the worker processes start:
+    on a 2-core machine the cluster's start (about 4 s: the workers import torch and tio2fiji)
+    then overlaps the caller's own. ``future.result()`` is the client, or raises what connecting
+    raised; the client and a local cluster are closed when the block ends.
+
+    Parameters
+    ----------
+    workers, scheduler, device, threads
+        As :func:`open_client` (both-or-neither of ``workers`` and ``scheduler`` is refused here,
+        before anything starts).
+    preload : sequence of str
+        Modules a local cluster's workers import before they start (a fork server imports them
+        once and forks every worker from it, where the platform has one).
+
+    Yields
+    ------
+    concurrent.futures.Future of distributed.Client
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    _check_choice(workers, scheduler)
+    with ThreadPoolExecutor(1, thread_name_prefix="tio2fiji-dask") as pool:
+        future = pool.submit(_connect, workers, scheduler, device, threads, tuple(preload))
+        try:
+            yield future
+        finally:
+            try:
+                client, cluster = future.result()
+            except Exception:  # noqa: BLE001 - a failed start has nothing to close (the caller saw it)
+                client = cluster = None
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+@contextmanager
+def open_client(workers=None, scheduler=None, device=None, threads=None, preload=()):
     """A Dask client on a local cluster of ``workers`` processes, or on ``scheduler``.
 
     Parameters
@@ -112,6 +157,8 @@ def open_client(workers=None, scheduler=None, device=None, threads=None):
         ``--device``: with ``auto``/``cuda`` each worker takes one GPU in turn when there are any.
     threads : int, optional
         torch threads per worker.
+    preload : sequence of str
+        As :func:`start_client`.
 
     Yields
     ------
@@ -122,29 +169,43 @@ def open_client(workers=None, scheduler=None, device=None, threads=None):
     InputError
         Both or neither of ``workers`` and ``scheduler``, or the scheduler cannot be reached.
     """
+    with start_client(workers, scheduler, device, threads, preload) as future:
+        yield future.result()[0]
+
+
+def _check_choice(workers, scheduler):
+    if (workers is None) == (scheduler is None):
+        raise InputError("give either --workers N (a local cluster) or --scheduler ADDRESS, not both.")
+    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+        raise InputError(f"--workers must be 1 or more, not {workers}.")
+
+
+def _connect(workers, scheduler, device, threads, preload):
+    """``(client, local cluster or None)``, with the worker plugin registered."""
     import dask
     from distributed import Client, LocalCluster
 
     if logging.getLogger().getEffectiveLevel() > logging.INFO:  # Dask's INFO lines only with -v
         for name in ("distributed", *[n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]):
             logging.getLogger(name).setLevel(logging.WARNING)
-    if (workers is None) == (scheduler is None):
-        raise InputError("give either --workers N (a local cluster) or --scheduler ADDRESS, not both.")
     # saturation 1: a worker holds only the task it runs, so one that dies takes no queued image with it
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-                          "distributed.scheduler.worker-saturation": 1.0}):
-        if workers is not None:
-            workers = int(workers)
-            if workers < 1:
-                raise InputError(f"--workers must be 1 or more, not {workers}.")
+    config = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+              "distributed.scheduler.worker-saturation": 1.0}
+    cluster = None
+    if workers is not None:
+        import multiprocessing
+
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            config["distributed.worker.multiprocessing-method"] = "forkserver"
+        with dask.config.set(config):
+            _preload_fork_server(preload)
             # ":0": the scheduler's HTTP server (dashboard, health) on a free port, never a clash
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                    dashboard_address=":0", silence_logs=logging.ERROR)
-            client = Client(cluster)
-            host = {socket.gethostname(): 0}
-            setup = _Setup(host, threads or torch_threads(workers), device)
-        else:
-            cluster = None
+        client = Client(cluster)
+        setup = _Setup({socket.gethostname(): 0}, threads or torch_threads(int(workers)), device)
+    else:
+        with dask.config.set(config):
             try:
                 kind = {"scheduler_file": str(scheduler)} if Path(str(scheduler)).is_file() \
                     else {"address": str(scheduler)}
@@ -152,19 +213,79 @@ def open_client(workers=None, scheduler=None, device=None, threads=None):
             except (OSError, TimeoutError, ValueError) as exc:
                 raise InputError(f"--scheduler {scheduler}: cannot connect ({exc}); start it first "
                                  f"(dask scheduler) or check the address.") from exc
-            per_host: dict = {}
-            for w in client.scheduler_info(n_workers=-1).get("workers", {}).values():
-                h = w.get("host", "")
-                per_host[h] = per_host.get(h, 0) + 1
-            setup = _Setup({h: threads or torch_threads(n) for h, n in per_host.items()},
-                           threads or 1, device)
+        per_host: dict = {}
+        for w in client.scheduler_info(n_workers=-1).get("workers", {}).values():
+            h = w.get("host", "")
+            per_host[h] = per_host.get(h, 0) + 1
+        setup = _Setup({h: threads or torch_threads(n) for h, n in per_host.items()}, threads or 1, device)
+    try:
+        client.register_plugin(_plugin(setup), name=_Setup.name)
+    except BaseException:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        raise
+    return client, cluster
+
+
+def _preload_fork_server(modules):
+    """Have the fork server of the local workers import ``modules`` (once, before the first worker).
+
+    Each spawned worker would import torch and tio2fiji itself (3-4 s of CPU each); forked from a
+    server that imported them, a worker starts in a fraction of a second. The server starts fresh
+    (not a fork of this threaded process) and runs nothing but the imports, so the forks are safe.
+    Once the server runs, later clusters of this process reuse it.
+    """
+    from distributed.utils import get_mp_context
+
+    ctx = get_mp_context()  # Dask sets its own preload list here, once
+    if ctx.get_start_method() == "forkserver" and modules:
+        ctx.set_forkserver_preload(["distributed", "numpy", "pandas", *modules])
+
+
+@contextmanager
+def share(client, name, value):
+    """Give every worker of ``client`` ``value`` under ``name`` (:func:`shared`) for the block, also
+    the workers that join or restart during it (a worker plugin, kept by the scheduler): the way to
+    send each worker one large object once, e.g. a network's graph, instead of with every task.
+    The scheduler lets go of it when the block ends."""
+    plugin = f"tio2fiji-shared-{name}"
+    client.register_plugin(_plugin_shared(name, value), name=plugin)
+    try:
+        yield
+    finally:
         try:
-            client.register_plugin(_plugin(setup), name=_Setup.name)
-            yield client
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            client.unregister_worker_plugin(plugin)
+        except Exception as exc:  # noqa: BLE001 - a cluster going down takes the plugin with it
+            log.debug("could not remove the worker plugin %s: %s", plugin, exc)
+
+
+def shared(name, default=None):
+    """On a worker: the value :func:`share` gave it under ``name``, else ``default``."""
+    return _SHARED.get(name, default)
+
+
+class _Shared:
+    """Worker plugin: one value of :func:`share` (a module-level class, so that its methods reach
+    this module's ``_SHARED`` on the worker, not a copy pickled with them)."""
+
+    def __init__(self, name, value):
+        self.key, self.value = name, value
+
+    def setup(self, worker):
+        _SHARED[self.key] = self.value
+
+    def teardown(self, worker):
+        _SHARED.pop(self.key, None)
+
+
+def _plugin_shared(name, value):
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class Plugin(_Shared, WorkerPlugin):
+        pass
+
+    return Plugin(name, value)
 
 
 def run_tasks(client, fn, items, key_prefix="tio2fiji"):

@@ -47,10 +47,11 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, Tio2FijiError
-from .export_maskrcnn import _DATA_CITATION, _DATA_DOI, _EXAMPLE, _LICENSE, ONNX_OPSET, _quiet, save_onnx
+from .export_maskrcnn import _DATA_CITATION, _DATA_DOI, _EXAMPLE, _LICENSE, _quiet, save_onnx
 from .io import atomic_write, file_sha256, read_sem
 from .models.checkpoint import load_model, model_arch, model_threshold
 from .models.device import resolve_device
+from .models.onnx import ONNX_OPSET
 from .transforms import normalize_for_network
 
 __all__ = ["FORMATS", "ONNX_OPSET", "check_bioimageio", "check_onnx", "export", "export_bioimageio",

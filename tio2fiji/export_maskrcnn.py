@@ -17,12 +17,12 @@ from .errors import InputError
 from .instances import paint_instances
 from .io import read_sem
 from .models.checkpoint import model_postprocessing
+from .models.onnx import ONNX_OPSET
 from .predict import tiled_detections
 
 __all__ = ["check_maskrcnn_onnx", "write_maskrcnn_onnx"]
 
 # shared with tio2fiji.export (it imports them from here)
-ONNX_OPSET = 17
 _LICENSE = "CC-BY-NC-ND-4.0"
 _DATA_CITATION = ("Rühle, B., Krumrey, J. F., Hodoroaba, V.-D. Workflow towards automated "
                   "segmentation of agglomerated, non-spherical particles from electron microscopy "

@@ -82,8 +82,9 @@ from .instances import (
 )
 from .io import SemImage, paint_out, read_sem
 from .models.checkpoint import load_model, model_arch, model_postprocessing
-from .models.device import autocast, choose_engine, onnx_session, resolve_device, to_device, use_amp
+from .models.device import autocast, choose_engine, resolve_device, to_device, use_amp
 from .models.maskrcnn import IMAGE_SIZE, is_maskrcnn
+from .models.onnx import onnx_session
 from .transforms import TILE, axis_positions, normalize_for_network, tile_weights
 
 __all__ = ["MODES", "WHOLE_LIMIT", "predict_maps", "predict_probability", "resolve_mode", "detect",
@@ -322,7 +323,7 @@ def predict_probability(model, image, tile: int = TILE, overlap: int = 64, batch
         off on the CPU. The maps returned are float32 either way.
     engine : {"auto", "torch", "onnx"}
         What runs the forward passes: ``"onnx"`` is ONNX Runtime on the CPU (the network exported
-        once per model and cached, :func:`tio2fiji.models.device.onnx_session`), ``"torch"``
+        once per model and cached, :func:`tio2fiji.models.onnx.onnx_session`), ``"torch"``
         PyTorch; ``"auto"`` takes ONNX Runtime on the CPU without ``amp``, else PyTorch.
 
     Returns

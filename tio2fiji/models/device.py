@@ -1,21 +1,16 @@
 """Which torch device a command runs its network on (``auto``, ``cpu``, ``cuda`` or ``cuda:N``),
 and how a forward pass runs there: threads per worker, mixed precision, pinned host-to-GPU
-copies, and the ONNX Runtime session that :mod:`tio2fiji.predict` uses for the U-Net on the CPU."""
+copies, and which engine runs it (PyTorch, or ONNX Runtime: :mod:`tio2fiji.models.onnx`)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import threading
-import weakref
 
 import torch
 
 from ..errors import InputError
-
-#: ONNX Runtime sessions of the models run with ``engine="onnx"`` (see :func:`onnx_session`).
-_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_EXPORTING = threading.Lock()  # tracing is not thread-safe (threaded Dask workers share a model)
+from .onnx import OnnxUNet
 
 #: What ``--device`` accepts besides ``cuda:N``.
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -109,10 +104,16 @@ def choose_engine(model, device, engine, amp):
 
     ``"auto"`` takes ONNX Runtime for tio2fiji's U-Nets (smp's, whose export is exact) on the CPU
     without mixed precision, when it is installed; any other module runs in PyTorch (a traced
-    graph would freeze its Python logic). ``"onnx"`` on CUDA or with ``amp`` is refused."""
+    graph would freeze its Python logic). ``"onnx"`` on CUDA or with ``amp`` is refused. An
+    :class:`~tio2fiji.models.onnx.OnnxUNet` (an exported graph) runs only with ONNX Runtime."""
     if engine not in ("auto", "torch", "onnx"):
         raise InputError(f"engine must be 'auto', 'torch' or 'onnx', not {engine!r}.")
     cpu = torch.device(device).type == "cpu"
+    if isinstance(model, OnnxUNet):  # an exported graph has no PyTorch network to run
+        if not cpu or amp or engine == "torch":
+            raise InputError("this network is an ONNX graph: it runs on the CPU in float32 with ONNX "
+                             "Runtime; load the model file for PyTorch, CUDA or mixed precision.")
+        return "onnx"
     if engine == "onnx" and (not cpu or amp):
         raise InputError("engine 'onnx' runs on the CPU in float32; use device='cpu' and amp=False, "
                          "or engine='torch'.")
@@ -140,47 +141,3 @@ def to_device(array, device):
     if dev.type == "cuda":
         return x.pin_memory().to(dev, non_blocking=True)
     return x.to(dev)
-
-
-def onnx_session(model, threads: int | None = None):
-    """An ONNX Runtime session (CPU) of ``model``'s logits, built once per model and cached.
-
-    The graph is ``torch.onnx.export`` of the network itself (input ``(N, 1, H, W)`` float32,
-    height and width dynamic, output its logits), held in memory. The cache is keyed by the
-    thread count and the parameters' in-place version counters, so weights changed after the
-    export (a training step, ``load_state_dict``) build a new graph instead of using stale ones.
-    The cache is a weak mapping from the model (not an attribute of it), so a model stays
-    picklable and copyable and its session goes with it.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        In eval mode, on the CPU.
-    threads : int, optional
-        ONNX Runtime's intra-op threads; default ``torch.get_num_threads()``.
-    """
-    import io
-    import warnings
-
-    import onnxruntime
-
-    threads = int(threads or torch.get_num_threads())
-    params = list(model.parameters())
-    key = (threads, tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
-    with _EXPORTING:
-        cached = _SESSIONS.get(model)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        buf = io.BytesIO()
-        axes = {0: "batch", 2: "height", 3: "width"}
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the exporter's notes on traced shapes
-            torch.onnx.export(model, (torch.zeros(1, 1, 64, 64),), buf, dynamo=False, opset_version=17,
-                              input_names=["x"], output_names=["logits"],
-                              dynamic_axes={"x": axes, "logits": axes})
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-        _SESSIONS[model] = (key, session)
-    return session

@@ -539,6 +539,9 @@ def build_from_config(cfg: dict):
 
 def is_maskrcnn(model) -> bool:
     """True for a torchvision Mask R-CNN (what :func:`tio2fiji.predict.predict_instances` takes)."""
-    from torchvision.models.detection import MaskRCNN
+    import sys
 
-    return isinstance(model, MaskRCNN)
+    # a Mask R-CNN exists only once torchvision's detection models were imported; not importing
+    # them to ask keeps a U-Net's Dask worker from loading torchvision (2 s)
+    detection = sys.modules.get("torchvision.models.detection")
+    return detection is not None and isinstance(model, detection.MaskRCNN)
