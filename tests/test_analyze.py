@@ -126,7 +126,14 @@ def test_demo_writes_consistent_results_and_a_report_that_renders(tmp_path, exam
             assert (out / "plots" / f).is_file()
 
     dom, total, decoded, bad = browser_dom(out / "report.html", tmp_path)
-    assert total == 4 + 3 + 3 and decoded == total, bad  # 4 summary plots, 3 envelopes, 3 overlays
+    assert total == 5 + 3 + 3 and decoded == total, bad  # overview + 4 summary plots, 3 envelopes, 3 overlays
+    # the whole run pooled: every particle of the three images, as numpy computes it from the CSV
+    every = pd.read_csv(out / "particles.csv")
+    pooled = table_rows(dom, "pooled-table")
+    assert [r[0] for r in pooled] == ["all", "complete"]
+    for r, t in zip(pooled, (every, every[every["complete"]])):
+        assert [int(r[1]), int(r[2]), r[3]] == [3, len(t), "nm"]
+        assert [float(v) for v in r[5:8]] == [float(f"{q:.4g}") for q in np.quantile(t["ECD"], [0.1, 0.5, 0.9])]
     rows = table_rows(dom, "summary-table")
     assert [r[0] for r in rows] == list(both["image"]) and [r[1] for r in rows] == list(both["particles_kind"])
     assert [int(r[2]) for r in rows] == list(both["particles"])

@@ -161,9 +161,17 @@ def test_resume_keeps_finished_images_and_redoes_changed_ones(images, tmp_path):
     assert len(parts) == len(images) and first.ok
     # the report of a "large" run: plots and panels of 3 images evenly spaced, the CSVs of all
     page = first.report.read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == 4 + 3  # 4 summary plots, 3 overlays
+    assert page.count("data:image/png;base64,") == 5 + 3  # the run's overview, 4 summary plots, 3 overlays
     assert "show 3 of them, evenly spaced over the input order" in page
     meta = json.loads((out / "analysis.json").read_text())
+    # ... and the whole run pooled: every particle of the 12 images, as numpy computes it from the CSV
+    every = pd.read_csv(out / "particles.csv")
+    for row, table in zip(meta["run"]["pooled"], (every, every[every["complete"]])):
+        assert row["images"] == len(images) and row["particles"] == len(table) and row["unit"] == "nm"
+        np.testing.assert_array_equal([row["ECD_D10"], row["ECD_D50"], row["ECD_D90"]],
+                                      np.quantile(table["ECD"], [0.1, 0.5, 0.9]))
+    assert [r["particles_kind"] for r in meta["run"]["pooled"]] == ["all", "complete"]
+    assert "id='pooled-table'" in page and (out / "plots" / "run_overview.png").is_file()
     assert meta["run"]["report_panels"] == ["img00.tif", "img06.tif", "img11.tif"]
     assert len(pd.read_csv(out / "summary.csv")) == 2 * len(images) and len(meta["images"]) == len(images)
     assert sorted(p.name for p in (out / "plots").glob("*_overlay.png")) == \

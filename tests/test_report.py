@@ -128,6 +128,31 @@ def tiny_particles():
                          "ECD": np.sqrt(4 * area / math.pi)})
 
 
+def test_pooled_statistics_are_numpys_quantiles_of_all_chunks_together():
+    """Chunked, two passes, constant memory: the same numbers as np.quantile of the concatenation,
+    also for ties, single values, values beyond the counting bins and NaNs."""
+    rng = np.random.default_rng(3)
+    cases = [rng.lognormal(4, 0.6, 20001), np.array([7.0]), np.array([3.0, 3.0, 3.0, 9.0]),
+             np.r_[rng.uniform(1e-5, 1e-4, 5), rng.uniform(1e8, 1e9, 5), 42.0],
+             np.round(rng.normal(50, 5, 999), 1)]
+    qs = (0.0, 0.1, 0.25, 0.5, 0.9, 1.0)
+    for values in cases:
+        chunks = np.array_split(np.r_[values, np.nan], 5)
+        st = S.pooled_statistics(lambda chunks=chunks: iter(chunks), quantiles=qs)
+        assert st["n"] == values.size and st["counts"].sum() == values.size
+        assert math.isclose(st["mean"], values.mean(), rel_tol=1e-12)
+        np.testing.assert_allclose([st["quantiles"][q] for q in qs], np.quantile(values, qs), rtol=1e-15)
+    empty = S.pooled_statistics(lambda: iter([np.array([np.nan])]))
+    assert empty["n"] == 0 and math.isnan(empty["quantiles"][0.5]) and math.isnan(empty["mean"])
+
+
+def test_run_overview_plot_of_a_pooled_run(tmp_path):
+    st = S.pooled_statistics(lambda: iter([np.array([20.0, 30.0, 40.0, 41.0, 80.0])]))
+    per_image = pd.DataFrame({"ECD_median": [30.0, 41.0], "particles": [3, 2]})
+    path = R.plot_run_overview(st, per_image, tmp_path / "o.png", "nm")
+    assert mpimg.imread(path).shape[:2] == (380, 1100)
+
+
 def test_summary_table_matches_hand_computation():
     meta = [{"image": "a.tif", "width": 10, "height": 20, "pixel_size_m": None, "foreground_px": 50},
             {"image": "b.tif", "width": 8, "height": 8, "pixel_size_m": 2e-9}]

@@ -586,6 +586,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                                      "skipped": len(res.skipped), "skipped_images": res.skipped,
                                      "failed": len(res.failures), "force": bool(force),
                                      "report_panels": [m["image"] for m in shown["metas"]],
+                                     "pooled": shown["pooled"],
                                      "seconds": {k: round(v, 2) for k, v in stages.items()}})
             res.files["analysis.json"] = write_json(out_dir / "analysis.json", meta)
             if report:
@@ -594,7 +595,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                     images=shown["metas"], plots=shown["plots"], overlays=shown["overlays"],
                     envelopes=shown["envelopes"], model=model_desc, failures=res.failures,
                     options=options, title=f"tio2fiji analysis of {len(images)} image(s)",
-                    scope=shown["note"])
+                    scope=shown["note"], pooled=shown["pooled"])
         return res
 
 

@@ -26,17 +26,19 @@ from . import report as rep
 from .distribution import distribution_table
 from .errors import InputError, OutputError
 from .io import IMAGE_SUFFIXES, atomic_write, file_sha256, write_csv, write_json
-from .summary import SUMMARY_COLUMNS
+from .summary import SUMMARY_COLUMNS, pooled_statistics
 
 __all__ = ["PLOTS", "MAX_PANELS", "gather_images", "panel_positions", "write_part", "read_part",
-           "reusable_part", "merge_parts"]
+           "reusable_part", "merge_parts", "pooled_sizes"]
 
 #: The summary plots of a run: file name -> caption.
 PLOTS = {"area_violin.png": "Particle area per image (thesis Fig. 34)",
           "feret_angle_kde.png": "Kernel density of the Feret angle per image (thesis Fig. 35)",
           "correlation.png": "Correlation matrices of Area, Solidity, Circularity, Compactness, "
                              "Roundness and Feret angle (thesis Fig. 36)",
-          "ecd_distribution.png": "Particle size: equivalent circle diameter (ECD)"}
+          "ecd_distribution.png": "Particle size: equivalent circle diameter (ECD)",
+          "run_overview.png": "The whole run: the pooled ECD distribution of every particle, and each "
+                              "image's median ECD and particle count in input order"}
 #: Images with their own panels (overlay, G/L envelopes) in the report, at most; the plots of a
 #: larger run show these images too (evenly spaced over the input order, first and last included).
 MAX_PANELS = 24
@@ -163,7 +165,7 @@ def merge_parts(res, out_dir, done, panel_stems, report, complete_only):
     Returns every image's meta (input order) and the report's share: the summary, distribution,
     metas, plots and panels of the images in ``panel_stems`` (all of a small run) and a note.
     """
-    metas, dist_cols, shown = [], {}, []
+    metas, dist_cols, shown, rows = [], {}, [], []
     totals = {"particles": 0, "complete": 0, "medians": []}
 
     def parts():
@@ -186,6 +188,8 @@ def merge_parts(res, out_dir, done, panel_stems, report, complete_only):
                 totals["complete"] += part["meta"]["complete_particles"]
                 totals["medians"] += [r["ECD_median"] for r in part["summary"]
                                       if r["particles_kind"] == ("complete" if complete_only else "all")]
+                rows.extend({k: r[k] for k in ("particles_kind", "particles", "ECD_median", "unit")}
+                            for r in part["summary"])
                 if part["stem"] in panel_stems:
                     shown.append(part)
 
@@ -217,9 +221,66 @@ def merge_parts(res, out_dir, done, panel_stems, report, complete_only):
                         f"{len(shown)} of them, evenly spaced over the input order (the first, the last "
                         f"and every {len(metas) / max(1, len(shown) - 1):.1f}th between); "
                         f"summary.csv, distribution.csv and particles.csv have every image.")
+    view["pooled"], per_image = pooled_sizes(res.files.get("particles.csv"), pd.DataFrame(rows),
+                                             len(metas), complete_only)
     if report and shown:
         view["plots"] = _plots(res, out_dir, shown, complete_only)
+        if view["pooled"]:
+            first = view["pooled"][0]
+            res.files["run_overview.png"] = rep.plot_run_overview(
+                first["statistics"], per_image, out_dir / "plots" / "run_overview.png", first["unit"],
+                first["particles_kind"])
+            view["plots"] = {PLOTS["run_overview.png"]: res.files["run_overview.png"], **view["plots"]}
+    for row in view["pooled"]:
+        del row["statistics"]
     return metas, view
+
+
+def pooled_sizes(particles_csv, per_image, n_images, complete_only):
+    """The ECD of every particle of the run pooled, per kind of particles, and the per-image rows.
+
+    Parameters
+    ----------
+    particles_csv : path or None
+        The run's ``particles.csv`` (read in chunks, twice: :func:`tio2fiji.summary.pooled_statistics`).
+    per_image : pandas.DataFrame
+        The summary rows of every image (``particles_kind``, ``particles``, ``ECD_median``,
+        ``unit``), in input order.
+    n_images : int
+    complete_only : bool
+        Only the complete particles; else all particles, then the complete ones.
+
+    Returns
+    -------
+    rows : list of dict
+        Per kind: ``particles_kind``, ``images``, ``particles``, ``unit``, ``ECD_mean``,
+        ``ECD_D10``, ``ECD_D50``, ``ECD_D90`` (exact, of all particles together),
+        ``ECD_median_of_image_medians`` and ``statistics`` (the counting histogram). Empty when
+        there are no particles, or when the images are in different units (nm and px do not pool).
+    per_image : pandas.DataFrame
+        The rows of the first kind, one per image.
+    """
+    if particles_csv is None or not len(per_image) or per_image["unit"].nunique() != 1:
+        return [], pd.DataFrame()
+    kinds = ("complete",) if complete_only else ("all", "complete")
+    out = []
+    for kind in kinds:
+        def chunks(kind=kind):
+            for c in pd.read_csv(particles_csv, usecols=["ECD", "complete"], chunksize=500_000):
+                yield c["ECD"].to_numpy(float)[c["complete"].astype(bool).to_numpy() | (kind == "all")]
+
+        st = pooled_statistics(chunks)
+        if not st["n"]:
+            continue
+        mine = per_image[per_image["particles_kind"] == kind]
+        q = st["quantiles"]
+        out.append({"particles_kind": kind, "images": int(n_images), "particles": st["n"],
+                    "unit": str(per_image["unit"].iloc[0]), "ECD_mean": st["mean"], "ECD_D10": q[0.1],
+                    "ECD_D50": q[0.5], "ECD_D90": q[0.9],
+                    "ECD_median_of_image_medians": float(np.nanmedian(mine["ECD_median"]))
+                    if mine["ECD_median"].notna().any() else math.nan, "statistics": st})
+    first = per_image[per_image["particles_kind"] == out[0]["particles_kind"]] if out else pd.DataFrame()
+    return out, first.reset_index(drop=True)
 
 
 def _append_csvs(path, out_dir, done):

@@ -32,12 +32,18 @@ from .io import atomic_write
 from .summary import SIZE_STATS
 
 __all__ = ["plot_area_violin", "plot_feret_angle_kde", "plot_correlation", "plot_ecd_distribution",
-           "plot_envelopes", "plot_envelopes_png", "overlay_rgb", "overlay_image", "write_report",
+           "plot_run_overview", "plot_envelopes", "plot_envelopes_png", "overlay_rgb", "overlay_image", "write_report",
            "result_warnings", "CORRELATION_COLUMNS"]
 
 #: Particle-table columns of the thesis's correlation matrices (Fig. 36) and their labels.
 CORRELATION_COLUMNS = {"Area": "Area", "Solidity": "Solidity", "Circ.": "Circularity",
                        "Compact": "Compactness", "Round": "Roundness", "FeretAngle": "Feret angle"}
+
+
+#: Columns of the report's whole-run table (:func:`tio2fiji.parts.pooled_sizes`) and their headers.
+_POOLED_HEADERS = {"particles_kind": "Particles", "images": "Images", "particles": "Count",
+                   "unit": "Unit", "ECD_mean": "ECD mean", "ECD_D10": "D10", "ECD_D50": "D50 (median)",
+                   "ECD_D90": "D90", "ECD_median_of_image_medians": "Median of the image medians"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,6 +274,59 @@ def plot_ecd_distribution(particles, path, images=None, unit=None) -> Path:
     for y in (0.1, 0.5, 0.9):
         ax_c.axhline(y, color="0.85", lw=0.8, zorder=0)
     ax_c.set_ylim(0, 1.02)
+    return _save(fig, path)
+
+
+def plot_run_overview(pooled, per_image, path, unit="", kind="all") -> Path:
+    """A whole run at a glance, however many images: the pooled ECD distribution of all its
+    particles, and each image's median ECD and particle count in input order (drift, outliers).
+
+    Parameters
+    ----------
+    pooled : dict
+        :func:`tio2fiji.summary.pooled_statistics` of every particle's ECD (its fine counting
+        bins are shown 10 to a bar, on a logarithmic axis).
+    per_image : pandas.DataFrame
+        One row per image in input order: ``ECD_median`` and ``particles``.
+    path : path
+    unit : str
+    kind : str
+        Which particles (``"all"`` or ``"complete"``), for the titles.
+
+    Returns
+    -------
+    Path
+    """
+    fig = _figure((11, 3.8))
+    ax_h, ax_m = fig.subplots(1, 2)
+    u = f" ({unit})" if unit else ""
+    counts, edges = np.asarray(pooled["counts"]), np.asarray(pooled["edges"])
+    if pooled["n"]:
+        nz = np.flatnonzero(counts)
+        lo, hi = nz[0] - nz[0] % 10, min(len(counts), nz[-1] + 10 - nz[-1] % 10)
+        c = counts[lo:hi].reshape(-1, 10).sum(axis=1)
+        e = edges[lo:hi + 1:10]
+        ax_h.stairs(c, e, fill=True, color="C0", alpha=0.6)
+        for q, v in pooled["quantiles"].items():
+            ax_h.axvline(v, color="k", lw=1, ls="--" if q != 0.5 else "-")
+            ax_h.annotate(f"D{round(q * 100):d}", (v, 1), xycoords=("data", "axes fraction"),
+                          xytext=(2, -10), textcoords="offset points", fontsize=8)
+        ax_h.set_xscale("log")
+    ax_h.set_xlabel(f"ECD{u}")
+    ax_h.set_ylabel("particles per bar")
+    ax_h.set_title(f"Pooled ECD of {pooled['n']} particles ({kind}; D10, D50, D90 exact)", fontsize=10)
+    from matplotlib.ticker import MaxNLocator
+
+    x = np.arange(1, len(per_image) + 1)
+    ms = 5 if len(x) < 200 else 1.5
+    ax_m.plot(x, per_image["ECD_median"].to_numpy(float), "o", ms=ms, color="C0")
+    ax_m.set_xlabel("image (input order)")
+    ax_m.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_m.set_ylabel(f"median ECD{u}", color="C0")
+    ax_n = ax_m.twinx()
+    ax_n.plot(x, per_image["particles"].to_numpy(float), "s", ms=ms * 0.8, mfc="none", color="C1")
+    ax_n.set_ylabel("particles", color="C1")
+    ax_m.set_title(f"Per image: median ECD (blue dots), particles (orange squares); {len(x)} images", fontsize=10)
     return _save(fig, path)
 
 
@@ -542,7 +601,7 @@ def result_warnings(images=None, distribution=None) -> list:
 
 def write_report(out_dir, summary, versions, distribution=None, images=None, plots=None, overlays=None,
                  envelopes=None, model=None, failures=None, options=None,
-                 title="tio2fiji analysis", filename="report.html", scope=None) -> Path:
+                 title="tio2fiji analysis", filename="report.html", scope=None, pooled=None) -> Path:
     """Write one self-contained HTML page (all images embedded as base64 PNG).
 
     Parameters
@@ -577,6 +636,9 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
     filename : str
     scope : str, optional
         What part of a large run the page shows (which images, and why), said under the title.
+    pooled : sequence of dict, optional
+        The whole run pooled (:func:`tio2fiji.parts.pooled_sizes`), one row per kind of particles:
+        shown first, as the table of every particle of every image.
 
     Returns
     -------
@@ -626,6 +688,14 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
                                  "seconds": "Time (s)"}, "images-table"))
     else:
         parts.append("<p>No image was analysed.</p>")
+
+    if pooled:
+        parts.append("<h2 id='pooled'>The whole run: every particle of every image</h2>")
+        parts.append(html_table(pd.DataFrame(list(pooled)).astype(object), list(_POOLED_HEADERS),
+                                _POOLED_HEADERS, "pooled-table"))
+        parts.append("<p class='note'>Number-weighted ECD quantiles of all particles together (exact); "
+                     "beside them the median of the images' own medians, which weighs every image "
+                     "alike.</p>")
 
     parts.append("<h2 id='summary'>Summary (thesis Table 8)</h2>")
     if summary is not None and len(summary):

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .errors import InputError
 
-__all__ = ["SIZE_STATS", "SUMMARY_COLUMNS", "PARTICLES_KINDS", "bootstrap_ci", "summary_table"]
+__all__ = ["SIZE_STATS", "SUMMARY_COLUMNS", "PARTICLES_KINDS", "bootstrap_ci", "summary_table", "pooled_statistics"]
 
 
 #: Size statistics of the summary (number-weighted ECD); name -> statistic for :func:`bootstrap_ci`.
@@ -209,3 +209,71 @@ def _summary_row(g, m, kind, n_boot, seed, level) -> dict:
     row.update(ci_level=level, n_boot=int(n_boot), seed=seed,
                warnings="; ".join(warns) if isinstance(warns, (list, tuple)) else "")
     return row
+
+
+def pooled_statistics(chunks, quantiles=(0.1, 0.5, 0.9), bins_per_decade=200, low=1e-3, high=1e7) -> dict:
+    """Count, mean and exact quantiles of positive values that come in chunks, in constant memory.
+
+    The values of a run of many images (every particle's ECD) need not fit in memory: a first pass
+    counts them in fine logarithmic bins, a second keeps only the values of the bins that hold the
+    order statistics a quantile needs. The quantiles are exactly ``numpy.quantile``'s (linear
+    interpolation between order statistics) of all values together.
+
+    Parameters
+    ----------
+    chunks : callable
+        ``chunks()`` returns an iterable of 1-D arrays; it is called twice and must give the same
+        values both times. Non-finite values are left out.
+    quantiles : sequence of float
+        In [0, 1].
+    bins_per_decade, low, high
+        The counting bins: ``bins_per_decade`` per factor of 10 from ``low`` to ``high`` (values
+        outside go to the first or last bin; any value is still placed exactly).
+
+    Returns
+    -------
+    dict
+        ``n``, ``mean``, ``quantiles`` (q -> value; NaN when there are no values), ``edges`` and
+        ``counts`` of the counting histogram.
+    """
+    decades = math.log10(high) - math.log10(low)
+    edges = np.logspace(math.log10(low), math.log10(high), int(round(decades * bins_per_decade)) + 1)
+
+    def binned():
+        for chunk in chunks():
+            v = np.asarray(chunk, np.float64).ravel()
+            v = v[np.isfinite(v)]
+            if v.size:
+                yield v, np.clip(np.searchsorted(edges, v, side="right") - 1, 0, len(edges) - 2)
+
+    counts = np.zeros(len(edges) - 1, np.int64)
+    total = 0.0
+    for v, b in binned():
+        counts += np.bincount(b, minlength=len(counts))
+        total += float(v.sum())
+    n = int(counts.sum())
+    out = {"n": n, "mean": total / n if n else math.nan, "edges": edges, "counts": counts,
+           "quantiles": {float(q): math.nan for q in quantiles}}
+    if not n:
+        return out
+    cum = np.cumsum(counts)
+    ranks = {}  # the order statistics (0-based) each quantile interpolates between
+    for q in quantiles:
+        h = (n - 1) * float(q)
+        ranks[float(q)] = (int(math.floor(h)), int(math.ceil(h)), h - math.floor(h))
+    wanted = {k for lo, hi, _ in ranks.values() for k in (lo, hi)}
+    bin_of = {k: int(np.searchsorted(cum, k, side="right")) for k in wanted}
+    kept: dict = {b: [] for b in set(bin_of.values())}
+    for v, b in binned():
+        for j in kept:
+            kept[j].append(v[b == j])
+    kept = {j: np.sort(np.concatenate(vs)) for j, vs in kept.items()}
+
+    def value(k):
+        j = bin_of[k]
+        return float(kept[j][k - (cum[j - 1] if j else 0)])
+
+    for q, (lo, hi, frac) in ranks.items():
+        a, b = value(lo), value(hi)
+        out["quantiles"][q] = a + frac * (b - a) if hi != lo else a
+    return out
