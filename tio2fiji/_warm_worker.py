@@ -3,6 +3,12 @@
 imports tio2fiji's analysis and runs :func:`tio2fiji.analyze.warm_up` once, so that the workers
 start with what their first image would otherwise load."""
 
+import logging
+
 from .analyze import warm_up
 
-SECONDS = warm_up()
+try:
+    SECONDS = warm_up()
+except Exception as exc:  # noqa: BLE001 - only a head start: a fork server that raised here would start no worker
+    logging.getLogger(__name__).warning("tio2fiji warm-up skipped: %s", exc)
+    SECONDS = None
