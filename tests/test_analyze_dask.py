@@ -171,7 +171,7 @@ def test_resume_keeps_finished_images_and_redoes_changed_ones(images, tmp_path):
         np.testing.assert_array_equal([row["ECD_D10"], row["ECD_D50"], row["ECD_D90"]],
                                       np.quantile(table["ECD"], [0.1, 0.5, 0.9]))
     assert [r["particles_kind"] for r in meta["run"]["pooled"]] == ["all", "complete"]
-    assert "id='pooled-table'" in page and (out / "plots" / "run_overview.png").is_file()
+    assert 'id="pooled-table"' in page and (out / "plots" / "run_overview.png").is_file()
     assert meta["run"]["report_panels"] == ["img00.tif", "img06.tif", "img11.tif"]
     assert len(pd.read_csv(out / "summary.csv")) == 2 * len(images) and len(meta["images"]) == len(images)
     assert sorted(p.name for p in (out / "plots").glob("*_overlay.png")) == \
