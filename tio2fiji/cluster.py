@@ -92,13 +92,14 @@ class _Setup:
         _CACHE.clear()
 
 
-def _plugin(setup):
+def _worker_plugin(base, *args):
+    """A Dask worker plugin of the module-level class ``base`` (Dask imported only when used)."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
-    class Plugin(_Setup, WorkerPlugin):
+    class Plugin(base, WorkerPlugin):
         pass
 
-    return Plugin(setup.threads_by_host, setup.default_threads, setup.device)
+    return Plugin(*args)
 
 
 @contextmanager
@@ -219,7 +220,8 @@ def _connect(workers, scheduler, device, threads, preload):
             per_host[h] = per_host.get(h, 0) + 1
         setup = _Setup({h: threads or torch_threads(n) for h, n in per_host.items()}, threads or 1, device)
     try:
-        client.register_plugin(_plugin(setup), name=_Setup.name)
+        client.register_plugin(_worker_plugin(_Setup, setup.threads_by_host, setup.default_threads, setup.device),
+                               name=_Setup.name)
     except BaseException:
         client.close()
         if cluster is not None:
@@ -250,7 +252,7 @@ def share(client, name, value):
     send each worker one large object once, e.g. a network's graph, instead of with every task.
     The scheduler lets go of it when the block ends."""
     plugin = f"tio2fiji-shared-{name}"
-    client.register_plugin(_plugin_shared(name, value), name=plugin)
+    client.register_plugin(_worker_plugin(_Shared, name, value), name=plugin)
     try:
         yield
     finally:
@@ -277,15 +279,6 @@ class _Shared:
 
     def teardown(self, worker):
         _SHARED.pop(self.key, None)
-
-
-def _plugin_shared(name, value):
-    from distributed.diagnostics.plugin import WorkerPlugin
-
-    class Plugin(_Shared, WorkerPlugin):
-        pass
-
-    return Plugin(name, value)
 
 
 def run_tasks(client, fn, items, key_prefix="tio2fiji"):
