@@ -359,15 +359,40 @@ def test_clark_evans_lattice_by_hand():
 
 
 def test_clark_evans_tiny_case_and_cluster():
-    # three points: NNDs 1, 1, 2 -> mean 4/3
-    pts = np.array([[1.0, 1.0], [2.0, 1.0], [4.0, 1.0]])
-    res = D.clark_evans_test(pts, (5, 2))
-    assert res["observed_nnd"] == pytest.approx(4 / 3)
-    e = 0.5 * math.sqrt(10 / 3) + (0.0514 + 0.041 / math.sqrt(3)) * 14 / 3  # A = 10, P = 14
+    # seven points (the fewest with a verdict): NNDs 1, 1, 2, 1, 1, 1, 3 -> mean 10/7
+    pts = np.array([[1.0, 1.0], [2.0, 1.0], [4.0, 1.0], [6.0, 1.0], [7.0, 1.0], [8.0, 1.0],
+                    [11.0, 1.0]])
+    res = D.clark_evans_test(pts, (12, 2))
+    assert D.CLARK_EVANS_MIN_POINTS == 7 and res["n"] == 7
+    assert res["observed_nnd"] == pytest.approx(10 / 7)
+    e = 0.5 * math.sqrt(24 / 7) + (0.0514 + 0.041 / math.sqrt(7)) * 28 / 7  # A = 24, P = 28
     assert res["expected_nnd"] == pytest.approx(e)
+    assert res["classification"] in ("random", "regular", "clustered") and res["note"] == ""
     rng = np.random.default_rng(0)
     clustered = rng.normal((50, 50), 2.0, (200, 2))
     assert D.clark_evans_test(clustered, (100, 100))["classification"] == "clustered"
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 6])
+def test_clark_evans_below_seven_points_is_too_few_not_random(n):
+    # before: 2 points at (30, 40) and (70, 60) in 100 x 100 gave z = -0.32, p = 0.75 -> "random";
+    # Donnelly's formulas hold from n = 7 (his simulations), so there is no verdict below that
+    pts = np.array([[30.0, 40.0], [70.0, 60.0], [10.0, 10.0], [90.0, 90.0], [50.0, 10.0],
+                    [10.0, 90.0]])[:n]
+    res = D.clark_evans_test(pts.reshape(-1, 2), (100, 100))
+    assert res["classification"] == "too few points" and res["n"] == n and res["area"] == 10000
+    for key in ("expected_nnd", "ratio", "variance", "statistic", "p_value"):
+        assert math.isnan(res[key]), key
+    assert "at least 7" in res["note"]
+    if n == 2:  # the one distance, by hand
+        assert res["observed_nnd"] == pytest.approx(math.hypot(40, 20))
+    # the same through test_distribution, as a mask of two (then six) squares
+    mask = np.zeros((100, 100), bool)
+    for x, y in pts:
+        mask[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] = True
+    row = D.test_distribution(mask, "clark-evans", points="centroid")
+    assert row["n"] == n and row["classification"] == "too few points"
+    assert math.isnan(row["statistic"]) and math.isnan(row["p_value"])
 
 
 def test_monte_carlo_p_and_determinism():

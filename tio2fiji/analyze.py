@@ -282,7 +282,8 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
         points_of = np.where(keep[measured_labels], measured_labels, 0)
         stats_table = table[table["complete"]]
     rows = [test_distribution(points_of, method=m, pixel_size_m=ps, image=name, points=job.points,
-                              n_sim=job.n_sim, seed=job.seed, backend=job.backend) for m in job.methods]
+                              n_sim=job.n_sim, seed=job.seed, backend=job.backend,
+                              connectivity=job.connectivity) for m in job.methods]
     h, w = labels.shape
     if job.report and panel:
         files["overlay"] = rep.overlay_image(sem.analysed, labels, plots_dir / f"{stem}_overlay.png")

@@ -442,12 +442,12 @@ def _check_backend(backend):
         raise InputError(f"unknown backend {backend!r}: use 'native' or 'imagej'.")
 
 
-def _mask_step(images_dir, pixel_size_m, threshold, measure_one):
+def _mask_step(images_dir, pixel_size_m, threshold, measure_one, connectivity=CONNECTIVITY):
     def step(path, name, stem):
         item = load_mask_input(path, images_dir=images_dir, pixel_size_m=pixel_size_m,
                                threshold=threshold)
         item.name = name
-        labels = item.mask if item.mask.dtype != bool else connected_components(item.mask, CONNECTIVITY)
+        labels = item.mask if item.mask.dtype != bool else connected_components(item.mask, connectivity)
         item.warnings += plausibility_warnings(np.count_nonzero(item.mask), np.bincount(labels.ravel())[1:],
                                                item.mask.shape[1], item.mask.shape[0], name)
         return measure_one(item), item
@@ -520,8 +520,8 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
 
     mask_paths = [Path(p) for p in mask_paths]
     with run_folder(out_dir, "measure", ["particles.csv", "particles.json"], mask_paths):
-        res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, measure_one),
-                        progress)
+        res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, measure_one,
+                                               int(connectivity)), progress)
         _write_measure(res, out_dir, backend, connectivity, include_holes, exclude_edges,
                        complete_only, clf_desc)
     return res
@@ -546,32 +546,40 @@ def _write_measure(res, out_dir, backend, connectivity, include_holes, exclude_e
 
 def distribution_files(mask_paths, out_dir=None, methods=("clark-evans",), backend="native",
                        images_dir=None, pixel_size_m=None, threshold=None, progress=None,
-                       **options) -> BatchResult:
+                       connectivity=CONNECTIVITY, **options) -> BatchResult:
     """Spatial-distribution tests (:func:`tio2fiji.distribution.test_distribution`) per mask.
 
     Each mask is reduced to its analysed area first (see :func:`load_mask_input`), so the window of
-    the tests is the micrograph without its data bar. ``options`` go to ``test_distribution``.
+    the tests is the micrograph without its data bar. ``connectivity`` (4 or 8, default 4 as
+    :func:`measure_files`) makes a binary mask's particles for centroid points; it and
+    ``options`` go to ``test_distribution`` and are recorded in ``distribution.json``.
     ``tables`` holds one DataFrame per file with one row per method. With ``out_dir``,
     ``distribution.csv`` and ``distribution.json`` are written there.
     """
     _check_backend(backend)
     methods = tuple(methods)
     check_options(**{k: v for k, v in options.items() if k in ("alpha", "n_sim", "seed")})
+    if connectivity not in (4, 8):
+        raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
+    connectivity = int(connectivity)
 
     def test_one(item):
         return distribution_table([test_distribution(item.mask, method=m, pixel_size_m=item.pixel_size_m,
-                                                     image=item.name, backend=backend, **options)
+                                                     image=item.name, backend=backend,
+                                                     connectivity=connectivity, **options)
                                    for m in methods])
 
     mask_paths = [Path(p) for p in mask_paths]
     with run_folder(out_dir, "distribution", ["distribution.csv", "distribution.json"], mask_paths):
-        res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, test_one), progress)
+        res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, test_one,
+                                               connectivity), progress)
         if out_dir is not None and res.tables:
             out_dir = Path(out_dir)
             res.files["distribution.csv"] = write_csv(out_dir / "distribution.csv",
                                                       concat_tables(res.tables))
             res.files["distribution.json"] = write_json(out_dir / "distribution.json", run_metadata(
-                res.failures, backend=backend, methods=list(methods), **options,
+                res.failures, backend=backend, methods=list(methods), connectivity=connectivity,
+                **options,
                 images=_image_meta(res)))
     return res
 

@@ -63,8 +63,12 @@ def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connecti
 @click.option("--null", type=click.Choice(["csr", "hardcore"]), default="csr", show_default=True,
               help="Monte Carlo null: complete spatial randomness or non-overlapping discs.")
 @click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
+@click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True,
+              help="Which pixels of a binary mask make one particle for --points centroid, as in "
+                   "measure: 4 keeps particles apart that touch only at corners; 8 is ImageJ's "
+                   "default. Recorded in distribution.csv and distribution.json.")
 def distribution(masks, out_dir, backend, images_dir, pixel_size, threshold, methods, points, alpha,
-                 n_sim, null, seed):
+                 n_sim, null, seed, connectivity):
     """Test whether the particles of MASKS are clustered, random or regular; writes distribution.csv."""
     from ..batch import concat_tables, distribution_files
 
@@ -74,7 +78,7 @@ def distribution(masks, out_dir, backend, images_dir, pixel_size, threshold, met
         res = distribution_files(list(masks), out_dir=out_dir, methods=methods, backend=backend,
                                  images_dir=images_dir, pixel_size_m=ps, threshold=threshold,
                                  progress=bar, points=points, alpha=alpha, n_sim=n_sim, null=null,
-                                 seed=seed)
+                                 seed=seed, connectivity=int(connectivity))
     finally:
         bar.close()
     if res.tables:

@@ -53,6 +53,7 @@ from ._imagej_route import (
 )
 from ._points import nearest_neighbour_distances, pixel_points
 from ._spatial import (
+    CLARK_EVANS_MIN_POINTS,
     clark_evans_test,
     envelopes,
     g_function,
@@ -66,6 +67,7 @@ __all__ = [
     "BIOVOXXEL_BINS",
     "BIOVOXXEL_CRITICAL_F",
     "BIOVOXXEL_CRITICAL_T",
+    "CLARK_EVANS_MIN_POINTS",
     "COLUMNS",
     "METHODS",
     "UEP_PROMINENCE",

@@ -13,6 +13,14 @@ from ..checks import check_option, significance_note, smallest_p_value, warn_res
 from ..errors import InputError
 from ._points import _check_points, _window, nearest_neighbour_distances
 
+#: Fewest points for which :func:`clark_evans_test` gives a verdict. Donnelly (1978) fitted his
+#: edge-corrected mean and variance of the mean NND to simulations of n >= 7 points, and the
+#: z test leans on the mean NND being near normal, which a handful of distances are not; with
+#: 2 points (one distance, counted twice) the test says "random" for nearly any placement. Below
+#: this the result is "too few points" with NaN statistics, as the rows of
+#: :func:`~tio2fiji.distribution.test_distribution` are with fewer than 2 points.
+CLARK_EVANS_MIN_POINTS = 7
+
 
 def _classify(p_value, alpha, clustered, not_testable=False) -> str:
     # "clustered" / "regular" when significant, in the direction the caller determined
@@ -40,7 +48,10 @@ def clark_evans_test(points, window, alpha=0.05, edge_correction="donnelly") -> 
     Parameters
     ----------
     points : (n, 2) array_like
-        ``(x, y)`` in the window's units; n >= 2 (Donnelly's formulas are meant for n >= 7).
+        ``(x, y)`` in the window's units. With fewer than :data:`CLARK_EVANS_MIN_POINTS` (7,
+        where Donnelly's formulas start to hold) the test gives no verdict: ``classification``
+        is ``"too few points"``, ``expected_nnd, ratio, variance, statistic, p_value`` are NaN
+        and ``note`` says why (``observed_nnd`` is still the mean NND when n >= 2).
     window : (width, height)
         The rectangle ``[0, width] x [0, height]`` the points were observed in.
     alpha : float
@@ -51,32 +62,42 @@ def clark_evans_test(points, window, alpha=0.05, edge_correction="donnelly") -> 
     -------
     dict
         ``n, area, expected_nnd, observed_nnd, ratio (R), variance, statistic (z),
-        critical_value (z_{1-alpha/2}), p_value, classification`` ("clustered" for R < 1,
-        "regular" for R > 1 when p < alpha, else "random").
+        critical_value (z_{1-alpha/2}), p_value, edge_correction, classification``
+        ("clustered" for R < 1, "regular" for R > 1 when p < alpha, else "random"; "too few
+        points" below :data:`CLARK_EVANS_MIN_POINTS`) and ``note`` (why there is no verdict,
+        else "").
     """
     alpha = check_option("alpha", alpha)
     pts = _check_points(points)
     width, height = _window(window)
     n = len(pts)
-    if n < 2:
-        raise InputError(f"the Clark–Evans test needs at least 2 points, got {n}.")
+    if edge_correction not in ("donnelly", "none"):
+        raise InputError(f"edge_correction must be 'donnelly' or 'none', not {edge_correction!r}.")
     area, perim = width * height, 2.0 * (width + height)
-    observed = float(nearest_neighbour_distances(pts).mean())
+    observed = float(nearest_neighbour_distances(pts).mean()) if n >= 2 else math.nan
+    critical = float(stats.norm.ppf(1 - alpha / 2))
+    if n < CLARK_EVANS_MIN_POINTS:
+        return {
+            "n": n, "area": area, "expected_nnd": math.nan, "observed_nnd": observed,
+            "ratio": math.nan, "variance": math.nan, "statistic": math.nan,
+            "critical_value": critical, "p_value": math.nan, "edge_correction": edge_correction,
+            "classification": "too few points",
+            "note": f"too few points: the Clark–Evans test needs at least {CLARK_EVANS_MIN_POINTS}, "
+                    f"got {n}",
+        }
     if edge_correction == "donnelly":
         expected = 0.5 * math.sqrt(area / n) + (0.0514 + 0.041 / math.sqrt(n)) * perim / n
         variance = 0.0703 * area / n ** 2 + 0.037 * perim * math.sqrt(area / n ** 5)
-    elif edge_correction == "none":
+    else:
         expected = 0.5 * math.sqrt(area / n)
         variance = (4.0 - math.pi) * area / (4.0 * math.pi * n ** 2)
-    else:
-        raise InputError(f"edge_correction must be 'donnelly' or 'none', not {edge_correction!r}.")
     z = (observed - expected) / math.sqrt(variance)
     p = float(2.0 * stats.norm.sf(abs(z)))
     return {
         "n": n, "area": area, "expected_nnd": expected, "observed_nnd": observed,
         "ratio": observed / expected, "variance": variance, "statistic": z,
-        "critical_value": float(stats.norm.ppf(1 - alpha / 2)), "p_value": p,
-        "edge_correction": edge_correction, "classification": _classify(p, alpha, z < 0),
+        "critical_value": critical, "p_value": p, "edge_correction": edge_correction,
+        "classification": _classify(p, alpha, z < 0), "note": "",
     }
 
 

@@ -11,6 +11,7 @@ from scipy import ndimage as ndi
 from ..checks import check_option
 from ..errors import InputError
 from ..imagej import BACKENDS
+from ..instances import CONNECTIVITY, connected_components
 from ._biovoxxel import biovoxxel_points, biovoxxel_test
 from ._edm import ultimate_points
 from ._imagej_route import biovoxxel_test_imagej, ultimate_points_imagej
@@ -32,8 +33,12 @@ def _is_points(arr) -> bool:
     return arr.ndim == 2 and arr.shape[1] == 2 and np.issubdtype(arr.dtype, np.floating)
 
 
-def _particles_from_image(arr, points_mode, backend, ij_jar):
-    """UEPs or centroids of a mask or label image, as pixel (row, col) or float centres."""
+def _particles_from_image(arr, points_mode, backend, ij_jar, connectivity=CONNECTIVITY):
+    """UEPs or centroids of a mask or label image, as pixel (row, col) or float centres.
+
+    A mask's particles for centroids are its ``connectivity``-connected components
+    (:func:`tio2fiji.instances.connected_components`, the rule ``measure`` uses too).
+    """
     values = np.unique(arr)
     is_labels = arr.dtype != bool and np.issubdtype(arr.dtype, np.integer) and (
         values.size > 2 or (values.size == 2 and values[0] != 0 and arr.dtype.itemsize > 1))
@@ -52,7 +57,7 @@ def _particles_from_image(arr, points_mode, backend, ij_jar):
         radii = values_uep.astype(np.float64)
         return "uep", coords, radii
     if mode == "centroid":
-        labels = arr if is_labels else ndi.label(arr != 0, structure=np.ones((3, 3), bool))[0]
+        labels = arr if is_labels else connected_components(arr != 0, connectivity)
         idx = np.unique(labels[labels > 0])
         rows = np.asarray(ndi.mean(np.indices(labels.shape)[0], labels, idx))
         cols = np.asarray(ndi.mean(np.indices(labels.shape)[1], labels, idx))
@@ -64,7 +69,7 @@ def _particles_from_image(arr, points_mode, backend, ij_jar):
 def test_distribution(data, method="clark-evans", *, shape=None, pixel_size_m=None, image="",
                       points="auto", alpha=0.05, n_sim=199, null="csr", radii=None, seed=0,
                       statistic="median", java_student_bug=True, backend="native", ij_jar=None,
-                      progress=None) -> dict:
+                      progress=None, connectivity=CONNECTIVITY) -> dict:
     """Test one image's particles for clustering or regularity: one ``distribution.csv`` row.
 
     Parameters
@@ -107,13 +112,19 @@ def test_distribution(data, method="clark-evans", *, shape=None, pixel_size_m=No
         For the ImageJ backend.
     progress : callable, optional
         ``progress(done, total)`` during Monte Carlo simulations.
+    connectivity : {4, 8}
+        For centroids of a binary mask: which pixels make one particle (default
+        :data:`tio2fiji.instances.CONNECTIVITY`, 4, as ``measure``; particles touching only at
+        corners stay apart). A label image's labels are its particles; UEPs do not depend on it.
+        Recorded in the row's ``connectivity``.
 
     Returns
     -------
     dict
         The keys of :data:`COLUMNS` first, then method-specific extras (``unit``, ``points``,
         ``ratio``, ``variance``, ``F``, ``critical_F``, ``n_sim``, ...). With fewer than 2 points
-        the statistics are NaN and ``classification`` is ``"too few points"``. A Monte Carlo row
+        (Clark–Evans: fewer than :data:`~tio2fiji.distribution.CLARK_EVANS_MIN_POINTS`, 7) the
+        statistics are NaN and ``classification`` is ``"too few points"``. A Monte Carlo row
         also has ``min_p_value`` (``2 / (n_sim + 1)``) and ``note``; it is ``"not testable"``
         when ``n_sim`` is too small for ``alpha`` (:func:`tio2fiji.checks.significance_note`).
     """
@@ -121,6 +132,8 @@ def test_distribution(data, method="clark-evans", *, shape=None, pixel_size_m=No
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}.")
+    if connectivity not in (4, 8):
+        raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
     alpha, n_sim = check_option("alpha", alpha), check_option("n_sim", n_sim)
     pixel_size_m = check_option("pixel_size_m", pixel_size_m)
     if isinstance(seed, (int, float, np.integer)):
@@ -138,7 +151,7 @@ def test_distribution(data, method="clark-evans", *, shape=None, pixel_size_m=No
     else:
         if arr.ndim != 2 or 0 in arr.shape:
             raise InputError(f"expected a 2-D mask or label image, got shape {arr.shape}.")
-        kind, coords, sim_radii = _particles_from_image(arr, points, backend, ij_jar)
+        kind, coords, sim_radii = _particles_from_image(arr, points, backend, ij_jar, int(connectivity))
         full_shape = arr.shape
         pts_px = np.stack([coords[:, 1] + 0.5, coords[:, 0] + 0.5], axis=1).astype(float)
         if kind == "uep":
@@ -147,7 +160,7 @@ def test_distribution(data, method="clark-evans", *, shape=None, pixel_size_m=No
     height, width = (int(v) for v in (shape if shape is not None else full_shape))
     row = dict.fromkeys(COLUMNS, math.nan)
     row.update(image=image, method=method, test="", classification="too few points",
-               unit=unit, points=kind, backend=backend)
+               unit=unit, points=kind, backend=backend, connectivity=int(connectivity))
 
     if method == "biovoxxel":
         # BioVoxxel: centroids of the UEP image's particles, A = whole image in pixels
@@ -194,7 +207,7 @@ def test_distribution(data, method="clark-evans", *, shape=None, pixel_size_m=No
     if method == "clark-evans":
         res = clark_evans_test(pts, window, alpha)
         row.update(test="Clark-Evans z (Donnelly edge correction)", ratio=res["ratio"],
-                   variance=res["variance"])
+                   variance=res["variance"], note=res["note"])
     else:
         res = monte_carlo_test(pts, window, n_sim, alpha, null, sim_radii, seed,
                                progress=progress)
