@@ -207,7 +207,7 @@ def test_load_model_errors(tmp_path):
 def test_post_processing_parameters_are_stored_with_the_weights(tmp_path):
     """export_model stores the threshold and the watershed parameters next to the weights, segment
     uses them, and a file that stores none gets today's defaults."""
-    from tio2fiji.instances import STAR_DEFAULTS, WATERSHED_DEFAULTS, labels_from_probability
+    from tio2fiji.instances import BORDER_DEFAULTS, STAR_DEFAULTS, WATERSHED_DEFAULTS, labels_from_probability
     from tio2fiji.models.checkpoint import model_postprocessing
 
     torch.manual_seed(0)
@@ -217,7 +217,8 @@ def test_post_processing_parameters_are_stored_with_the_weights(tmp_path):
                                                     "max_overlap": None,
                                                     "watershed": WATERSHED_DEFAULTS,
                                                     "outputs": "probability", "n_rays": 0,
-                                                    "ray_scale": 1.0, "star": STAR_DEFAULTS}
+                                                    "ray_scale": 1.0, "star": STAR_DEFAULTS,
+                                                    "border": BORDER_DEFAULTS, "border_width": 2}
     loaded = load_model(export_model(ck, tmp_path / "m.pt", threshold=0.4, watershed={"h": 20.0}))
     post = model_postprocessing(loaded)
     assert post["threshold"] == 0.4 and post["watershed"] == dict(WATERSHED_DEFAULTS, h=20.0)

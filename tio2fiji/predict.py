@@ -72,9 +72,9 @@ import numpy as np
 from .errors import InputError
 from .instances import (
     CONNECTIVITY,
+    OWN_SEPARATION,
     SEPARATE,
-    labels_from_probability,
-    labels_from_star,
+    labels_from_maps,
     paint_instances,
     particle_scores,
     paste_masks,
@@ -85,7 +85,7 @@ from .models.checkpoint import load_model, model_arch, model_postprocessing
 from .models.device import autocast, choose_engine, resolve_device, to_device, use_amp
 from .models.maskrcnn import IMAGE_SIZE, is_maskrcnn
 from .models.onnx import onnx_session
-from .transforms import TILE, axis_positions, normalize_for_network, tile_weights
+from .transforms import DIHEDRAL, TILE, axis_positions, dihedral, normalize_for_network, tile_weights, undo_dihedral
 
 __all__ = ["MODES", "WHOLE_LIMIT", "predict_maps", "predict_probability", "resolve_mode", "detect",
            "tiled_detections", "predict_instances", "segment", "Segmentation"]
@@ -144,7 +144,7 @@ def _run_tiles(model, img, corners, tile, batch_size, device, outputs="probabili
 
 def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: int = 4,
                  mode: str = "blend", bits: int | None = None, device=None, outputs=None,
-                 progress=None, amp: bool | None = None, engine: str = "auto") -> np.ndarray:
+                 progress=None, amp: bool | None = None, engine: str = "auto", tta: bool = False) -> np.ndarray:
     """Every output map of a U-Net for a whole image, tiled and stitched (see the module docstring).
 
     Parameters
@@ -153,6 +153,10 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
         What the channels mean (:data:`tio2fiji.models.checkpoint.OUTPUTS`); default the model
         file's. ``"probability"``: one map, the particle probability. ``"star"``: particle
         probability, object probability (sigmoids) and the ray distances in pixels (>= 0).
+    tta : bool
+        Test-time augmentation: the mean of the maps of the 8 flips and quarter turns of the image
+        (:data:`tio2fiji.transforms.DIHEDRAL`), each turned back; 8 passes. Not for ``"star"``
+        outputs, whose rays turn with the image.
     Other parameters
         As :func:`predict_probability`.
 
@@ -160,6 +164,19 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
     -------
     ndarray of float32, shape (C, H, W)
     """
+    if tta:
+        if (outputs or model_postprocessing(model)["outputs"]) == "star":
+            raise InputError("test-time augmentation is not available for star-convex outputs (their "
+                             "rays turn with the image); run without --tta.")
+        kw = dict(tile=tile, overlap=overlap, batch_size=batch_size, mode=mode, bits=bits, device=device,
+                  outputs=outputs, amp=amp, engine=engine)
+        total = None
+        for k in range(len(DIHEDRAL)):
+            maps = undo_dihedral(predict_maps(model, dihedral(np.asarray(image), k), **kw), k)
+            total = maps.astype(np.float32) if total is None else total + maps
+            if progress is not None:
+                progress(k + 1, len(DIHEDRAL), "tta pass")
+        return np.ascontiguousarray(total / len(DIHEDRAL))
     if tile <= 0 or tile % 32:
         raise InputError(f"tile must be a positive multiple of 32 for the U-Net, got {tile}.")
     if mode not in MODES:
@@ -558,7 +575,7 @@ class Segmentation:
 def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, overlap: int = 64,
             batch_size: int = 4, mode: str = "auto", data_bar_rows: int | None = None,
             separate: str = "auto", connectivity: int = CONNECTIVITY, progress=None, device=None,
-            amp: bool | None = None, engine: str = "auto") -> Segmentation:
+            amp: bool | None = None, engine: str = "auto", tta: bool = False) -> Segmentation:
     """Probability map, binary particle mask and particles of the analysed area of an SEM image.
 
     Parameters
@@ -596,6 +613,9 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         Connected components with ``separate="none"``.
     progress : callable, optional
         ``progress(done, total, "tile")`` after each batch of tiles.
+    tta : bool
+        U-Net: test-time augmentation, the maps averaged over the 8 flips and quarter turns
+        (:func:`predict_maps`); 8 times the network's time.
 
     Returns
     -------
@@ -631,6 +651,9 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         if mode == "whole":
             raise InputError("Mask R-CNN runs on the 256x256 tiles it was trained on; mode 'whole' is "
                              "for the U-Net (use 'auto').")
+        if tta:
+            raise InputError("test-time augmentation (--tta) is for the U-Net; the Mask R-CNN runs "
+                             "without it.")
         info.update(mode="tiles" if mode == "auto" else mode, device=str(next(model.parameters()).device))
         # the detection score threshold stored with the model (the one its validation IoU used)
         score_threshold = post["score_threshold"]
@@ -649,20 +672,14 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
     info.update(mode=resolve_mode(mode, *area.shape), device=str(dev), amp=amp,
                 engine=choose_engine(model, dev, engine, amp))
     maps = predict_maps(model, area, tile=tile, overlap=overlap, batch_size=batch_size, mode=info["mode"],
-                        outputs=post["outputs"], progress=progress, amp=amp, engine=engine)
+                        outputs=post["outputs"], progress=progress, amp=amp, engine=engine, tta=tta)
+    info["tta"] = bool(tta)
     prob = maps[0]
-    method = ("star" if post["outputs"] == "star" else "watershed") if separate == "auto" else separate
-    if method == "star":
-        params = dict(post["star"])
-        labels = labels_from_star(maps[1], maps[2:], mask=prob > threshold, **params)
-        info.update(arch="unet", outputs="star", separate="star", star=params)
-    else:
-        params = dict(post["watershed"]) if method == "watershed" else {}
-        labels = labels_from_probability(prob, threshold, separate=method, connectivity=connectivity,
-                                         **params)
-        info.update(arch="unet", separate=method,
-                    **({"watershed": params} if method == "watershed" else {"connectivity": connectivity}))
-    mask = labels > 0 if method == "star" else prob > threshold
+    method = OWN_SEPARATION.get(post["outputs"], "watershed") if separate == "auto" else separate
+    params = dict(post[method]) if method in ("watershed", "star", "border") else {}
+    labels, mask, method = labels_from_maps(maps, post["outputs"], threshold, method, params, connectivity)
+    info.update(arch="unet", separate=method, **({"outputs": method} if method in ("star", "border") else {}),
+                **({method: params} if params else {"connectivity": connectivity}))
     if annotations is not None:
         kept, _ = _leave_out(labels, None, annotations, sem_image, info)
         mask = mask & ~((labels > 0) & (kept == 0)) & ~annotations  # the dropped particles' pixels too

@@ -43,7 +43,7 @@ __all__ = [
     "TILE", "FLIPS", "THESIS_ANGLES", "THESIS_VARIANTS", "normalize_for_network", "input_bits",
     "axis_positions", "tile_positions", "tile_weights", "flip", "rotation_footprint",
     "context_margin", "rotate_pair", "augment_pair", "crop_with_context", "gaussian_blur",
-    "photometric",
+    "photometric", "DIHEDRAL", "dihedral", "undo_dihedral",
 ]
 
 #: The networks' tile side (thesis: 256×256).
@@ -199,6 +199,24 @@ def flip(a: np.ndarray, kind) -> np.ndarray:
     if kind == "vh":
         return a[::-1, ::-1]
     raise InputError(f"flip must be 'v', 'h', 'vh' or None, not {kind!r}.")
+
+
+#: The 8 symmetries of the square (test-time augmentation): (quarter turns, then transpose or not).
+DIHEDRAL = tuple((k, t) for t in (False, True) for k in range(4))
+
+
+def dihedral(a: np.ndarray, index: int) -> np.ndarray:
+    """Symmetry ``index`` of :data:`DIHEDRAL` applied to the last two axes of ``a``."""
+    k, t = DIHEDRAL[int(index)]
+    out = np.rot90(a, k, axes=(-2, -1))
+    return np.swapaxes(out, -2, -1) if t else out
+
+
+def undo_dihedral(a: np.ndarray, index: int) -> np.ndarray:
+    """The inverse of :func:`dihedral`: ``undo_dihedral(dihedral(a, i), i)`` is ``a``."""
+    k, t = DIHEDRAL[int(index)]
+    out = np.swapaxes(a, -2, -1) if t else a
+    return np.rot90(out, -k, axes=(-2, -1))
 
 
 def rotation_footprint(size: int, angle: float) -> int:

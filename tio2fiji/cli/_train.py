@@ -1,4 +1,4 @@
-"""``tio2fiji train unet``, ``train star`` and ``train maskrcnn``: the training recipes."""
+"""``tio2fiji train unet``, ``train border``, ``train star`` and ``train maskrcnn``: the training recipes."""
 
 from __future__ import annotations
 
@@ -92,6 +92,47 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
     click.echo(f"best validation IoU {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "
                f"{len(res['history'])} epochs in {res['seconds'] / 60:.1f} min on {device}; "
                f"checkpoints in {out_dir}")
+
+
+@train_group.command("border")
+@click.argument("data_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Run folder: last.pt, best.pt (best validation F1), history.csv, training_curves.png.")
+@click.option("--config", default="resnet18-scratch", show_default=True,
+              type=click.Choice(["resnet18-imagenet", "resnet18-scratch", "resnet34-imagenet",
+                                 "resnet34-scratch"]), help="The encoder (weights from --init or scratch).")
+@click.option("--init", "init", default="default", show_default=True,
+              help="Start from a one-output or border U-Net: 'default', a bundled name or a checkpoint/model "
+                   "file; 'none' trains from scratch.")
+@click.option("--epochs", type=_Checked("epochs"), default=30, show_default=True)
+@click.option("--batch-size", type=_Checked("batch_size"), default=4, show_default=True)
+@click.option("--lr", type=_Checked("lr"), default=3e-4, show_default=True, help="Adam learning rate.")
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="cosine", show_default=True)
+@click.option("--gap-weight", type=_Checked("gap_weight"), default=10.0, show_default=True,
+              help="Extra BCE weight of the 1-pixel gaps between touching particles.")
+@click.option("--crops-per-epoch", type=_Checked("crops_per_epoch"), default=128, show_default=True)
+@click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (give more --epochs to go on).")
+@_OVERWRITE
+@click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
+@_device_option
+def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, schedule, gap_weight,
+                     crops_per_epoch, seed, resume, overwrite, threads, device):
+    """Train a border U-Net (particle mask + where touching particles meet) on DATA_DIR (practical mode)."""
+    from ..models import resolve_device
+    from ..training.border import train_border
+
+    device = resolve_device(device)
+    progress = bar = _StepProgress("train border")
+    try:
+        res = train_border(data_dir, out_dir, config=config, init=None if init == "none" else init,
+                           epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
+                           gap_weight=gap_weight, crops_per_epoch=crops_per_epoch, seed=seed, resume=resume,
+                           threads=threads, overwrite=overwrite, progress=progress, device=device)
+    finally:
+        bar.close()
+    click.echo(f"best validation F1 {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "
+               f"{len(res['history'])} epochs in {res['seconds'] / 60:.1f} min; checkpoints in {out_dir}")
 
 
 @train_group.command("star")

@@ -27,11 +27,16 @@ Conventions, stated once and used everywhere:
   particle is a true positive for the PASCAL VOC AP when its IoU with a
   not-yet-matched ground-truth particle *exceeds* 0.5 (VOC devkit: ``ovmax > 0.5``); predictions are
   taken in decreasing score. COCO AP follows pycocotools (IoU >= threshold, thresholds 0.50:0.95).
+* **Error anatomy.** Each unmatched manual particle is ``missed``, ``merged``, ``split`` or
+  ``boundary_only``, each false particle a ``merger``, ``piece`` or ``spurious`` (rules in
+  :func:`error_anatomy`); ``evaluate_images(min_size=10)`` drops objects under 10 px on both
+  sides first, as BAM's scorer.
 * **Scores.** A predicted particle's score is its mean probability (``probs``). Without
   probabilities every particle scores 1.0 and AP describes the hard prediction: ties are evaluated as
   one operating point in :func:`voc11_ap`.
 """
 
+from ._anatomy import GT_CAUSES, PRED_CAUSES, SIZE_CLASSES, anatomy_labels, error_anatomy, pool_anatomy, size_class
 from ._ap import ap50_voc11, coco_ap, match_detections, rle_from_labels, voc11_ap
 from ._evaluate import evaluate_images, per_image_frame
 from ._matching import (
@@ -54,5 +59,6 @@ __all__ = [
     "instance_iou", "match_detections", "voc11_ap", "ap50_voc11", "coco_ap", "count_error",
     "rle_from_labels", "evaluate_images", "per_image_frame", "best_iou_per_pred", "matched_pairs",
     "match_counts", "instance_scores", "prediction_iou", "SIZE_QUANTILES", "ecd_of_labels",
-    "size_errors",
+    "size_errors", "GT_CAUSES", "PRED_CAUSES", "SIZE_CLASSES", "anatomy_labels", "error_anatomy",
+    "pool_anatomy", "size_class",
 ]

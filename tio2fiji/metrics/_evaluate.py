@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..instances import CONNECTIVITY, particle_scores
+from ..instances import CONNECTIVITY, drop_small, particle_scores
+from ._anatomy import GT_CAUSES, PRED_CAUSES, error_anatomy, pool_anatomy
 from ._ap import _coco_ap_from_matches, match_detections, voc11_ap
 from ._matching import best_iou_per_gt, best_iou_per_pred, count_error, instance_scores, match_counts, match_instances
 from ._pixels import dice, iou
@@ -15,7 +16,7 @@ _SIZE_KEYS = ("count_error_signed", "median_ecd_error", "d10_ecd_error", "d90_ec
 
 
 def evaluate_images(preds, gts, probs=None, names=None, valids=None, connectivity: int = CONNECTIVITY,
-                    iou_threshold: float = 0.5, coco: bool = True) -> dict:
+                    iou_threshold: float = 0.5, coco: bool = True, min_size: int = 1) -> dict:
     """All metrics of ``metrics.json`` for a set of predicted and ground-truth masks.
 
     Parameters
@@ -37,6 +38,10 @@ def evaluate_images(preds, gts, probs=None, names=None, valids=None, connectivit
         matching (precision, recall, F1, panoptic quality).
     coco : bool
         Compute ``coco_ap``/``coco_ap50`` (pycocotools); False leaves them None.
+    min_size : int
+        Objects under this many pixels are dropped on both sides before anything is matched (BAM's
+        scorer counts only objects over 9 px: ``min_size=10``; the manual masks hold one-pixel
+        drawing fragments). 1 keeps every object.
 
     Returns
     -------
@@ -52,8 +57,11 @@ def evaluate_images(preds, gts, probs=None, names=None, valids=None, connectivit
         ``connectivity``, ``scores``, and ``per_image``: a dict of equal-length lists with every
         per-image value (``name``, ``iou``, ``dice``, ``instance_iou``, ``prediction_iou``,
         ``ap50_voc11``, ``n_gt``, ``n_pred``, ``count_error``, ``tp``, ``fp``, ``fn``,
-        ``precision``, ``recall``, ``f1``, ``pq`` and the size keys). All values are JSON-ready
-        Python numbers (NaN where undefined).
+        ``precision``, ``recall``, ``f1``, ``pq``, the size keys and the error anatomy's counts:
+        ``missed``, ``merged``, ``split``, ``boundary_only``, ``false_merger``, ``false_piece``,
+        ``false_spurious``, see :mod:`tio2fiji.metrics._anatomy`); ``anatomy``: those counts
+        pooled over the images, with ``unmatched_by_size`` and ``false_by_size``; ``min_size``.
+        All values are JSON-ready Python numbers (NaN where undefined).
     """
     preds, gts = list(preds), list(gts)
     if len(preds) != len(gts):
@@ -65,7 +73,8 @@ def evaluate_images(preds, gts, probs=None, names=None, valids=None, connectivit
     names = [f"image_{k}" for k in range(len(preds))] if names is None else [str(n) for n in names]
     per = {k: [] for k in ("name", "iou", "dice", "instance_iou", "prediction_iou", "ap50_voc11", "n_gt",
                            "n_pred", "count_error", "tp", "fp", "fn", "precision", "recall", "f1", "pq",
-                           *_SIZE_KEYS)}
+                           *_SIZE_KEYS, *GT_CAUSES, *(f"false_{c}" for c in PRED_CAUSES))}
+    anatomies = []
     matches, scores_list, tps, best_all, best_pred_all = [], [], [], [], []
     pooled = {"tp": 0, "fp": 0, "fn": 0, "sum_iou": 0.0}
     for k, (p, g) in enumerate(zip(preds, gts)):
@@ -76,6 +85,8 @@ def evaluate_images(preds, gts, probs=None, names=None, valids=None, connectivit
             v = np.asarray(valids[k], dtype=bool)
             p, g = np.where(v, p, 0).astype(p.dtype), np.where(v, g, 0).astype(g.dtype)
         m = match_instances(p, g, connectivity)
+        if min_size > 1:
+            m = match_instances(drop_small(m.pred_labels, min_size), drop_small(m.gt_labels, min_size))
         s = (np.ones(m.n_pred) if probs is None
              else particle_scores(m.pred_labels, probs[k]))
         tp = match_detections(m, s, iou_threshold)
@@ -106,6 +117,10 @@ def evaluate_images(preds, gts, probs=None, names=None, valids=None, connectivit
         sizes = size_errors(ecd_of_labels(m.pred_labels), ecd_of_labels(m.gt_labels))
         for key in _SIZE_KEYS:
             per[key].append(sizes[key])
+        anatomy = error_anatomy(m, iou_threshold)
+        anatomies.append(anatomy)
+        for key in (*GT_CAUSES, *(f"false_{c}" for c in PRED_CAUSES)):
+            per[key].append(anatomy[key])
     n_gt_total = int(sum(per["n_gt"]))
     n_pred_total = int(sum(per["n_pred"]))
     if n_gt_total:
@@ -139,6 +154,8 @@ def evaluate_images(preds, gts, probs=None, names=None, valids=None, connectivit
         **instance_scores(**pooled),
         "prediction_iou": pred_inst,
         **{key: nanmean(per[key]) for key in _SIZE_KEYS},
+        "anatomy": pool_anatomy(anatomies),
+        "min_size": int(min_size),
         "n_images": len(preds),
         "connectivity": connectivity,
         "scores": "mean probability" if probs is not None else "none given: every particle 1.0",

@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import InputError
-from ..instances import STAR_DEFAULTS, STAR_MODES, WATERSHED_DEFAULTS
+from ..instances import BORDER_DEFAULTS, BORDER_WIDTH, STAR_DEFAULTS, STAR_MODES, WATERSHED_DEFAULTS
 from ..io import atomic_write
 from .maskrcnn import build_from_config as _build_maskrcnn_from_config
 from .maskrcnn import is_maskrcnn
@@ -51,8 +51,9 @@ DEFAULT_MODEL = BUNDLED[DEFAULT_NAME]
 FORMAT = "tio2fiji-model"
 _DEFAULT_THRESHOLD = 0.5
 #: What a U-Net's output channels mean: ``"probability"`` = 1 particle logit; ``"star"`` = particle
-#: logit, object-probability logit, then ``n_rays`` ray distances in pixels (StarDist's maps).
-OUTPUTS = ("probability", "star")
+#: logit, object-probability logit, then ``n_rays`` ray distances in pixels (StarDist's maps);
+#: ``"border"`` = particle logit, then the logit of the band where two particles meet.
+OUTPUTS = ("probability", "star", "border")
 _DEFAULT_SCORE_THRESHOLD = 0.5
 
 
@@ -252,12 +253,17 @@ def _postprocessing(cfg: dict) -> dict:
     star = _stored(cfg, "star", STAR_DEFAULTS, optional=("min_size",))
     if star["mode"] not in STAR_MODES:
         raise InputError(f"model_config: star mode must be one of {', '.join(STAR_MODES)}, not {star['mode']!r}.")
+    border = _stored(cfg, "border", BORDER_DEFAULTS)
+    if not 0.0 < float(border["border_threshold"]) < 1.0 or int(border["min_seed"]) < 1 or border["sigma"] < 0:
+        raise InputError(f"model_config: border parameters out of range ({border}); border_threshold "
+                         f"in (0, 1), min_seed >= 1, sigma >= 0.")
     return {"threshold": float(cfg.get("threshold", _DEFAULT_THRESHOLD)),
             "score_threshold": float(cfg.get("score_threshold", _DEFAULT_SCORE_THRESHOLD)),
             "max_overlap": None if cfg.get("max_overlap") is None else float(cfg["max_overlap"]),
             "watershed": _stored(cfg, "watershed", WATERSHED_DEFAULTS),
             "outputs": outputs, "n_rays": int(cfg.get("n_rays", 0)),
-            "ray_scale": float(cfg.get("ray_scale", 1.0)), "star": star}
+            "ray_scale": float(cfg.get("ray_scale", 1.0)), "star": star, "border": border,
+            "border_width": int(cfg.get("border_width", BORDER_WIDTH))}
 
 
 def model_threshold(model, default: float = _DEFAULT_THRESHOLD) -> float:
@@ -280,7 +286,9 @@ def model_postprocessing(model) -> dict:
         one particle logit per pixel; ``"star"``: particle logit, object-probability logit and
         ``n_rays`` ray distances, see :data:`OUTPUTS`), ``n_rays``, ``ray_scale`` (pixels per unit
         of the ray outputs) and ``star`` (the parameters
-        of :func:`tio2fiji.instances.labels_from_star`). Values a file does not store are
+        of :func:`tio2fiji.instances.labels_from_star`), ``border`` (the parameters of
+        :func:`tio2fiji.instances.labels_from_border` for a ``"border"`` U-Net) and
+        ``border_width`` (the band it was trained on). Values a file does not store are
         today's defaults: 0.5, 0.5, :data:`tio2fiji.instances.WATERSHED_DEFAULTS`,
         ``"probability"`` and :data:`tio2fiji.instances.STAR_DEFAULTS`.
     """
@@ -293,7 +301,7 @@ def model_postprocessing(model) -> dict:
 
 def export_model(checkpoint, path, weights: str = "float16", metadata: dict | None = None,
                  threshold: float | None = None, score_threshold: float | None = None,
-                 watershed: dict | None = None, star: dict | None = None,
+                 watershed: dict | None = None, star: dict | None = None, border: dict | None = None,
                  max_overlap: float | None = None, rpn_nms_thresh: float | None = None) -> Path:
     """Write a compact inference file from a training checkpoint, atomically.
 
@@ -325,6 +333,9 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
     star : dict, optional
         ``outputs="star"`` U-Net: the parameters of :func:`tio2fiji.instances.labels_from_star`
         (keys of :data:`tio2fiji.instances.STAR_DEFAULTS`, and ``min_size``).
+    border : dict, optional
+        ``outputs="border"`` U-Net: the parameters of :func:`tio2fiji.instances.labels_from_border`
+        (keys of :data:`tio2fiji.instances.BORDER_DEFAULTS`).
 
     The post-processing parameters not given are the checkpoint's, else the defaults
     (:func:`model_postprocessing`); all of them are stored in the file's ``model_config``.
@@ -367,6 +378,8 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         cfg["watershed"] = dict(watershed)
     if star is not None:
         cfg["star"] = dict(star)
+    if border is not None:
+        cfg["border"] = dict(border)
     post = _postprocessing(cfg)
     cfg["threshold"] = post["threshold"]
     if cfg.get("arch") == "maskrcnn":
@@ -375,6 +388,8 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         cfg["watershed"] = post["watershed"]
         if post["outputs"] == "star":
             cfg["star"] = post["star"]
+        if post["outputs"] == "border":
+            cfg["border"] = post["border"]
     doc = {"format": FORMAT, "version": 1, "weights_dtype": weights,
            "model_config": cfg, "epoch": ck.get("epoch"), "val_iou": ck.get("val_iou"),
            **(metadata or {}), "weights": out}
