@@ -322,6 +322,30 @@ def test_inputs_folders_globs_and_lists(tmp_path):
     assert res.exit_code == 1 and "give either workers" in res.output and "Traceback" not in res.output
 
 
+def test_absolute_glob_inside_the_folder_is_its_relative_pattern_else_one_line(tmp_path):
+    """Before: ``--glob /abs/*.tif`` ended in pathlib's NotImplementedError traceback."""
+    d = tmp_path / "data"
+    (d / "sub").mkdir(parents=True)
+    for rel in ("b.tif", "a.png", "sub/d.tif"):
+        (d / rel).write_bytes(b"x")
+    # the same pattern written absolute finds what the relative one finds
+    assert gather_images([d], glob=str(d / "*.tif")) == gather_images([d], glob="*.tif") == [d / "b.tif"]
+    assert gather_images([d], glob=str(d / "**" / "*.tif")) == [d / "b.tif", d / "sub" / "d.tif"]
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    for glob, why in ((str(other / "*.tif"), "an absolute pattern outside the folder"),
+                      ("", "no file pattern"), ("**x/*.tif", "not a file pattern")):
+        with pytest.raises(InputError, match=why):
+            gather_images([d], glob=glob)
+        res = subprocess.run([sys.executable, "-m", "tio2fiji.cli", "analyze", str(d), "--glob", glob,
+                              "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+        err = res.stderr.strip()
+        assert res.returncode in (1, 2), res.stderr
+        assert "Traceback" not in res.stderr + res.stdout and len(err.splitlines()) == 1, err
+        assert why in err and "--glob" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_many_paths_from_a_list_do_not_meet_the_argument_limit(tmp_path, images):
     """200,000 path lines (far over the command line's limit) are read, de-duplicated and kept in order."""
     lst = tmp_path / "huge.txt"

@@ -56,6 +56,8 @@ def gather_images(items=(), glob=None, from_list=None) -> list:
     glob : str, optional
         Pattern inside each folder (e.g. ``"*.tif"``, ``"**/*.tif"``); default every file
         :func:`tio2fiji.io.read_sem` reads (``.tif``, ``.png``, ``.dm3``, ...) in all subfolders.
+        An absolute pattern is taken relative to a folder it lies inside (``/data/run/*.tif`` for
+        the folder ``/data/run``) and refused for any other folder.
     from_list : path, optional
         A text file of image paths, one per line (blank lines and ``#`` comments skipped; relative
         paths are relative to the list's folder), so that many thousands of paths never meet the
@@ -70,7 +72,8 @@ def gather_images(items=(), glob=None, from_list=None) -> list:
     Raises
     ------
     InputError
-        A folder without matching files, an unreadable list, or nothing at all.
+        A folder without matching files, an unreadable list, an absolute ``glob`` outside a
+        folder, a ``glob`` that is no pattern (empty, ``**`` inside a name), or nothing at all.
     """
     given = [Path(p) for p in items]
     if from_list is not None:
@@ -85,8 +88,13 @@ def gather_images(items=(), glob=None, from_list=None) -> list:
     out, seen = [], set()
     for p in given:
         if p.is_dir():
-            found = sorted(f for f in (p.glob(glob) if glob else p.rglob("*"))
-                           if f.is_file() and (glob or f.suffix.lower() in IMAGE_SUFFIXES))
+            pattern = _folder_pattern(p, glob) if glob is not None else None
+            try:  # pathlib checks the pattern when the search starts
+                found = sorted(f for f in (p.glob(pattern) if pattern else p.rglob("*"))
+                               if f.is_file() and (pattern or f.suffix.lower() in IMAGE_SUFFIXES))
+            except (ValueError, NotImplementedError) as exc:
+                raise InputError(f"--glob {glob!r}: not a file pattern ({exc}); give one such as "
+                                 f"--glob '*.tif' or --glob '**/*.tif'.") from None
             if not found:
                 want = glob or f"{', '.join('*' + s for s in IMAGE_SUFFIXES)} in any subfolder"
                 raise InputError(f"{p}: no image files matching {want}; check the folder or --glob "
@@ -101,6 +109,22 @@ def gather_images(items=(), glob=None, from_list=None) -> list:
     if not out:
         raise InputError("no images given: name image files or folders, or --from-list FILE.")
     return out
+
+
+def _folder_pattern(folder, glob) -> str:
+    """``glob`` as a pattern relative to ``folder`` (pathlib's ``glob`` takes no other), checked."""
+    pattern = str(glob)
+    if Path(pattern).is_absolute():
+        base = Path(os.path.abspath(folder))
+        try:
+            pattern = str(Path(os.path.normpath(pattern)).relative_to(base))
+        except ValueError:
+            raise InputError(f"--glob {glob!r}: an absolute pattern outside the folder {folder}; give "
+                             f"a pattern inside the folder, e.g. --glob '*.tif'.") from None
+    if pattern in ("", "."):
+        raise InputError(f"--glob {glob!r}: no file pattern for the folder {folder}; give one, "
+                         f"e.g. --glob '*.tif' or --glob '**/*.tif'.")
+    return pattern
 
 
 def panel_positions(n, max_panels) -> set:
