@@ -356,6 +356,31 @@ def test_parse_length():
             parse_length(bad)
 
 
+def test_parse_length_takes_exactly_its_documented_units(tmp_path):
+    # before: "7.3 A" was 7.3e-10 m (Angstrom, a unit the message never listed), "0.0073 Mm" was
+    # 7.3e-6 m (megametres read as mm), "7.3 NM" 7.3e-9 m; now each is refused in one line
+    from click.testing import CliRunner
+
+    from tio2fiji.cli import main
+    from tio2fiji.io import parse_length
+
+    # the documented units, by hand: 7.3 nm written five ways (µ: micro sign and Greek mu)
+    for text in ("7.3nm", "7.3 nm", "0.0073um", "0.0073\u00b5m", "0.0073\u03bcm", "7.3e-6 mm", "7.3e-9m"):
+        assert parse_length(text) == pytest.approx(7.3e-9, rel=1e-12), text
+    for bad in ("7.3 A", "7.3 Å", "7.3 Mm", "0.0073 Mm", "7.3 NM", "7.3 Nm", "0.0073 UM", "7.3 pm",
+                "7.3 micron", "7.3e"):
+        with pytest.raises(InputError) as err:
+            parse_length(bad)
+        msg = str(err.value)
+        assert "\n" not in msg and repr(bad) in msg and "nm, um, \u00b5m, mm, m (lower case)" in msg, msg
+    mask = tmp_path / "m.tif"
+    tifffile.imwrite(mask, np.pad(np.full((4, 4), 255, np.uint8), 4))
+    res = CliRunner().invoke(main, ["measure", str(mask), "--pixel-size", "7.3 A", "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "unknown unit 'A'; use one of nm, um, \u00b5m, mm, m" in res.output
+    assert not (tmp_path / "o" / "particles.csv").exists()
+
+
 def test_read_pixel_size_without_pixels(example_images, example_masks):
     from tio2fiji.io import read_pixel_size
 

@@ -25,7 +25,13 @@ from ._vendor import VENDOR_SUFFIXES, read_vendor_axes, tiff_vendor
 
 _NO_META = {"calibration": (None, "none: format has no calibration metadata, lengths in pixels"),
             "calibration_error": None, "zeiss": False}
-_LENGTH_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµμ]+)\s*$")
+_LENGTH_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(\S*)\s*$")
+
+#: The units of a pixel size the user types (``--pixel-size``, :func:`parse_length`), exactly as
+#: written here, and their size in metres.
+LENGTH_UNITS = {"nm": 1e-9, "um": 1e-6, "µm": 1e-6, "mm": 1e-3, "m": 1.0}
+# "µm" typed with the Greek mu (U+03BC) instead of the micro sign (U+00B5): the same glyph
+_LENGTH_UNIT_METRES = {**LENGTH_UNITS, "\u03bcm": 1e-6}
 
 # Units accepted in ImageJ descriptions and their size in metres.
 _UNIT_METRES = {
@@ -422,14 +428,24 @@ def read_calibration(page, name: str | None = None, strict: bool = True) -> tupl
 
 
 def parse_length(text: str) -> float:
-    """Parse a length with its unit (``"7.34375nm"``, ``"0.5 um"``) into metres."""
+    """Parse a pixel size with its unit (``"7.34375nm"``, ``"0.5 um"``) into metres.
+
+    The units are exactly those of :data:`LENGTH_UNITS`, written as there: ``nm``, ``um``, ``µm``
+    (the micro sign or the Greek mu, which look the same), ``mm`` and ``m``. Case counts: ``Mm``
+    (megametre) or ``NM`` is refused, not read as ``mm`` or ``nm``; so are ``A``/``Å`` (an
+    SEM pixel is nanometres: write 0.73nm for 7.3 Å) and any other unit, each in one line that
+    lists these.
+    """
     m = _LENGTH_RE.match(str(text))
-    if not m or m.group(2).lower() not in _UNIT_METRES:
-        raise InputError(
-            f"pixel size {text!r}: give a number with a length unit, e.g. 7.34375nm or 0.0073um "
-            f"(units: nm, um, µm, mm, m)."
-        )
-    value = float(m.group(1)) * _UNIT_METRES[m.group(2).lower()]
+    units = ", ".join(LENGTH_UNITS)
+    if not m or not m.group(2):
+        raise InputError(f"pixel size {text!r}: give a number with a length unit, e.g. 7.34375nm or "
+                         f"0.0073um (units: {units}).")
+    unit = m.group(2)
+    if unit not in _LENGTH_UNIT_METRES:
+        raise InputError(f"pixel size {text!r}: unknown unit {unit!r}; use one of {units} (lower "
+                         f"case), e.g. 7.34375nm.")
+    value = float(m.group(1)) * _LENGTH_UNIT_METRES[unit]
     if value <= 0:
         raise InputError(f"pixel size {text!r} must be positive.")
     problem = pixel_size_problem(value)
