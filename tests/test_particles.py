@@ -243,6 +243,32 @@ def test_label_image_equals_mask_measurement():
     assert list(b["label"]) == list(np.arange(1, n + 1) * 7 + 100)
 
 
+@pytest.mark.parametrize("connectivity", [8, 4])
+def test_label_in_two_pieces_is_measured_over_both(connectivity):
+    # label 5: two 3 x 3 squares, cols 2-4 and 10-12 of rows 2-4 (8 columns apart); label 7: one
+    # 3 x 3 square. Before, label 5 got the outline of its first square only: Perim. 9.657 (one
+    # square), Feret 4.243 and Solidity 2.0 (18 pixels over one square's 9-pixel hull).
+    lab = np.zeros((12, 16), np.int32)
+    lab[2:5, 2:5] = lab[2:5, 10:13] = 5
+    lab[7:10, 6:9] = 7
+    df = measure(lab, connectivity=connectivity).set_index("label")
+    square = 2 * (3 + 3) - 4 * CORNER                     # 9.657: one 3 x 3 square, by hand
+    two = df.loc[5]
+    assert two["Area"] == 18 and df.loc[7]["Perim."] == pytest.approx(square)
+    assert two["Perim."] == pytest.approx(2 * square)      # 19.314: both outlines
+    # the hull of both squares' pixel corners: the rectangle x 2..13, y 2..5
+    assert two["Feret"] == pytest.approx(math.hypot(11, 3)) and two["MinFeret"] == pytest.approx(3)
+    assert two["Solidity"] == pytest.approx(18 / 33)
+    assert two["Circ."] == pytest.approx(4 * math.pi * 18 / (2 * square) ** 2)
+    # the same pixels as a mask: two particles whose perimeters add up to the label's
+    pieces = measure(lab == 5, connectivity=connectivity)
+    assert len(pieces) == 2 and pieces["Perim."].sum() == pytest.approx(two["Perim."])
+    # a label in one piece keeps exactly what it had
+    num = [c for c in COLUMNS if c not in ("label", "image")]
+    alone = measure(np.where(lab == 7, 7, 0), connectivity=connectivity).iloc[0]
+    np.testing.assert_array_equal(alone[num].to_numpy(float), df.loc[7][num].to_numpy(float))
+
+
 def test_uint8_masks():
     m = _ring_with_island()
     expected = measure(m)

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from skimage.measure import label as _label_regions
 
 from ..columns import COLUMNS, derived_columns
 from ..errors import InputError
@@ -14,7 +15,7 @@ from ..instances import connected_components
 from ..io import mask_or_labels as _mask_or_labels
 from ..io import pixel_size_nm
 from ._scan import _compact_labels, _fill_holes, _scan
-from ._shape import _ellipses, _geometry
+from ._shape import _ellipses, _geometry, _geometry_pieces
 
 # Particles per call of the geometry kernel when progress is reported (between blocks).
 _BLOCK = 4096
@@ -87,7 +88,11 @@ def measure(mask_or_labels, pixel_size_m=None, connectivity=8, include_holes=Fal
         * other integer dtypes: values only 0 and 1 = a binary mask; otherwise a **label image**
           taken as given: every nonzero value is one particle (0 = background). Its area is its
           pixel count, its outline is traced from its first pixel, and particles inside another's
-          holes are kept. Negative values raise InputError.
+          holes are kept. Negative values raise InputError. A label in several pieces (not
+          ``connectivity``-connected) is still one particle, measured over all of them: area,
+          centroid and ellipse of all its pixels, Perim. the sum of the pieces' outer outlines,
+          the convex hull (Feret, MinFeret, Solidity) that of all pieces together. (ImageJ's
+          Analyze Particles measures masks, where a particle is always one piece.)
         * floating point: accepted only with values 0 and 1 (a binary mask).
     pixel_size_m : float, optional
         Pixel width (= height) in metres. If given, lengths are reported in nanometres and areas
@@ -180,10 +185,36 @@ def measure(mask_or_labels, pixel_size_m=None, connectivity=8, include_holes=Fal
                   connectivity == 4, pw, pw, geo[lo:hi])
         if progress is not None:
             progress(hi, m, image_name)
+    if kind != "mask":
+        _split_labels_geometry(labels, idx, miny, maxy, connectivity == 4, pw, geo)
     ell = np.empty((m, 5), np.float64)
     _ellipses(count, minx, maxx, miny, maxy, sums, ell)
     return _assemble(count, minx, maxx, miny, maxy, geo, ell, values, touches, pw, unit,
                      pixel_size_m, image_name)
+
+
+def _split_labels_geometry(labels, idx, miny, maxy, four, pw, geo):
+    """Outline values of the labels in several pieces, from all their pieces (``geo``'s rows).
+
+    ``labels`` is the compact label image, ``idx`` the compact labels of ``geo``'s rows (sorted),
+    ``miny``/``maxy`` their row ranges. A piece is a ``four``- (else 8-) connected region of one
+    label; labels in one piece keep the values :func:`_geometry` gave them.
+    """
+    pieces = _label_regions(labels, background=0, connectivity=1 if four else 2).astype(np.int32)
+    n_pieces = int(pieces.max(initial=0))
+    if n_pieces <= int(labels.max(initial=0)):  # every label in one piece (the usual case)
+        return
+    pcount, _, _, _, _, pfx, pfy, _ = _scan(pieces, n_pieces)
+    owner = labels[pfy[1:], pfx[1:]]  # the label of each piece, pieces 1..n_pieces
+    per_label = np.bincount(owner, minlength=int(labels.max()) + 1)
+    for lab in np.flatnonzero(per_label > 1):
+        row = int(np.searchsorted(idx, lab))
+        if row >= len(idx) or idx[row] != lab:  # not reported (exclude_edges)
+            continue
+        mine = np.flatnonzero(owner == lab) + 1  # its pieces, in raster order of first pixel
+        ytop = int(miny[row])
+        _geometry_pieces(pieces, mine.astype(np.int32), pfx[mine], pfy[mine], pcount[mine], ytop,
+                         int(maxy[row]) - ytop + 2, four, pw, pw, geo[row])
 
 
 def _calibration(pixel_size_m):

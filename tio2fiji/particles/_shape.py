@@ -410,6 +410,50 @@ def _geometry(labels, ids, fx, fy, counts, heights, four, pw, ph, out):
 
 
 @numba.njit(cache=True)
+def _geometry_pieces(pieces, ids, fx, fy, counts, ytop, nrows, four, pw, ph, out):
+    """Outline-based values of one particle in several pieces (a label in separate parts).
+
+    ``pieces`` labels every piece apart; ``ids``, ``fx``, ``fy``, ``counts`` are the particle's
+    pieces, their first pixels and pixel counts; ``ytop``, ``nrows`` the particle's top row and
+    height + 1. ``out`` receives what :func:`_geometry` gives a particle: Perim. is the sum of the
+    pieces' traced perimeters (each piece's outer outline); the convex hull, and from it Feret,
+    FeretAngle, MinFeret, FeretX, FeretY and the hull area, is that of all the pieces' outline
+    vertices together.
+    """
+    total = 0
+    biggest = 1
+    for k in range(ids.shape[0]):
+        total += counts[k]
+        biggest = max(biggest, counts[k])
+    xs = np.empty(4 * biggest + 8, np.int64)
+    ys = np.empty(4 * biggest + 8, np.int64)
+    xs_all = np.empty(4 * total + 8 * ids.shape[0], np.int64)
+    ys_all = np.empty(4 * total + 8 * ids.shape[0], np.int64)
+    m = 0
+    perim = 0.0
+    for k in range(ids.shape[0]):
+        nv = _trace(pieces, ids[k], fx[k], fy[k], four, xs, ys)
+        perim += _traced_perimeter(xs, ys, nv, pw, ph)
+        for i in range(nv):
+            xs_all[m + i] = xs[i]
+            ys_all[m + i] = ys[i]
+        m += nv
+    hx = np.empty(2 * nrows + 2, np.float64)
+    hy = np.empty(2 * nrows + 2, np.float64)
+    left = np.empty(nrows, np.int64)
+    right = np.empty(nrows, np.int64)
+    nh = _convex_hull(xs_all, ys_all, m, ytop, nrows, left, right, hx, hy)
+    feret, angle, min_feret, xf1, yf1 = _feret(hx, hy, nh, pw, ph)
+    out[0] = perim
+    out[1] = feret
+    out[2] = angle
+    out[3] = min_feret
+    out[4] = xf1
+    out[5] = yf1
+    out[6] = _polygon_area(hx, hy, nh)
+
+
+@numba.njit(cache=True)
 def _ellipses(count, minx, maxx, miny, maxy, sums, out):
     """Fitted ellipse of every particle; ``sums`` are absolute integer moment sums."""
     for k in range(count.shape[0]):
