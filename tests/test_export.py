@@ -5,6 +5,7 @@ The network runs on small crops of a bundled example image to keep the CPU time 
 """
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,6 +146,50 @@ def test_bad_requests_are_input_errors(tmp_path, unet):
         E.export(unet, "tflite", tmp_path / "x")
     with pytest.raises(InputError, match="no such bioimage.io package"):
         E.check_bioimageio(tmp_path / "missing.zip")
+
+
+def test_a_failing_onnx_check_leaves_no_file(tmp_path, unet):
+    """Before: the U-Net's ONNX file (57 MB for the default) stayed at --out when the check failed."""
+    import tifffile
+
+    from tio2fiji.cli import main
+
+    out = tmp_path / "model.onnx"
+    with pytest.raises(InputError, match="too small"):
+        E.export_onnx(out, model=unet, test_image=np.zeros((40, 500), np.uint8))
+    assert sorted(tmp_path.iterdir()) == []  # neither model.onnx nor its temporary file
+    tiny = tmp_path / "tiny.tif"
+    tifffile.imwrite(tiny, np.zeros((40, 500), np.uint8))
+    res = CliRunner().invoke(main, ["export", "--format", "onnx", "--out", str(out), "--test-image",
+                                    str(tiny)])
+    assert res.exit_code == 1 and "too small" in res.output and "Traceback" not in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.tif"]
+    # an earlier file at --out stays as it was
+    out.write_bytes(b"earlier")
+    with pytest.raises(InputError, match="too small"):
+        E.export_onnx(out, model=unet, test_image=np.zeros((40, 500), np.uint8))
+    assert out.read_bytes() == b"earlier" and len(list(tmp_path.iterdir())) == 2
+
+
+def test_a_failing_bioimageio_test_leaves_no_package(tmp_path, unet, area, monkeypatch):
+    """The package is tested before anything is written to ``out``. bioimageio.core cannot be made
+    to fail on a sound package, so here (only) its verdict is replaced by a failure."""
+    from tio2fiji.errors import Tio2FijiError
+
+    tested = []
+
+    def failing(package):
+        tested.append(sorted(p.name for p in Path(package).iterdir()))
+        return {"status": "failed", "format_version": "x", "weights": [], "details": ["made to fail"]}
+
+    monkeypatch.setattr(E, "check_bioimageio", failing)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(Tio2FijiError, match="made to fail"):
+        E.export_bioimageio(out / "p.zip", model=unet, test_image=area[200:328, 300:460])
+    with pytest.raises(Tio2FijiError, match="made to fail"):
+        E.export_bioimageio(out / "folder", model=unet, test_image=area[200:328, 300:460])
+    assert list(out.iterdir()) == [] and len(tested) == 2 and "rdf.yaml" in tested[0]
 
 
 def test_cli_export_reports_errors_in_one_line(tmp_path):

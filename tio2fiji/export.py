@@ -40,13 +40,14 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .errors import InputError, Tio2FijiError
+from .errors import InputError, OutputError, Tio2FijiError
 from .export_maskrcnn import _DATA_CITATION, _DATA_DOI, _EXAMPLE, _LICENSE, _quiet, save_onnx
 from .io import atomic_write, file_sha256, read_sem
 from .models.checkpoint import load_model, model_arch, model_threshold
@@ -237,7 +238,9 @@ def export_onnx(out, model="default", test_image=None, check: bool = True, devic
     Parameters
     ----------
     out : str or Path
-        The ``.onnx`` file to write (atomically; parent folders are created).
+        The ``.onnx`` file to write (atomically; parent folders are created). With ``check`` it
+        is written under a temporary name and renamed only after the check ran: a check that
+        raises leaves no file (an earlier ``out`` stays as it was).
     model : str, Path or torch.nn.Module
         ``"default"`` or ``"maskrcnn"`` (the bundled models), a model file or checkpoint, or a
         loaded U-Net or Mask R-CNN.
@@ -270,14 +273,33 @@ def export_onnx(out, model="default", test_image=None, check: bool = True, devic
     if arch == "maskrcnn":
         from .export_maskrcnn import write_maskrcnn_onnx
 
-        atomic_write(out, lambda tmp: write_maskrcnn_onnx(net, tmp, source))
+        def write(tmp):
+            write_maskrcnn_onnx(net, tmp, source)
     else:
         threshold = model_threshold(net)
         module = _probability_module(net)
-        atomic_write(out, lambda tmp: _write_onnx(module, tmp, threshold, source))
+
+        def write(tmp):
+            _write_onnx(module, tmp, threshold, source)
     result = {"path": out, "opset": ONNX_OPSET, "arch": arch}
-    if check:
-        result.update(check_onnx(out, net, test_image, device=device))
+    # written and checked under a temporary name, renamed to ``out`` only when the check passed:
+    # a check that fails (a bad test image, a graph onnxruntime cannot load) leaves no file
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.onnx")
+    atomic_write(tmp, write)
+    try:
+        if check:
+            result.update(check_onnx(tmp, net, test_image, device=device))
+    except InputError as err:  # name the file asked for, not the temporary one
+        tmp.unlink(missing_ok=True)
+        raise InputError(str(err).replace(str(tmp), str(out))) from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError.from_os_error(out, exc) from exc
     return result
 
 
@@ -482,7 +504,8 @@ def export_bioimageio(out, model="default", test_image=None, test: bool = True) 
         The package's test input: an SEM image (its analysed area, cropped to multiples of 32) or a
         2-D gray array. Default: the bundled example 1908248.
     test : bool
-        Test-run the written package with bioimageio.core (:func:`check_bioimageio`).
+        Test-run the package with bioimageio.core (:func:`check_bioimageio`) before it is written
+        to ``out`` (the files it is packed from), so that a failed test leaves nothing there.
 
     Returns
     -------
@@ -530,6 +553,12 @@ def export_bioimageio(out, model="default", test_image=None, test: bool = True) 
         _dump_yaml(rdf, folder / "rdf.yaml")
         _validate_folder(folder)
         files = sorted(p.name for p in folder.iterdir())
+        report = None
+        if test:  # the package is tested before it is written to ``out``: a failure leaves none
+            report = check_bioimageio(folder)
+            if report["status"] != "passed":
+                raise Tio2FijiError(f"{out}: bioimageio.core's test of the package failed (nothing "
+                                    f"written):\n" + "\n".join(report["details"]))
         if as_zip:
             def _zip(tmp_zip: Path) -> None:
                 with zipfile.ZipFile(tmp_zip, "w") as zf:
@@ -544,12 +573,8 @@ def export_bioimageio(out, model="default", test_image=None, test: bool = True) 
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(folder, out)
     result = {"path": out, "files": files, "threshold": float(threshold), "test_image": what}
-    if test:
-        report = check_bioimageio(out)
+    if report is not None:
         result["test"] = report
-        if report["status"] != "passed":
-            raise Tio2FijiError(f"{out}: bioimageio.core's test of the package failed:\n"
-                                + "\n".join(report["details"]))
     return result
 
 
