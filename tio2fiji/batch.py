@@ -596,7 +596,7 @@ def concat_tables(tables) -> pd.DataFrame:
 def segment_files(image_paths, out_dir, model="default", separate="auto", threshold=None,
                   mode="blend", overlap=64, batch_size=4, data_bar_rows=None,
                   connectivity=CONNECTIVITY, rois=False, probability=False, progress=None,
-                  device=None) -> BatchResult:
+                  device=None, tta: bool = False) -> BatchResult:
     """Segment SEM images and write each one's particles.
 
     For every image (output stem ``<stem>``, unique within the run, see :func:`unique_names`):
@@ -613,7 +613,7 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
     out_dir : path
     model : str, path or torch.nn.Module
         ``"default"``, a model file or checkpoint (U-Net or Mask R-CNN), or a loaded network.
-    separate, threshold, mode, overlap, batch_size, data_bar_rows, connectivity
+    separate, threshold, mode, overlap, batch_size, data_bar_rows, connectivity, tta
         As :func:`tio2fiji.predict.segment`.
     rois, probability : bool
         Also write the ROI zip / the probability map.
@@ -637,7 +637,7 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
     def step(path, name, stem):
         sem = read_sem(path, data_bar_rows=data_bar_rows)
         seg = segment(net, sem, threshold=threshold, mode=mode, overlap=overlap,
-                      batch_size=batch_size, separate=separate, connectivity=connectivity)
+                      batch_size=batch_size, separate=separate, connectivity=connectivity, tta=tta)
         written = {"mask": write_mask(out_dir / f"{stem}_mask.tif", seg.labels > 0, sem.pixel_size_m),
                    "labels": write_labels(out_dir / f"{stem}_labels.tif", seg.labels, sem.pixel_size_m)}
         n = int(seg.labels.max())
@@ -661,7 +661,7 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
 
     options = {"model": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
                "separate": separate, "threshold": threshold, "mode": mode, "overlap": overlap,
-               "connectivity": connectivity, "data_bar_rows": data_bar_rows}
+               "connectivity": connectivity, "data_bar_rows": data_bar_rows, "tta": bool(tta)}
     planned = segment_outputs([s for _, s in unique_names(image_paths)], rois, probability)
     with RunFolder(out_dir, "segment", planned=planned, inputs=image_paths):
         res = run_files(image_paths, step, progress)

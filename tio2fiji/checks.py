@@ -105,6 +105,7 @@ DOMAINS = {
     "score_threshold": _PROB,
     "mask_threshold": Domain(False, 0.0, 1.0, high_open=True, hint="e.g. 0.5"),
     "gray_threshold": Domain(False, 0.0, hint="a gray value of the mask, e.g. 127"),
+    "min_size": Domain(True, 1, hint="pixels, e.g. 10 (1: every object)"),
     # images and tiling
     "pixel_size_m": Domain(False, 0.0, low_open=True, hint="metres per pixel, e.g. 7.34e-9"),
     "data_bar_rows": Domain(True, 0, hint="0: no data bar"),

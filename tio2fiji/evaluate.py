@@ -17,9 +17,10 @@ from .batch import run_folder
 from .errors import InputError
 from .instances import CONNECTIVITY
 from .io import mask_for_image, pair_files, read_mask, read_sem, write_csv, write_json, write_mask
-from .metrics import evaluate_images, per_image_frame
+from .metrics import BAM_MIN_SIZE, GT_CAUSES, anatomy_labels, evaluate_images, match_instances, per_image_frame
 from .models.checkpoint import load_model, model_threshold
 from .models.device import resolve_device
+from .overlay import anatomy_image
 from .predict import segment
 from .training import read_split
 
@@ -51,7 +52,8 @@ def select_pairs(images_dir, masks_dir, split_file=None, subset: str = "test") -
 def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, tile: int = 256,
                    overlap: int = 64, mode: str = "blend", batch_size: int = 4, connectivity: int = CONNECTIVITY,
                    data_bar_rows: int | None = None, save_masks: bool = False, coco: bool = True,
-                   separate: str = "auto", progress=None, device=None) -> dict:
+                   separate: str = "auto", progress=None, device=None, tta: bool = False,
+                   min_size: int = BAM_MIN_SIZE, anatomy_plots: bool = True) -> dict:
     """Segment every image of ``pairs`` with ``model`` and compute the metrics of DESIGN.md.
 
     Parameters
@@ -82,26 +84,39 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
     device : str or torch.device, optional
         Where the network runs (:func:`tio2fiji.models.resolve_device`; default ``"auto"``: the
         GPU when present).
+    tta : bool
+        Test-time augmentation (:func:`tio2fiji.predict.segment`).
+    min_size : int
+        The second protocol: every score again with objects under ``min_size`` pixels dropped on
+        both sides (BAM's scorer: 10), in ``metrics.json`` under ``"over_min_size"`` and in
+        ``per_image_over_min_size.csv``; 1 or less skips it.
+    anatomy_plots : bool
+        With ``out_dir``: ``anatomy/<name>.png`` per image, the error anatomy drawn on the image
+        (:func:`tio2fiji.overlay.anatomy_rgb`), objects of all sizes.
 
     Returns
     -------
     dict
-        The ``metrics.json`` document: the keys of :func:`tio2fiji.metrics.evaluate_images` plus
-        ``model``, ``threshold``, ``inference`` (tile, overlap, mode, the mode of the last image
-        as run, device, engine, mixed precision) and ``seconds_per_image``.
+        The ``metrics.json`` document: the keys of :func:`tio2fiji.metrics.evaluate_images` (all
+        objects, with the error anatomy) plus ``over_min_size`` (the same with small objects
+        dropped), ``model``, ``threshold``, ``inference`` (tile, overlap, mode, the mode of the
+        last image as run, device, engine, mixed precision, test-time augmentation) and
+        ``seconds_per_image``.
     """
     device = resolve_device(device)  # a missing GPU is refused before anything is read or written
     pairs = list(pairs)
     if not pairs:
         raise InputError("no image/mask pairs to evaluate.")
-    planned = ["metrics.json", "per_image.csv"] + [f"{Path(i).stem}_pred.tif" for i, _ in pairs
-                                                    if save_masks]
+    names = [Path(i).stem for i, _ in pairs]
+    planned = (["metrics.json", "per_image.csv"] + (["per_image_over_min_size.csv"] if min_size > 1 else [])
+               + [f"{n}_pred.tif" for n in names if save_masks]
+               + [f"anatomy/{n}.png" for n in names if anatomy_plots and out_dir is not None])
     with run_folder(out_dir, "evaluate", planned, inputs=[p for pair in pairs for p in pair]):
         model_name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
         model = load_model(model, device=device) if isinstance(model, (str, Path)) else model.to(device)
         if threshold is None:
             threshold = model_threshold(model)
-        preds, gts, probs, names = [], [], [], []
+        preds, gts, probs, names, areas = [], [], [], [], []
         seconds = []
         for k, (img_path, mask_path) in enumerate(pairs, 1):
             sem = read_sem(img_path, data_bar_rows=data_bar_rows)
@@ -109,7 +124,7 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
             t0 = time.perf_counter()
             seg = segment(model, sem, threshold=threshold, tile=tile, overlap=overlap,
                           batch_size=batch_size, mode=mode, separate=separate,
-                          connectivity=connectivity)
+                          connectivity=connectivity, tta=tta)
             seconds.append(time.perf_counter() - t0)
             name = Path(img_path).stem
             if save_masks and out_dir is not None:
@@ -118,14 +133,18 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
             gts.append(gt)
             probs.append(seg.probability)
             names.append(name)
+            areas.append(sem.analysed)
             if progress is not None:
                 progress(k, len(pairs), name)
         result = evaluate_images(preds, gts, probs=probs, names=names, connectivity=connectivity, coco=coco)
+        if min_size > 1:
+            result["over_min_size"] = evaluate_images(preds, gts, probs=probs, names=names, coco=coco,
+                                                      connectivity=connectivity, min_size=min_size)
         result.update({"model": model_name, "threshold": threshold,
                        "inference": {"tile": tile, "overlap": overlap, "mode": mode,
                                      "mode_run": seg.info.get("mode"), "device": str(device),
                                      **{k: seg.info[k] for k in ("engine", "amp") if k in seg.info},
-                                     "separate": seg.info.get("separate"),
+                                     "separate": seg.info.get("separate"), "tta": bool(tta),
                                      **({"watershed": seg.info["watershed"]} if "watershed" in seg.info
                                         else {})},
                        "seconds_per_image": float(sum(seconds) / len(seconds))})
@@ -133,4 +152,11 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
             out_dir = Path(out_dir)
             write_json(out_dir / "metrics.json", result)
             write_csv(out_dir / "per_image.csv", per_image_frame(result))
+            if min_size > 1:
+                write_csv(out_dir / "per_image_over_min_size.csv", per_image_frame(result["over_min_size"]))
+            if anatomy_plots:
+                for name, area, pred, gt in zip(names, areas, preds, gts):
+                    m = match_instances(pred, gt, connectivity)
+                    anatomy_image(out_dir / "anatomy" / f"{name}.png", area, m.gt_labels, m.pred_labels,
+                                  *anatomy_labels(m), GT_CAUSES)
     return result

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..instances import CONNECTIVITY, SEPARATE
+from ..metrics import BAM_MIN_SIZE
 from ._common import (
     _CONNECTIVITY,
     _Checked,
@@ -41,10 +42,11 @@ from ._groups import main
               help="Data-bar height; detected when omitted.")
 @click.option("--rois", is_flag=True, help="Also write <stem>_rois.zip (ImageJ ROI Manager set).")
 @click.option("--probability", is_flag=True, help="Also write <stem>_prob.tif (float32).")
+@click.option("--tta", is_flag=True, help="Test-time augmentation: maps averaged over 8 flips/rotations (8x time).")
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @_device_option
 def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, mode, overlap,
-                data_bar_rows, rois, probability, threads, device):
+                data_bar_rows, rois, probability, tta, threads, device):
     """Segment SEM IMAGES into particle masks, label images and (optionally) ROI sets."""
     from ..batch import segment_files
     from ..models import resolve_device
@@ -60,7 +62,7 @@ def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, 
         res = segment_files(images, out_dir, model=model_path, separate=separate, threshold=threshold,
                             mode=mode, overlap=overlap, data_bar_rows=data_bar_rows,
                             connectivity=int(connectivity), rois=rois, probability=probability,
-                            progress=bar, device=device)
+                            progress=bar, device=device, tta=tta)
     finally:
         bar.close()
     for info in res.inputs:
@@ -87,19 +89,25 @@ def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, 
               help="Folder for metrics.json and per_image.csv.")
 @click.option("--threshold", type=_Checked("threshold"), default=None,
               help="Probability threshold (default: the one stored with the model, else 0.5).")
-@click.option("--mode", type=click.Choice(["blend", "thesis", "whole", "auto"]), default="blend", show_default=True,
-              help="blend: overlapping tiles, smooth weights (the published scores'); thesis: 256 "
-                   "tiles, mirrored border; whole: one pass; auto: as segment's default.")
+@click.option("--mode", type=click.Choice(["auto", "blend", "thesis", "whole"]), default="auto", show_default=True,
+              help="auto: what segment and analyze do (one pass up to a size limit, else blend); blend: "
+                   "overlapping tiles, smooth weights; thesis: 256 tiles, mirrored border; whole: one pass.")
 @click.option("--overlap", type=_Checked("overlap"), default=64, show_default=True)
 @click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True)
 @click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None)
 @click.option("--save-masks", is_flag=True, help="Also write each predicted mask.")
 @click.option("--separate", type=click.Choice(SEPARATE), default="auto",
-              show_default=True, help="Touching particles: watershed split (auto for a U-Net), or "
+              show_default=True, help="Touching particles: the model's own way (auto), watershed split, or "
               "none (connected components, as the thesis).")
+@click.option("--tta", is_flag=True, help="Test-time augmentation: maps averaged over 8 flips/rotations (8x time).")
+@click.option("--min-size", type=_Checked("min_size"), default=BAM_MIN_SIZE, show_default=True,
+              help="Second protocol: every score again with objects under this many pixels dropped on both "
+                   "sides (BAM's scorer: 10); 1 turns it off.")
+@click.option("--no-anatomy-plots", is_flag=True, help="Skip anatomy/<image>.png (the error anatomy on each image).")
 @_device_option
 def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir, threshold, mode,
-                 overlap, connectivity, data_bar_rows, save_masks, separate, device):
+                 overlap, connectivity, data_bar_rows, save_masks, separate, tta, min_size, no_anatomy_plots,
+                 device):
     """Score a model on image/mask pairs; writes metrics.json and per_image.csv."""
     from ..evaluate import evaluate_model, select_pairs
     from ..models import resolve_device
@@ -110,7 +118,8 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
     try:
         res = evaluate_model(model_path, pairs, out_dir=out_dir, threshold=threshold, overlap=overlap,
                              mode=mode, connectivity=int(connectivity), data_bar_rows=data_bar_rows,
-                             save_masks=save_masks, separate=separate, progress=bar, device=device)
+                             save_masks=save_masks, separate=separate, progress=bar, device=device,
+                             tta=tta, min_size=min_size, anatomy_plots=not no_anatomy_plots)
     finally:
         bar.close()
 
@@ -124,6 +133,14 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
                f"F1 {fmt(res['f1'])}, PQ {fmt(res['pq'])}; prediction-centred instance IoU (BAM) "
                f"{fmt(res['prediction_iou'])}; median ECD error {fmt(res['median_ecd_error'])}, "
                f"KS distance {fmt(res['ks_distance'])}")
+    a = res["anatomy"]
+    click.echo(f"  unmatched manual particles: {a['missed']} missed, {a['merged']} merged with a neighbour, "
+               f"{a['split']} split, {a['boundary_only']} boundary only; false particles: {a['false_merger']} "
+               f"mergers, {a['false_piece']} pieces, {a['false_spurious']} spurious")
+    if "over_min_size" in res:
+        o = res["over_min_size"]
+        click.echo(f"  objects of {min_size} px and more: F1 {fmt(o['f1'])}, PQ {fmt(o['pq'])}, count error "
+                   f"{fmt(o['count_error'])}, median ECD error {fmt(o['median_ecd_error'])}")
     click.echo(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'per_image.csv'}")
 
 

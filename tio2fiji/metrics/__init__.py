@@ -38,7 +38,7 @@ Conventions, stated once and used everywhere:
 
 from ._anatomy import GT_CAUSES, PRED_CAUSES, SIZE_CLASSES, anatomy_labels, error_anatomy, pool_anatomy, size_class
 from ._ap import ap50_voc11, coco_ap, match_detections, rle_from_labels, voc11_ap
-from ._evaluate import evaluate_images, per_image_frame
+from ._evaluate import BAM_MIN_SIZE, evaluate_images, per_image_frame
 from ._matching import (
                         InstanceMatch,
                         best_iou_per_gt,
@@ -60,5 +60,5 @@ __all__ = [
     "rle_from_labels", "evaluate_images", "per_image_frame", "best_iou_per_pred", "matched_pairs",
     "match_counts", "instance_scores", "prediction_iou", "SIZE_QUANTILES", "ecd_of_labels",
     "size_errors", "GT_CAUSES", "PRED_CAUSES", "SIZE_CLASSES", "anatomy_labels", "error_anatomy",
-    "pool_anatomy", "size_class",
+    "pool_anatomy", "size_class", "BAM_MIN_SIZE",
 ]

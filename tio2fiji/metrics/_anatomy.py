@@ -16,8 +16,9 @@ without a predicted partner (IoU above 0.5) gets one cause, checked in this orde
     found on its own, but its outline is off by enough to fall to IoU 0.5 or below.
 
 Every predicted particle without a partner (a false particle) is ``merger`` when it holds more than
-half of two or more manual particles, ``spurious`` when at most half of it lies on manual
-particles, and ``piece`` otherwise (a piece of a split particle or a badly drawn outline).
+half of two or more manual particles, ``piece`` when it holds more than half of one manual particle
+or lies on manual particles for more than half of its area (a piece of a split particle or a badly
+drawn outline), and ``spurious`` otherwise (found where there is no particle).
 Both are also counted by size class (:data:`SIZE_CLASSES`, areas in pixels).
 """
 
@@ -92,10 +93,10 @@ def anatomy_labels(match: InstanceMatch, iou_threshold: float = 0.5):
     for j in np.flatnonzero(~p_matched):
         if holds[j] >= 2:
             pred_cause[j] = 0
-        elif on_gt[j] <= 0.5 * match.pred_area[j]:
-            pred_cause[j] = 2
-        else:
+        elif holds[j] == 1 or on_gt[j] > 0.5 * match.pred_area[j]:
             pred_cause[j] = 1
+        else:
+            pred_cause[j] = 2
     return gt_cause, pred_cause
 
 

@@ -12,6 +12,9 @@ from ._matching import best_iou_per_gt, best_iou_per_pred, count_error, instance
 from ._pixels import dice, iou
 from ._sizes import ecd_of_labels, size_errors
 
+#: BAM's scorer counts only objects over 9 px: the second protocol of ``evaluate`` drops objects
+#: under this many pixels on both sides (the manual masks hold one-pixel drawing fragments).
+BAM_MIN_SIZE = 10
 _SIZE_KEYS = ("count_error_signed", "median_ecd_error", "d10_ecd_error", "d90_ecd_error", "ks_distance")
 
 

@@ -34,7 +34,7 @@ from scipy import ndimage as ndi
 
 from ..errors import InputError
 from ..instances import BORDER_DEFAULTS, BORDER_WIDTH, border_band, drop_small, labels_from_border
-from ..metrics import count_error, instance_scores, match_counts, match_instances
+from ..metrics import BAM_MIN_SIZE, count_error, instance_scores, match_counts, match_instances
 from ..models.checkpoint import load_checkpoint, load_model, resolve_model
 from ..models.device import resolve_device
 from ..models.unet import build_unet, parse_config
@@ -55,7 +55,7 @@ BORDER_HISTORY_COLUMNS = ["epoch", "train_loss", "val_iou", "val_f1", "val_pq", 
 FRAGMENT = np.iinfo(np.uint16).max
 #: Objects under this many pixels are dropped on both sides when validation scores are computed
 #: (BAM's scorer counts only objects over 9 px).
-SCORE_MIN_SIZE = 10
+SCORE_MIN_SIZE = BAM_MIN_SIZE
 
 
 def border_samples(pairs, data_bar_rows=None, min_fragment: int = SCORE_MIN_SIZE) -> list:
