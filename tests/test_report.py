@@ -377,3 +377,47 @@ def test_the_scope_of_a_large_run_is_said_under_the_title(tmp_path):
     assert "24 of them &lt;evenly spaced&gt;." in page and "<evenly" not in page
     plain = R.write_report(tmp_path, None, software_versions(), filename="plain.html").read_text(encoding="utf-8")
     assert "id='scope'" not in plain
+
+
+def test_envelope_plot_titles_give_the_p_of_the_reports_table(tmp_path):
+    """Each G/L panel's title states the p of its row in the report's envelope table, from one
+    variable (distribution.envelope_tests). Before, the titles were the report's only record of these
+    tests (p = 0.025) and named them as if they were the Monte Carlo row of Table 9 (p = 0.01)."""
+    from tio2fiji.distribution import envelope_tests, envelopes
+
+    rng = np.random.default_rng(3)
+    pts = np.concatenate([rng.normal(c, 3.0, (20, 2)) for c in ((60, 60), (200, 150), (320, 60))])
+    env = envelopes(pts, (400, 300), n_sim=39, seed=1)
+    tests = envelope_tests(env, "one.tif")
+    # by hand: three tight clusters deviate from CSR more than any of the 39 simulations, so the
+    # one-sided rank p is 1 / (39 + 1)
+    assert [t["p_value"] for t in tests] == [1 / 40, 1 / 40]
+    assert [t["min_p_value"] for t in tests] == [1 / 40, 1 / 40]
+    fig = R.plot_envelopes(env, unit="nm")
+    titles = [ax.get_title() for ax in fig.axes]
+    png = R.plot_envelopes_png(env, tmp_path / "env.png", unit="nm")
+    meta = [{"image": "one.tif", "width": 400, "height": 300, "particles": 60, "envelope_tests": tests}]
+    page = R.write_report(tmp_path, None, software_versions(), images=meta,
+                          envelopes={"one.tif": png}).read_text(encoding="utf-8")
+    table = re.search(r'<table id="envelope-table">(.*?)</table>', page).group(1)
+    heads = re.findall(r"<th[^>]*>(.*?)</th>", table)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", table)[1:]]
+    p_col = heads.index("p")
+    assert [r[heads.index("Function")] for r in rows] == ["G", "L"]
+    for title, row in zip(titles, rows):
+        p_title = re.search(r"p = ([^ ]+) ", title).group(1)
+        assert p_title == row[p_col] == "0.025", (title, row)
+        assert "(39 sims)" in title and row[heads.index("Simulations")] == "39"
+    assert "not the Monte Carlo row of Table 9" in page
+
+
+def test_summary_says_what_the_plain_feret_angle_mean_is(tmp_path):
+    df = plot_particles()
+    names = ["one.tif", "two.tif", "single.tif"]
+    meta = [{"image": n, "width": 64, "height": 48, "pixel_size_m": None,
+             "particles": int((df["image"] == n).sum())} for n in names]
+    page = R.write_report(tmp_path, S.summary_table(df, meta, n_boot=10), software_versions(),
+                          images=meta).read_text(encoding="utf-8")
+    assert "Feret angle (°, arithmetic mean, as Table 8: see note)" in page
+    assert "Feret axis (°, axial mean)" in page and "id='feret-note'" in page
+    assert "5° and 175° average to 90°" in page

@@ -46,7 +46,7 @@ from .batch import (
 )
 from .checks import check_option, check_options, plausibility_warnings
 from .cluster import run_tasks, share, shared, start_client, worker_cache, worker_device
-from .distribution import METHODS, envelopes, test_distribution
+from .distribution import METHODS, envelope_tests, envelopes, test_distribution
 from .errors import InputError, OutputError
 from .imagej import BACKENDS, measure_imagej
 from .instances import CONNECTIVITY, SEPARATE, labels_to_separated_mask
@@ -285,10 +285,12 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
                               n_sim=job.n_sim, seed=job.seed, backend=job.backend,
                               connectivity=job.connectivity) for m in job.methods]
     h, w = labels.shape
+    env_tests = []  # the G/L tests of the envelope plot: its titles and the report's table
     if job.report and panel:
         files["overlay"] = rep.overlay_image(sem.analysed, labels, plots_dir / f"{stem}_overlay.png")
         env = _envelopes(stats_table, w, h, ps, job.envelope_sims, job.seed) if job.envelope_sims else None
         if env is not None:
+            env_tests = envelope_tests(env, name)
             files["envelopes"] = rep.plot_envelopes_png(env, plots_dir / f"{stem}_envelopes.png",
                                                         unit=sem.unit if ps else "px", title=name)
     meta = {
@@ -302,7 +304,7 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
         # particles (background in the mask file) count as particle area
         "foreground_px": int(np.count_nonzero(seg.mask)), "threshold": seg.threshold,
         "separation": seg.info.get("separate"), "segmentation": dict(seg.info),
-        "warnings": implausible,
+        "warnings": implausible, "envelope_tests": env_tests,
         "files": {k: str(v) for k, v in files.items()},
         "seconds": round(time.perf_counter() - t0, 2)}
     summary = summary_table(table, [meta], n_boot=job.n_boot, seed=job.seed, complete_only=job.complete_only)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .distribution import envelope_tests
 from .io import atomic_write
 from .overlay import overlay_image, overlay_rgb
 from .summary import SIZE_STATS
@@ -345,17 +346,14 @@ def plot_envelopes(env, unit="px", title=None):
     Returns
     -------
     matplotlib.figure.Figure
-        Not shown and not saved; the caller saves it (``fig.savefig("g_l.png")``). Made with
-        the Agg canvas, so no display is needed.
+        Not shown, not saved (``fig.savefig("g_l.png")``); the Agg canvas needs no display. Each
+        panel's title gives its test's p as the report's table (:func:`~tio2fiji.distribution.envelope_tests`).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 3.8), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure((9, 3.8))
     null = "CSR" if env.get("null", "csr") == "csr" else "hard-core"
+    tests = {t["function"]: t for t in envelope_tests(env)}  # the rows of the report's table
     for ax, name in zip(fig.subplots(1, 2), ("G", "L")):
-        e = env[name]
+        e, t = env[name], tests[name]
         r = e["r"]
         shift = r if name == "L" else 0.0  # L(r) - r: zero under CSR, easier to read
         ax.fill_between(r, e["low"] - shift, e["high"] - shift, color="0.8",
@@ -364,8 +362,8 @@ def plot_envelopes(env, unit="px", title=None):
         ax.plot(r, e["observed"] - shift, "C3", lw=1.5, label="observed")
         ax.set_xlabel(f"r ({unit})")
         ax.set_ylabel("G(r)" if name == "G" else f"L(r) - r ({unit})")
-        ax.set_title(f"{name}: MAD test p = {e['p_value']:.3g} ({e['classification']})",
-                     fontsize=9)
+        ax.set_title(f"{name} envelope test ({t['n_sim']} sims): p = {_fmt(t['p_value'])} "
+                     f"({t['classification']})", fontsize=9)
         ax.legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -373,20 +371,7 @@ def plot_envelopes(env, unit="px", title=None):
 
 
 def plot_envelopes_png(env, path, unit="px", title=None) -> Path:
-    """G(r) and L(r) − r with simulation envelopes (:func:`plot_envelopes`), written as a PNG.
-
-    Parameters
-    ----------
-    env : dict
-        Output of :func:`tio2fiji.distribution.envelopes`.
-    path : path
-    unit : str
-    title : str, optional
-
-    Returns
-    -------
-    Path
-    """
+    """:func:`plot_envelopes` (same arguments) written as a PNG at ``path``; returns the path."""
     return _save(plot_envelopes(env, unit=unit, title=title), path)
 
 
@@ -467,7 +452,8 @@ _SUMMARY_HEADERS = {
     "image": "Image", "particles_kind": "Particles", "particles": "Particle count",
     "area_coverage_pct": "% Area coverage",
     "circularity_mean": "Circularity", "solidity_mean": "Solidity",
-    "feret_angle_mean": "Feret angle (°)", "feret_angle_axial_mean": "Feret axis (°, axial mean)",
+    "feret_angle_mean": "Feret angle (°, arithmetic mean, as Table 8: see note)",
+    "feret_angle_axial_mean": "Feret axis (°, axial mean)",
     "unit": "Unit",
 }
 
@@ -475,6 +461,8 @@ _DISTRIBUTION_HEADERS = {"image": "Image", "method": "Method", "points": "Points
                          "expected_nnd": "Expected NND", "observed_nnd": "Observed NND",
                          "statistic": "Statistic", "critical_value": "Critical value",
                          "p_value": "p", "classification": "Classification", "unit": "Unit"}
+_ENVELOPE_HEADERS = {"image": "Image", "function": "Function", "test": "Test", "n_sim": "Simulations", "mad":
+                     "Max. deviation", "p_value": "p", "min_p_value": "Smallest p", "classification": "Classification"}
 _DISTRIBUTION_COLUMNS = ["image", "method", "points", "n", "expected_nnd", "observed_nnd", "statistic",
                          "critical_value", "p_value", "classification", "unit"]
 
@@ -639,6 +627,9 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
         note = _complete_note(summary)
         if note:
             parts.append(f"<p class='note' id='complete-note'>{_esc(note)}</p>")
+        parts.append("<p class='note' id='feret-note'>A Feret angle is an axis (0° and 180° are the same): "
+                     "the arithmetic mean, kept to compare with thesis Table 8, depends on where 0°/180° "
+                     "is cut (5° and 175° average to 90°) and is no direction; the axial mean is.</p>")
         lvl = summary["ci_level"].iloc[0]
         parts.append(f"<h3>Particle size: equivalent circle diameter</h3><p class='note'>Estimate "
                      f"[{lvl:.0%} percentile-bootstrap interval, {int(summary['n_boot'].iloc[0])} "
@@ -666,8 +657,15 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
     if plots:
         parts.append("<h2 id='plots'>Plots</h2>")
         parts += [_figure_html(p, cap) for cap, p in plots.items()]
-    if envelopes:
+    tests = [t for m in images or () for t in (m.get("envelope_tests") or ())]
+    if envelopes or tests:
         parts.append("<h2 id='envelopes'>Spatial statistics: G and L functions</h2>")
+    if tests:  # the numbers of the plots' titles (distribution.envelope_tests)
+        parts.append(html_table(pd.DataFrame(tests).astype(object), list(_ENVELOPE_HEADERS),
+                                _ENVELOPE_HEADERS, "envelope-table"))
+        parts.append("<p class='note'>The G and L plots' own tests (envelope_sims): not the Monte Carlo "
+                     "row of Table 9 (mean nearest-neighbour distance, two-sided, n_sim).</p>")
+    if envelopes:
         parts += [_figure_html(p, f"{name}: G(r) and L(r) − r of the particle centroids with "
                                   f"simulation envelopes of complete spatial randomness")
                   for name, p in envelopes.items()]

@@ -55,6 +55,7 @@ from ._points import nearest_neighbour_distances, pixel_points
 from ._spatial import (
     CLARK_EVANS_MIN_POINTS,
     clark_evans_test,
+    envelope_tests,
     envelopes,
     g_function,
     l_function,
@@ -78,6 +79,7 @@ __all__ = [
     "clark_evans_test",
     "distribution_table",
     "edm_imagej",
+    "envelope_tests",
     "envelopes",
     "g_function",
     "l_function",

@@ -443,6 +443,30 @@ def envelopes(points, window, r_g=None, r_l=None, n_sim=99, alpha=0.05, null="cs
     return out
 
 
+def envelope_tests(env, image="") -> list:
+    """The global tests of :func:`envelopes`, one row per function (G, L): what the report's table
+    and the G/L plot's titles both show.
+
+    These are not the Monte Carlo test of :func:`monte_carlo_test` (mean nearest-neighbour
+    distance, two-sided, its own ``n_sim``): each is the maximum absolute deviation of G or L from
+    the simulations' mean, one-sided, with the envelopes' ``n_sim``, so its smallest p is
+    ``1 / (n_sim + 1)`` (0.025 for 39 simulations).
+
+    Returns
+    -------
+    list of dict
+        ``image, function, test, n_sim, mad, p_value, min_p_value, classification, note``.
+    """
+    n_sim = int(env["n_sim"])
+    null = "CSR" if env.get("null", "csr") == "csr" else "hard-core discs"
+    return [{"image": image, "function": name,
+             "test": f"max |{name} - mean| vs {null} envelope (one-sided rank)", "n_sim": n_sim,
+             "mad": float(env[name]["mad"]), "p_value": float(env[name]["p_value"]),
+             "min_p_value": smallest_p_value(n_sim, sides=1),
+             "classification": env[name]["classification"], "note": env.get("note", "")}
+            for name in ("G", "L")]
+
+
 class _warnings_off:
     # nanmean/nanmax warn on all-NaN columns (G at r beyond every point's border distance)
     def __enter__(self):
