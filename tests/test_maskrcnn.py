@@ -194,7 +194,7 @@ def test_tiles_keep_border_particles_whole_and_once(model1, monkeypatch):
     """1024x704 image, particles everywhere (many across tile borders): with a perfect detector in
     place of the network, every particle comes back exactly once, and as whole as when the
     detector sees the entire image at once."""
-    monkeypatch.setattr(P, "detect", _fake_detect)
+    monkeypatch.setattr(P._maskrcnn, "detect", _fake_detect)  # where tiled_detections calls it
     img, mask = _blobs((704, 1024), 160, seed=3, rmin=4, rmax=12)
     truth = connected_components(mask, 4)
     seen = []
@@ -435,7 +435,7 @@ def test_segment_runs_mask_rcnn_with_its_stored_score_threshold(model1, monkeypa
         used.append(score_threshold)
         return _fake_detect(model, images, score_threshold)
 
-    monkeypatch.setattr(P, "detect", detect)
+    monkeypatch.setattr(P._maskrcnn, "detect", detect)
     img, mask = _blobs((256, 256), 12, seed=5, rmin=4, rmax=9)
     model1.tio2fiji_info = {"model_config": {"arch": "maskrcnn", "score_threshold": 0.2,
                                              "threshold": 0.5}}

@@ -74,7 +74,7 @@ def test_auto_runs_tiles_above_the_limit(monkeypatch):
     net = _Echo()
     whole = predict_probability(net, img, tile=64, overlap=16, mode="auto")
     assert net.shapes == [(1, 1, 224, 320)]  # below the limit: one pass, padded to multiples of 32
-    monkeypatch.setattr(P, "WHOLE_LIMIT", 224 * 320 - 1)
+    monkeypatch.setattr(P._maps, "WHOLE_LIMIT", 224 * 320 - 1)  # where resolve_mode reads it
     net.shapes.clear()
     tiled = predict_probability(net, img, tile=64, overlap=16, batch_size=4, mode="auto")
     assert len(net.shapes) > 1 and all(s[2:] == (64, 64) for s in net.shapes)
