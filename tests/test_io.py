@@ -179,6 +179,42 @@ def test_normalize_uint8():
     np.testing.assert_allclose(normalize_for_network(np.array([[0, 255, 51]], np.uint8)), [[0, 1, 0.2]], rtol=1e-6)
 
 
+@pytest.mark.parametrize("divisor", [1, 255], ids=["float 0-255", "float 0-1"])
+def test_float_twin_is_the_same_detector_signal(example_images, tmp_path, divisor):
+    """Issue 31 round two: a float32 copy of a bundled image (ImageJ's "32-bit" keeps 0-255; a
+    [0, 1] copy is the same signal / 255) has the uint8 twin's data bar (64 rows; the 0-1 copy
+    had none: its analysis ran over the bar, 472 particles instead of 131), annotations and,
+    after the network's scaling, bit for bit its analysed pixels (the 0-255 copy was min-max
+    stretched: 121 particles instead of 131)."""
+    for path in example_images:
+        data = read_sem(path).data
+        twin, flt = tmp_path / "u8.tif", tmp_path / "f32.tif"
+        tifffile.imwrite(twin, data, imagej=True)  # the same metadata as the float copy
+        tifffile.imwrite(flt, data.astype(np.float32) / np.float32(divisor), imagej=True)
+        u8, f32 = read_sem(twin), read_sem(flt)
+        assert u8.data_bar_rows == f32.data_bar_rows == 64, (path, f32.data_bar_source)
+        assert f32.annotation_source == u8.annotation_source
+        np.testing.assert_array_equal(normalize_for_network(f32.analysed), normalize_for_network(u8.analysed))
+        assert f32.data.dtype == (np.uint8 if divisor == 1 else np.float32)
+        assert any("read as the 8-bit signal" in n or "[0, 1] signal" in n for n in f32.notes)
+
+
+def test_float_rule_16bit_and_refusals(tmp_path):
+    img = _scene(dtype=np.uint16)
+    p = tmp_path / "f16.tif"
+    tifffile.imwrite(p, img.astype(np.float32))
+    sem = read_sem(p)
+    assert sem.data.dtype == np.uint16
+    np.testing.assert_array_equal(sem.data, img)
+    for name, arr, why in [("neg.tif", _scene().astype(np.float32) - 100, "negative values"),
+                           ("frac.tif", _scene().astype(np.float32) + 0.5, "fractional values above 1"),
+                           ("big.tif", _scene().astype(np.float32) * 1000, "values above 65535")]:
+        tifffile.imwrite(tmp_path / name, arr)
+        with pytest.raises(InputError, match=rf"{name}: float32 image .*\({why}\).*8- or 16-bit") as err:
+            read_sem(tmp_path / name)
+        assert "\n" not in str(err.value)
+
+
 def test_gray_rgb_is_accepted(tmp_path):
     img = _scene()
     p = tmp_path / "rgb_gray.tif"

@@ -12,6 +12,9 @@ The rules that decide which numbers reach the analysis live here:
   sources (given > microscope tag > ImageJ > TIFF resolution).
 * **Palette images** are read as their raw indices, which are the detector values
   (:mod:`tio2fiji.io._pixels`).
+* **Float images** are the signal one explicit rule names (:mod:`tio2fiji.io._pixels`): integer
+  values 0-255 the 8-bit signal, 0-65535 the 16-bit signal, values within ``[0, 1]`` a ``[0, 1]``
+  signal; any other float image is refused, never min-max stretched.
 * **Data bar**: detected from the image content (:func:`detect_data_bar`: dark or light panels;
   :func:`detect_overlay_bar`: panels in a palette's overlay colours) or the vendor's metadata
   (FEI/Thermo) unless given; the analysed area excludes it.

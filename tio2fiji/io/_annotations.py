@@ -16,7 +16,8 @@ Three kinds are found, all conservative, so that specimen pixels are not taken f
   values (0 and the file's maximum), e.g. a white box with a black bar and "200 nm" in it, or a
   filled bar at least 4 times as long as it is high. Specimen pixels are never a filled rectangle of
   clipped values; isolated clipped noise pixels are removed first (a 3x3 opening).
-* **text drawn on the micrograph**: strokes at the maximum value (255 in 8 bits, 65535 in 16 bits),
+* **text drawn on the micrograph**: strokes at the maximum value (255 in 8 bits, 65535 in 16 bits,
+  1.0 in a float ``[0, 1]`` signal),
   of glyph size and thin (half-width at most ``_MAX_STROKE`` px), whose surroundings are clearly
   darker (a drawn stroke has a sharp edge; saturated specimen fades into bright pixels), in a
   line of at least ``min_glyphs`` of them. Text drawn over bright specimen is not found.
@@ -51,7 +52,13 @@ MAX_ANNOTATION_FRACTION = 0.25
 
 
 def _ink_value(area: np.ndarray):
-    if area.dtype == bool or not np.issubdtype(area.dtype, np.integer):
+    """The maximum of the signal: the integer type's, 1.0 for a float ``[0, 1]`` signal (the
+    float rule of :mod:`._pixels`), None otherwise."""
+    if area.dtype == bool:
+        return None
+    if np.issubdtype(area.dtype, np.floating):
+        return 1.0 if area.size and float(area.min()) >= 0.0 and float(area.max()) <= 1.0 else None
+    if not np.issubdtype(area.dtype, np.integer):
         return None
     return np.iinfo(area.dtype).max
 

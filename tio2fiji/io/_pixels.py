@@ -5,6 +5,19 @@ ramp except 27 overlay entries (indices 9, 18, ..., 243) coloured for the data b
 index *is* the detector value. Mapping through the colour map instead would turn those overlay
 entries into saturated colours, i.e. put fake intensities into the data; so we read raw indices and
 check that the colour map is a gray ramp wherever the analysed area uses it.
+
+**Float images** (what ImageJ's Image > Type > 32-bit writes) hold the same detector signal as an
+integer image, and one rule (:func:`float_signal`, applied by :func:`tio2fiji.io.read_sem`) says
+which, so that a float twin is analysed exactly as its 8- or 16-bit original:
+
+* values all within ``[0, 1]``: a ``[0, 1]`` signal (1 = full scale, the 8-bit 255), kept as it
+  is; the networks take it unchanged and one gray level is 1/255 for the data-bar and annotation
+  rules (:func:`gray_level`);
+* otherwise values that are all integers from 0 to 255: the 8-bit signal, read as ``uint8``;
+  integers up to 65535: the 16-bit signal, read as ``uint16`` (ImageJ's 32-bit conversion keeps
+  the values);
+* anything else (negative values, fractions above 1, integers above 65535) has no known detector
+  range: an :class:`~tio2fiji.errors.InputError` (one line), never a silent min-max stretch.
 """
 
 from __future__ import annotations
@@ -101,6 +114,47 @@ def _rgb_to_gray(arr: np.ndarray, path: Path, notes: list) -> np.ndarray:
     )
 
 
+
+
+def gray_level(image: np.ndarray) -> float:
+    """One gray level of ``image``'s signal (see the module docstring): 1 for integer images and
+    floats beyond 1, 1/255 for a float ``[0, 1]`` signal. The rules that allow a level of noise
+    (a data bar's flat panel) use it, so that they hold for a float twin."""
+    img = np.asarray(image)
+    if np.issubdtype(img.dtype, np.floating) and img.size and float(img.min()) >= 0.0 \
+            and float(img.max()) <= 1.0:
+        return 1.0 / 255.0
+    return 1.0
+
+
+def float_signal(arr: np.ndarray, path, notes: list) -> np.ndarray:
+    """The detector signal a float image holds, by the rule of the module docstring.
+
+    Integer arrays are returned as they are; a float ``[0, 1]`` signal as it is (a note says so);
+    integer-valued floats as ``uint8`` (0-255) or ``uint16`` (0-65535).
+
+    Raises
+    ------
+    InputError
+        Floats that are neither within ``[0, 1]`` nor integers from 0 to 65535.
+    """
+    if not np.issubdtype(arr.dtype, np.floating):
+        return arr
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo >= 0.0 and hi <= 1.0:
+        notes.append(f"{arr.dtype} image with values in [0, 1]: read as a [0, 1] signal (1 = 8-bit 255)")
+        return arr
+    if lo >= 0.0 and hi <= 65535.0 and np.array_equal(arr, np.round(arr)):
+        target = np.uint8 if hi <= 255.0 else np.uint16
+        notes.append(f"{arr.dtype} image with integer values {lo:g}-{hi:g}: read as the "
+                     f"{8 if target is np.uint8 else 16}-bit signal")
+        return arr.astype(target)
+    what = "negative values" if lo < 0.0 else ("values above 65535" if hi > 65535.0
+                                               else "fractional values above 1")
+    raise InputError(
+        f"{path}: {arr.dtype} image with values from {lo:g} to {hi:g} ({what}): neither a [0, 1] "
+        f"signal nor integers 0-65535, so its detector range is unknown and tio2fiji does not "
+        f"stretch it. Convert it to 8- or 16-bit first (ImageJ: Image > Type > 8-bit).")
 
 
 def _page_calibration(pg, path: Path) -> dict:

@@ -38,6 +38,7 @@ from scipy import ndimage
 from ..errors import InputError
 from ._annotations import _label_boxes
 from ._calibration import _UNIT_METRES, pixel_size_problem
+from ._pixels import gray_level
 from ._sem import detect_data_bar
 
 __all__ = ["BurnedInCalibration", "METHODS", "read_burned_in_calibration"]
@@ -153,6 +154,7 @@ def read_burned_in_calibration(image, data_bar_rows: int | None = None,
         ``image`` is not a 2-D image, ``method`` or ``data_bar_rows`` is invalid, or text must be
         read and Tesseract (or pytesseract) is not installed.
     """
+    level = gray_level(image)
     image = _check_image(image)
     if method is not None and method not in METHODS:
         raise InputError(f"method {method!r}: choose one of {', '.join(map(repr, METHODS))} (or None for both).")
@@ -163,7 +165,7 @@ def read_burned_in_calibration(image, data_bar_rows: int | None = None,
         raise InputError(f"data_bar_rows={data_bar_rows!r}: must be from 0 to under the image height "
                          f"({image.shape[0]}).")
     width = bar = ink = scale = None
-    panel = _data_panel(image, rows) if rows else None
+    panel = _data_panel(image, rows, level) if rows else None
     if panel is not None:
         width, bar, ink, scale = _read_panel(panel, method)
     if bar is None and method != "field width":
@@ -188,18 +190,19 @@ def _check_image(image) -> np.ndarray:
 # -- the data panel --------------------------------------------------------------------------------
 
 
-def _data_panel(image: np.ndarray, rows: int) -> np.ndarray | None:
+def _data_panel(image: np.ndarray, rows: int, level: float = 1.0) -> np.ndarray | None:
     """The data bar's panel (its rows of flat background) as ink strength 0..1, or None.
 
     Zeiss draws the panel inset in its zone, with a few image rows above and below it: only the
     rows from the first to the last mostly flat one are kept. The text is the panel's opposite
-    extreme (light on a dark panel, or dark on a light one).
+    extreme (light on a dark panel, or dark on a light one). ``level`` is one gray level of the
+    image (:func:`._pixels.gray_level`), the least tolerance of the flat background.
     """
     band = image[-rows:]
     values, counts = np.unique(band, return_counts=True)
     bg = float(values[np.argmax(counts)])
     lo, hi = float(band.min()), float(band.max())
-    flat = (np.abs(band - bg) <= max(1.0, 0.03 * (hi - lo))).mean(axis=1) >= 0.5
+    flat = (np.abs(band - bg) <= max(level, 0.03 * (hi - lo))).mean(axis=1) >= 0.5
     if flat.sum() < 4:
         return None
     first, last = np.flatnonzero(flat)[[0, -1]]

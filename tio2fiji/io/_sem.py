@@ -5,6 +5,10 @@
   :func:`detect_data_bar`) unless the caller gives its height; the analysed area excludes it.
 * **16-bit images** keep their full precision; :func:`tio2fiji.transforms.normalize_for_network` is
   the one place that scales any image to the networks' ``[0, 1]`` input range.
+* **Float images** are the 8-bit, 16-bit or ``[0, 1]`` signal by one explicit rule
+  (:func:`._pixels.float_signal`): integer values 0-255 are read as ``uint8``, 0-65535 as
+  ``uint16``, values within ``[0, 1]`` stay a ``[0, 1]`` signal; any other float image is refused,
+  never min-max stretched.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from ..errors import InputError
 from ._annotations import MAX_ANNOTATION_FRACTION, detect_annotations
 from ._calibration import pixel_size_problem
 from ._files import check_path
-from ._pixels import _check_2d, _read_raw
+from ._pixels import _check_2d, _read_raw, float_signal, gray_level
 
 
 @dataclass
@@ -29,7 +33,9 @@ class SemImage:
     Attributes
     ----------
     data : ndarray
-        The full 2-D gray image (data bar included), in its original integer precision.
+        The full 2-D gray image (data bar included), in its original integer precision; a float
+        file as the signal it holds (``uint8``, ``uint16``, or floats within ``[0, 1]``:
+        :func:`._pixels.float_signal`).
     path : Path or None
         Where it was read from.
     pixel_size_m : float or None
@@ -148,12 +154,13 @@ def detect_data_bar(image: np.ndarray, zeiss: bool = False, min_fraction: float 
 
     The bar is a panel under the micrograph whose rows are mostly one flat value (its background,
     the image's darkest value, or for a light panel with dark text its brightest, within 3 % of the
-    image's range so that JPEG noise does not break
-    it), with text in it. We look for the lowest block of such rows within the bottom
-    ``search_fraction`` of the image, allowing a few image-like rows below it (some microscopes draw
-    the panel inset in its band), and accept it only with the structure of a data bar: a sharp top
-    edge (all-background rows right under an image row, no ink crossing it) and text (high-
-    contrast ink in at least two rows, 0.2-40 % of the panel). A uniform, black or clipped bottom
+    image's range, and at least one gray level (:func:`._pixels.gray_level`: 1/255 for a float
+    ``[0, 1]`` signal), so that JPEG noise does not break it), with text in it. We look for the
+    lowest block of such rows within the bottom ``search_fraction`` of the image, allowing a few
+    image-like rows below it (some microscopes draw the panel inset in its band), and accept it
+    only with the structure of a data bar: a sharp top edge (all-background rows right under an
+    image row, no ink crossing it) and text (high-contrast ink in at least two rows, 0.2-40 % of
+    the panel). A uniform, black or clipped bottom
     without text is not a bar. The rows from the panel's top to the bottom edge are returned.
 
     Zeiss SmartSEM reserves a data zone of one twelfth of the frame height (64 of 768 rows) and draws
@@ -183,20 +190,22 @@ def detect_data_bar(image: np.ndarray, zeiss: bool = False, min_fraction: float 
     lo, hi = float(image.min()), float(image.max())
     if not hi > lo:  # also NaN
         return 0
-    dark = _dark_panel_bar(image, zeiss, min_fraction, search_fraction)
+    level = gray_level(image)
+    dark = _dark_panel_bar(image, zeiss, min_fraction, search_fraction, level)
     if dark:
         return dark
     # a light panel with dark text (Zeiss SmartSEM's white bar): the same rule on the negative
     negative = (hi + lo) - image.astype(np.float64)
-    return _dark_panel_bar(negative, zeiss, min_fraction, search_fraction)
+    return _dark_panel_bar(negative, zeiss, min_fraction, search_fraction, level)
 
 
-def _dark_panel_bar(image: np.ndarray, zeiss: bool, min_fraction: float, search_fraction: float) -> int:
-    """:func:`detect_data_bar` for a panel of the image's darkest value."""
+def _dark_panel_bar(image: np.ndarray, zeiss: bool, min_fraction: float, search_fraction: float,
+                    level: float) -> int:
+    """:func:`detect_data_bar` for a panel of the image's darkest value (``level``: one gray level)."""
     h = image.shape[0]
     lo, hi = float(image.min()), float(image.max())
     start = h - max(1, int(h * search_fraction))
-    frac = _background_fraction(image, max(0, start - 1), max(1.0, _BAR_TOLERANCE * (hi - lo)))
+    frac = _background_fraction(image, max(0, start - 1), max(level, _BAR_TOLERANCE * (hi - lo)))
     block = _lowest_flat_block(frac, start, min_fraction)
     if block is None:
         return 0
@@ -276,7 +285,9 @@ def read_sem(path, data_bar_rows: int | None = None, pixel_size_m: float | None 
     Parameters
     ----------
     path : str or Path
-        TIFF (8/16-bit gray, palette, or gray-valued RGB), PNG, JPEG or BMP file.
+        TIFF (8/16-bit gray, 32-bit float, palette, or gray-valued RGB), PNG, JPEG or BMP file;
+        a float image is read by the rule of :func:`._pixels.float_signal` (integers 0-255: the
+        8-bit signal, 0-65535: the 16-bit signal, within ``[0, 1]``: a ``[0, 1]`` signal).
     data_bar_rows : int, optional
         Height of the data bar; None detects it from the image content (:func:`detect_data_bar`).
     pixel_size_m : float, optional
@@ -292,14 +303,15 @@ def read_sem(path, data_bar_rows: int | None = None, pixel_size_m: float | None 
     Raises
     ------
     InputError
-        Missing, empty, truncated or non-image files, zero-size images, true-colour images, stacks;
+        Missing, empty, truncated or non-image files, zero-size images, true-colour images, stacks,
+        float images outside the float rule;
         a microscope tag whose pixel size is broken (0, negative, NaN, infinite, absurd) unless
         ``pixel_size_m`` is given.
     """
     path = check_path(path)
     notes: list[str] = []
     arr, meta, original_dtype, off_ramp = _read_raw(path, page, notes)
-    arr = _check_2d(arr, path)
+    arr = float_signal(_check_2d(arr, path), path, notes)
 
     if pixel_size_m is not None:
         problem = pixel_size_problem(pixel_size_m)
