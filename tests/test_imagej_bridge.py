@@ -273,6 +273,90 @@ def test_imageplus_round_trip_and_calibration():
     np.testing.assert_array_equal(imagej.from_imageplus(imp), m)
 
 
+# ---------------------------------------------------------------------------- masks ImageJ saved
+
+
+def _imagej_particles(path, black_background):
+    """Particle count and total area of Analyze Particles on ``path`` as ImageJ opens it (no
+    threshold set: ImageJ decides which value is particle), 8-connected, every size."""
+    import jpype
+
+    prefs = jpype.JClass("ij.Prefs")
+    pa_class = jpype.JClass("ij.plugin.filter.ParticleAnalyzer")
+    rt = jpype.JClass("ij.measure.ResultsTable")()
+    imp = jpype.JClass("ij.io.Opener")().openImage(str(path))
+    old = bool(prefs.blackBackground)
+    prefs.blackBackground = black_background
+    try:
+        pa = pa_class(pa_class.SHOW_NONE, jpype.JClass("ij.measure.Measurements").AREA, rt,
+                      0.0, math.inf, 0.0, 1.0)
+        pa.setHideOutputImage(True)
+        assert pa.analyze(imp)
+    finally:
+        prefs.blackBackground = old
+    areas = np.array(rt.getColumnAsDoubles(rt.getColumnIndex("Area"))) if rt.size() else np.zeros(0)
+    return len(areas), float(areas.sum())
+
+
+def test_masks_imagej_saved_with_an_inverting_lut_read_as_imagej_reads_them(example_masks, tmp_path):
+    """Issue 31 round two: ImageJ 1.53t itself saves a bundled mask after "Invert LUT", and after
+    "Convert to Mask" with black background off (both: a palette TIFF, 255 shown black). tio2fiji
+    read them through the colour map, inverted: 1 particle (the background). Now read_mask finds
+    the particles ImageJ's Analyze Particles finds on the same file, with either black-background
+    setting (ImageJ takes the 255 pixels of an inverting-LUT file as particles)."""
+    import jpype
+
+    from tio2fiji.io import read_mask
+    from tio2fiji.particles import measure
+
+    source = tmp_path / "source.tif"
+    tifffile.imwrite(source, (tifffile.imread(example_masks[0]) > 0).astype(np.uint8) * 255)
+    saver, opener = jpype.JClass("ij.io.FileSaver"), jpype.JClass("ij.io.Opener")
+    prefs, interp = jpype.JClass("ij.Prefs"), jpype.JClass("ij.macro.Interpreter")
+    with session():
+        imp = opener().openImage(str(source))
+        imp.getProcessor().invertLut()  # what Image > Lookup Tables > Invert LUT does
+        assert saver(imp).saveAsTiff(str(tmp_path / "invert_lut.tif"))
+        old_black, old_batch = bool(prefs.blackBackground), bool(interp.batchMode)
+        prefs.blackBackground, interp.batchMode = False, True
+        try:
+            imp = opener().openImage(str(source))
+            imp.getProcessor().setThreshold(255, 255, 2)  # the particles, then Convert to Mask
+            jpype.JClass("ij.IJ").runPlugIn(imp, "ij.plugin.Thresholder", "mask")
+            assert imp.isInvertedLut()
+            assert saver(imp).saveAsTiff(str(tmp_path / "make_binary.tif"))
+        finally:
+            prefs.blackBackground, interp.batchMode = old_black, old_batch
+        for name in ("invert_lut.tif", "make_binary.tif"):
+            with tifffile.TiffFile(tmp_path / name) as tif:  # what ImageJ wrote: a white-to-black map
+                page = tif.pages[0]
+                assert int(page.photometric) == 3 and page.colormap[0][0] > page.colormap[0][255]
+            expected = _imagej_particles(tmp_path / name, black_background=False)
+            assert expected == _imagej_particles(tmp_path / name, black_background=True)
+            assert expected[0] > 50  # 97 particles (8-connected) in 1908248_m
+            df = measure(read_mask(tmp_path / name))  # ImageJ's 8-connectivity
+            assert (len(df), float(df["Area"].sum())) == expected, name
+
+
+def test_palette_sem_image_imagej_saved_reads_as_the_original(example_images, tmp_path):
+    """ImageJ writes its 8-bit LUTs as value << 8 (255 -> 65280), not value * 257: a bundled Zeiss
+    image re-saved by ImageJ was refused ("neither a gray ramp nor gray"); a gray ramp so scaled is
+    the identity, and the data are the original's, overlay entries and data bar included."""
+    import jpype
+
+    from tio2fiji.io import read_sem
+
+    out = tmp_path / "resaved.tif"
+    with session():
+        imp = jpype.JClass("ij.io.Opener")().openImage(str(example_images[0]))
+        assert jpype.JClass("ij.io.FileSaver")(imp).saveAsTiff(str(out))
+    with tifffile.TiffFile(out) as tif:
+        assert tif.pages[0].colormap[0][255] == 65280
+    original, resaved = read_sem(example_images[0]), read_sem(out)
+    np.testing.assert_array_equal(resaved.data, original.data)
+    assert resaved.data_bar_rows == original.data_bar_rows == 64
+
+
 # ---------------------------------------------------------------------------- table shape
 
 def test_columns_labels_and_image_name():

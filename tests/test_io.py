@@ -10,6 +10,7 @@ from tio2fiji.io import (
     mask_for_image,
     read_labels,
     read_mask,
+    read_mask_or_labels,
     read_sem,
     write_labels,
     write_mask,
@@ -309,6 +310,33 @@ def test_binary_masks(tmp_path, values, dtype):
     tifffile.imwrite(p, m)
     out = read_mask(p)
     assert out.dtype == bool and out.sum() == 36 and out[5, 3]
+
+
+@pytest.mark.parametrize("how", ["miniswhite", "inverting palette", "inverting palette png"])
+def test_masks_are_read_by_their_pixel_values_not_their_display(tmp_path, how):
+    """ImageJ keeps the stored values of a min-is-white or inverting-palette mask (checked with
+    ImageJ 1.53t: getPixel gives 255 on the particles, the LUT is inverted), so 255 is particle
+    here too: 36 px, not the 564 px of the inverted display."""
+    m = np.zeros((20, 30), np.uint8)
+    m[5:9, 3:12] = 255
+    inverting = (np.arange(256)[::-1] * 256).astype(np.uint16)  # ImageJ's white-to-black map
+    if how == "miniswhite":
+        p = tmp_path / "m.tif"
+        tifffile.imwrite(p, m, photometric="miniswhite")
+    elif how == "inverting palette":
+        p = tmp_path / "m.tif"
+        tifffile.imwrite(p, m, photometric="palette", colormap=np.stack([inverting] * 3))
+    else:
+        from PIL import Image
+
+        p = tmp_path / "m.png"
+        im = Image.fromarray(m, mode="P")
+        im.putpalette([v for i in range(256) for v in (255 - i,) * 3])
+        im.save(p)
+    out = read_mask(p)
+    assert out.sum() == 36 and out[5, 3]
+    np.testing.assert_array_equal(read_mask_or_labels(p), out)
+    np.testing.assert_array_equal(read_labels(p) > 0, out)
 
 
 def test_label_image_mask(tmp_path):

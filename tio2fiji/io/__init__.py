@@ -21,7 +21,9 @@ The rules that decide which numbers reach the analysis live here:
 * **Annotations** inside the image area (burned-in scale bar or text, palette overlay colours):
   :func:`detect_annotations`; ``SemImage.annotation_mask``, left out of the analysis.
 * **Masks and label images**: :func:`read_mask` (binary), :func:`read_labels`,
-  :func:`read_mask_or_labels`; :func:`mask_for_image` crops a mask to its image's analysed area.
+  :func:`read_mask_or_labels`, all by their pixel values as ImageJ reads them (an inverting LUT or
+  a min-is-white photometric changes only the display); :func:`mask_for_image` crops a mask to its
+  image's analysed area.
 * **Files**: :func:`pair_files` / :func:`find_image_for_mask` pair masks with their images;
   every output goes through :func:`atomic_write` (temporary name, then rename).
 * **Output folders**: :func:`check_output_dir` before anything is computed, :class:`RunFolder`

@@ -1,5 +1,12 @@
 """Masks and label images: reading (binary masks, label images), cropping to an image's analysed
 area, and writing ImageJ-readable TIFFs with the calibration.
+
+Masks and label images are read by their **pixel values**, as ImageJ reads them, never through a
+colour map or a min-is-white photometric: those only change the display. ImageJ's "Invert LUT",
+and "Make Binary"/"Convert to Mask" with black background off, save particles as 255 shown black
+(a palette TIFF whose map runs from white to black); ImageJ 1.53t's Analyze Particles takes the 255
+pixels of such a file as particles with either black-background setting, and so does tio2fiji
+(255, the non-zero value, is particle).
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ def as_binary_mask(array, name: str = "mask", hint: str = "") -> np.ndarray:
 
 
 def read_mask(path, threshold: float | None = None, kind: str = "auto", page: int | None = None) -> np.ndarray:
-    """Read a binary mask as a boolean array (True = particle).
+    """Read a binary mask as a boolean array (True = particle), by its pixel values (a colour map,
+    e.g. ImageJ's inverting LUT, is ignored: see the module docstring).
 
     Parameters
     ----------
@@ -63,7 +71,7 @@ def read_mask(path, threshold: float | None = None, kind: str = "auto", page: in
     """
     path = check_path(path)
     notes: list[str] = []
-    arr = _read_raw(path, page, notes)[0]
+    arr = _read_raw(path, page, notes, values=True)[0]
     arr = _check_2d(arr, path)
     return mask_from_array(arr, threshold=threshold, kind=kind, name=str(path))
 
@@ -168,7 +176,7 @@ def read_mask_or_labels(path, threshold: float | None = None, page: int | None =
     :func:`read_mask`.
     """
     path = check_path(path)
-    arr = _check_2d(_read_raw(path, page, [])[0], path)
+    arr = _check_2d(_read_raw(path, page, [], values=True)[0], path)
     if (threshold is None and np.issubdtype(arr.dtype, np.integer) and arr.dtype.itemsize > 1
             and arr.min() >= 0):
         kind, data = mask_or_labels(arr, name=str(path))
@@ -182,7 +190,7 @@ def read_labels(path, page: int | None = None) -> np.ndarray:
     """Read a label image (0 = background, each particle one positive integer) as int32/int64."""
     path = check_path(path)
     notes: list[str] = []
-    arr = _read_raw(path, page, notes)[0]
+    arr = _read_raw(path, page, notes, values=True)[0]
     arr = _check_2d(arr, path)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         if np.issubdtype(arr.dtype, np.floating) and np.array_equal(arr, np.round(arr)) and arr.min() >= 0:

@@ -18,6 +18,11 @@ which, so that a float twin is analysed exactly as its 8- or 16-bit original:
   the values);
 * anything else (negative values, fractions above 1, integers above 65535) has no known detector
   range: an :class:`~tio2fiji.errors.InputError` (one line), never a silent min-max stretch.
+
+**Masks** are read by their pixel values, as ImageJ reads them (:func:`_read_raw` with
+``values=True``): a palette or a min-is-white photometric only changes how a mask is displayed
+(ImageJ's "Invert LUT", or "Make Binary" with black background off, writes 255 = particle shown
+black), never which pixels are particle.
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ def _palette_to_gray(raw: np.ndarray, colormap: np.ndarray | None, path: Path, n
     levels = cmap.shape[1]
     ramp = np.arange(levels, dtype=np.int64) * (65535 // (levels - 1))
     on_ramp = (cmap[0] == ramp) & (cmap[1] == ramp) & (cmap[2] == ramp)
+    if levels == 256:  # ImageJ writes its 8-bit LUTs as value << 8 (255 -> 65280)
+        on_ramp |= (cmap[0] == ramp - ramp // 257) & (cmap[1] == cmap[0]) & (cmap[2] == cmap[0])
     off_ramp = np.flatnonzero(~on_ramp)
     if off_ramp.size <= levels // 4:
         if off_ramp.size:
@@ -94,7 +101,8 @@ def _palette_to_gray(raw: np.ndarray, colormap: np.ndarray | None, path: Path, n
     if gray.all():
         # A gray but non-identity map (e.g. a contrast curve): its gray value is what was intended.
         notes.append("palette is gray but not an identity ramp; values mapped through the colour map")
-        lut = (cmap[0] * (levels - 1) // 65535).astype(raw.dtype)
+        # 8-bit maps: value << 8 (ImageJ) and value * 257 (the TIFF scale) both give value
+        lut = (cmap[0] >> 8 if levels == 256 else cmap[0] * (levels - 1) // 65535).astype(raw.dtype)
         return lut[raw], np.array([], dtype=np.int64)
     raise InputError(
         f"{path}: palette (colour-map) image whose colour map is neither a gray ramp nor gray, so its "
@@ -208,12 +216,13 @@ def _read_vendor_file(path: Path, notes: list):
     return arr, meta, arr.dtype, None
 
 
-def _read_raw(path: Path, page: int | None, notes: list):
+def _read_raw(path: Path, page: int | None, notes: list, values: bool = False):
     """Read the gray pixel values.
 
     Returns the array, the metadata read while the file is open (``calibration``: (pixel size,
     source), ``zeiss``: bool), the stored dtype, and the palette indices that are not gray levels
-    (None for non-palette images).
+    (None for non-palette images). With ``values`` (masks) a palette or min-is-white TIFF gives its
+    stored pixel values, as ImageJ reads them, not what its colour map displays.
     """
     if path.suffix.lower() in VENDOR_FILE_SUFFIXES:
         return _read_vendor_file(path, notes)
@@ -230,7 +239,9 @@ def _read_raw(path: Path, page: int | None, notes: list):
             photometric = int(pg.photometric) if pg.photometric is not None else None
             original_dtype = arr.dtype
             off_ramp = None
-            if photometric == 3:  # palette
+            if values and (photometric in (0, 3)) and arr.ndim == 2:
+                notes.append("pixel values read (the colour map or min-is-white only changes the display)")
+            elif photometric == 3:  # palette
                 arr, off_ramp = _palette_to_gray(arr, pg.colormap, path, notes)
             elif arr.ndim == 3 and arr.shape[-1] in (3, 4):
                 arr = _rgb_to_gray(arr, path, notes)
@@ -244,7 +255,7 @@ def _read_raw(path: Path, page: int | None, notes: list):
         try:
             with Image.open(path) as im:
                 im.load()
-                if im.mode == "P":
+                if im.mode == "P" and not values:
                     pal = np.asarray(im.getpalette(), dtype=np.int64).reshape(-1, 3).T * 257
                     raw = np.asarray(im)
                     gray, off_ramp = _palette_to_gray(raw, pal, path, notes)
