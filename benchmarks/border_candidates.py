@@ -49,7 +49,7 @@ from candidates import prepare  # noqa: E402  (the bundled model's split and ima
 
 #: The border U-Net's post-processing grid (chosen on the validation images).
 BORDER_GRID = [{"threshold": t, "border_threshold": b, "min_seed": s, "sigma": g}
-               for t, b, s, g in itertools.product((0.4, 0.5, 0.6), (0.3, 0.4, 0.5, 0.6, 0.7), (1, 4, 8),
+               for t, b, s, g in itertools.product((0.4, 0.5, 0.6), (0.15, 0.2, 0.3, 0.4, 0.5, 0.6), (1, 4, 8, 16),
                                                    (0.0, 1.0))]
 _KEYS = ("mean_iou", "f1", "precision", "recall", "pq", "instance_iou", "count_error", "count_error_signed",
          "median_ecd_error", "d10_ecd_error", "d90_ecd_error", "ks_distance")

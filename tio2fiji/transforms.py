@@ -43,7 +43,8 @@ __all__ = [
     "TILE", "FLIPS", "THESIS_ANGLES", "THESIS_VARIANTS", "normalize_for_network", "input_bits",
     "axis_positions", "tile_positions", "tile_weights", "flip", "rotation_footprint",
     "context_margin", "rotate_pair", "augment_pair", "crop_with_context", "gaussian_blur",
-    "photometric", "DIHEDRAL", "dihedral", "undo_dihedral",
+    "photometric", "DIHEDRAL", "dihedral", "undo_dihedral", "resample_image", "resample_map",
+    "resample_labels", "scaled_shape",
 ]
 
 #: The networks' tile side (thesis: 256×256).
@@ -408,3 +409,48 @@ def photometric(image, rng, p: float = 0.4, brightness=(0.9, 1.32), sigma: float
     factor = rng.uniform(brightness[0], brightness[1])
     out = np.clip(image * factor, 0.0, 1.0)
     return gaussian_blur(out, sigma, kernel).astype(np.float32)
+
+
+# scale: images brought to a model's pixel size and its output back to the image's grid
+
+
+def scaled_shape(shape, factor: float) -> tuple:
+    """``shape`` times ``factor``, rounded, at least 1 pixel per axis."""
+    return tuple(max(1, int(round(n * float(factor)))) for n in shape)
+
+
+def resample_image(image, shape) -> np.ndarray:
+    """A gray image resampled to ``shape`` (cubic), in its own dtype (integers rounded and clipped
+    to their range).
+
+    Shrinking by more than 2× is smoothed first (skimage's Gaussian anti-aliasing) so that detail
+    finer than the new pixels does not alias; up to 2× the cubic kernel alone is used: SEM images
+    are oversampled, and on the BAM images a Gaussian there cost 4 % of the particles of a 2×
+    copy brought back (131 -> 126 on example 1908248; 131 without it).
+    """
+    from skimage.transform import resize
+
+    img = np.asarray(image)
+    shrink = max(img.shape[0] / shape[0], img.shape[1] / shape[1])
+    out = resize(img.astype(np.float64), shape, order=3, mode="reflect", anti_aliasing=shrink > 2.0 + 1e-9,
+                 preserve_range=True)
+    return _restore_dtype(out, img.dtype)
+
+
+def resample_map(values, shape) -> np.ndarray:
+    """A map (probability, ``(H, W)`` or ``(C, H, W)``) resampled to ``shape`` (bilinear,
+    area-averaged when it shrinks), float32."""
+    from skimage.transform import resize
+
+    v = np.asarray(values, dtype=np.float32)
+    full = tuple(v.shape[:-2]) + tuple(shape)
+    shrink = shape[0] < v.shape[-2] or shape[1] < v.shape[-1]
+    return resize(v, full, order=1, mode="edge", anti_aliasing=shrink, preserve_range=True).astype(np.float32)
+
+
+def resample_labels(labels, shape) -> np.ndarray:
+    """A label image resampled to ``shape`` by its nearest pixel (labels are never blended)."""
+    lab = np.asarray(labels)
+    ys = np.minimum(((np.arange(shape[0]) + 0.5) * lab.shape[0] / shape[0]).astype(np.int64), lab.shape[0] - 1)
+    xs = np.minimum(((np.arange(shape[1]) + 0.5) * lab.shape[1] / shape[1]).astype(np.int64), lab.shape[1] - 1)
+    return lab[ys[:, None], xs[None, :]]

@@ -61,8 +61,9 @@ _TABLE3_ROIS = ", ".join(str(CONFIGS[k]["box_batch_size_per_image"]) for k in so
 @click.option("--loss", type=click.Choice(["dice", "dice+bce"]), default="dice", show_default=True)
 @click.option("--gap-weight", type=_Checked("gap_weight"), default=0.0, show_default=True,
               help="With dice+bce: extra BCE weight of the 1-pixel gaps between touching particles.")
-@click.option("--init", "init", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
-              help="Start from the weights of this checkpoint (fine-tuning).")
+@click.option("--init", "init", default=None,
+              help="Fine-tune: start from this model: 'default', a bundled name, a model file or a checkpoint "
+                   "(a fresh optimizer).")
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant",
               show_default=True)
 @click.option("--seed", type=_Checked("seed"), default=0, show_default=True)

@@ -37,7 +37,7 @@ from .maskrcnn import is_maskrcnn
 from .unet import build_unet
 from .weights import expand_weights
 
-__all__ = ["BUNDLED", "DEFAULT_NAME", "DEFAULT_MODEL", "FORMAT", "OUTPUTS", "resolve_model",
+__all__ = ["BUNDLED", "DEFAULT_NAME", "DEFAULT_MODEL", "FORMAT", "OUTPUTS", "TRAINED_PIXEL_SIZE_M", "resolve_model",
            "save_checkpoint", "load_checkpoint", "build_model",
            "load_model", "export_model", "model_arch", "model_threshold", "model_postprocessing"]
 
@@ -55,6 +55,9 @@ _DEFAULT_THRESHOLD = 0.5
 #: ``"border"`` = particle logit, then the logit of the band where two particles meet.
 OUTPUTS = ("probability", "star", "border")
 _DEFAULT_SCORE_THRESHOLD = 0.5
+#: The pixel size (m) of the BAM images every model before issue 28 was trained on: what a model
+#: file that does not store its own pixel size is taken to have seen.
+TRAINED_PIXEL_SIZE_M = 7.34375e-9
 
 
 # --------------------------------------------------------------------------------------------------
@@ -257,7 +260,13 @@ def _postprocessing(cfg: dict) -> dict:
     if not 0.0 < float(border["border_threshold"]) < 1.0 or int(border["min_seed"]) < 1 or border["sigma"] < 0:
         raise InputError(f"model_config: border parameters out of range ({border}); border_threshold "
                          f"in (0, 1), min_seed >= 1, sigma >= 0.")
+    ps = cfg.get("pixel_size_m")
+    if ps is not None and not (isinstance(ps, (int, float)) and 1e-12 < float(ps) < 1e-3):
+        raise InputError(f"model_config: pixel_size_m must be a length in metres, not {ps!r}.")
     return {"threshold": float(cfg.get("threshold", _DEFAULT_THRESHOLD)),
+            "pixel_size_m": float(TRAINED_PIXEL_SIZE_M if ps is None else ps),
+            "pixel_size_source": "stored" if ps is not None else "assumed: the BAM training images' 7.34375 nm",
+            "train_ecd": cfg.get("train_ecd"),
             "score_threshold": float(cfg.get("score_threshold", _DEFAULT_SCORE_THRESHOLD)),
             "max_overlap": None if cfg.get("max_overlap") is None else float(cfg["max_overlap"]),
             "watershed": _stored(cfg, "watershed", WATERSHED_DEFAULTS),
@@ -288,7 +297,10 @@ def model_postprocessing(model) -> dict:
         of the ray outputs) and ``star`` (the parameters
         of :func:`tio2fiji.instances.labels_from_star`), ``border`` (the parameters of
         :func:`tio2fiji.instances.labels_from_border` for a ``"border"`` U-Net) and
-        ``border_width`` (the band it was trained on). Values a file does not store are
+        ``border_width`` (the band it was trained on), ``pixel_size_m`` (the pixel size its training
+        images had: its working scale), ``pixel_size_source`` and ``train_ecd`` (the ECD quantiles
+        of its training particles, pixels and nm; None when not stored). Values a file does not
+        store are :data:`TRAINED_PIXEL_SIZE_M` for the pixel size and
         today's defaults: 0.5, 0.5, :data:`tio2fiji.instances.WATERSHED_DEFAULTS`,
         ``"probability"`` and :data:`tio2fiji.instances.STAR_DEFAULTS`.
     """
@@ -302,7 +314,8 @@ def model_postprocessing(model) -> dict:
 def export_model(checkpoint, path, weights: str = "float16", metadata: dict | None = None,
                  threshold: float | None = None, score_threshold: float | None = None,
                  watershed: dict | None = None, star: dict | None = None, border: dict | None = None,
-                 max_overlap: float | None = None, rpn_nms_thresh: float | None = None) -> Path:
+                 max_overlap: float | None = None, rpn_nms_thresh: float | None = None,
+                 pixel_size_m: float | None = None, train_ecd: dict | None = None) -> Path:
     """Write a compact inference file from a training checkpoint, atomically.
 
     Parameters
@@ -336,6 +349,13 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
     border : dict, optional
         ``outputs="border"`` U-Net: the parameters of :func:`tio2fiji.instances.labels_from_border`
         (keys of :data:`tio2fiji.instances.BORDER_DEFAULTS`).
+
+    pixel_size_m : float, optional
+        The pixel size (m) of the training images: the model's working scale (issue 28); files
+        that store none are taken to be at :data:`TRAINED_PIXEL_SIZE_M`.
+    train_ecd : dict, optional
+        The sizes of the training particles (e.g. ``training.particle_sizes``), recorded so that
+        users can see which particles the model saw.
 
     The post-processing parameters not given are the checkpoint's, else the defaults
     (:func:`model_postprocessing`); all of them are stored in the file's ``model_config``.
@@ -380,6 +400,10 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         cfg["star"] = dict(star)
     if border is not None:
         cfg["border"] = dict(border)
+    if pixel_size_m is not None:
+        cfg["pixel_size_m"] = float(pixel_size_m)
+    if train_ecd is not None:
+        cfg["train_ecd"] = dict(train_ecd)
     post = _postprocessing(cfg)
     cfg["threshold"] = post["threshold"]
     if cfg.get("arch") == "maskrcnn":

@@ -63,7 +63,8 @@ labels) costs more: about 125 bytes per pixel at its peak, measured with ``bench
 """
 from ._maps import MODES, WHOLE_LIMIT, predict_maps, predict_probability, resolve_mode
 from ._maskrcnn import detect, predict_instances, tiled_detections
-from ._segment import Segmentation, segment
+from ._segment import SCALE_RANGE, SCALE_TOLERANCE, SCALES, Segmentation, particles_on_grid, segment, working_scale
 
 __all__ = ["MODES", "WHOLE_LIMIT", "predict_maps", "predict_probability", "resolve_mode", "detect",
-           "tiled_detections", "predict_instances", "segment", "Segmentation"]
+           "tiled_detections", "predict_instances", "segment", "Segmentation", "SCALES", "SCALE_RANGE",
+           "SCALE_TOLERANCE", "particles_on_grid", "working_scale"]

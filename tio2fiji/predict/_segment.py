@@ -9,15 +9,34 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..instances import CONNECTIVITY, OWN_SEPARATION, SEPARATE, labels_from_maps, particle_scores, remove_touching
+from ..instances import (
+    CONNECTIVITY,
+    OWN_SEPARATION,
+    SEPARATE,
+    connected_components,
+    labels_from_maps,
+    labels_to_separated_mask,
+    particle_scores,
+    remove_touching,
+)
 from ..io import SemImage, paint_out, read_sem
 from ..models.checkpoint import load_model, model_arch, model_postprocessing
 from ..models.device import choose_engine, resolve_device, use_amp
-from ..transforms import TILE
+from ..transforms import TILE, resample_image, resample_labels, resample_map, scaled_shape
 from ._maps import MODES, predict_maps, resolve_mode
 from ._maskrcnn import predict_instances
 
-__all__ = ["Segmentation", "segment"]
+__all__ = ["SCALE_TOLERANCE", "SCALE_RANGE", "SCALES", "Segmentation", "segment", "particles_on_grid",
+           "working_scale"]
+
+#: Relative pixel-size difference below which an image is not resampled to the model's scale.
+SCALE_TOLERANCE = 0.02
+#: Image pixel size / model pixel size outside which an image lies beyond the scales the model
+#: supports (particles too few pixels wide once resampled, or detail invented by upsampling):
+#: ``info["scale"]["warning"]`` says so (measured: benchmarks/scale_bam.py, README).
+SCALE_RANGE = (0.25, 2.0)
+#: ``segment(scale=...)``.
+SCALES = ("model", "none")
 
 # segmentation of an SEM image
 
@@ -59,7 +78,7 @@ class Segmentation:
 def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, overlap: int = 64,
             batch_size: int = 4, mode: str = "auto", data_bar_rows: int | None = None,
             separate: str = "auto", connectivity: int = CONNECTIVITY, progress=None, device=None,
-            amp: bool | None = None, engine: str = "auto", tta: bool = False) -> Segmentation:
+            amp: bool | None = None, engine: str = "auto", tta: bool = False, scale: str = "model") -> Segmentation:
     """Probability map, binary particle mask and particles of the analysed area of an SEM image.
 
     Parameters
@@ -100,6 +119,14 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
     tta : bool
         U-Net: test-time augmentation, the maps averaged over the 8 flips and quarter turns
         (:func:`predict_maps`); 8 times the network's time.
+    scale : {"model", "none"}
+        ``"model"`` (default): a calibrated image whose pixel size differs from the one the model
+        was trained at (:func:`tio2fiji.models.checkpoint.model_postprocessing`'s
+        ``pixel_size_m``) by more than :data:`SCALE_TOLERANCE` is resampled to it
+        (:func:`tio2fiji.transforms.resample_image`), the network and the particle rule run
+        there, and the particles are brought back to the image's own grid
+        (:func:`particles_on_grid`), where they are measured. An uncalibrated image (or ``"none"``)
+        is segmented as it is. ``info["scale"]`` says what was done.
 
     Returns
     -------
@@ -125,6 +152,8 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         area = paint_out(area, annotations)  # the network does not see the marks as particles
     else:
         area, bar, ps = np.asarray(sem_image), 0, None
+    if scale not in SCALES:
+        raise InputError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}.")
     if separate not in SEPARATE:
         raise InputError(f"separate must be {', '.join(SEPARATE)}; not {separate!r}.")
     info = {"tile": tile, "overlap": overlap, "mode": mode}
@@ -141,10 +170,14 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         info.update(mode="tiles" if mode == "auto" else mode, device=str(next(model.parameters()).device))
         # the detection score threshold stored with the model (the one its validation IoU used)
         score_threshold = post["score_threshold"]
-        labels, scores, prob = predict_instances(model, area, tile=tile, overlap=overlap,
+        work, factor = _at_model_scale(area, ps, post, scale, info)
+        labels, scores, prob = predict_instances(model, work, tile=tile, overlap=overlap,
                                                  batch_size=batch_size, mask_threshold=threshold,
                                                  score_threshold=score_threshold, progress=progress,
                                                  max_overlap=post["max_overlap"])
+        if factor is not None:
+            labels, prob = particles_on_grid(labels, prob, area.shape, threshold)
+            scores = particle_scores(labels, prob)
         info.update(arch="maskrcnn", separate="instances", score_threshold=score_threshold,
                     max_overlap=post["max_overlap"])
         labels, scores = _leave_out(labels, scores, annotations, sem_image, info)
@@ -153,15 +186,19 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
                             labels=labels.astype(np.uint32), scores=np.asarray(scores, np.float32))
     dev = next(model.parameters()).device
     amp = use_amp(dev, amp)
-    info.update(mode=resolve_mode(mode, *area.shape), device=str(dev), amp=amp,
+    work, factor = _at_model_scale(area, ps, post, scale, info)
+    info.update(mode=resolve_mode(mode, *work.shape), device=str(dev), amp=amp,
                 engine=choose_engine(model, dev, engine, amp))
-    maps = predict_maps(model, area, tile=tile, overlap=overlap, batch_size=batch_size, mode=info["mode"],
+    maps = predict_maps(model, work, tile=tile, overlap=overlap, batch_size=batch_size, mode=info["mode"],
                         outputs=post["outputs"], progress=progress, amp=amp, engine=engine, tta=tta)
     info["tta"] = bool(tta)
     prob = maps[0]
     method = OWN_SEPARATION.get(post["outputs"], "watershed") if separate == "auto" else separate
     params = dict(post[method]) if method in ("watershed", "star", "border") else {}
     labels, mask, method = labels_from_maps(maps, post["outputs"], threshold, method, params, connectivity)
+    if factor is not None:
+        labels, prob = particles_on_grid(labels, prob, area.shape, threshold)
+        mask = labels > 0
     info.update(arch="unet", separate=method, **({"outputs": method} if method in ("star", "border") else {}),
                 **({method: params} if params else {"connectivity": connectivity}))
     if annotations is not None:
@@ -181,3 +218,69 @@ def _leave_out(labels, scores, annotations, sem_image, info):
     info["annotations"] = {"source": sem_image.annotation_source, "pixels": int(annotations.sum()),
                            "particles_removed": int(removed)}
     return labels, scores
+
+
+def working_scale(pixel_size_m, post: dict, scale: str = "model") -> dict:
+    """What :func:`segment` does with an image's scale: ``{"resampled", "factor", "image_nm",
+    "model_nm", "model_pixel_size", "why"[, "warning"]}``; ``factor`` = image pixel size / model
+    pixel size (the image is resampled by it: > 1 enlarges coarse pixels)."""
+    model_nm = post["pixel_size_m"] * 1e9
+    out = {"resampled": False, "factor": 1.0, "image_nm": None if pixel_size_m is None else pixel_size_m * 1e9,
+           "model_nm": model_nm, "model_pixel_size": post["pixel_size_source"]}
+    if scale == "none":
+        return {**out, "why": "scale 'none': segmented at the image's own pixel size"}
+    if pixel_size_m is None:
+        return {**out, "why": "uncalibrated image: segmented at its own pixel size (the model's is "
+                              f"{model_nm:.4g} nm; give --pixel-size to bring it there)"}
+    factor = float(pixel_size_m) / float(post["pixel_size_m"])
+    out["factor"] = factor
+    if abs(factor - 1.0) <= SCALE_TOLERANCE:
+        return {**out, "why": f"within {SCALE_TOLERANCE:.0%} of the model's pixel size"}
+    out.update(resampled=True, why="resampled to the model's pixel size, particles brought back")
+    lo, hi = SCALE_RANGE
+    if not lo <= factor <= hi:
+        out["warning"] = (f"pixel size {pixel_size_m * 1e9:.4g} nm is {factor:.2f}x the model's {model_nm:.4g} nm, "
+                          f"outside the range it supports ({lo}x-{hi}x): "
+                          + ("the particles are too few pixels wide to be cut apart reliably"
+                             if factor > hi else "resampling discards detail the model never saw"))
+    return out
+
+
+def _at_model_scale(area, ps, post, scale, info):
+    """``(image the network sees, factor or None)``; ``info["scale"]`` records the choice."""
+    info["scale"] = working_scale(ps, post, scale)
+    if not info["scale"]["resampled"]:
+        return area, None
+    factor = info["scale"]["factor"]
+    shape = scaled_shape(area.shape, factor)
+    info["scale"]["working_shape"] = [int(n) for n in shape]
+    return resample_image(area, shape), factor
+
+
+def particles_on_grid(labels, probability, shape, threshold: float):
+    """Particles found at another scale brought to an image grid of ``shape``.
+
+    The probability is resampled (bilinear), its pixels above ``threshold`` are the particle mask,
+    each mask pixel takes the label of its nearest resampled particle pixel (a watershed of the
+    probability from the nearest-neighbour labels), mask components no particle reaches become
+    particles of their own, and touching particles are cut apart by one-pixel lines as everywhere
+    else (:func:`tio2fiji.instances.labels_to_separated_mask`); particles are numbered in raster
+    order.
+
+    Returns
+    -------
+    labels : ndarray of uint32, ``shape``
+    probability : ndarray of float32, ``shape``
+    """
+    from skimage.segmentation import watershed
+
+    prob = resample_map(probability, shape)
+    mask = prob > threshold
+    markers = np.where(mask, resample_labels(labels, shape), 0).astype(np.int64)
+    lab = watershed(-prob, markers, mask=mask) if markers.any() else markers
+    rest = mask & (lab == 0)
+    if rest.any():
+        extra = connected_components(rest, 4, dtype=np.int64)
+        lab = np.where(extra > 0, extra + lab.max(), lab)
+    lab = connected_components(labels_to_separated_mask(lab, 4), 4)
+    return lab.astype(np.uint32), prob

@@ -47,7 +47,7 @@ from .star import star_samples
 from .unet import make_loss
 
 __all__ = ["BORDER_HISTORY_COLUMNS", "FRAGMENT", "SCORE_MIN_SIZE", "BorderCropDataset", "border_samples",
-           "make_border_loss", "validate_border", "train_border"]
+           "make_border_loss", "particle_sizes", "validate_border", "train_border"]
 
 BORDER_HISTORY_COLUMNS = ["epoch", "train_loss", "val_iou", "val_f1", "val_pq", "val_count_error", "lr",
                           "seconds", "fg_loss", "border_loss"]
@@ -69,6 +69,17 @@ def border_samples(pairs, data_bar_rows=None, min_fragment: int = SCORE_MIN_SIZE
         if small.any():
             s.mask = np.where(small[s.mask], FRAGMENT, s.mask).astype(np.uint16)
     return samples
+
+
+def particle_sizes(samples, pixel_size_m: float | None = None) -> dict:
+    """ECD quantiles (10, 50, 90 %) of the particles of :func:`border_samples` (fragments left
+    out), in pixels and, with ``pixel_size_m``, in nm: what a model trained on them has seen."""
+    areas = np.concatenate([np.bincount(s.mask[(s.mask > 0) & (s.mask != FRAGMENT)].ravel())[1:] for s in samples])
+    ecd = np.sqrt(4.0 * areas[areas > 0] / np.pi)
+    q = {f"d{int(p)}_px": float(np.percentile(ecd, p)) for p in (10, 50, 90)}
+    if pixel_size_m is not None:
+        q.update({k.replace("_px", "_nm"): v * pixel_size_m * 1e9 for k, v in list(q.items())})
+    return {**q, "particles": int(ecd.size)}
 
 
 class BorderCropDataset(RandomCropDataset):
@@ -149,6 +160,22 @@ def validate_border(model, samples, border: dict | None = None, threshold: float
     scores = instance_scores(tp, fp, fn, sum_iou)
     return {"val_loss": float("nan"), "val_iou": float(np.mean(ious)), "val_f1": scores["f1"],
             "val_pq": scores["pq"], "val_count_error": float(np.mean(counts)), "tp": tp, "fp": fp, "fn": fn}
+
+
+def _training_pixel_size(pairs, data_bar_rows=None) -> float | None:
+    """The training images' common pixel size (m), the model's working scale; None when they have
+    none. Images more than 2 % apart are refused: a model has one scale."""
+    from ..io import read_sem
+
+    sizes = [read_sem(i, data_bar_rows=data_bar_rows).pixel_size_m for i, _ in pairs]
+    known = [p for p in sizes if p is not None]
+    if not known:
+        return None
+    lo, hi = min(known), max(known)
+    if hi > 1.02 * lo or len(known) < len(sizes):
+        raise InputError(f"training images have different pixel sizes ({lo * 1e9:.4g}-{hi * 1e9:.4g} nm, "
+                         f"{len(sizes) - len(known)} uncalibrated); resample them to one pixel size first.")
+    return float(np.median(known))
 
 
 def _init_weights(model, path, encoder: str, border_bias: float) -> None:
@@ -236,6 +263,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
     train_pairs, val_pairs, meta = split_pairs(data_dir, images_dir, masks_dir)
     bar = meta.get("data_bar_rows")
     train, val = border_samples(train_pairs, bar, min_fragment), border_samples(val_pairs, bar, min_fragment)
+    pixel_size_m = _training_pixel_size(train_pairs, bar)
     if not val:
         raise InputError(f"{data_dir}: the split has no validation images; the border U-Net chooses "
                          f"its epoch on them.")
@@ -272,6 +300,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
         model_config = {"arch": "unet", "encoder": encoder, "in_channels": 1, "classes": 2,
                         "outputs": "border", "border_width": int(width), "config": config,
                         "init": init_path, "threshold": 0.5, "border": dict(BORDER_DEFAULTS),
+                        "pixel_size_m": pixel_size_m, "train_ecd": particle_sizes(train, pixel_size_m),
                         "normalisation": "transforms.normalize_for_network"}
         settings = {"recipe": "border", "device": str(device), "epochs": epochs, "batch_size": batch_size,
                     "lr": lr, "schedule": schedule, "gap_weight": gap_weight, "border_weight": border_weight,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..models.checkpoint import load_checkpoint
+from ..models.checkpoint import load_checkpoint, load_model, resolve_model
 from ..models.device import resolve_device
 from ..models.unet import build_unet, parse_config
 from .datasets import training_datasets
@@ -286,11 +286,15 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
     with run_settings(threads, seed):  # the initial weights come from the seed
         model = build_unet(encoder, weights if init is None else None)
         if init is not None:
+            init = resolve_model(init)  # "default" and the bundled names too
             ck = load_checkpoint(init)
-            if ck.get("model_config", {}).get("encoder") != encoder:
-                raise InputError(f"{init}: holds a {ck.get('model_config', {}).get('encoder')} U-Net, "
-                                 f"not {encoder} ({config}).")
-            model.load_state_dict(ck["model"])
+            cfg = ck.get("model_config", {})
+            if cfg.get("encoder") != encoder or int(cfg.get("classes", 1)) != 1:
+                raise InputError(f"{init}: holds a {cfg.get('encoder')} U-Net with {cfg.get('classes', 1)} "
+                                 f"output(s), not a one-output {encoder} ({config}); train border or star "
+                                 f"continue their own kinds.")
+            # a training checkpoint holds "model"; a compact model file is expanded by load_model
+            model.load_state_dict(ck["model"] if "model" in ck else load_model(init).state_dict())
         weights_name = weights if weights is None or weights == "imagenet" else str(weights)
         # practical mode: validation IoU per whole validation image (its tiles pooled)
         val_groups = [k for k, _, _ in val_ds.index] if hasattr(val_ds, "index") else None
