@@ -237,6 +237,46 @@ def test_measure_with_images_and_a_broken_image_tag_fails_in_one_line_or_uses_th
     assert res.exit_code == 0, res.output
 
 
+@pytest.mark.parametrize("how", ["imagej", "resolution"])
+def test_non_square_pixels_are_never_squared(tmp_path, how):
+    """Issue 31 round two: pixels 5 nm wide and 10 nm high (tifffile's X and Y resolutions; ImageJ
+    1.53t opens such a file with pixelWidth 5, pixelHeight 10) were measured as 5 x 5 nm: the
+    20x20 particle had 400 x 25 = 10000 nm² where its area is 400 x 5 x 10 = 20000 nm², and
+    ``info`` said nothing. Now no source gives such a file a pixel size: info names the two
+    sizes, analyze's calibration step refuses it in one line (no burned-in bar squares it), measure
+    reports pixels (400 px²), and a given pixel size or --allow-pixels is the user's choice."""
+    from tio2fiji.io import NOT_SQUARE, calibrate_missing
+
+    kw = ({"imagej": True, "resolution": (1 / 5, 1 / 10), "metadata": {"unit": "nm"}} if how == "imagej"
+          else {"resolution": (1e7 / 5, 1e7 / 10), "resolutionunit": "CENTIMETER"})
+    img = write_sem(tmp_path / "img" / "a.tif", **kw)
+    mask = tmp_path / "a_m.tif"
+    tifffile.imwrite(mask, square_mask(), **kw)
+    for path in (img, mask):
+        ps, source = read_pixel_size(path)
+        assert ps is None and NOT_SQUARE in source and "(5 nm wide, 10 nm high)" in source
+    # the same file with square pixels keeps its calibration
+    square = tmp_path / "square.tif"
+    tifffile.imwrite(square, square_mask(), **{**kw, "resolution": (kw["resolution"][0],) * 2})
+    assert read_pixel_size(square)[0] == pytest.approx(PS)
+
+    res = CliRunner().invoke(main, ["info", str(img)])
+    assert res.exit_code == 0 and "pixel size none (pixels)" in res.output
+    assert f"{NOT_SQUARE} (5 nm wide, 10 nm high)" in res.output
+    sem = read_sem(img)  # analyze: read_sem, then calibrate_missing
+    with pytest.raises(InputError, match=rf"a\.tif: no pixel size .*{NOT_SQUARE}") as err:
+        calibrate_missing(sem)
+    assert "\n" not in str(err.value) and "burned-in scale bar is not read" in str(err.value)
+    assert calibrate_missing(sem, allow_pixels=True).pixel_size_m is None
+    assert calibrate_missing(sem, pixel_size_m=7e-9).pixel_size_m == 7e-9
+
+    res = measure_files([mask], out_dir=tmp_path / "m")
+    assert res.tables[0]["Area"].tolist() == [400.0]  # pixels, never 10000 "nm²"
+    assert res.inputs[0].pixel_size_m is None and NOT_SQUARE in res.inputs[0].calibration_source
+    res = measure_files([mask], out_dir=tmp_path / "m2", images_dir=tmp_path / "img")
+    assert res.tables[0]["Area"].tolist() == [400.0]
+
+
 @pytest.mark.parametrize("text", ["0nm", "1e-20nm", "5m", "2mm"])
 def test_given_pixel_sizes_follow_the_same_rule(text):
     from tio2fiji.io import parse_length

@@ -9,7 +9,8 @@ The rules that decide which numbers reach the analysis live here:
   the user's pixel size, or refuses physical units.
   Every pixel size passes one plausibility rule (:func:`pixel_size_problem`): a broken microscope
   tag is an error, a print/screen dpi is never a calibration; :func:`calibration_rank` orders the
-  sources (given > microscope tag > ImageJ > TIFF resolution).
+  sources (given > microscope tag > ImageJ > TIFF resolution). Pixels that are not square give no
+  calibration from any source (:data:`NOT_SQUARE` in the source says so), never a squared one.
 * **Palette images** are read as their raw indices, which are the detector values
   (:mod:`tio2fiji.io._pixels`).
 * **Float images** are the signal one explicit rule names (:mod:`tio2fiji.io._pixels`): integer
@@ -32,6 +33,7 @@ The rules that decide which numbers reach the analysis live here:
 
 from ._annotations import detect_annotations, paint_out
 from ._calibration import (
+    NOT_SQUARE,
     PIXEL_SIZE_RANGE_M,
     RESOLUTION_MAX_PIXEL_M,
     CalibrationReading,
@@ -77,7 +79,7 @@ __all__ = [
     "CalibrationReading", "calibrate_missing", "detect_overlay_bar",
     "read_calibration_details", "read_pixel_size_details", "read_vendor_axes",
     "LOCK", "MANIFEST", "RunFolder", "check_output_dir", "read_manifest",
-    "PIXEL_SIZE_RANGE_M", "RESOLUTION_MAX_PIXEL_M", "calibration_rank", "choose_calibration",
+    "NOT_SQUARE", "PIXEL_SIZE_RANGE_M", "RESOLUTION_MAX_PIXEL_M", "calibration_rank", "choose_calibration",
     "pixel_size_problem",
     "IMAGE_SUFFIXES", "MASK_SUFFIX", "SemImage", "analysed_area", "as_binary_mask", "atomic_write",
     "check_same_shape", "detect_data_bar", "file_sha256", "find_image_for_mask", "mask_for_image",

@@ -4,7 +4,15 @@ The vendors' conventions are rosettasciio's (:mod:`._vendor`): Zeiss ``CZ_SEM``,
 ``FEI_HELIOS``/``FEI_SFEG``, JEOL SightX, DigitalMicrograph, TVIPS, Olympus SIS, and the
 ``.dm3``/``.dm4``/Velox ``.emd`` formats. tio2fiji's own rules stay on top of it: the two axes must be
 lengths (not a diffraction pattern's reciprocal space, not time or wavelength), the pixels square,
-and every value must pass the one plausibility rule, :func:`pixel_size_problem`. A microscope tag
+and every value must pass the one plausibility rule, :func:`pixel_size_problem`.
+
+**Square pixels**, one rule for every source (a vendor's tags, ImageJ's ``unit=`` with the X and
+Y resolutions, a bare TIFF resolution): tio2fiji measures with one pixel size, so a file whose
+pixel height differs from its width by more than 0.1 % gives no calibration; its source starts
+``"none: "`` and contains :data:`NOT_SQUARE` (``tio2fiji info`` prints it). Nothing squares it
+silently: :func:`tio2fiji.io.calibrate_missing` does not read a burned-in scale bar instead (one
+axis only), ``analyze`` refuses the image in one line unless the user gives ``--pixel-size`` or
+``--allow-pixels``, and ``measure`` reports lengths in pixels with that source. A microscope tag
 whose value fails it is an error (broken metadata). Without a vendor convention: ImageJ's
 ``ImageDescription`` (``unit=`` with the X resolution; any length unit), then a bare TIFF X
 resolution with a length unit (inch/cm), which must not be a print/screen dpi. Without any, lengths
@@ -58,6 +66,9 @@ _REMEDY = ("fix or remove the tag, or give the pixel size yourself (measure/dist
            "7.3nm; Python: pixel_size_m=)")
 # ImageJ units that it copies from a TIFF resolution unit: such calibrations get the resolution rule.
 _IMAGEJ_RESOLUTION_UNITS = {"cm", "m", "meter", "metre"}
+#: In the source of a file whose pixels are not square (see the module docstring).
+NOT_SQUARE = "pixels are not square"
+_SQUARE_RTOL = 1e-3
 
 
 def _format_length(value: float) -> str:
@@ -155,8 +166,19 @@ def _broken_tag(name: str, tag: str, value, problem: str) -> InputError:
                       f"is not a valid calibration ({problem}); {_REMEDY}.")
 
 
-def _resolution_pixels_per_unit(page) -> float | None:
-    tag = page.tags.get("XResolution")
+def _not_square(what: str, x_m: float, y_m: float | None, **extra) -> CalibrationReading | None:
+    """The reading of a file whose pixels are ``x_m`` wide and ``y_m`` high, when they are not
+    square (None when they are, or the height is unknown)."""
+    if y_m is None or math.isclose(x_m, y_m, rel_tol=_SQUARE_RTOL):
+        return None
+    return CalibrationReading(None, f"none: the {what} {NOT_SQUARE} ({_format_length(x_m)} wide, "
+                                    f"{_format_length(y_m)} high); tio2fiji measures with one pixel "
+                                    f"size: resample the image to square pixels, or give the pixel "
+                                    f"size yourself (--pixel-size)", **extra)
+
+
+def _resolution_pixels_per_unit(page, tag_name: str = "XResolution") -> float | None:
+    tag = page.tags.get(tag_name)
     try:
         num, den = tag.value
         ppu = float(num) / float(den)
@@ -165,42 +187,55 @@ def _resolution_pixels_per_unit(page) -> float | None:
     return ppu if math.isfinite(ppu) and ppu > 0 else None
 
 
-def _imagej_pixel_size(page) -> tuple[float | None, str | None]:
+def _height_m(page, unit_m: float) -> float | None:
+    """The pixel height from the YResolution tag (``unit_m`` metres per resolution unit); None
+    when the tag is missing or unreadable (the pixels are then taken as square)."""
+    ppu = _resolution_pixels_per_unit(page, "YResolution")
+    return unit_m / ppu if ppu else None
+
+
+def _imagej_pixel_size(page) -> tuple[float | None, str | None, float | None]:
+    """ImageJ's pixel width and height in metres (``unit=``/``yunit=`` with the X and Y
+    resolutions), or why its calibration is ignored: ``(width, why, height)``."""
     desc = page.tags.get("ImageDescription")
     if desc is None or not isinstance(desc.value, str) or not desc.value.startswith("ImageJ="):
-        return None, None
+        return None, None, None
     m = re.search(r"^unit=(.+)$", desc.value, flags=re.MULTILINE)
     if not m:
-        return None, None
+        return None, None, None
     unit = m.group(1).strip().lower()
     ppu = _resolution_pixels_per_unit(page)
     if unit not in _UNIT_METRES or not ppu:
-        return None, None
+        return None, None, None
     ps = _UNIT_METRES[unit] / ppu
     # ImageJ copies a TIFF resolution's unit (cm) into its own: that is a print resolution again
     rule = RESOLUTION_SOURCE if unit in _IMAGEJ_RESOLUTION_UNITS else "ImageJ"
     problem = pixel_size_problem(ps, rule)
     if problem:
-        return None, f"ImageJ calibration {ppu:g} pixels per {unit} ignored: {problem}"
-    return ps, None
+        return None, f"ImageJ calibration {ppu:g} pixels per {unit} ignored: {problem}", None
+    ym = re.search(r"^yunit=(.+)$", desc.value, flags=re.MULTILINE)
+    yunit = ym.group(1).strip().lower() if ym else unit
+    return ps, None, _height_m(page, _UNIT_METRES[yunit]) if yunit in _UNIT_METRES else None
 
 
-def _tiff_resolution_pixel_size(page) -> tuple[float | None, str | None]:
+def _tiff_resolution_pixel_size(page) -> tuple[float | None, str | None, float | None]:
+    """A bare TIFF resolution's pixel width and height in metres, or why it is ignored:
+    ``(width, why, height)``."""
     unit_tag = page.tags.get("ResolutionUnit")
     try:
         unit = int(unit_tag.value) if unit_tag is not None else 2  # TIFF default: inch
     except (TypeError, ValueError):
-        return None, None
+        return None, None, None
     metres = {2: 0.0254, 3: 0.01}.get(unit)
     ppu = _resolution_pixels_per_unit(page) if metres else None
     if not ppu:
-        return None, None
+        return None, None, None
     ps = metres / ppu
     problem = pixel_size_problem(ps, RESOLUTION_SOURCE)
     if problem:
         return None, (f"TIFF resolution {ppu:g} pixels per {'inch' if unit == 2 else 'cm'} ignored: "
-                      f"{problem}")
-    return ps, None
+                      f"{problem}"), None
+    return ps, None, _height_m(page, metres)
 
 
 @dataclass(frozen=True)
@@ -348,11 +383,9 @@ def _from_axes(ax, page, name: str, strict: bool) -> CalibrationReading:
         return CalibrationReading(None, f"none: the microscope's {vendor} tag gives the pixel size as "
                                         f"{x_m:g} m, which is not a valid calibration ({problem})",
                                   **extra)
-    if not math.isclose(x_m, y_m, rel_tol=1e-3):
-        return CalibrationReading(None, f"none: the {vendor} pixels are not square "
-                                        f"({_format_length(x_m)} wide, {_format_length(y_m)} high); "
-                                        f"tio2fiji measures with one pixel size: give it yourself",
-                                  **extra)
+    not_square = _not_square(vendor, x_m, y_m, **extra)
+    if not_square is not None:
+        return not_square
     notes = list(ax.log)
     if vendor == "CZ_SEM" and page is not None:
         check = _zeiss_width_check(page, x_m)
@@ -383,12 +416,16 @@ def read_calibration_details(page, name: str | None = None, strict: bool = True,
             reading = _from_axes(ax, page, name, strict)
             if reading.pixel_size_m is not None or vendor in MICROSCOPE_SOURCES:
                 return reading
-    ps, why_ij = _imagej_pixel_size(page)
+    ps, why_ij, height = _imagej_pixel_size(page)
     if ps is not None:
-        return CalibrationReading(ps, "ImageJ", where="ImageJ description: unit= and XResolution")
-    ps, why = _tiff_resolution_pixel_size(page)
+        where = "ImageJ description: unit= and XResolution"
+        return (_not_square("ImageJ calibration's", ps, height, where=f"{where}, YResolution")
+                or CalibrationReading(ps, "ImageJ", where=where))
+    ps, why, height = _tiff_resolution_pixel_size(page)
     if ps is not None:
-        return CalibrationReading(ps, RESOLUTION_SOURCE, where="TIFF XResolution and ResolutionUnit")
+        where = "TIFF XResolution and ResolutionUnit"
+        return (_not_square("TIFF resolution's", ps, height, where=f"{where}, YResolution")
+                or CalibrationReading(ps, RESOLUTION_SOURCE, where=where))
     reasons = "; ".join(w for w in (why_ij, why) if w)
     reason = "none: no calibration in metadata, lengths in pixels"
     return CalibrationReading(None, reason + (f" ({reasons})" if reasons else ""))

@@ -4,7 +4,9 @@
 no calibration in the file: read the microscope's burned-in field width or scale bar
 (:func:`tio2fiji.io.read_burned_in_calibration`, Tesseract), else take the pixel size the user
 gave, else refuse physical units unless lengths in pixels were asked for. The source of the value
-is named in every output.
+is named in every output. A file whose pixels are not square (:data:`._calibration.NOT_SQUARE`)
+gets no burned-in reading: a scale bar gives one axis, and using it for both would square the
+pixels silently.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import InputError
-from ._calibration import _format_length, pixel_size_problem
+from ._calibration import NOT_SQUARE, _format_length, pixel_size_problem
 from ._sem import SemImage
 
 __all__ = ["BURNED_IN_SOURCES", "calibrate_missing"]
@@ -52,6 +54,9 @@ def calibrate_missing(sem: SemImage, pixel_size_m: float | None = None, allow_pi
         return sem
     why = sem.pixel_size_source.removeprefix("none: ")
     tried = [f"metadata: {why}"]
+    if NOT_SQUARE in why:
+        burned_in = False
+        tried.append("the burned-in scale bar is not read (it gives the width of a pixel only)")
     if burned_in:
         from ._scalebar import read_burned_in_calibration
 
