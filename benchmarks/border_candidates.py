@@ -48,9 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from candidates import prepare  # noqa: E402  (the bundled model's split and images)
 
 #: The border U-Net's post-processing grid (chosen on the validation images).
-BORDER_GRID = [{"threshold": t, "border_threshold": b, "min_seed": s, "sigma": g}
-               for t, b, s, g in itertools.product((0.4, 0.5, 0.6), (0.15, 0.2, 0.3, 0.4, 0.5, 0.6), (1, 4, 8, 16),
-                                                   (0.0, 1.0))]
+BORDER_GRID = [{"threshold": t, "border_threshold": b, "min_seed": s, "sigma": g, "h": h}
+               for t, b, s, g, h in itertools.product((0.4, 0.5), (0.15, 0.2, 0.3, 0.4, 0.5), (1, 8, 16),
+                                                      (0.0, 1.0), (0.0, 1.0, 2.0))]
 _KEYS = ("mean_iou", "f1", "precision", "recall", "pq", "instance_iou", "count_error", "count_error_signed",
          "median_ecd_error", "d10_ecd_error", "d90_ecd_error", "ks_distance")
 
@@ -94,7 +94,7 @@ def choose(outputs: str, post: dict, maps, val) -> dict:
         labels = [labels_from_maps(m, "border", t, "border", p)[0] for m in maps]
         rows.append({**params, **_pooled_f1(labels, val, BAM_MIN_SIZE)})
     best = max(rows, key=lambda r: (round(r["f1"], 6), r["pq"]))
-    params = {k: best[k] for k in ("border_threshold", "min_seed", "sigma")}
+    params = {k: best[k] for k in ("border_threshold", "min_seed", "sigma", "h")}
     return {"threshold": best["threshold"], "separate": "border", "params": params, "grid": rows,
             "val_f1_over_9px": best["f1"], "val_pq_over_9px": best["pq"]}
 

@@ -57,6 +57,7 @@ method), ``per_image_<method>.csv`` and ``peers.md`` to ``--out``; the Fiji labe
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -74,7 +75,7 @@ from tqdm import tqdm
 
 import tio2fiji
 from tio2fiji.imagej import find_ij_jar
-from tio2fiji.metrics import per_image_frame
+from tio2fiji.metrics import BAM_MIN_SIZE, per_image_frame
 
 TEST_IDS = ("1908250", "1908272", "1908288", "1908312", "1908320")
 MIN_SIZE_PX = 10
@@ -304,17 +305,20 @@ def main(argv=None):
     labels_of = {"unet": "tio2fiji U-Net (bundled, watershed)", "fiji": "Fiji route (ImageJ 1.x)",
                  "cellpose": f"Cellpose ({args.cellpose_model})"}
     results, rows = {}, []
-    for method, pred in tqdm(preds.items(), desc="scoring", file=sys.stderr):
-        res = tio2fiji.evaluate_images(pred, gts, names=names, coco=False, connectivity=4)
+    # both protocols of DESIGN.md: all objects, and objects under 10 px dropped on both sides (BAM's scorer)
+    for (method, pred), (suffix, min_size) in itertools.product(
+            tqdm(preds.items(), desc="scoring", file=sys.stderr), (("", 1), ("_over_9px", BAM_MIN_SIZE))):
+        res = tio2fiji.evaluate_images(pred, gts, names=names, coco=False, connectivity=4, min_size=min_size)
         frame = per_image_frame(res)
         frame.insert(1, "seconds", seconds[method])
-        frame.to_csv(args.out / f"per_image_{method}.csv", index=False)
+        frame.to_csv(args.out / f"per_image_{method}{suffix}.csv", index=False)
         summary = {k: v for k, v in res.items() if k != "per_image"}
         summary["seconds_per_image"] = float(np.mean(seconds[method]))
         summary["seconds_per_image_median"] = float(np.median(seconds[method]))
         summary["n_gt"], summary["n_pred"] = int(sum(res["per_image"]["n_gt"])), int(sum(res["per_image"]["n_pred"]))
-        results[method] = {"label": labels_of[method], **summary, "note": notes.get(method, "")}
-        rows.append({"method": method, "label": labels_of[method],
+        label = labels_of[method] + (", objects of 10 px and more" if min_size > 1 else ", all objects")
+        results[method + suffix] = {"label": label, **summary, "note": notes.get(method, "")}
+        rows.append({"method": method + suffix, "label": label,
                      **{k: summary[k] for k, _ in METRICS}, "precision": summary["precision"],
                      "recall": summary["recall"], "n_gt": summary["n_gt"], "n_pred": summary["n_pred"],
                      "seconds_per_image": summary["seconds_per_image"]})

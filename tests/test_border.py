@@ -229,3 +229,16 @@ def test_border_crop_targets_by_hand():
     assert target[1].sum() == 24 * 3
     v = valid[0].numpy()
     assert v.sum() == 256 * 256 - 9 and not v[49:52, 49:52].any()
+
+
+def test_labels_from_border_h_splits_a_seed_region_at_its_neck():
+    """Two discs of radius 8 whose centres are 14 px apart, no band between them: one particle
+    with h = 0, two with h = 1 (each disc's distance maximum stands 8 - ~4.1 px above the neck)."""
+    yy, xx = np.mgrid[0:30, 0:44]
+    prob = (((yy - 15) ** 2 + (xx - 15) ** 2 <= 64) | ((yy - 15) ** 2 + (xx - 29) ** 2 <= 64)).astype(np.float32)
+    border = np.zeros_like(prob)
+    assert labels_from_border(prob, border).max() == 1
+    lab = labels_from_border(prob, border, h=1.0)
+    assert lab.max() == 2 and abs(int((lab == 1).sum()) - int((lab == 2).sum())) <= 16
+    with pytest.raises(InputError):
+        labels_from_border(prob, border, h=-1)

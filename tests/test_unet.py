@@ -218,7 +218,9 @@ def test_post_processing_parameters_are_stored_with_the_weights(tmp_path):
                                                     "watershed": WATERSHED_DEFAULTS,
                                                     "outputs": "probability", "n_rays": 0,
                                                     "ray_scale": 1.0, "star": STAR_DEFAULTS,
-                                                    "border": BORDER_DEFAULTS, "border_width": 2}
+                                                    "border": BORDER_DEFAULTS, "border_width": 2,
+                                                    "pixel_size_m": 7.34375e-9, "train_ecd": None,
+                                                    "pixel_size_source": "assumed: the BAM training images' 7.34375 nm"}
     loaded = load_model(export_model(ck, tmp_path / "m.pt", threshold=0.4, watershed={"h": 20.0}))
     post = model_postprocessing(loaded)
     assert post["threshold"] == 0.4 and post["watershed"] == dict(WATERSHED_DEFAULTS, h=20.0)

@@ -162,6 +162,8 @@ class _Job:
     pixel_size_m: float | None
     allow_pixels: bool
     key: str = ""  # the model's identity and the options that change numbers (resume)
+    tta: bool = False
+    scale: str = "model"
 
 
 def _model_description(model, source) -> dict:
@@ -261,11 +263,14 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
     image_sha = file_sha256(path) if Path(path).is_file() else None
     sem = calibrate_missing(read_sem(path, data_bar_rows=job.data_bar_rows), pixel_size_m=job.pixel_size_m,
                             allow_pixels=job.allow_pixels)
-    seg = segment(net, sem, threshold=job.threshold, separate=job.separate, connectivity=job.connectivity)
+    seg = segment(net, sem, threshold=job.threshold, separate=job.separate, connectivity=job.connectivity,
+                  tta=job.tta, scale=job.scale)
     labels = np.asarray(seg.labels)
     ps = sem.pixel_size_m
     implausible = plausibility_warnings(np.count_nonzero(seg.mask), np.bincount(labels.ravel())[1:],
                                         labels.shape[1], labels.shape[0], name)
+    if seg.info.get("scale", {}).get("warning"):
+        implausible.append(f"{name}: {seg.info['scale']['warning']}")
     files = {"mask": write_mask(out_dir / f"{stem}_mask.tif", labels > 0, ps),
              "labels": write_labels(out_dir / f"{stem}_labels.tif", labels, ps)}
     if job.backend == "native":
@@ -392,7 +397,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                    threshold=None, n_boot=1000, seed=0, n_sim=199, envelope_sims=39, report=True,
                    complete_only=False, progress=None, data_bar_rows=None, pixel_size_m=None,
                    allow_pixels=False, device=None, workers=None, scheduler=None, threads=None,
-                   force=False, max_panels=MAX_PANELS) -> AnalysisResult:
+                   force=False, max_panels=MAX_PANELS, tta=False, scale="model") -> AnalysisResult:
     """Segment, measure and test SEM images; write tables, plots and the HTML report.
 
     Parameters
@@ -459,6 +464,12 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     allow_pixels : bool
         Measure an image that nothing calibrates in pixels; without it such an image fails
         (listed in ``failures``) instead of silently turning nm into pixels.
+    tta : bool
+        Test-time augmentation (:func:`tio2fiji.predict.segment`): 8 network passes per image.
+    scale : {"model", "none"}
+        ``"model"``: calibrated images are segmented at the model's pixel size and their particles
+        brought back (:func:`tio2fiji.predict.segment`); each image's ``segmentation.scale`` in
+        ``analysis.json`` says what was done, and images outside the model's range get a warning.
     device : str, optional
         Where the network runs (:func:`tio2fiji.models.resolve_device`; None = ``"auto"``: the
         first CUDA GPU when there is one). On Dask workers ``auto``/``cuda`` gives each worker one
@@ -526,7 +537,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                    "threshold": threshold if threshold is not None else model_desc["threshold"],
                    "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
                    "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows,
-                   "pixel_size_m": pixel_size_m, "allow_pixels": bool(allow_pixels)}
+                   "pixel_size_m": pixel_size_m, "allow_pixels": bool(allow_pixels), "tta": bool(tta),
+                   "scale": scale}
         # a kept part must have been made by the same model, classifier, code and numeric options
         numbers = {k: v for k, v in options.items() if k != "envelope_sims"}
         # float16 autocast on CUDA changes the last digits: a CPU part does not stand for a GPU one
@@ -539,7 +551,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         model_ref = "" if not dask else str(Path(model).absolute()) if Path(model).is_file() else str(model)
         job = _Job(where, model_ref, device, backend, separate, int(connectivity),
                    methods, points, threshold, n_boot, seed, n_sim, envelope_sims, bool(report),
-                   bool(complete_only), data_bar_rows, pixel_size_m, bool(allow_pixels), key)
+                   bool(complete_only), data_bar_rows, pixel_size_m, bool(allow_pixels), key, bool(tta), scale)
         client = None
         if dask:  # before the folder is touched: a scheduler that cannot be reached changes nothing
             graph = _graph_for_workers(net, workers, dev if scheduler is None else None)

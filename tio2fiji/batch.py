@@ -27,7 +27,8 @@ import tifffile
 
 from . import __version__
 from . import complete as _complete
-from .checks import check_option, check_options, plausibility_warnings
+from .checks import check_option, check_options, plausibility_warnings, warn_result
+from .columns import mixed_units
 from .complete import complete_scores, load_classifier
 from .distribution import distribution_table, test_distribution
 from .errors import InputError, OutputError, Tio2FijiError
@@ -477,7 +478,10 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
     out_dir : path, optional
         Gets ``particles.csv`` (all particles, with ``complete_score`` and ``complete``) and
         ``particles.json`` (options, the classifier, unit, calibration source and particle and
-        complete counts per image, versions, failures) when at least one file succeeded.
+        complete counts per image, versions, failures) when at least one file succeeded. Every
+        row says its unit (``unit``: nm or pixel); when the files are in different units a
+        :class:`~tio2fiji.checks.ResultWarning` says so (``warning:`` on the command line) and
+        the images in pixels carry it in ``particles.json`` (:func:`tio2fiji.columns.mixed_units`).
     backend : {"native", "imagej"}
     images_dir, pixel_size_m, threshold
         See :func:`load_mask_input`.
@@ -527,16 +531,27 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
     return res
 
 
+def _unit(item) -> str:
+    """The unit of a :class:`MaskInput`'s lengths (as the ``unit`` column of its rows)."""
+    return "nm" if item.pixel_size_m else "pixel"
+
+
 def _write_measure(res, out_dir, backend, connectivity, include_holes, exclude_edges, complete_only,
                    clf_desc):
     """``particles.csv`` and ``particles.json`` of :func:`measure_files`."""
+    mixed = mixed_units(_unit(it) for it in res.inputs)
+    if mixed:
+        warn_result(mixed)
+        for it in res.inputs:
+            if _unit(it) == "pixel":
+                it.warnings.append(mixed)
     if out_dir is not None and res.tables:
         out_dir = Path(out_dir)
         res.files["particles.csv"] = write_csv(out_dir / "particles.csv", concat_tables(res.tables))
         options = {"connectivity": int(connectivity),
                    "include_holes": bool(include_holes) or int(connectivity) == 4,
                    "exclude_edges": bool(exclude_edges), "complete_only": bool(complete_only)}
-        images = _image_meta(res, unit=lambda it, t: "nm" if it.pixel_size_m else "pixel",
+        images = _image_meta(res, unit=lambda it, t: _unit(it),
                              particles=lambda it, t: len(t),
                              complete_particles=lambda it, t: int(t["complete"].sum()))
         res.files["particles.json"] = write_json(out_dir / "particles.json", run_metadata(
@@ -596,7 +611,7 @@ def concat_tables(tables) -> pd.DataFrame:
 def segment_files(image_paths, out_dir, model="default", separate="auto", threshold=None,
                   mode="blend", overlap=64, batch_size=4, data_bar_rows=None,
                   connectivity=CONNECTIVITY, rois=False, probability=False, progress=None,
-                  device=None, tta: bool = False) -> BatchResult:
+                  device=None, tta: bool = False, scale: str = "model") -> BatchResult:
     """Segment SEM images and write each one's particles.
 
     For every image (output stem ``<stem>``, unique within the run, see :func:`unique_names`):
@@ -613,7 +628,7 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
     out_dir : path
     model : str, path or torch.nn.Module
         ``"default"``, a model file or checkpoint (U-Net or Mask R-CNN), or a loaded network.
-    separate, threshold, mode, overlap, batch_size, data_bar_rows, connectivity, tta
+    separate, threshold, mode, overlap, batch_size, data_bar_rows, connectivity, tta, scale
         As :func:`tio2fiji.predict.segment`.
     rois, probability : bool
         Also write the ROI zip / the probability map.
@@ -637,7 +652,8 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
     def step(path, name, stem):
         sem = read_sem(path, data_bar_rows=data_bar_rows)
         seg = segment(net, sem, threshold=threshold, mode=mode, overlap=overlap,
-                      batch_size=batch_size, separate=separate, connectivity=connectivity, tta=tta)
+                      batch_size=batch_size, separate=separate, connectivity=connectivity, tta=tta,
+                      scale=scale)
         written = {"mask": write_mask(out_dir / f"{stem}_mask.tif", seg.labels > 0, sem.pixel_size_m),
                    "labels": write_labels(out_dir / f"{stem}_labels.tif", seg.labels, sem.pixel_size_m)}
         n = int(seg.labels.max())
@@ -661,7 +677,7 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
 
     options = {"model": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
                "separate": separate, "threshold": threshold, "mode": mode, "overlap": overlap,
-               "connectivity": connectivity, "data_bar_rows": data_bar_rows, "tta": bool(tta)}
+               "connectivity": connectivity, "data_bar_rows": data_bar_rows, "tta": bool(tta), "scale": scale}
     planned = segment_outputs([s for _, s in unique_names(image_paths)], rois, probability)
     with RunFolder(out_dir, "segment", planned=planned, inputs=image_paths):
         res = run_files(image_paths, step, progress)

@@ -44,7 +44,7 @@ __all__ = [
     "axis_positions", "tile_positions", "tile_weights", "flip", "rotation_footprint",
     "context_margin", "rotate_pair", "augment_pair", "crop_with_context", "gaussian_blur",
     "photometric", "DIHEDRAL", "dihedral", "undo_dihedral", "resample_image", "resample_map",
-    "resample_labels", "scaled_shape",
+    "resample_labels", "scaled_shape", "SCALES",
 ]
 
 #: The networks' tile side (thesis: 256×256).
@@ -412,6 +412,10 @@ def photometric(image, rng, p: float = 0.4, brightness=(0.9, 1.32), sigma: float
 
 
 # scale: images brought to a model's pixel size and its output back to the image's grid
+
+#: ``segment(scale=...)``: ``"model"`` brings a calibrated image to the model's pixel size,
+#: ``"none"`` segments it at its own.
+SCALES = ("model", "none")
 
 
 def scaled_shape(shape, factor: float) -> tuple:

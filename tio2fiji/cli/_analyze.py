@@ -12,6 +12,7 @@ from ..distribution import METHODS
 from ..errors import Tio2FijiError
 from ..imagej import BACKENDS
 from ..instances import CONNECTIVITY, SEPARATE
+from ..transforms import SCALES
 from ._common import (
     _CONNECTIVITY,
     _Checked,
@@ -77,10 +78,14 @@ _LINES = 50
 @click.option("--force", is_flag=True,
               help="Analyse every image again; by default a rerun into the same --out keeps the results "
                    "made from the same image bytes, model and options.")
+@click.option("--tta", is_flag=True, help="Test-time augmentation: maps averaged over 8 flips/rotations (8x time).")
+@click.option("--scale", type=click.Choice(SCALES), default="model", show_default=True,
+              help="model: segment each calibrated image at the model's pixel size and bring the particles "
+                   "back to its own grid (the same particles at any magnification); none: at the image's own.")
 @_device_option
 def analyze(images, out_dir, model_path, backend, separate, connectivity, methods, threshold, seed, threads,
             complete_only, data_bar_rows, pixel_size, allow_pixels, pattern, from_list, workers, scheduler,
-            force, device):
+            force, tta, scale, device):
     """Segment SEM IMAGES (files or folders), measure every particle, test their spatial
     distribution, and write particles.csv, distribution.csv, summary.csv (per image a row of all
     particles and one of the complete ones), plots/ and report.html. Each image's results are
@@ -100,7 +105,7 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
                              seed=seed, complete_only=complete_only, data_bar_rows=data_bar_rows,
                              pixel_size_m=_pixel_size(pixel_size), allow_pixels=allow_pixels,
                              progress=bar, device=device, workers=workers, scheduler=scheduler,
-                             threads=threads, force=force)
+                             threads=threads, force=force, tta=tta, scale=scale)
     finally:
         bar.close()
 

@@ -9,6 +9,7 @@ import click
 
 from ..instances import CONNECTIVITY, SEPARATE
 from ..metrics import BAM_MIN_SIZE
+from ..transforms import SCALES
 from ._common import (
     _CONNECTIVITY,
     _Checked,
@@ -43,10 +44,13 @@ from ._groups import main
 @click.option("--rois", is_flag=True, help="Also write <stem>_rois.zip (ImageJ ROI Manager set).")
 @click.option("--probability", is_flag=True, help="Also write <stem>_prob.tif (float32).")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: maps averaged over 8 flips/rotations (8x time).")
+@click.option("--scale", type=click.Choice(SCALES), default="model", show_default=True,
+              help="model: segment each calibrated image at the model's pixel size and bring the particles "
+                   "back to its own grid; none: at the image's own pixel size.")
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @_device_option
 def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, mode, overlap,
-                data_bar_rows, rois, probability, tta, threads, device):
+                data_bar_rows, rois, probability, tta, scale, threads, device):
     """Segment SEM IMAGES into particle masks, label images and (optionally) ROI sets."""
     from ..batch import segment_files
     from ..models import resolve_device
@@ -62,7 +66,7 @@ def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, 
         res = segment_files(images, out_dir, model=model_path, separate=separate, threshold=threshold,
                             mode=mode, overlap=overlap, data_bar_rows=data_bar_rows,
                             connectivity=int(connectivity), rois=rois, probability=probability,
-                            progress=bar, device=device, tta=tta)
+                            progress=bar, device=device, tta=tta, scale=scale)
     finally:
         bar.close()
     for info in res.inputs:

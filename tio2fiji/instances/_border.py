@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from ..errors import InputError
@@ -14,7 +15,7 @@ __all__ = ["BORDER_DEFAULTS", "BORDER_WIDTH", "border_band", "labels_from_border
 
 #: How a border-band U-Net's outputs become particles (:func:`labels_from_border`); a model file
 #: stores those chosen on its validation images.
-BORDER_DEFAULTS = {"border_threshold": 0.5, "min_seed": 1, "sigma": 0.0}
+BORDER_DEFAULTS = {"border_threshold": 0.5, "min_seed": 1, "sigma": 0.0, "h": 0.0}
 #: Half-width (pixels) of the border band a border U-Net is trained to mark (:func:`border_band`):
 #: a pixel whose 5×5 window holds two particles.
 BORDER_WIDTH = 2
@@ -56,7 +57,7 @@ def border_band(labels, width: int = BORDER_WIDTH) -> np.ndarray:
 def labels_from_border(probability, border, threshold: float = 0.5,
                        border_threshold: float = BORDER_DEFAULTS["border_threshold"],
                        min_seed: int = BORDER_DEFAULTS["min_seed"],
-                       sigma: float = BORDER_DEFAULTS["sigma"]) -> np.ndarray:
+                       sigma: float = BORDER_DEFAULTS["sigma"], h: float = BORDER_DEFAULTS["h"]) -> np.ndarray:
     """Particles of a border U-Net: seeds are the particle pixels off the border band, grown back
     over the particle mask.
 
@@ -66,6 +67,11 @@ def labels_from_border(probability, border, threshold: float = 0.5,
     (``probability > threshold``) and leaves one-pixel lines between particles, like the manual
     masks. A mask component without a seed (a particle smaller than the band) stays a particle of
     its own. Particles are numbered in raster order.
+
+    With ``h > 0`` a seed region is split further where it narrows: each regional maximum of its
+    distance to the band or the background that stands more than ``h`` pixels above its
+    surroundings seeds its own particle (as :func:`tio2fiji.instances.watershed_split` does on
+    the whole mask), for touching particles whose band the network drew with gaps.
 
     Parameters
     ----------
@@ -79,6 +85,9 @@ def labels_from_border(probability, border, threshold: float = 0.5,
         Smallest seed (pixels); smaller ones are noise in the band.
     sigma : float
         Gaussian smoothing (pixels) of the border map first (0: none).
+    h : float
+        0: every seed region is one particle; > 0: regions are split at distance maxima higher
+        than ``h`` pixels (see above).
 
     Returns
     -------
@@ -90,14 +99,21 @@ def labels_from_border(probability, border, threshold: float = 0.5,
         raise InputError(f"particle map {prob.shape} and border map {bnd.shape} must be the same 2-D shape.")
     if not 0.0 < float(border_threshold) < 1.0:
         raise InputError(f"border_threshold must be in (0, 1), got {border_threshold}.")
-    if sigma < 0 or int(min_seed) < 1:
-        raise InputError(f"sigma must be >= 0 and min_seed >= 1 (got {sigma}, {min_seed}).")
+    if sigma < 0 or int(min_seed) < 1 or h < 0:
+        raise InputError(f"sigma and h must be >= 0 and min_seed >= 1 (got {sigma}, {h}, {min_seed}).")
     if sigma > 0:
         bnd = ndi.gaussian_filter(bnd, float(sigma))
     mask = prob > threshold
     if not mask.any():
         return np.zeros(prob.shape, np.uint32)
-    seeds = connected_components(mask & (bnd <= border_threshold), 4, dtype=np.int64)
+    core = mask & (bnd <= border_threshold)
+    seeds = connected_components(core, 4, dtype=np.int64)
+    if h > 0 and seeds.max() > 0:
+        dist = ndi.distance_transform_edt(core)
+        peaks = connected_components(h_maxima(dist, float(h)) & core, 8, dtype=np.int64)
+        # regions with peaks are split between them; regions without keep one seed
+        split = watershed(-dist, peaks, mask=core)
+        seeds = np.where(split > 0, split, np.where(seeds > 0, seeds + split.max(), 0))
     if int(min_seed) > 1 and seeds.max() > 0:
         small = np.bincount(seeds.ravel()) < int(min_seed)
         small[0] = False

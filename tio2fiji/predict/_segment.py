@@ -22,7 +22,7 @@ from ..instances import (
 from ..io import SemImage, paint_out, read_sem
 from ..models.checkpoint import load_model, model_arch, model_postprocessing
 from ..models.device import choose_engine, resolve_device, use_amp
-from ..transforms import TILE, resample_image, resample_labels, resample_map, scaled_shape
+from ..transforms import SCALES, TILE, resample_image, resample_labels, resample_map, scaled_shape
 from ._maps import MODES, predict_maps, resolve_mode
 from ._maskrcnn import predict_instances
 
@@ -35,8 +35,6 @@ SCALE_TOLERANCE = 0.02
 #: supports (particles too few pixels wide once resampled, or detail invented by upsampling):
 #: ``info["scale"]["warning"]`` says so (measured: benchmarks/scale_bam.py, README).
 SCALE_RANGE = (0.25, 2.0)
-#: ``segment(scale=...)``.
-SCALES = ("model", "none")
 
 # segmentation of an SEM image
 
