@@ -18,6 +18,7 @@ from test_complete import use_tiny_classifier
 from test_report import browser_dom, table_rows
 
 from tio2fiji.analyze import analyze_images
+from tio2fiji.checks import ResultWarning
 from tio2fiji.cli import main
 from tio2fiji.errors import InputError
 from tio2fiji.instances import labels_to_separated_mask
@@ -101,7 +102,8 @@ def test_demo_writes_consistent_results_and_a_report_that_renders(tmp_path, exam
         mine = particles[particles["image"] == n]
         # a Fiji user measuring the mask file (4-connected) gets the particles of particles.csv
         again = measure(mask > 0, pixel_size_m=7.34375e-9, connectivity=4)
-        num = [c for c in again.columns if c not in ("image", "label")]
+        num = [c for c in again.columns if c not in ("image", "label", "unit")]
+        assert (mine["unit"] == "nm").all()
         np.testing.assert_allclose(again[num].to_numpy(float), mine[num].to_numpy(float), rtol=1e-12)
         # every label is one row, and the summary agrees with the files it summarises
         assert row.particles == len(mine) == len(np.unique(labels)) - 1 > 20
@@ -146,9 +148,11 @@ def test_failures_are_reported_and_the_others_go_on(tmp_path, model, crops):
     bad = tmp_path / "bad.tif"
     bad.write_text("not an image")
     calls = []
-    res = analyze_images([cal, bad, tmp_path / "missing.tif", raw], tmp_path / "out", model=model,
-                         n_boot=200, envelope_sims=19, progress=lambda *a: calls.append(a),
-                         allow_pixels=True)
+    with pytest.warns(ResultWarning, match="particles.csv mixes units: 1 image.s. in nm .areas in nm²., "
+                                           "1 image.s. in pixel .areas in pixel²."):
+        res = analyze_images([cal, bad, tmp_path / "missing.tif", raw], tmp_path / "out", model=model,
+                             n_boot=200, envelope_sims=19, progress=lambda *a: calls.append(a),
+                             allow_pixels=True)
     assert calls == [(1, 4, "crop.tif"), (2, 4, "bad.tif"), (3, 4, "missing.tif"), (4, 4, "crop.tif")]
     assert [p for p, _ in res.failures] == [str(bad), str(tmp_path / "missing.tif")]
     assert "not a readable TIFF" in res.failures[0][1] and "file not found" in res.failures[1][1]
@@ -171,9 +175,18 @@ def test_failures_are_reported_and_the_others_go_on(tmp_path, model, crops):
     assert s["particles"].iloc[0] == s["particles"].iloc[1] > 3
     assert s["area_coverage_pct"].iloc[0] == pytest.approx(s["area_coverage_pct"].iloc[1])
     assert s["ECD_median"].iloc[0] == pytest.approx(s["ECD_median"].iloc[1] * 7.34375)
+    # issue 31 round two: particles.csv says each row's unit (was no unit column: nm² and px² mixed)
+    particles = pd.read_csv(out / "particles.csv")
+    by = {u: particles[particles["unit"] == u] for u in ("nm", "pixel")}
+    assert list(by["nm"]["image"].unique()) == ["cal/crop.tif"]
+    assert list(by["pixel"]["image"].unique()) == ["raw/crop.tif"]
+    np.testing.assert_allclose(by["nm"]["Area"].to_numpy(), by["pixel"]["Area"].to_numpy() * 7.34375 ** 2, rtol=1e-12)
     meta = json.loads((out / "analysis.json").read_text())
     assert len(meta["failures"]) == 2 and meta["options"]["n_boot"] == 200
+    assert any("particles.csv mixes units" in w for w in meta["images"][1]["warnings"])
+    assert not any("mixes units" in w for w in meta["images"][0]["warnings"])
     page = res.report.read_text(encoding="utf-8")
+    assert "particles.csv mixes units" in page
     assert "Images that failed" in page and "bad.tif" in page and "ImageJ" in page
     assert page.count("data:image/png;base64,") == 4 + 2 + 2
 

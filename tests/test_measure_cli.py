@@ -60,11 +60,40 @@ def test_imagej_backend_gives_the_same_table(tmp_path, example_masks):
     assert len(nat) == len(ij) > 100
     # every column, complete_score and complete included: each row is scored as its own particle
     assert {"complete_score", "complete"} <= set(ij.columns) and 0 < ij["complete"].sum() < len(ij)
-    num = [c for c in nat.columns if c not in ("image", "touches_edge")]
+    num = [c for c in nat.columns if c not in ("image", "touches_edge", "unit")]
+    assert (nat["unit"] == "nm").all() and (ij["unit"] == "nm").all()
     np.testing.assert_allclose(nat[num].to_numpy(float), ij[num].to_numpy(float), rtol=1e-6, atol=1e-9)
     meta = json.loads((tmp_path / "imagej" / "particles.json").read_text())
     assert meta["versions"]["imagej"].startswith("1.")
     assert meta["options"]["include_holes"] is True  # forced by 4-connectivity, as ImageJ
+
+
+@pytest.mark.parametrize("backend", ["native", "imagej"])
+def test_every_row_says_its_unit_and_mixed_units_are_a_warning(tmp_path, example_masks, backend):
+    """Issue 31 round two: particles.csv had no unit column, so a run over a calibrated mask and an
+    uncalibrated one mixed nm² and px² in Area silently. Now each row says its unit, the
+    calibrated rows are the pixel counts times 7.34375² nm² (by hand, from the same mask), and the
+    mix is a warning line and an entry in particles.json."""
+    m = (tifffile.imread(example_masks[0]) > 0).astype(np.uint8) * 255
+    cal, raw = tmp_path / "cal_m.tif", tmp_path / "raw_m.tif"
+    tifffile.imwrite(cal, m, imagej=True, resolution=(1 / PIXEL_NM, 1 / PIXEL_NM), metadata={"unit": "nm"})
+    tifffile.imwrite(raw, m)
+    res = _run([cal, raw, "--out", tmp_path / "o", "--backend", backend])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("warning: particles.csv mixes units: 1 image(s) in nm (areas in nm²), "
+                            "1 image(s) in pixel (areas in pixel²)") == 1
+    table = pd.read_csv(tmp_path / "o" / "particles.csv")
+    nm, px = table[table["image"] == "cal_m.tif"], table[table["image"] == "raw_m.tif"]
+    assert set(nm["unit"]) == {"nm"} and set(px["unit"]) == {"pixel"} and len(nm) == len(px) > 50
+    assert px["Area"].sum() == int((m > 0).sum())  # no holes with 4-connectivity: every pixel counted
+    np.testing.assert_allclose(nm["Area"].to_numpy(), px["Area"].to_numpy() * PIXEL_NM ** 2, rtol=1e-12)
+    meta = json.loads((tmp_path / "o" / "particles.json").read_text())
+    assert [i["unit"] for i in meta["images"]] == ["nm", "pixel"]
+    assert not meta["images"][0]["warnings"]
+    assert any("mixes units" in w for w in meta["images"][1]["warnings"])
+    # one unit: no warning
+    res = _run([cal, "--out", tmp_path / "one", "--backend", backend])
+    assert res.exit_code == 0 and "mixes units" not in res.output
 
 
 def test_label_image_keeps_touching_particles_apart(tmp_path):

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from . import report as rep
+from .checks import warn_result
+from .columns import mixed_units
 from .distribution import distribution_table
 from .errors import InputError, OutputError
 from .io import IMAGE_SUFFIXES, atomic_write, file_sha256, write_csv, write_json
@@ -188,6 +190,10 @@ def merge_parts(res, out_dir, done, panel_stems, report, complete_only):
 
     Returns every image's meta (input order) and the report's share: the summary, distribution,
     metas, plots and panels of the images in ``panel_stems`` (all of a small run) and a note.
+    Images in different units (``--allow-pixels`` beside calibrated images) are a
+    :class:`~tio2fiji.checks.ResultWarning`, also in the ``warnings`` of the metas of the images in
+    pixels (so in ``analysis.json`` and the report): particles.csv's ``unit`` column tells the rows
+    apart (:func:`tio2fiji.columns.mixed_units`).
     """
     metas, dist_cols, shown, rows = [], {}, [], []
     totals = {"particles": 0, "complete": 0, "medians": []}
@@ -221,6 +227,12 @@ def merge_parts(res, out_dir, done, panel_stems, report, complete_only):
         res.files["summary.csv"] = atomic_write(out_dir / "summary.csv", write_summary)
         res.files["particles.csv"] = atomic_write(out_dir / "particles.csv",
                                                   lambda p: _append_csvs(p, out_dir, done))
+        mixed = mixed_units(m["unit"] for m in metas)
+        if mixed:
+            warn_result(mixed)
+            for m in metas:  # the shown parts hold the same dicts
+                if m["unit"] != "nm":
+                    m["warnings"] = [*(m.get("warnings") or []), mixed]
         cols = list(distribution_table([dist_cols]).columns) if dist_cols else []
         if cols:
             def write_dist(p):

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from ..columns import ANGLE_COLUMNS, COLUMNS, IMAGEJ_COLUMNS, derived_columns
+from ..columns import ANGLE_COLUMNS, COLUMNS, IMAGEJ_COLUMNS, TEXT_COLUMNS, derived_columns
 from ..errors import InputError, Tio2FijiError
 from ..io import pixel_size_nm
 from ._convert import _as_binary_mask, to_imageplus
@@ -90,6 +90,7 @@ def _assemble(columns: dict, shape, pw_nm, image_name: str) -> pd.DataFrame:
     bw, bh = np.rint(df["Width"] / scale), np.rint(df["Height"] / scale)
     height, width = shape
     df["touches_edge"] = ((bx <= 0) | (by <= 0) | (bx + bw >= width) | (by + bh >= height)).astype(bool)
+    df["unit"] = pd.Series(["pixel" if pw_nm is None else "nm"] * n, dtype=object)
     return df[list(COLUMNS)]
 
 
@@ -122,7 +123,8 @@ def measure_imagej(mask, pixel_size_m=None, connectivity=8, include_holes=False,
     -------
     DataFrame
         One row per particle in ImageJ's order, columns :data:`COLUMNS`. ``FeretX``/``FeretY`` are
-        pixel-corner coordinates even when calibrated (as in ImageJ). ``df.attrs`` records
+        pixel-corner coordinates even when calibrated (as in ImageJ); ``unit`` (``"nm"`` or
+        ``"pixel"``) is on every row. ``df.attrs`` records
         ``unit``, ``pixel_size_m``, ``connectivity``, ``include_holes`` (as applied),
         ``exclude_edges``, ``backend``, ``imagej_version``, ``imagej_source`` (jar or Fiji
         directory) and ``seconds`` (ParticleAnalyzer time).
@@ -192,7 +194,8 @@ def compare_tables(reference, other, rtol=1e-6, atol=1e-9, angle_atol=1e-4) -> p
     -------
     DataFrame
         Indexed by column: ``max_abs``, ``max_rel`` (relative to ``max(|a|, |b|)``) and
-        ``n_outside`` (values out of tolerance). The ``image`` column counts mismatching strings.
+        ``n_outside`` (values out of tolerance). The ``image`` and ``unit`` columns count
+        mismatching strings.
 
     Raises
     ------
@@ -203,7 +206,7 @@ def compare_tables(reference, other, rtol=1e-6, atol=1e-9, angle_atol=1e-4) -> p
         raise InputError(f"particle counts differ: {len(reference)} vs {len(other)}")
     rows = {}
     for col in COLUMNS:
-        if col == "image":
+        if col in TEXT_COLUMNS:
             bad = int((reference[col].astype(str).to_numpy() != other[col].astype(str).to_numpy()).sum())
             rows[col] = (float(bad > 0), float(bad > 0), bad)
             continue

@@ -123,7 +123,8 @@ def measure(mask_or_labels, pixel_size_m=None, connectivity=8, include_holes=Fal
         Circ., AR, Round, Solidity, Feret, FeretAngle, MinFeret, FeretX, FeretY, Major, Minor,
         Angle, X, Y, BX, BY, Width, Height; BioVoxxel's FeretAR (Feret/MinFeret), Compact
         (sqrt(4·Area/π)/Major) and Extent (Area/(Width·Height)); then ``image``, ``label``,
-        ``ECD`` (sqrt(4·Area/π)) and ``touches_edge``. For a mask, ``label`` is the row number
+        ``ECD`` (sqrt(4·Area/π)), ``touches_edge`` and ``unit`` (``"nm"`` or ``"pixel"``, the
+        unit of the row's lengths). For a mask, ``label`` is the row number
         1..n, as in ImageJ's results table (it equals the particle's value in
         :func:`label_particles`' output unless ``exclude_edges`` dropped particles); for a label
         image it is the particle's value in that image.
@@ -234,7 +235,7 @@ def _attrs(unit, pixel_size_m):
 
 
 def _dtype(column):
-    return {"image": object, "label": np.int64, "touches_edge": bool,
+    return {"image": object, "unit": object, "label": np.int64, "touches_edge": bool,
             "FeretX": np.int64, "FeretY": np.int64}.get(column, np.float64)
 
 
@@ -285,6 +286,7 @@ def _assemble(count, minx, maxx, miny, maxy, geo, ell, values, touches, pw, unit
             "label": values.astype(np.int64),
             "ECD": extra["ECD"],
             "touches_edge": touches.astype(bool),
+            "unit": pd.Series([unit] * len(area), dtype=object),
         })
     df.attrs.update(_attrs(unit, pixel_size_m))
     return df
