@@ -322,6 +322,49 @@ def test_inputs_folders_globs_and_lists(tmp_path):
     assert res.exit_code == 1 and "give either workers" in res.output and "Traceback" not in res.output
 
 
+def test_outputs_are_never_inputs(tmp_path):
+    """gather_images leaves out what a run wrote: files a run_manifest.json above them lists, the
+    mask/labels/probability names beside one, and anything inside out_dir; with a warning."""
+    from tio2fiji.checks import ResultWarning
+
+    d = tmp_path / "data"
+    (d / "results" / "plots").mkdir(parents=True)
+    for rel in ("a.tif", "results/a_mask.tif", "results/a_labels.tif", "results/plots/a_overlay.png",
+                "results/b_prob.tif", "results/mine.tif", "new/x.tif"):
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_bytes(b"x")
+    (d / "results" / MANIFEST).write_text(json.dumps({"format": 1, "runs": {"analyze": {
+        "files": {"a_mask.tif": {}, "a_labels.tif": {}}, "planned": ["plots/a_overlay.png"]}}}))
+    names = lambda ps: [p.relative_to(d).as_posix() for p in ps]  # noqa: E731
+    with pytest.warns(ResultWarning, match=r"4 file\(s\) left out of the inputs: tio2fiji's outputs"):
+        # b_prob.tif: not listed, but a name tio2fiji writes beside a manifest; mine.tif stays
+        assert names(gather_images([d])) == ["a.tif", "new/x.tif", "results/mine.tif"]
+    with pytest.warns(ResultWarning, match=r"5 file\(s\) left out"):
+        assert names(gather_images([d], out_dir=d / "new")) == ["a.tif", "results/mine.tif"]
+    with pytest.raises(InputError, match=r"results: no image files matching \*_\*\.tif \(3 file\(s\) that "
+                                         r"tio2fiji wrote left out\)"):
+        gather_images([d / "results"], glob="*_*.tif")
+
+
+@pytest.mark.slow
+def test_out_inside_the_input_folder_twice_gives_the_same_rows(tmp_path, example_images):
+    """Issue 31 round two: a second ``analyze D --out D/results`` read the first run's label image,
+    mask and plots as SEM images: 385 rows (the labels' 108 and the mask's 146 particles beside the
+    image's 131), then exit 1 on the plots. Now both runs give the image's 131 rows."""
+    d = tmp_path / "D"
+    d.mkdir()
+    shutil.copy(example_images[0], d)
+    tables = []
+    for _ in range(2):
+        res = CliRunner().invoke(main, ["analyze", str(d), "--out", str(d / "results"), "--model", "default",
+                                        "--method", "clark-evans", "--threads", "1"])
+        assert res.exit_code == 0, res.output
+        tables.append(pd.read_csv(d / "results" / "particles.csv"))
+    assert "left out of the inputs" in res.output and "1908248_labels.tif" in res.output
+    assert len(tables[0]) > 100 and set(tables[1]["image"]) == {example_images[0].name}
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
 def test_absolute_glob_inside_the_folder_is_its_relative_pattern_else_one_line(tmp_path):
     """Before: ``--glob /abs/*.tif`` ended in pathlib's NotImplementedError traceback."""
     d = tmp_path / "data"

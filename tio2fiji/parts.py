@@ -27,10 +27,10 @@ from .checks import warn_result
 from .columns import mixed_units
 from .distribution import distribution_table
 from .errors import InputError, OutputError
-from .io import IMAGE_SUFFIXES, atomic_write, file_sha256, write_csv, write_json
+from .io import IMAGE_SUFFIXES, MANIFEST, atomic_write, file_sha256, read_manifest, write_csv, write_json
 from .summary import SUMMARY_COLUMNS, pooled_statistics
 
-__all__ = ["PLOTS", "MAX_PANELS", "gather_images", "panel_positions", "write_part", "read_part",
+__all__ = ["PLOTS", "MAX_PANELS", "WRITTEN_SUFFIXES", "gather_images", "panel_positions", "write_part", "read_part",
            "reusable_part", "merge_parts", "pooled_sizes"]
 
 #: The summary plots of a run: file name -> caption.
@@ -45,10 +45,20 @@ PLOTS = {"area_violin.png": "Particle area per image (thesis Fig. 34)",
 #: larger run show these images too (evenly spaced over the input order, first and last included).
 MAX_PANELS = 24
 _PART_FORMAT = 1
+#: Files tio2fiji writes beside a run's manifest that are never SEM images (even when the manifest
+#: does not list them: a run that died before it finished).
+WRITTEN_SUFFIXES = ("_mask.tif", "_labels.tif", "_prob.tif")
 
 
-def gather_images(items=(), glob=None, from_list=None) -> list:
-    """The image files of a run: files as given, folders searched, a list file read.
+def gather_images(items=(), glob=None, from_list=None, out_dir=None) -> list:
+    """The image files of a run: files as given, folders searched, a list file read; never the
+    outputs of a run.
+
+    A file inside ``out_dir``, or one that tio2fiji wrote (listed in the ``run_manifest.json`` of
+    a folder above it, or named ``*_mask.tif``, ``*_labels.tif``, ``*_prob.tif`` beside such a
+    manifest: :data:`WRITTEN_SUFFIXES`), is left out, and a
+    :class:`~tio2fiji.checks.ResultWarning` says how many and which: a second ``analyze D --out
+    D/results`` reads the images of ``D``, not the first run's masks, labels and plots.
 
     Parameters
     ----------
@@ -64,18 +74,21 @@ def gather_images(items=(), glob=None, from_list=None) -> list:
         A text file of image paths, one per line (blank lines and ``#`` comments skipped; relative
         paths are relative to the list's folder), so that many thousands of paths never meet the
         command line's length limit.
+    out_dir : path, optional
+        The run's output folder: nothing inside it is an input.
 
     Returns
     -------
     list of Path
-        De-duplicated (the same file twice is analysed once), files before the folders' contents
-        in the order given.
+        De-duplicated (the same file twice is analysed once), in the order given (a folder's
+        contents sorted), outputs left out.
 
     Raises
     ------
     InputError
-        A folder without matching files, an unreadable list, an absolute ``glob`` outside a
-        folder, a ``glob`` that is no pattern (empty, ``**`` inside a name), or nothing at all.
+        A folder without matching files (outputs left out), an unreadable list, an absolute
+        ``glob`` outside a folder, a ``glob`` that is no pattern (empty, ``**`` inside a name), or
+        nothing at all.
     """
     given = [Path(p) for p in items]
     if from_list is not None:
@@ -87,7 +100,8 @@ def gather_images(items=(), glob=None, from_list=None) -> list:
                              f"paths, one per line.") from exc
         given += [p if p.is_absolute() else lst.parent / p
                   for p in (Path(t.strip()) for t in lines if t.strip() and not t.lstrip().startswith("#"))]
-    out, seen = [], set()
+    out, seen, skipped = [], set(), []
+    written = _Outputs(out_dir)
     for p in given:
         if p.is_dir():
             pattern = _folder_pattern(p, glob) if glob is not None else None
@@ -97,20 +111,71 @@ def gather_images(items=(), glob=None, from_list=None) -> list:
             except (ValueError, NotImplementedError) as exc:
                 raise InputError(f"--glob {glob!r}: not a file pattern ({exc}); give one such as "
                                  f"--glob '*.tif' or --glob '**/*.tif'.") from None
-            if not found:
+            outputs = [f for f in found if written.holds(f)]
+            if not found or len(outputs) == len(found):
                 want = glob or f"{', '.join('*' + s for s in IMAGE_SUFFIXES)} in any subfolder"
-                raise InputError(f"{p}: no image files matching {want}; check the folder or --glob "
-                                 f"(e.g. --glob '**/*.tif').")
+                but = f" ({len(outputs)} file(s) that tio2fiji wrote left out)" if outputs else ""
+                raise InputError(f"{p}: no image files matching {want}{but}; check the folder or "
+                                 f"--glob (e.g. --glob '**/*.tif').")
         else:
             found = [p]
         for f in found:
             key = os.path.normpath(os.path.abspath(f))  # cheaper than resolve() for 100,000s of paths
-            if key not in seen:
-                seen.add(key)
+            if key in seen:
+                continue
+            seen.add(key)
+            if written.holds(f):
+                skipped.append(f)
+            else:
                 out.append(f)
+    if skipped:
+        shown = ", ".join(str(f) for f in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        warn_result(f"{len(skipped)} file(s) left out of the inputs: tio2fiji's outputs (inside --out, "
+                    f"or written by a run whose {MANIFEST} is above them): {shown}")
     if not out:
         raise InputError("no images given: name image files or folders, or --from-list FILE.")
     return out
+
+
+class _Outputs:
+    """Which files are a run's outputs (see :func:`gather_images`); manifests read once per folder."""
+
+    def __init__(self, out_dir=None):
+        self.out_dir = None if out_dir is None else os.path.normpath(os.path.abspath(out_dir))
+        self._listed = {}
+
+    def _manifest(self, folder: str):
+        """The relative paths that ``folder``'s manifest lists (every run's files and planned
+        files), an empty set for a manifest it cannot read, None without a manifest."""
+        if folder not in self._listed:
+            listed = None
+            if os.path.isfile(os.path.join(folder, MANIFEST)):
+                try:
+                    runs = read_manifest(folder)["runs"].values()
+                    listed = {str(rel) for run in runs if isinstance(run, dict)
+                              for key in ("files", "planned") for rel in (run.get(key) or ())}
+                except OutputError:
+                    listed = set()
+            self._listed[folder] = listed
+        return self._listed[folder]
+
+    def holds(self, path) -> bool:
+        """Whether ``path`` is inside the output folder or a file tio2fiji wrote."""
+        full = os.path.normpath(os.path.abspath(path))
+        if self.out_dir is not None and full.startswith(self.out_dir + os.sep):
+            return True
+        folder = os.path.dirname(full)
+        above = folder
+        while True:
+            listed = self._manifest(above)
+            if listed is not None:
+                rel = Path(os.path.relpath(full, above)).as_posix()
+                if rel in listed or (above == folder and full.endswith(WRITTEN_SUFFIXES)):
+                    return True
+            parent = os.path.dirname(above)
+            if parent == above:
+                return False
+            above = parent
 
 
 def _folder_pattern(folder, glob) -> str:
