@@ -45,3 +45,30 @@ def test_info_page_option(tmp_path):
     assert res.exit_code == 1 and "--page K" in res.output
     res = CliRunner().invoke(main, ["info", "--page", "1", str(p)])
     assert res.exit_code == 0 and "9x8 uint8" in res.output
+
+
+def test_help_lists_every_command_without_importing_them():
+    """``tio2fiji --help`` lists every command with its own short help, in a process that imports
+    neither torch nor a command module (issue 29: a fast start)."""
+    import subprocess
+    import sys
+
+    import click
+
+    from tio2fiji.cli import main
+    from tio2fiji.cli._groups import COMMANDS, DATASET_COMMANDS, TRAIN_COMMANDS
+
+    code = ("import sys; from click.testing import CliRunner; from tio2fiji.cli import main; "
+            "r = CliRunner().invoke(main, ['--help']); print(r.output); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('tio2fiji.cli._') "
+            "and m not in ('tio2fiji.cli._groups', 'tio2fiji.cli._common')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.rstrip().endswith("[]")  # nothing heavy was imported to list the commands
+    for name in [*COMMANDS, "train", "dataset"]:
+        assert f"\n  {name} " in out
+    # the short help listed is each command's own (the table cannot drift from the docstrings)
+    ctx = click.Context(main)
+    for group, table in ((main, COMMANDS), (main.get_command(ctx, "train"), TRAIN_COMMANDS),
+                         (main.get_command(ctx, "dataset"), DATASET_COMMANDS)):
+        for name, (_, short) in table.items():
+            assert group.get_command(ctx, name).get_short_help_str(10 ** 6) == short, name

@@ -17,7 +17,9 @@ BAD_NUMBERS = ("abc", "-1", "nan", "inf", "-inf", "1e999")
 
 
 def _commands(group=main, prefix=()):
-    for name, cmd in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # commands are imported lazily (get_command)
+        cmd = group.get_command(ctx, name)
         if isinstance(cmd, click.Group):
             yield from _commands(cmd, prefix + (name,))
         else:

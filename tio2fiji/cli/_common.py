@@ -7,10 +7,10 @@ import warnings
 from pathlib import Path
 
 import click
+from click.utils import make_default_short_help
 
 from ..checks import DOMAINS, ResultWarning, check_option, domain_message
 from ..errors import InputError, Tio2FijiError
-from ..imagej import BACKENDS
 
 # library functions are imported by the commands that use them, so that `tio2fiji info` does not
 # load torch; the option choices come from the library's own definitions
@@ -61,6 +61,45 @@ class _Group(click.Group):
                     ctx.exit(1)
         finally:  # outside the recording: warnings passed on must not land in the list being read
             _echo_warnings(caught)
+
+
+class _LazyGroup(_Group):
+    """A group whose commands are imported when one of them is run (or its own ``--help`` asked
+    for), not to list them: ``tio2fiji --help`` and ``tio2fiji info`` start without torch, the
+    JVM bridge or the distribution's compiled kernels.
+
+    ``lazy`` maps a command's name to ``(module, one-line help)``; the module (relative to
+    ``tio2fiji.cli``) registers the command on this group when imported. The one-line help is what
+    the group's ``--help`` lists; ``tests/test_cli.py`` checks it against the command's own.
+    """
+
+    def __init__(self, *args, lazy=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in self.lazy:
+            import importlib
+
+            importlib.import_module(self.lazy[name][0], "tio2fiji.cli")
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.commands.get(name)
+            if cmd is not None and cmd.hidden:
+                continue
+            limit = formatter.width - 6 - max(map(len, self.list_commands(ctx)))
+            text = (cmd.get_short_help_str(limit) if cmd is not None
+                    else make_default_short_help(self.lazy[name][1], limit))
+            rows.append((name, text))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 # the training commands' --overwrite (engine.check_run_folder: without it or --resume a run folder is refused)
@@ -144,6 +183,8 @@ def _mask_options(f):
     f = click.option("--images", "images_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
                      help="Folder of the SEM images: each mask's calibration and data bar come from the "
                           "image with the same name (mask suffix _m/_mask removed).")(f)
+    from ..imagej import BACKENDS  # here, not at the top: `tio2fiji --help` and `info` need no ImageJ bridge
+
     f = click.option("--backend", type=click.Choice(BACKENDS), default="native",
                      show_default=True)(f)
     f = click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,

@@ -1,5 +1,6 @@
 """The command group ``main`` (``tio2fiji``) and its subgroups ``dataset`` and ``train``: the
-command modules register on these, and this module imports none of them."""
+command modules register on these when a command of theirs is run (:class:`._common._LazyGroup`),
+and this module imports none of them."""
 
 from __future__ import annotations
 
@@ -8,12 +9,42 @@ import logging
 import click
 
 from .. import __version__
-from ._common import _Group
+from ._common import _LazyGroup
 
-__all__ = ["main", "dataset_group", "train_group"]
+__all__ = ["main", "dataset_group", "train_group", "COMMANDS", "TRAIN_COMMANDS", "DATASET_COMMANDS"]
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+#: Every command: its module (registers it when imported) and its short help (the first sentence
+#: of its docstring, as click takes it; ``tests/test_cli.py`` keeps the two equal).
+COMMANDS = {
+    "analyze": ("._analyze", "Segment SEM IMAGES (files or folders), measure every particle, test their spatial "
+                             "distribution, and write particles.csv, distribution.csv, summary.csv (per image a "
+                             "row of all particles and one of the complete ones), plots/ and report.html."),
+    "demo": ("._analyze", "The main job on the bundled example images: 'tio2fiji analyze' with the bundled model."),
+    "distribution": ("._measure", "Test whether the particles of MASKS are clustered, random or regular; writes "
+                                  "distribution.csv."),
+    "evaluate": ("._segment", "Score a model on image/mask pairs; writes metrics.json and per_image.csv."),
+    "export": ("._segment", "Export the U-Net for bioimage.io consumers (deepImageJ, ilastik, ...), or a U-Net or "
+                            "Mask R-CNN as ONNX (PyTorch's side of the ONNX check runs on --device)."),
+    "info": ("._inspect", "Print size, type, calibration (its value, vendor tag or entry and reader), data-bar "
+                          "height and the recorded magnification and beam energy of SEM IMAGES."),
+    "measure": ("._measure", "Measure every particle of MASKS as ImageJ's Analyze Particles does; writes "
+                             "particles.csv (with complete_score and complete: whether a particle is whole, not "
+                             "partly hidden or cut)."),
+    "segment": ("._segment", "Segment SEM IMAGES into particle masks, label images and (optionally) ROI sets."),
+}
+TRAIN_COMMANDS = {
+    "border": ("._train", "Train a border U-Net (particle mask + where touching particles meet) on DATA_DIR "
+                          "(practical mode)."),
+    "maskrcnn": ("._train", "Train a Mask R-CNN (thesis Table 3) on DATA_DIR (written by 'tio2fiji dataset build')."),
+    "star": ("._train", "Train a star-convex U-Net (particle mask, object probability, rays) on DATA_DIR "
+                        "(practical mode)."),
+    "unet": ("._train", "Train a U-Net on DATA_DIR (written by 'tio2fiji dataset build')."),
+}
+DATASET_COMMANDS = {"build": ("._dataset", "Write 256x256 tiles, the seeded split (split.json) and COCO annotations.")}
+
+
+@click.group(cls=_LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tio2fiji")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the library decides.")
 def main(verbose):
@@ -24,12 +55,12 @@ def main(verbose):
     logging.getLogger("tifffile").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
-@main.group("dataset")
+@main.group("dataset", cls=_LazyGroup, lazy=DATASET_COMMANDS)
 def dataset_group():
     """Training data from image/mask folders."""
 
 
-@main.group("train")
+@main.group("train", cls=_LazyGroup, lazy=TRAIN_COMMANDS)
 def train_group():
     """Train a segmentation network."""
 
