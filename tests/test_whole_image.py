@@ -159,3 +159,29 @@ def test_bfloat16_on_the_cpu_returns_float32_maps_close_to_float32(model):
     d = np.abs(bf - ref)
     # bfloat16 keeps 8 bits of mantissa: close, not equal (the full numbers: benchmarks/infer_speed.py)
     assert 0 < d.mean() < 0.02
+
+
+def test_onnx_graph_is_cached_on_disk_by_model_file(tmp_path, monkeypatch):
+    """A second run starts without exporting (issue 29): the graph is read from the cache folder,
+    checked against its digest, exported again when damaged, never used for changed weights."""
+    import tio2fiji.models.onnx as O
+
+    monkeypatch.setenv("TIO2FIJI_CACHE", str(tmp_path))
+    exports = []
+    real = O.onnx_graph
+    monkeypatch.setattr(O, "onnx_graph", lambda m: exports.append(1) or real(m))
+    torch.set_num_threads(1)
+    img = read_sem(Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM" / "1908248.tif").analysed
+    first = predict_probability(load_model("default"), img, mode="whole")
+    assert len(exports) == 1 and len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+    second = predict_probability(load_model("default"), img, mode="whole")  # a new process would load anew
+    assert len(exports) == 1 and np.array_equal(first, second)
+    graph = next((tmp_path / "onnx").glob("*.onnx"))
+    graph.write_bytes(graph.read_bytes()[:1000])  # damaged: exported again, same numbers
+    assert np.array_equal(predict_probability(load_model("default"), img, mode="whole"), first)
+    assert len(exports) == 2
+    model = load_model("default")
+    with torch.no_grad():
+        model.segmentation_head[0].bias.add_(1.0)  # weights no longer the file's: not from the cache
+    changed = predict_probability(model, img, mode="whole")
+    assert len(exports) == 3 and not np.allclose(changed, first)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..instances import BORDER_DEFAULTS, BORDER_WIDTH, STAR_DEFAULTS, STAR_MODES, WATERSHED_DEFAULTS
-from ..io import atomic_write
+from ..io import atomic_write, file_sha256
 from .maskrcnn import build_from_config as _build_maskrcnn_from_config
 from .maskrcnn import is_maskrcnn
 from .unet import build_unet
@@ -220,8 +220,13 @@ def load_model(path="default", device="cpu"):
         what = (f"Mask R-CNN configuration {cfg.get('config')}" if cfg.get("arch") == "maskrcnn"
                 else f"a U-Net with encoder {cfg.get('encoder')}")
         raise InputError(f"{where}: weights do not fit {what} ({exc}).") from exc
+    if not isinstance(path, dict):
+        # which file the weights came from: the ONNX graph cache is keyed by it (models.onnx)
+        info = {**info, "file_sha256": file_sha256(where)}
     model.tio2fiji_info = info
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    info["loaded_versions"] = [p._version for p in model.parameters()]
+    return model
 
 
 def model_arch(model) -> str:

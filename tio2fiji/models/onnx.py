@@ -12,12 +12,18 @@ building the PyTorch network, importing segmentation-models-pytorch or tracing i
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
 import threading
 import warnings
 import weakref
+from pathlib import Path
 
 import torch
+
+from ..io import atomic_write
 
 #: The ONNX opset of every graph tio2fiji writes (these sessions and the exported files).
 ONNX_OPSET = 17
@@ -45,6 +51,46 @@ def onnx_graph(model) -> bytes:
     return buf.getvalue()
 
 
+def cache_dir() -> Path:
+    """Where exported graphs are kept between runs: ``$TIO2FIJI_CACHE``, else
+    ``$XDG_CACHE_HOME/tio2fiji`` (``~/.cache/tio2fiji``), subfolder ``onnx``."""
+    root = os.environ.get("TIO2FIJI_CACHE")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tio2fiji"
+    return Path(root) / "onnx"
+
+
+def cached_graph(model) -> bytes:
+    """:func:`onnx_graph` of a network loaded from a model file, kept on disk between runs.
+
+    The file is named by the model file's SHA-256, the ONNX opset and the torch version, written
+    atomically with the graph's own SHA-256 beside it, and used only when that digest matches (a
+    damaged or half-copied file is exported again). A network whose weights changed since it was
+    loaded, or that came from no file, is exported in memory as before.
+    """
+    info = getattr(model, "tio2fiji_info", None) or {}
+    sha, loaded = info.get("file_sha256"), info.get("loaded_versions")
+    if not sha or loaded != [p._version for p in model.parameters()]:
+        return onnx_graph(model)
+    path = cache_dir() / f"{sha[:40]}-opset{ONNX_OPSET}-torch{torch.__version__.replace('+', '_')}.onnx"
+    check = path.with_suffix(".json")
+    try:
+        graph = path.read_bytes()
+        if json.loads(check.read_text())["sha256"] == hashlib.sha256(graph).hexdigest():
+            return graph
+    except (OSError, ValueError, KeyError):
+        pass  # not there yet, or damaged: export again
+    graph = onnx_graph(model)
+    try:
+        atomic_write(path, lambda p: Path(p).write_bytes(graph))
+        atomic_write(check, lambda p: Path(p).write_text(json.dumps(
+            {"sha256": hashlib.sha256(graph).hexdigest(), "model_sha256": sha, "opset": ONNX_OPSET,
+             "torch": torch.__version__})))
+    except Exception:  # noqa: BLE001  (a read-only or full cache folder only costs the next run an export)
+        pass
+    return graph
+
+
 def _session(graph: bytes, threads: int):
     import onnxruntime
 
@@ -57,7 +103,8 @@ def _session(graph: bytes, threads: int):
 def onnx_session(model, threads: int | None = None):
     """An ONNX Runtime session (CPU) of ``model``'s logits, built once per model and cached.
 
-    The graph is :func:`onnx_graph` of the network, held in memory. The cache is keyed by the
+    The graph is :func:`cached_graph` of the network (exported once per model file and kept on
+    disk), held in memory. The cache is keyed by the
     thread count and the parameters' in-place version counters, so weights changed after the
     export (a training step, ``load_state_dict``) build a new graph instead of using stale ones.
     The cache is a weak mapping from the model (not an attribute of it), so a model stays
@@ -79,7 +126,7 @@ def onnx_session(model, threads: int | None = None):
         cached = _SESSIONS.get(model)
         if cached is not None and cached[0] == key:
             return cached[1]
-        session = _session(onnx_graph(model), threads)
+        session = _session(cached_graph(model), threads)
         _SESSIONS[model] = (key, session)
     return session
 
@@ -114,7 +161,7 @@ class OnnxUNet(torch.nn.Module):
         if isinstance(model, cls):
             return model
         with _EXPORTING:
-            graph = onnx_graph(model)
+            graph = cached_graph(model)
         return cls(graph, getattr(model, "tio2fiji_info", None))
 
     def session(self, threads: int | None = None):
