@@ -69,7 +69,9 @@ def normalize_for_network(image: np.ndarray, bits: int | None = None) -> np.ndar
     * other unsigned integers: divided by ``2**bits - 1``. ``bits`` defaults to the smallest of
       8, 10, 12, 14, 16 that holds the image's maximum, so 12-bit detector data stored in 16-bit
       containers are not squeezed into the bottom sixteenth of the range.
-    * floats already in ``[0, 1]`` are kept; other floats are min-max scaled.
+    * floats already in ``[0, 1]`` are kept; integer-valued floats up to 65535 are the 8- or
+      16-bit signal they hold (as :func:`tio2fiji.io.read_sem` reads float files); any other float
+      image is refused (never min-max stretched: that would change the signal the network saw).
     """
     img = np.asarray(image)
     if img.dtype == np.uint8:
@@ -87,9 +89,10 @@ def normalize_for_network(image: np.ndarray, bits: int | None = None) -> np.ndar
     lo, hi = float(img.min()), float(img.max())
     if lo >= 0.0 and hi <= 1.0:
         return img
-    if hi == lo:
-        return np.zeros_like(img)
-    return (img - lo) / (hi - lo)
+    if lo >= 0.0 and hi <= 65535.0 and np.array_equal(img, np.round(img)):  # io._pixels.float_signal's rule
+        return normalize_for_network(img.astype(np.uint8 if hi <= 255.0 else np.uint16), bits)
+    raise InputError(f"float image with values from {lo:g} to {hi:g}: neither a [0, 1] signal nor "
+                     f"integers 0-65535; convert it to 8- or 16-bit first.")
 
 
 def _scaled_float32(img: np.ndarray, scale: float, block: int = 2 ** 18) -> np.ndarray:

@@ -92,7 +92,7 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
     kept in parts/ as it finishes; a rerun into the same --out skips the finished images."""
     from ..analyze import analyze_images, gather_images
 
-    images = gather_images(images, glob=pattern, from_list=from_list)
+    images = gather_images(images, glob=pattern, from_list=from_list, out_dir=out_dir)
     _fail_early_if_none_readable(images)
     if threads and workers is None and scheduler is None:
         import torch
