@@ -44,7 +44,7 @@ def particles(model, path, scale):
     seg = segment(model, sem, scale=scale)
     ecd_nm = ecd_of_labels(seg.labels) * sem.pixel_size_m * 1e9
     return {"count": int(seg.labels.max()), "median_ecd_nm": float(np.median(ecd_nm)) if ecd_nm.size else float("nan"),
-            "pixel_size_nm": sem.pixel_size_m * 1e9, "scale": seg.info.get("scale")}
+            "pixel_size_nm": sem.pixel_size_m * 1e9, "scale_info": seg.info.get("scale")}
 
 
 def main(argv=None):

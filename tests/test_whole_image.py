@@ -185,3 +185,39 @@ def test_onnx_graph_is_cached_on_disk_by_model_file(tmp_path, monkeypatch):
         model.segmentation_head[0].bias.add_(1.0)  # weights no longer the file's: not from the cache
     changed = predict_probability(model, img, mode="whole")
     assert len(exports) == 3 and not np.allclose(changed, first)
+
+
+def test_int8_graph_from_a_stored_calibration(tmp_path, monkeypatch):
+    """A model file that stores its int8 calibration runs as an int8 ONNX graph by default (issue
+    29): the same particles within a few, the float path still on demand, the graph cached."""
+    import tio2fiji.models.onnx as O
+    from tio2fiji.models.checkpoint import export_model, load_checkpoint
+    from tio2fiji.models.device import choose_engine
+    from tio2fiji.transforms import normalize_for_network
+
+    monkeypatch.setenv("TIO2FIJI_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    img = read_sem(Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM" / "1908252.tif").analysed
+    x = normalize_for_network(img)
+    crops = np.stack([x[None, y:y + 256, c:c + 256] for y, c in ((0, 0), (200, 500), (400, 700))])
+    base = load_model("default")
+    calibration = O.int8_calibration(base, crops)
+    assert "data" in calibration
+    # the bundled file's weights with the calibration stored beside them
+    ck = {"model": base.state_dict(), "model_config": load_checkpoint("default")["model_config"]}
+    path = export_model(ck, tmp_path / "int8.pt", weights="int8", int8_calibration=calibration)
+    model = load_model(path)
+    assert choose_engine(model, "cpu", "auto", False) == "onnx-int8"
+    assert choose_engine(base, "cpu", "auto", False) == "onnx"
+    with pytest.raises(InputError, match="int8 calibration"):
+        choose_engine(base, "cpu", "onnx-int8", False)
+    f32 = segment(model, img, engine="onnx")
+    i8 = segment(model, img)
+    assert i8.info["engine"] == "onnx-int8" and f32.info["engine"] == "onnx"
+    assert np.mean(f32.mask != i8.mask) < 0.005  # pixels that change side
+    assert abs(int(i8.labels.max()) - int(f32.labels.max())) <= 0.03 * f32.labels.max()
+    quantized = []
+    real = O._quantize
+    monkeypatch.setattr(O, "_quantize", lambda *a: quantized.append(1) or real(*a))
+    again = segment(load_model(path), img)  # a new load: the int8 graph comes from the cache
+    assert not quantized and np.array_equal(again.labels, i8.labels)

@@ -632,9 +632,10 @@ def _graph_for_workers(net, workers, device):
     """
     if workers is not None and device is not None and device.type != "cpu":
         return None
-    if choose_engine(net, "cpu", "auto", False) != "onnx":
+    engine = choose_engine(net, "cpu", "auto", False)
+    if not engine.startswith("onnx"):
         return None
-    return OnnxUNet.from_model(net)
+    return OnnxUNet.from_model(net, int8=engine == "onnx-int8")
 
 
 def _worker_network(job, device):

@@ -426,21 +426,27 @@ def scaled_shape(shape, factor: float) -> tuple:
     return tuple(max(1, int(round(n * float(factor)))) for n in shape)
 
 
+#: :func:`resample_image` smooths before shrinking by more than this factor (beyond the scales the
+#: models support: ``tio2fiji.predict.SCALE_RANGE``).
+ANTIALIAS_ABOVE = 4.0
+
+
 def resample_image(image, shape) -> np.ndarray:
     """A gray image resampled to ``shape`` (cubic), in its own dtype (integers rounded and clipped
     to their range).
 
-    Shrinking by more than 2× is smoothed first (skimage's Gaussian anti-aliasing) so that detail
-    finer than the new pixels does not alias; up to 2× the cubic kernel alone is used: SEM images
-    are oversampled, and on the BAM images a Gaussian there cost 4 % of the particles of a 2×
-    copy brought back (131 -> 126 on example 1908248; 131 without it).
+    Up to :data:`ANTIALIAS_ABOVE` (4×) the cubic kernel alone shrinks: on the BAM test images
+    magnified 2× and 3× (cubic) and brought back, skimage's Gaussian anti-aliasing cost 0-4 % (2×)
+    and 4-11 % (3×) of the particles and moved the median size by up to 9 %, the cubic kernel
+    alone 0-0.4 % and 1 % (``benchmarks/scale_bam.py``). Beyond 4× the Gaussian is applied, so that
+    detail much finer than the new pixels does not alias.
     """
     from skimage.transform import resize
 
     img = np.asarray(image)
     shrink = max(img.shape[0] / shape[0], img.shape[1] / shape[1])
-    out = resize(img.astype(np.float64), shape, order=3, mode="reflect", anti_aliasing=shrink > 2.0 + 1e-9,
-                 preserve_range=True)
+    out = resize(img.astype(np.float64), shape, order=3, mode="reflect",
+                 anti_aliasing=shrink > ANTIALIAS_ABOVE + 1e-9, preserve_range=True)
     return _restore_dtype(out, img.dtype)
 
 

@@ -320,7 +320,8 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
                  threshold: float | None = None, score_threshold: float | None = None,
                  watershed: dict | None = None, star: dict | None = None, border: dict | None = None,
                  max_overlap: float | None = None, rpn_nms_thresh: float | None = None,
-                 pixel_size_m: float | None = None, train_ecd: dict | None = None) -> Path:
+                 pixel_size_m: float | None = None, train_ecd: dict | None = None,
+                 int8_calibration: str | None = None) -> Path:
     """Write a compact inference file from a training checkpoint, atomically.
 
     Parameters
@@ -361,6 +362,9 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
     train_ecd : dict, optional
         The sizes of the training particles (e.g. ``training.particle_sizes``), recorded so that
         users can see which particles the model saw.
+    int8_calibration : str, optional
+        The activation ranges of :func:`tio2fiji.models.onnx.int8_calibration`: with it the U-Net
+        runs as an int8 graph on the CPU by default (``engine="auto"``).
 
     The post-processing parameters not given are the checkpoint's, else the defaults
     (:func:`model_postprocessing`); all of them are stored in the file's ``model_config``.
@@ -409,6 +413,8 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         cfg["pixel_size_m"] = float(pixel_size_m)
     if train_ecd is not None:
         cfg["train_ecd"] = dict(train_ecd)
+    if int8_calibration is not None:
+        cfg["int8_calibration"] = str(int8_calibration)
     post = _postprocessing(cfg)
     cfg["threshold"] = post["threshold"]
     if cfg.get("arch") == "maskrcnn":

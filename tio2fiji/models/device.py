@@ -98,28 +98,43 @@ def use_amp(device, amp=None) -> bool:
     return (torch.device(device).type == "cuda") if amp is None else bool(amp)
 
 
+#: The forward-pass engines (:func:`choose_engine`).
+ENGINES = ("auto", "torch", "onnx", "onnx-int8")
+
+
 def choose_engine(model, device, engine, amp):
-    """What runs the forward passes of :mod:`tio2fiji.predict`: ``"onnx"`` (ONNX Runtime,
-    measured faster for the U-Net on the CPU: ``benchmarks/infer_speed.py``) or ``"torch"``.
+    """What runs the forward passes of :mod:`tio2fiji.predict`: ``"onnx-int8"`` (ONNX Runtime,
+    the int8 graph of a model file that stores its calibration), ``"onnx"`` (ONNX Runtime, float32;
+    measured faster than PyTorch for the U-Net on the CPU: ``benchmarks/infer_speed.py``) or
+    ``"torch"``.
 
     ``"auto"`` takes ONNX Runtime for tio2fiji's U-Nets (smp's, whose export is exact) on the CPU
-    without mixed precision, when it is installed; any other module runs in PyTorch (a traced
-    graph would freeze its Python logic). ``"onnx"`` on CUDA or with ``amp`` is refused. An
-    :class:`~tio2fiji.models.onnx.OnnxUNet` (an exported graph) runs only with ONNX Runtime."""
-    if engine not in ("auto", "torch", "onnx"):
-        raise InputError(f"engine must be 'auto', 'torch' or 'onnx', not {engine!r}.")
+    without mixed precision, when it is installed, in int8 when the model file stores an int8
+    calibration (``model_config["int8_calibration"]``, chosen on the validation images), else
+    float32; any other module runs in PyTorch (a traced graph would freeze its Python logic).
+    ``"onnx"``/``"onnx-int8"`` on CUDA or with ``amp`` is refused, ``"onnx-int8"`` for a model
+    without a calibration too. An :class:`~tio2fiji.models.onnx.OnnxUNet` (an exported graph)
+    runs only with ONNX Runtime, in the precision it was exported in."""
+    if engine not in ENGINES:
+        raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}.")
     cpu = torch.device(device).type == "cpu"
     if isinstance(model, OnnxUNet):  # an exported graph has no PyTorch network to run
         if not cpu or amp or engine == "torch":
-            raise InputError("this network is an ONNX graph: it runs on the CPU in float32 with ONNX "
-                             "Runtime; load the model file for PyTorch, CUDA or mixed precision.")
-        return "onnx"
-    if engine == "onnx" and (not cpu or amp):
-        raise InputError("engine 'onnx' runs on the CPU in float32; use device='cpu' and amp=False, "
-                         "or engine='torch'.")
+            raise InputError("this network is an ONNX graph: it runs on the CPU with ONNX Runtime; load "
+                             "the model file for PyTorch, CUDA or mixed precision.")
+        return "onnx-int8" if model.tio2fiji_info.get("onnx_precision") == "int8" else "onnx"
+    if engine.startswith("onnx") and (not cpu or amp):
+        raise InputError(f"engine {engine!r} runs on the CPU without mixed precision; use device='cpu' and "
+                         f"amp=False, or engine='torch'.")
+    calibrated = bool(((getattr(model, "tio2fiji_info", None) or {}).get("model_config") or {})
+                      .get("int8_calibration"))
+    if engine == "onnx-int8" and not calibrated:
+        raise InputError("engine 'onnx-int8' needs a model file that stores its int8 calibration; this one "
+                         "does not (use 'onnx' or 'auto').")
     if engine == "auto":
         smp = any(c.__module__.startswith("segmentation_models_pytorch") for c in type(model).__mro__)
-        engine = "onnx" if smp and cpu and not amp and importlib.util.find_spec("onnxruntime") else "torch"
+        onnx = smp and cpu and not amp and importlib.util.find_spec("onnxruntime")
+        engine = ("onnx-int8" if calibrated else "onnx") if onnx else "torch"
     return engine
 
 

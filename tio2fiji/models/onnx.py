@@ -21,6 +21,7 @@ import warnings
 import weakref
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..io import atomic_write
@@ -60,19 +61,21 @@ def cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
-def cached_graph(model) -> bytes:
+def cached_graph(model, make=None, kind: str = "f32") -> bytes:
     """:func:`onnx_graph` of a network loaded from a model file, kept on disk between runs.
 
     The file is named by the model file's SHA-256, the ONNX opset and the torch version, written
     atomically with the graph's own SHA-256 beside it, and used only when that digest matches (a
     damaged or half-copied file is exported again). A network whose weights changed since it was
-    loaded, or that came from no file, is exported in memory as before.
+    loaded, or that came from no file, is exported in memory as before. ``make(model)`` makes
+    another ``kind`` of graph (:func:`int8_graph`) under the same rules.
     """
+    make = make or onnx_graph
     info = getattr(model, "tio2fiji_info", None) or {}
     sha, loaded = info.get("file_sha256"), info.get("loaded_versions")
     if not sha or loaded != [p._version for p in model.parameters()]:
-        return onnx_graph(model)
-    path = cache_dir() / f"{sha[:40]}-opset{ONNX_OPSET}-torch{torch.__version__.replace('+', '_')}.onnx"
+        return make(model)
+    path = cache_dir() / f"{sha[:40]}-{kind}-opset{ONNX_OPSET}-torch{torch.__version__.replace('+', '_')}.onnx"
     check = path.with_suffix(".json")
     try:
         graph = path.read_bytes()
@@ -80,7 +83,7 @@ def cached_graph(model) -> bytes:
             return graph
     except (OSError, ValueError, KeyError):
         pass  # not there yet, or damaged: export again
-    graph = onnx_graph(model)
+    graph = make(model)
     try:
         atomic_write(path, lambda p: Path(p).write_bytes(graph))
         atomic_write(check, lambda p: Path(p).write_text(json.dumps(
@@ -89,6 +92,59 @@ def cached_graph(model) -> bytes:
     except Exception:  # noqa: BLE001  (a read-only or full cache folder only costs the next run an export)
         pass
     return graph
+
+
+#: Static int8 quantization of the U-Net (ONNX Runtime, QDQ): per-channel int8 weights, uint8
+#: activations whose ranges were calibrated on training crops (``int8_calibration``) and are stored
+#: in the model file. 2.5x faster than float32 on this project's CPU (AVX-512 VNNI).
+INT8_SETTINGS = {"format": "QDQ", "per_channel": True, "activations": "QUInt8", "weights": "QInt8",
+                 "calibration": "MinMax"}
+
+
+def _quantize(graph: bytes, calibration: str | None, crops=None):
+    """``(int8 graph bytes, calibration cache JSON)`` of a float graph, through ONNX Runtime's
+    ``quantize_static``: ranges from ``calibration`` (a cache written by an earlier call) or
+    measured on ``crops`` (``(N, 1, H, W)`` float32 network inputs)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class _Crops(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"x": np.ascontiguousarray(c[None], np.float32)} for c in crops])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory(prefix="tio2fiji-int8-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmp = Path(tmp)
+        (tmp / "f32.onnx").write_bytes(graph)
+        quant_pre_process(str(tmp / "f32.onnx"), str(tmp / "pre.onnx"))
+        cache = tmp / "calibration.json"
+        if calibration is not None:
+            cache.write_text(calibration)
+        quantize_static(str(tmp / "pre.onnx"), str(tmp / "int8.onnx"), None if calibration else _Crops(),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibration_cache_path=str(cache))
+        return (tmp / "int8.onnx").read_bytes(), cache.read_text()
+
+
+def int8_calibration(model, crops) -> str:
+    """The int8 activation ranges of ``model`` measured on ``crops`` (``(N, 1, H, W)`` float32
+    network inputs, e.g. training crops): the text :func:`int8_graph` needs, stored in the model
+    file (``export_model(int8_calibration=...)``)."""
+    return _quantize(onnx_graph(model), None, crops)[1]
+
+
+def int8_graph(model) -> bytes:
+    """The int8 graph of a network whose model file stores its calibration
+    (``model_config["int8_calibration"]``), kept on disk as :func:`cached_graph` keeps the float
+    one. Raises ``KeyError`` when the model stores none."""
+    cfg = (getattr(model, "tio2fiji_info", None) or {}).get("model_config") or {}
+    calibration = cfg["int8_calibration"]
+    return cached_graph(model, lambda m: _quantize(cached_graph(m), calibration)[0], "int8")
 
 
 def _session(graph: bytes, threads: int):
@@ -100,7 +156,7 @@ def _session(graph: bytes, threads: int):
     return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
-def onnx_session(model, threads: int | None = None):
+def onnx_session(model, threads: int | None = None, int8: bool = False):
     """An ONNX Runtime session (CPU) of ``model``'s logits, built once per model and cached.
 
     The graph is :func:`cached_graph` of the network (exported once per model file and kept on
@@ -116,17 +172,19 @@ def onnx_session(model, threads: int | None = None):
         In eval mode, on the CPU.
     threads : int, optional
         ONNX Runtime's intra-op threads; default ``torch.get_num_threads()``.
+    int8 : bool
+        The int8 graph (:func:`int8_graph`) instead of the float32 one.
     """
     threads = int(threads or torch.get_num_threads())
     if isinstance(model, OnnxUNet):
         return model.session(threads)
     params = list(model.parameters())
-    key = (threads, tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
+    key = (threads, bool(int8), tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
     with _EXPORTING:
         cached = _SESSIONS.get(model)
         if cached is not None and cached[0] == key:
             return cached[1]
-        session = _session(cached_graph(model), threads)
+        session = _session(int8_graph(model) if int8 else cached_graph(model), threads)
         _SESSIONS[model] = (key, session)
     return session
 
@@ -156,13 +214,15 @@ class OnnxUNet(torch.nn.Module):
         self._sessions: dict = {}
 
     @classmethod
-    def from_model(cls, model) -> OnnxUNet:
-        """Export a PyTorch U-Net (:func:`onnx_graph`) with its description."""
+    def from_model(cls, model, int8: bool = False) -> OnnxUNet:
+        """Export a PyTorch U-Net (:func:`cached_graph`, or :func:`int8_graph`) with its description."""
         if isinstance(model, cls):
             return model
         with _EXPORTING:
-            graph = cached_graph(model)
-        return cls(graph, getattr(model, "tio2fiji_info", None))
+            graph = int8_graph(model) if int8 else cached_graph(model)
+        info = dict(getattr(model, "tio2fiji_info", None) or {})
+        info["onnx_precision"] = "int8" if int8 else "float32"
+        return cls(graph, info)
 
     def session(self, threads: int | None = None):
         """The ONNX Runtime session of the graph with ``threads`` intra-op threads (default

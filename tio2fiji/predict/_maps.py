@@ -47,8 +47,8 @@ def _forward_maps(model, x, device, outputs, ray_scale, amp, engine):
     import torch
 
     with torch.no_grad():
-        if engine == "onnx":
-            logits = torch.from_numpy(onnx_session(model).run(None, {"x": x})[0])
+        if engine.startswith("onnx"):
+            logits = torch.from_numpy(onnx_session(model, int8=engine == "onnx-int8").run(None, {"x": x})[0])
         else:
             with autocast(device, amp):
                 logits = model(to_device(x, device))
@@ -261,10 +261,12 @@ def predict_probability(model, image, tile: int = TILE, overlap: int = 64, batch
     amp : bool, optional
         Mixed precision (autocast): float16 on CUDA, bfloat16 on the CPU. Default: on for CUDA,
         off on the CPU. The maps returned are float32 either way.
-    engine : {"auto", "torch", "onnx"}
+    engine : {"auto", "torch", "onnx", "onnx-int8"}
         What runs the forward passes: ``"onnx"`` is ONNX Runtime on the CPU (the network exported
-        once per model and cached, :func:`tio2fiji.models.onnx.onnx_session`), ``"torch"``
-        PyTorch; ``"auto"`` takes ONNX Runtime on the CPU without ``amp``, else PyTorch.
+        once per model file and cached, :func:`tio2fiji.models.onnx.onnx_session`), ``"onnx-int8"``
+        its int8 graph (a model file that stores its calibration), ``"torch"`` PyTorch; ``"auto"``
+        takes ONNX Runtime on the CPU without ``amp`` (int8 when the model stores a calibration),
+        else PyTorch (:func:`tio2fiji.models.device.choose_engine`).
 
     Returns
     -------
