@@ -96,6 +96,8 @@ def run(data_dir: Path, split_path: Path, model: str, write: Path | None, out: P
         ecd_p, ecd_g = ecd_of_labels(seg.labels), ecd_of_labels(lab)
         per_image.append({"image": ident, "manual": int(lab.max()), "manual_complete": int(comp.sum()),
                           "predicted": int(seg.labels.max()), "predicted_complete": int(pred_complete.sum()),
+                          "count_error_complete":
+                              abs(int(pred_complete.sum()) - int(comp.sum())) / max(int(comp.sum()), 1),
                           "median_ecd_error_all": _median_error(ecd_p, ecd_g),
                           "median_ecd_error_complete": _median_error(ecd_p[pred_complete], ecd_g[comp]),
                           "median_ecd_bias_complete_vs_all_manual":
@@ -110,6 +112,7 @@ def run(data_dir: Path, split_path: Path, model: str, write: Path | None, out: P
                                      "recall": float(found.sum() / max(comp.sum(), 1))},
         "median_ecd_error_all": float(np.nanmean([r["median_ecd_error_all"] for r in per_image])),
         "median_ecd_error_complete": float(np.nanmean([r["median_ecd_error_complete"] for r in per_image])),
+        "count_error_complete": float(np.mean([r["count_error_complete"] for r in per_image])),
         "per_image": per_image, "model": str(model), "threshold": clf["threshold"], "validation_f1": val_f1,
     }
     if write is not None:
