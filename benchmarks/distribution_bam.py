@@ -11,7 +11,7 @@ mask folder itself, e.g. ``../shared/data/bam-tio2``. For every mask:
 1. **UEPs**: :func:`tio2fiji.distribution.ultimate_points` (native) against ImageJ's own
    *Ultimate Points* (``EDM`` plugin, run in a JVM): count, same pixels, same 8-bit values.
 2. **BioVoxxel**: the native :func:`biovoxxel_test` on the UEPs' centroids against the ImageJ
-   macro ``macros/BioVoxxel_Particle_Distribution.ijm`` run by ImageJ on ImageJ's UEP image, both
+   macro ``tio2fiji/macros/BioVoxxel_Particle_Distribution.ijm`` run by ImageJ on ImageJ's UEP image, both
    uncalibrated (pixels) and calibrated (nm centroids, area in pixels, as BioVoxxel): T, df,
    critical t, test and classification.
 3. **Verdicts** on the analysed area (the mask without the 64-row data bar, 1024 x 704 px):

@@ -1,4 +1,4 @@
-"""The ImageJ macros in ``macros/`` run in the real ImageJ and give the native route's numbers.
+"""The ImageJ macros in ``tio2fiji/macros/`` run in the real ImageJ and give the native route's numbers.
 
 ImageJ 1.x runs as its own process, ``java -jar ij.jar -batch DRIVER.ijm``, under Xvfb: the macros
 use menu commands (Analyze Particles, Ultimate Points, the ROI Manager), which need a display and
@@ -31,7 +31,7 @@ from tio2fiji.io import pixel_size_nm, read_mask, read_sem, write_mask
 from tio2fiji.particles import measure
 
 ROOT = Path(__file__).resolve().parent.parent
-MACROS = ROOT / "macros"
+MACROS = ROOT / "tio2fiji" / "macros"
 ANALYSIS = MACROS / "TiO2_Particle_Analysis.ijm"
 SEGMENT = MACROS / "TiO2_Segment.ijm"
 BIOVOXXEL = MACROS / "BioVoxxel_Particle_Distribution.ijm"
@@ -61,7 +61,7 @@ def _imagej_command():
     return [xvfb, "-a", "-s", "-screen 0 1280x1024x24", java, "-Xmx2g"], jar
 
 
-def run_imagej(driver: str, workdir: Path, timeout: float = 120) -> str:
+def run_imagej(driver: str, workdir: Path, timeout: float = 120, imagej_dir=None) -> str:
     """Run macro code in a fresh ImageJ under Xvfb; return its Log window's text.
 
     ImageJ runs with its GUI (``-macro``), not in ``-batch`` mode: a macro called with
@@ -75,7 +75,8 @@ def run_imagej(driver: str, workdir: Path, timeout: float = 120) -> str:
     log_path = workdir / "imagej-log.txt"
     path.write_text(driver + f"\nFile.saveString(getInfo(\"log\"), {ijm(log_path)});\n"
                     'run("Quit");\n', encoding="utf-8")
-    cmd = prefix + [f"-Duser.home={home}", "-jar", str(jar), "-macro", str(path)]
+    where = [f"-Dplugins.dir={imagej_dir}"] if imagej_dir is not None else []  # its plugins/ folder
+    cmd = prefix + [f"-Duser.home={home}", *where, "-jar", str(jar), "-macro", str(path)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
     except subprocess.TimeoutExpired as err:
@@ -327,7 +328,7 @@ def test_distribution_code_is_shared_with_biovoxxel_macro(first, last):
 
 
 def test_library_finds_the_biovoxxel_macro():
-    # biovoxxel_test_imagej runs this file (package data, else the source tree's macros/)
+    # biovoxxel_test_imagej runs this file (package data)
     assert D.macro_path().read_bytes() == BIOVOXXEL.read_bytes()
 
 
@@ -468,3 +469,75 @@ def test_segment_macro_with_real_cli(tmp_path):
     for suffix in ("_mask.tif", "_labels.tif", "_rois.zip", "_scores.csv"):
         assert (out / f"1908248{suffix}").is_file(), suffix
     check_rois_against_labels(tmp_path, out / "1908248_labels.tif", PIXEL, log)
+
+
+# --------------------------------------------------------------------------------------------
+# tio2fiji install-macros: the shipped macros into a Fiji.app / ImageJ folder
+# --------------------------------------------------------------------------------------------
+
+def _imagej_folder(tmp_path) -> Path:
+    """An ImageJ 1.x folder as a user has one: ij.jar beside plugins/."""
+    app = tmp_path / "ImageJ"
+    (app / "plugins").mkdir(parents=True)
+    (app / "ij.jar").symlink_to(find_ij_jar())
+    return app
+
+
+def test_install_macros_refuses_what_is_not_imagej_and_a_changed_file(tmp_path):
+    from click.testing import CliRunner
+
+    from tio2fiji.cli import main
+
+    res = CliRunner().invoke(main, ["install-macros", str(tmp_path)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.output.strip().splitlines() == [
+        f"error: {tmp_path}: is not a Fiji or ImageJ installation (no jars/ij-*.jar or ij.jar beside a "
+        f"plugins/ folder); give the Fiji.app folder (or an ImageJ 1.x folder)."]
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    fiji = tmp_path / "Fiji.app"  # a Fiji.app: jars/ij-<version>.jar
+    (fiji / "jars").mkdir(parents=True)
+    (fiji / "plugins").mkdir()
+    (fiji / "jars" / "ij-1.54f.jar").write_bytes(b"")
+    res = CliRunner().invoke(main, ["install-macros", str(fiji)])
+    assert res.exit_code == 0, res.output
+    for name in ("TiO2_Particle_Analysis.ijm", "TiO2_Segment.ijm", "BioVoxxel_Particle_Distribution.ijm"):
+        assert f"written: {fiji / 'plugins' / 'Macros' / name}" in res.output
+        assert (fiji / "plugins" / "Macros" / name).read_bytes() == (MACROS / name).read_bytes()
+    mine = fiji / "plugins" / "Macros" / "TiO2_Segment.ijm"
+    mine.write_text("// my own edit\n")
+    res = CliRunner().invoke(main, ["install-macros", str(fiji)])
+    assert res.exit_code == 1 and "--overwrite" in res.output and len(res.output.strip().splitlines()) == 1
+    assert mine.read_text() == "// my own edit\n"  # a user's edit is not replaced unasked
+    res = CliRunner().invoke(main, ["install-macros", str(fiji), "--overwrite"])
+    assert res.exit_code == 0 and f"replaced: {mine}" in res.output and "unchanged: " in res.output
+    assert mine.read_bytes() == (MACROS / "TiO2_Segment.ijm").read_bytes()
+
+
+def test_installed_macros_are_imagej_menu_commands(tmp_path):
+    """After ``tio2fiji install-macros``, a fresh ImageJ lists the macros as commands and runs the
+    particle analysis from its menu entry: 2 particles of 24 and 9 pixels on a drawn mask."""
+    from click.testing import CliRunner
+
+    from tio2fiji.cli import main
+
+    app = _imagej_folder(tmp_path)
+    res = CliRunner().invoke(main, ["install-macros", str(app)])
+    assert res.exit_code == 0, res.output
+    work = tmp_path / "work"
+    work.mkdir()
+    log = run_imagej("""
+List.setCommands;
+print("analysis=" + List.get("TiO2 Particle Analysis"));
+print("biovoxxel=" + List.get("BioVoxxel Particle Distribution"));
+print("segment=" + List.get("TiO2 Segment"));
+newImage("m", "8-bit black", 40, 30, 1);
+makeRectangle(5, 5, 6, 4); run("Set...", "value=255");
+makeRectangle(20, 10, 3, 3); run("Set...", "value=255");
+run("Select None");
+run("TiO2 Particle Analysis", "data_bar=0 include=0 exclude=0 distribution=0");
+print("areas=" + getResult("Area", 0) + "," + getResult("Area", 1));
+""", work, imagej_dir=app)
+    for key, name in (("analysis", "TiO2_Particle_Analysis"), ("biovoxxel", "BioVoxxel_Particle_Distribution"),
+                      ("segment", "TiO2_Segment")):
+        assert f'{key}=ij.plugin.Macro_Runner("Macros/{name}.ijm")' in log, log
+    assert "areas=24,9" in log, log

@@ -36,7 +36,7 @@ run("Set... ", "zoom=50"); setLocation(0, 0);
 open("$ROOT/examples/data/masks/1908248_m.tif");
 run("Properties...", "unit=nm pixel_width=7.34375 pixel_height=7.34375");
 run("Set... ", "zoom=50"); setLocation(525, 0);
-r = runMacro("$ROOT/macros/TiO2_Particle_Analysis.ijm", "data_bar=64");
+r = runMacro("$ROOT/tio2fiji/macros/TiO2_Particle_Analysis.ijm", "data_bar=64");
 wait(2000);
 run("Capture Screen");
 saveAs("PNG", "$ROOT/docs/screenshots/particle_analysis.png");
@@ -47,7 +47,7 @@ cat > "$WORK/segment.ijm" <<IJM
 open("$ROOT/examples/data/SEM/1908252.tif");
 sem = getImageID();
 run("Set... ", "zoom=50"); setLocation(0, 0);
-r = runMacro("$ROOT/macros/TiO2_Segment.ijm", "exe=[$ROOT/.venv/bin/tio2fiji] model=default separate=auto out=[$WORK/out]");
+r = runMacro("$ROOT/tio2fiji/macros/TiO2_Segment.ijm", "exe=[$ROOT/.venv/bin/tio2fiji] model=default separate=auto out=[$WORK/out]");
 selectImage(substring(r, indexOf(r, "labels_title=") + 13));
 run("Set... ", "zoom=50"); setLocation(525, 0);
 selectImage(sem); roiManager("Show All without labels");

@@ -156,10 +156,15 @@ def demo(ctx, data_dir, out_dir):
     every particle as ImageJ does, tests their spatial distribution, and writes the tables, plots
     and report.html to OUT.
     """
+    if data_dir is None and not (example_data_dir() / "SEM").is_dir():
+        # the example images (CC BY-NC-ND) are in the source repository, not in the wheel
+        raise Tio2FijiError("the example images are not installed with tio2fiji (they are in its source "
+                            "repository, examples/data); pass --data DIR, a folder with SEM/*.tif.")
     data_dir = data_dir or example_data_dir()
     images = sorted((data_dir / "SEM").glob("*.tif"))
     if not images:
-        raise Tio2FijiError(f"{data_dir}: no SEM/*.tif images found; pass --data DIR.")
+        raise Tio2FijiError(f"--data {data_dir}: no SEM/*.tif images found; pass --data DIR, a folder with "
+                            f"SEM/*.tif.")
     click.echo(f"== 1. SEM images in {data_dir / 'SEM'}")
     ctx.invoke(info, images=images, data_bar_rows=None, page=None)
     click.echo("\n== 2. Segment with the bundled model, measure, test the distribution, report")

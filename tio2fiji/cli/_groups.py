@@ -28,6 +28,8 @@ COMMANDS = {
                             "Mask R-CNN as ONNX (PyTorch's side of the ONNX check runs on --device)."),
     "info": ("._inspect", "Print size, type, calibration (its value, vendor tag or entry and reader), data-bar "
                           "height and the recorded magnification and beam energy of SEM IMAGES."),
+    "install-macros": ("._inspect", "Copy tio2fiji's ImageJ macros into the Fiji.app (or ImageJ) folder APP, under "
+                                    "plugins/Macros."),
     "measure": ("._measure", "Measure every particle of MASKS as ImageJ's Analyze Particles does; writes "
                              "particles.csv (with complete_score and complete: whether a particle is whole, not "
                              "partly hidden or cut)."),

@@ -1,4 +1,5 @@
-"""``tio2fiji info``: size, type, calibration and data bar of SEM images."""
+"""``tio2fiji info``: size, type, calibration and data bar of SEM images; ``tio2fiji install-macros``:
+the shipped ImageJ macros into a Fiji.app."""
 
 from __future__ import annotations
 
@@ -52,3 +53,24 @@ def info(images, data_bar_rows, page):
     if failed:
         click.echo(f"{failed} of {len(images)} image(s) could not be read", err=True)
         sys.exit(1)
+
+
+@main.command("install-macros")
+@click.argument("app", type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True,
+              help="Replace macro files of the same name that differ from tio2fiji's (an older "
+                   "tio2fiji's, or edited ones).")
+def install_macros(app, overwrite):
+    """Copy tio2fiji's ImageJ macros into the Fiji.app (or ImageJ) folder APP, under plugins/Macros.
+
+    After a restart of Fiji (or Help > Refresh Menus) they are under Plugins > Macros: TiO2
+    Particle Analysis, TiO2 Segment and BioVoxxel Particle Distribution.
+    """
+    from ..imagej import install_macros as install
+
+    done = install(app, overwrite=overwrite)
+    for path, how in done:
+        click.echo(f"{how}: {path}")
+    click.echo(f"{sum(how != 'unchanged' for _, how in done)} of {len(done)} macro(s) written to "
+               f"{Path(app) / 'plugins' / 'Macros'}; restart Fiji (or Help > Refresh Menus) to see them "
+               f"under Plugins > Macros.")

@@ -8,7 +8,7 @@ with the BioVoxxel "Particle Distribution (2D)" test applied to ImageJ's ultimat
   (:func:`ultimate_points`, a port of ``EDM.makeFloatEDM`` and ``MaximumFinder``), and through a
   real ImageJ (:func:`ultimate_points_imagej`);
 * reproduces the BioVoxxel test step by step (:func:`biovoxxel_test`), natively and as an ImageJ
-  macro (``macros/BioVoxxel_Particle_Distribution.ijm``, :func:`biovoxxel_test_imagej`), to
+  macro (``tio2fiji/macros/BioVoxxel_Particle_Distribution.ijm``, :func:`biovoxxel_test_imagej`), to
   check published numbers, **not** as a recommendation: it uses the expected nearest-neighbour
   distance (NND) as a variance, has no edge correction, and calls truly random patterns
   "clustering" (``docs/imagej-spec.md`` §B, §C);

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, Tio2FijiError
-from ..imagej import session
+from ..imagej import macro_file, session
 from ..io import pixel_size_nm
 from ._biovoxxel import _biovoxxel_tables
 from ._edm import _check_mask
@@ -54,14 +54,8 @@ def ultimate_points_imagej(mask, ij_jar=None):
 
 
 def macro_path() -> Path:
-    """Path of ``BioVoxxel_Particle_Distribution.ijm`` (package data, else the source tree)."""
-    name = "BioVoxxel_Particle_Distribution.ijm"
-    package = Path(__file__).resolve().parent.parent  # tio2fiji/, above tio2fiji/distribution/
-    for cand in (package / name, package / "macros" / name, package.parent / "macros" / name):
-        if cand.is_file():
-            return cand
-    raise Tio2FijiError(f"The ImageJ macro {name} was not found next to the package or in "
-                        f"{package.parent / 'macros'}; reinstall tio2fiji.")
+    """Path of ``BioVoxxel_Particle_Distribution.ijm`` (package data: ``tio2fiji/macros/``)."""
+    return macro_file("BioVoxxel_Particle_Distribution.ijm")
 
 
 def parse_macro_return(text: str) -> dict:
@@ -82,7 +76,7 @@ def biovoxxel_test_imagej(image, pixel_size_m=None, statistic="median", alpha=0.
                           java_student_bug=True, macro=None, ij_jar=None) -> dict:
     """Run the BioVoxxel procedure as an ImageJ macro in a real ImageJ, headless.
 
-    The macro (``macros/BioVoxxel_Particle_Distribution.ijm``) needs no BioVoxxel: it labels the
+    The macro (``tio2fiji/macros/BioVoxxel_Particle_Distribution.ijm``) needs no BioVoxxel: it labels the
     8-connected groups of nonzero pixels (what *Analyze Particles* does on the thresholded UEP
     image), takes their centroids and runs the test of :func:`biovoxxel_test`.
 

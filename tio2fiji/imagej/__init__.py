@@ -33,7 +33,8 @@ conversion, plugins and macros) instead of JPype and the lock.
 
 Layout: ``_jvm`` (finding Java and ImageJ, starting the JVM, pyimagej), ``_convert``
 (:func:`to_imageplus`, :func:`from_imageplus`), ``_measure`` (:func:`measure_imagej`,
-:func:`compare_tables`), ``_macro`` (:func:`run_macro`, :class:`MacroResult`) and ``_session``
+:func:`compare_tables`), ``_macro`` (:func:`run_macro`, :class:`MacroResult`; the shipped macros
+:data:`MACRO_FILES`, :func:`macro_file`, :func:`install_macros`) and ``_session``
 (:func:`session`, :class:`Session`).
 """
 
@@ -48,7 +49,7 @@ from ._jvm import (
     start_imagej,
     start_pyimagej,
 )
-from ._macro import MacroResult, run_macro
+from ._macro import INSTALL_DIR, MACRO_FILES, MacroResult, install_macros, macro_file, run_macro
 from ._measure import compare_tables, measure_imagej
 from ._session import Session, session
 
@@ -61,6 +62,8 @@ __all__ = [
     "COLUMNS",
     "ENV_IJ_JAR",
     "IMAGEJ_COLUMNS",
+    "INSTALL_DIR",
+    "MACRO_FILES",
     "MacroResult",
     "SYSTEM_IJ_JAR",
     "Session",
@@ -68,7 +71,9 @@ __all__ = [
     "find_ij_jar",
     "from_imageplus",
     "imagej_version",
+    "install_macros",
     "jvm_info",
+    "macro_file",
     "measure_imagej",
     "run_macro",
     "session",

@@ -1,12 +1,94 @@
-"""ImageJ 1.x macro code, run headless in the bridge's JVM."""
+"""ImageJ 1.x macro code, run headless in the bridge's JVM; the macros tio2fiji ships
+(``tio2fiji/macros/*.ijm``, package data) and their installation into a Fiji or ImageJ."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from ..errors import Tio2FijiError
+from ..errors import InputError, OutputError, Tio2FijiError
+from ..io import atomic_write
 from ._convert import to_imageplus
 from ._jvm import _lock, start_imagej
+
+#: The ImageJ macros tio2fiji ships, in ``tio2fiji/macros/`` (package data: in a wheel too).
+MACRO_FILES = ("TiO2_Particle_Analysis.ijm", "TiO2_Segment.ijm", "BioVoxxel_Particle_Distribution.ijm")
+#: Where :func:`install_macros` puts them in a Fiji.app or ImageJ folder: ImageJ lists ``.ijm``
+#: files with an underscore in a ``plugins/`` subfolder under *Plugins*, across restarts.
+INSTALL_DIR = "plugins/Macros"
+
+
+def macro_file(name: str) -> Path:
+    """Path of the shipped macro ``name`` (one of :data:`MACRO_FILES`) inside the installed package."""
+    if name not in MACRO_FILES:
+        raise InputError(f"{name!r} is not one of tio2fiji's macros ({', '.join(MACRO_FILES)}).")
+    path = Path(__file__).resolve().parent.parent / "macros" / name
+    if not path.is_file():
+        raise Tio2FijiError(f"The ImageJ macro {path} is missing from the installed tio2fiji; "
+                            f"reinstall tio2fiji.")
+    return path
+
+
+def _is_imagej_folder(folder: Path) -> bool:
+    """A Fiji.app (``jars/ij-*.jar``) or an ImageJ 1.x folder (``ij.jar``) with its ``plugins/``."""
+    has_jar = (folder / "ij.jar").is_file() or any((folder / "jars").glob("ij-*.jar")) \
+        or (folder / "jars" / "ij.jar").is_file()
+    return has_jar and (folder / "plugins").is_dir()
+
+
+def install_macros(app, overwrite: bool = False) -> list:
+    """Copy tio2fiji's macros (:data:`MACRO_FILES`) into a Fiji or ImageJ installation.
+
+    They go to ``app/plugins/Macros/`` (:data:`INSTALL_DIR`, created when missing), where Fiji and
+    ImageJ 1.x list them under *Plugins › Macros* after a restart (or *Help › Refresh Menus*).
+
+    Parameters
+    ----------
+    app : path
+        The ``Fiji.app`` folder (``jars/ij-*.jar``) or an ImageJ 1.x folder (``ij.jar``); both
+        with a ``plugins/`` folder.
+    overwrite : bool
+        Replace a file of the same name that differs from tio2fiji's (without it such a file
+        makes the call refuse before anything is written: it may be the user's own edit).
+
+    Returns
+    -------
+    list of (Path, str)
+        Each target and what happened: ``"written"``, ``"replaced"`` or ``"unchanged"`` (already
+        identical).
+
+    Raises
+    ------
+    InputError
+        ``app`` is not a Fiji/ImageJ installation, or a differing file is there and not
+        ``overwrite``.
+    OutputError
+        The folder cannot be written.
+    """
+    app = Path(app)
+    if not app.is_dir() or not _is_imagej_folder(app):
+        what = "does not exist" if not app.exists() else "is not a folder" if not app.is_dir() else \
+            "is not a Fiji or ImageJ installation (no jars/ij-*.jar or ij.jar beside a plugins/ folder)"
+        raise InputError(f"{app}: {what}; give the Fiji.app folder (or an ImageJ 1.x folder).")
+    target = app / INSTALL_DIR
+    plan = []
+    for name in MACRO_FILES:
+        data = macro_file(name).read_bytes()
+        dest = target / name
+        old = dest.read_bytes() if dest.is_file() else None
+        plan.append((dest, data, "written" if old is None else "unchanged" if old == data else "replaced"))
+    differ = [str(d) for d, _, how in plan if how == "replaced"]
+    if differ and not overwrite:
+        raise InputError(f"{', '.join(differ)}: differ from tio2fiji's macros (an older tio2fiji's, or "
+                         f"edited); give --overwrite to replace them, or move them away.")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError.from_os_error(target, exc) from exc
+    for dest, data, how in plan:
+        if how != "unchanged":
+            atomic_write(dest, lambda p, data=data: Path(p).write_bytes(data))
+    return [(dest, how) for dest, _, how in plan]
 
 
 @dataclass

@@ -22,8 +22,9 @@
 //   rois=1|0                write and load the ROI set (default 1)
 //   probability=1|0         also save the probability map (default 0)
 //
-// Install: Plugins > Macros > Install... (this file), then Plugins > Macros > TiO2 Segment; or
-// copy it to Fiji.app/macros and use Plugins > Macros > Run...
+// Install: `tio2fiji install-macros /path/to/Fiji.app` (copies the three macros to
+// Fiji.app/plugins/Macros: Plugins > Macros > TiO2 Segment, kept across restarts); or
+// Plugins > Macros > Install... (this file) until ImageJ quits.
 // Batch use: runMacro("/path/TiO2_Segment.ijm", "exe=[/path/tio2fiji] model=default separate=auto");
 
 macro "TiO2 Segment" {

@@ -40,8 +40,9 @@
 // BioVoxxel_Particle_Distribution.ijm, copied so that this file installs on its own; the test
 // suite checks that the two copies stay identical.
 //
-// Install: Plugins > Macros > Install... (this file), then Plugins > Macros > TiO2 Particle
-// Analysis; or copy it to Fiji.app/macros and use Plugins > Macros > Run... Batch use:
+// Install: `tio2fiji install-macros /path/to/Fiji.app` (copies the three macros to
+// Fiji.app/plugins/Macros: Plugins > Macros > TiO2 Particle Analysis, kept across restarts); or
+// Plugins > Macros > Install... (this file) until ImageJ quits. Batch use:
 //   runMacro("/path/TiO2_Particle_Analysis.ijm", "data_bar=64 include=0 exclude=0");
 
 macro "TiO2 Particle Analysis" {
