@@ -6,6 +6,7 @@ failures, calibration sources, progress and the ImageJ backend.
 """
 
 import hashlib
+import html
 import json
 import re
 
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 import tifffile
 from click.testing import CliRunner
+from scipy import ndimage
 from test_complete import use_tiny_classifier
 from test_report import browser_dom, table_rows
 
@@ -214,9 +216,34 @@ def test_an_image_nothing_calibrates_is_refused_unless_pixels_or_a_size_are_aske
     res = CliRunner().invoke(main, ["analyze", str(raw), "--out", str(tmp_path / "g"), "--threads", "1",
                                     "--pixel-size", "5nm"])
     assert res.exit_code == 0, res.output
-    assert "(calibration: given (the file has none))" in res.output and " nm [" in res.output
+    assert "(calibration: --pixel-size (the file's metadata has none))" in res.output and " nm [" in res.output
     meta = json.loads((tmp_path / "g" / "analysis.json").read_text())
     assert meta["images"][0]["pixel_size_m"] == pytest.approx(5e-9) and meta["options"]["pixel_size_m"] == 5e-9
+
+
+def test_pixel_size_overrides_the_files_calibration_and_says_so(tmp_path, crops):
+    """``--pixel-size 5nm`` on an image calibrated at 7.34375 nm (issue 31 round two, item 9): the
+    run measures at 5 nm (each particle's Area is its pixel count in the written label image times
+    25 nm²), and every output names the value it replaced (was: 7.34375 nm used, 5e-09 recorded)."""
+    cal, _ = crops
+    out = tmp_path / "o"
+    res = CliRunner().invoke(main, ["analyze", str(cal), "--out", str(out), "--threads", "1",
+                                    "--pixel-size", "5nm", "--method", "clark-evans"])
+    assert res.exit_code == 0, res.output
+    source = "--pixel-size (overrides the file's 7.34375 nm)"
+    assert f"(calibration: {source})" in res.output
+    meta = json.loads((out / "analysis.json").read_text())
+    (image,) = meta["images"]
+    assert image["pixel_size_m"] == 5e-9 == meta["options"]["pixel_size_m"]
+    assert image["pixel_size_source"] == source and image["calibration_where"] == "--pixel-size"
+    assert any("7.34375 nm (ImageJ) not used" in n for n in image["notes"])
+    table = pd.read_csv(out / "particles.csv")
+    labels = tifffile.imread(out / "crop_labels.tif")
+    # 4-connected particles include their holes (as ImageJ): the filled outline's pixels
+    pixels = [int(ndimage.binary_fill_holes(labels == lab).sum()) for lab in table["label"]]
+    assert len(table) > 10
+    np.testing.assert_allclose(table["Area"], np.array(pixels) * 25.0, rtol=1e-12)
+    assert html.escape(source) in (out / "report.html").read_text()
 
 
 def test_cli_analyze_bad_option_is_one_line(tmp_path, crops):

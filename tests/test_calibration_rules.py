@@ -179,7 +179,7 @@ def test_broken_cz_sem_pixel_size_is_an_error_naming_file_and_remedy(tmp_path, h
     assert "\n" not in str(err.value)
     # the remedy works: a given pixel size replaces the broken tag
     sem = read_sem(p, pixel_size_m=7e-9)
-    assert sem.pixel_size_m == 7e-9 and sem.pixel_size_source == "given"
+    assert sem.pixel_size_m == 7e-9 and sem.pixel_size_source == "--pixel-size (the file's calibration is not valid)"
     # metadata-only readers: strict by default, or the reason instead of a number
     with pytest.raises(InputError, match="CZ_SEM"):
         read_pixel_size(p)
@@ -213,7 +213,8 @@ def test_a_mask_with_a_broken_tag_still_reads_as_a_mask(tmp_path):
     # alone, the broken tag is the error (nothing else calibrates it), unless the size is given
     with pytest.raises(InputError, match="CZ_SEM tag gives the pixel size as 0 m"):
         load_mask_input(p)
-    assert load_mask_input(p, pixel_size_m=3e-9).calibration_source == "given"
+    assert load_mask_input(p, pixel_size_m=3e-9).calibration_source == \
+        "--pixel-size (the file's calibration is not valid)"
 
 
 def test_info_does_not_print_a_zero_pixel_size(tmp_path):

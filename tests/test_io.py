@@ -117,8 +117,11 @@ def test_uncalibrated_png_says_so(tmp_path):
 
 
 def test_given_pixel_size_overrides_metadata(example_images):
-    sem = read_sem(example_images[0], pixel_size_m=5e-9)
-    assert sem.pixel_size_m == 5e-9 and sem.pixel_size_source == "given"
+    sem = read_sem(example_images[0], pixel_size_m=5e-9)  # its CZ_SEM tag says 7.34375 nm
+    assert sem.pixel_size_m == 5e-9 and sem.pixel_size_source == "--pixel-size (overrides the file's 7.34375 nm)"
+    assert "the file's calibration 7.34375 nm (CZ_SEM) not used" in " ".join(sem.notes)
+    same = read_sem(example_images[0], pixel_size_m=7.34375e-9)
+    assert same.pixel_size_source == "--pixel-size (equal to the file's 7.34375 nm)"
 
 
 # ---------------------------------------------------------------- data bar

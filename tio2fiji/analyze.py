@@ -261,8 +261,9 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
     t0 = time.perf_counter()
     out_dir, plots_dir, ps = Path(job.out_dir), Path(job.out_dir) / "plots", None
     image_sha = file_sha256(path) if Path(path).is_file() else None
-    sem = calibrate_missing(read_sem(path, data_bar_rows=job.data_bar_rows), pixel_size_m=job.pixel_size_m,
-                            allow_pixels=job.allow_pixels)
+    # --pixel-size overrides the file's calibration (also a broken tag's), as in every command
+    sem = calibrate_missing(read_sem(path, data_bar_rows=job.data_bar_rows, pixel_size_m=job.pixel_size_m),
+                            pixel_size_m=job.pixel_size_m, allow_pixels=job.allow_pixels)
     seg = segment(net, sem, threshold=job.threshold, separate=job.separate, connectivity=job.connectivity,
                   tta=job.tta, scale=job.scale)
     labels = np.asarray(seg.labels)
@@ -459,8 +460,10 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         Height of the data bar of every image (0: none); detected per image when None
         (:func:`tio2fiji.io.detect_data_bar`). Recorded as ``options.data_bar_rows``.
     pixel_size_m : float, optional
-        Pixel size (metres) of the images whose file gives none, neither in its metadata nor in its
-        burned-in field width or scale bar (:func:`tio2fiji.io.calibrate_missing`).
+        Pixel size (metres) of every image: it overrides the file's calibration and burned-in bar,
+        as in every command; each image's ``pixel_size_source`` says what it replaced
+        (:func:`tio2fiji.io.given_source`). Without it, an image whose file has no calibration gets
+        its burned-in field width or scale bar (:func:`tio2fiji.io.calibrate_missing`).
     allow_pixels : bool
         Measure an image that nothing calibrates in pixels; without it such an image fails
         (listed in ``failures``) instead of silently turning nm into pixels.

@@ -42,6 +42,7 @@ from .io import (
     choose_calibration,
     file_sha256,
     find_image_for_mask,
+    given_source,
     mask_for_image,
     mask_or_labels,
     read_mask_or_labels,
@@ -274,7 +275,8 @@ def run_metadata(failures=(), backend=None, versions=None, **fields) -> dict:
 def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=None) -> MaskInput:
     """Read a mask and find its calibration and data bar.
 
-    The pixel size is ``pixel_size_m`` when given; else the stronger of the mask file's own
+    The pixel size is ``pixel_size_m`` when given (``calibration_source``:
+    :func:`tio2fiji.io.given_source`, the files' value it replaced); else the stronger of the mask file's own
     metadata and the paired SEM image's in ``images_dir`` (same name without ``_m``/``_mask``/...):
     :func:`tio2fiji.io.choose_calibration`, so the microscope's tag on the image beats anything on
     the mask. When a paired image has a data bar and the mask covers the whole frame, only the
@@ -285,7 +287,7 @@ def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=Non
     pixel_size_m = check_option("pixel_size_m", pixel_size_m)
     mask = read_mask_or_labels(mask_path, threshold=threshold)
     try:
-        ps, source = read_pixel_size(mask_path, strict=pixel_size_m is None)
+        ps, source = read_pixel_size(mask_path)
         mask_error = None
     except InputError as exc:  # a broken microscope tag on the mask: fatal only if nothing else calibrates
         ps, source = read_pixel_size(mask_path, strict=False)
@@ -304,10 +306,13 @@ def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=Non
         bar = sem.data_bar_rows
         ps, source = choose_calibration((sem.pixel_size_m, sem.pixel_size_source), (ps, source),
                                         image_path.name, mask_path.name)
+    if pixel_size_m is not None:  # the user's value overrides the files' (given_source: which one)
+        if image_path is not None:
+            ps = choose_calibration(read_pixel_size(image_path, strict=False),
+                                    read_pixel_size(mask_path, strict=False), image_path.name, mask_path.name)[0]
+        ps, source = float(pixel_size_m), given_source(pixel_size_m, ps, broken=ps is None and mask_error is not None)
     if mask_error is not None and ps is None:
         raise mask_error
-    if pixel_size_m is not None:
-        ps, source = float(pixel_size_m), "given"
     return MaskInput(name=mask_path.name, mask=mask, pixel_size_m=ps, calibration_source=source,
                      image_path=image_path, data_bar_rows=bar)
 

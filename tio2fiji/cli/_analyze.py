@@ -60,8 +60,9 @@ _LINES = 50
 @click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
               help="Height of the microscope's data bar (0: none); detected from each image when omitted.")
 @click.option("--pixel-size", default=None,
-              help="Pixel size (e.g. 7.3nm) of the images whose file gives none, neither in its metadata "
-                   "nor in its burned-in field width or scale bar.")
+              help="Pixel size (e.g. 7.3nm) of every image, overriding its metadata and burned-in bar (as "
+                   "in measure); the outputs name the value it replaced. Without it, an image without "
+                   "metadata gets its burned-in field width or scale bar.")
 @click.option("--allow-pixels", is_flag=True,
               help="Measure images that nothing calibrates in pixels, instead of refusing them.")
 @click.option("--glob", "pattern", default=None,

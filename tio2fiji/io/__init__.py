@@ -5,8 +5,9 @@ The rules that decide which numbers reach the analysis live here:
 * **Calibration** (physical pixel size, always in metres: ``pixel_size_m``) from the image's own
   metadata: the vendors' conventions through rosettasciio (:mod:`._vendor`), ImageJ, a TIFF
   resolution (:func:`read_calibration`); else none (lengths in pixels, and the source says why).
-  :func:`calibrate_missing` then reads the burned-in field width or scale bar (Tesseract), takes
-  the user's pixel size, or refuses physical units.
+  :func:`calibrate_missing` then reads the burned-in field width or scale bar (Tesseract), or
+  refuses physical units. The user's pixel size (``--pixel-size``) overrides every other source
+  in every command, and the source says what it replaced (:func:`given_source`).
   Every pixel size passes one plausibility rule (:func:`pixel_size_problem`): a broken microscope
   tag is an error, a print/screen dpi is never a calibration; :func:`calibration_rank` orders the
   sources (given > microscope tag > ImageJ > TIFF resolution). Pixels that are not square give no
@@ -33,12 +34,14 @@ The rules that decide which numbers reach the analysis live here:
 
 from ._annotations import detect_annotations, paint_out
 from ._calibration import (
+    GIVEN,
     NOT_SQUARE,
     PIXEL_SIZE_RANGE_M,
     RESOLUTION_MAX_PIXEL_M,
     CalibrationReading,
     calibration_rank,
     choose_calibration,
+    given_source,
     parse_length,
     pixel_size_nm,
     pixel_size_problem,
@@ -80,7 +83,7 @@ __all__ = [
     "read_calibration_details", "read_pixel_size_details", "read_vendor_axes",
     "LOCK", "MANIFEST", "RunFolder", "check_output_dir", "read_manifest",
     "NOT_SQUARE", "PIXEL_SIZE_RANGE_M", "RESOLUTION_MAX_PIXEL_M", "calibration_rank", "choose_calibration",
-    "pixel_size_problem",
+    "GIVEN", "given_source", "pixel_size_problem",
     "IMAGE_SUFFIXES", "MASK_SUFFIX", "SemImage", "analysed_area", "as_binary_mask", "atomic_write",
     "check_same_shape", "detect_data_bar", "file_sha256", "find_image_for_mask", "mask_for_image",
     "mask_from_array", "mask_or_labels", "pair_files", "parse_length", "pixel_size_nm", "read_calibration",

@@ -62,8 +62,11 @@ RESOLUTION_SOURCE = "TIFF XResolution"
 #: Calibrations set by the instrument's own software (rank 3, a broken value is an error).
 MICROSCOPE_SOURCES = ("CZ_SEM", "FEI_HELIOS", "FEI_SFEG", "JEOL SightX", "DigitalMicrograph", "TVIPS",
                       "Olympus SIS", "Velox EMD")
-_REMEDY = ("fix or remove the tag, or give the pixel size yourself (measure/distribution: --pixel-size "
-           "7.3nm; Python: pixel_size_m=)")
+_REMEDY = ("fix or remove the tag, or give the pixel size yourself (--pixel-size 7.3nm; Python: "
+           "pixel_size_m=)")
+#: The source of a pixel size the user gave (``--pixel-size``, ``pixel_size_m=``): it overrides the
+#: file's calibration in every command (:func:`given_source` says what it replaced).
+GIVEN = "--pixel-size"
 # ImageJ units that it copies from a TIFF resolution unit: such calibrations get the resolution rule.
 _IMAGEJ_RESOLUTION_UNITS = {"cm", "m", "meter", "metre"}
 #: In the source of a file whose pixels are not square (see the module docstring).
@@ -111,10 +114,26 @@ def pixel_size_problem(pixel_size_m, source: str = "given") -> str | None:
     return None
 
 
+def given_source(given_pixel_size_m, file_pixel_size_m=None, broken: bool = False) -> str:
+    """The source of a pixel size the user gave, saying what it replaced.
+
+    One rule for every command: the user's ``--pixel-size`` (``pixel_size_m=``) overrides the
+    file's calibration, and the outputs say so: ``"--pixel-size (overrides the file's 7.34375 nm)"``,
+    ``"--pixel-size (equal to the file's 7.34375 nm)"``, ``"--pixel-size (the file's metadata has
+    none)"`` or, ``broken``, ``"--pixel-size (the file's calibration is not valid)"``.
+    """
+    if file_pixel_size_m is None:
+        return f"{GIVEN} (the file's calibration is not valid)" if broken else f"{GIVEN} (the file's metadata has none)"
+    file_nm = f"{float(file_pixel_size_m) * 1e9:.6g} nm"
+    if math.isclose(float(given_pixel_size_m), float(file_pixel_size_m), rel_tol=1e-9):
+        return f"{GIVEN} (equal to the file's {file_nm})"
+    return f"{GIVEN} (overrides the file's {file_nm})"
+
+
 def calibration_rank(source: str) -> int:
     """How strong a calibration source is: given 4, microscope tag 3, ImageJ or a burned-in field
     width / scale bar 2, TIFF resolution 1, none 0."""
-    if source == "given":
+    if source == "given" or source.startswith(GIVEN):
         return 4
     if source in MICROSCOPE_SOURCES:
         return 3

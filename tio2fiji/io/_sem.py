@@ -21,7 +21,7 @@ import numpy as np
 from ..checks import warn_result
 from ..errors import InputError
 from ._annotations import MAX_ANNOTATION_FRACTION, detect_annotations
-from ._calibration import pixel_size_problem
+from ._calibration import GIVEN, given_source, pixel_size_problem
 from ._files import check_path
 from ._pixels import _check_2d, _read_raw, float_signal, gray_level
 
@@ -291,7 +291,8 @@ def read_sem(path, data_bar_rows: int | None = None, pixel_size_m: float | None 
     data_bar_rows : int, optional
         Height of the data bar; None detects it from the image content (:func:`detect_data_bar`).
     pixel_size_m : float, optional
-        Pixel size in metres, overriding the metadata.
+        Pixel size in metres, overriding the metadata (``pixel_size_source``:
+        :func:`tio2fiji.io.given_source`, what it replaced; a note names the file's value).
     page : int, optional
         Page of a multi-page TIFF to read. Without it, a stack of several full-resolution pages is
         refused rather than silently reduced to its first page.
@@ -318,7 +319,12 @@ def read_sem(path, data_bar_rows: int | None = None, pixel_size_m: float | None 
         if problem:
             raise InputError(f"{path}: the given pixel size {pixel_size_m!r} is not valid ({problem}); "
                              f"give it in metres (7.3 nm is 7.3e-9).")
-        ps, source = float(pixel_size_m), "given"
+        ps, source = float(pixel_size_m), given_source(pixel_size_m, meta["calibration"][0],
+                                                     broken=meta.get("calibration_error") is not None)
+        file_ps, file_source = meta["calibration"]
+        notes.append(f"pixel size {ps * 1e9:.6g} nm from --pixel-size; the file's calibration "
+                     + (f"{file_ps * 1e9:.6g} nm ({file_source}) not used" if file_ps is not None
+                        else f"none ({file_source.removeprefix('none: ')})"))
     elif meta.get("calibration_error") is not None:
         raise meta["calibration_error"]
     else:
@@ -359,7 +365,7 @@ def read_sem(path, data_bar_rows: int | None = None, pixel_size_m: float | None 
     return SemImage(data=arr, path=path, pixel_size_m=ps, pixel_size_source=source,
                     data_bar_rows=bar, data_bar_source=bar_source,
                     original_dtype=np.dtype(original_dtype), notes=notes,
-                    calibration_where="" if reading is None or source == "given" else reading.where,
+                    calibration_where=GIVEN if pixel_size_m is not None else "" if reading is None else reading.where,
                     magnification=getattr(reading, "magnification", None),
                     beam_energy_kv=getattr(reading, "beam_energy_kv", None),
                     annotation_mask=annotations if what else None, annotation_source=what)
