@@ -246,6 +246,56 @@ def test_pixel_size_overrides_the_files_calibration_and_says_so(tmp_path, crops)
     assert html.escape(source) in (out / "report.html").read_text()
 
 
+def test_a_rerun_with_other_images_keeps_the_earlier_ones_and_says_so(tmp_path, example_images):
+    """``analyze a.tif --out D`` where D holds a three-image run (issue 31 round two, item 11): the
+    other images' files stay, byte for byte, listed as kept and left out of this run's tables;
+    a.tif's kept result is not printed as if just analysed; a later run uses the kept parts."""
+    area = read_sem(example_images[0]).analysed
+    src = tmp_path / "sem"
+    src.mkdir()
+    for name, (r, c) in {"a": (250, 300), "b": (300, 480), "c": (450, 700)}.items():
+        tifffile.imwrite(src / f"{name}.tif", area[r:r + 200, c:c + 240], imagej=True,
+                         resolution=(1e-9 / PS, 1e-9 / PS), metadata={"unit": "nm"})
+    out = tmp_path / "D"
+    opts = ["--out", str(out), "--threads", "1", "--method", "clark-evans"]
+
+    def run(*names, extra=()):
+        res = CliRunner().invoke(main, ["analyze", *[str(src / n) for n in names], *opts, *extra])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    run("a.tif", "b.tif", "c.tif")
+    first = pd.read_csv(out / "particles.csv")
+    count = {n: int((first["image"] == n).sum()) for n in ("a.tif", "b.tif", "c.tif")}
+    assert min(count.values()) > 5, count
+    others = [f"{s}_{k}" for s in "bc" for k in ("mask.tif", "labels.tif")] + \
+        [f"parts/{s}.{k}" for s in "bc" for k in ("json", "csv")] + ["plots/b_overlay.png"]
+    before = {rel: hashlib.sha256((out / rel).read_bytes()).hexdigest() for rel in others}
+
+    text = run("a.tif")
+    # nothing of b and c is removed (was: all 9 of their files deleted)
+    assert {rel: hashlib.sha256((out / rel).read_bytes()).hexdigest() for rel in others} == before
+    assert ("kept 2 image(s) of an earlier run in this folder that are not in this run: b.tif, c.tif "
+            "(their parts, masks and labels stay; not in this run's tables)") in text
+    (line,) = re.findall(r"a\.tif: \d+ particles.*$", text, flags=re.M)  # after the progress bar
+    assert line.endswith("(calibration: ImageJ), kept from an earlier run (same image, model and options), "
+                         "not analysed now")  # was: ", 1.3 s", the first run's time
+    table = pd.read_csv(out / "particles.csv")
+    assert set(table["image"]) == {"a.tif"} and len(table) == count["a.tif"]
+    meta = json.loads((out / "analysis.json").read_text())
+    assert meta["run"]["kept_other_images"] == ["b.tif", "c.tif"] and meta["run"]["skipped_images"] == ["a.tif"]
+    total = re.search(r"in \S+ \((\d+) s\)$", text.strip().splitlines()[-1])
+    assert total and int(total.group(1)) == round(meta["seconds"])  # this run's time
+
+    # the kept parts stand for their images in a later run; an option that changes numbers redoes a
+    text = run("b.tif", "a.tif")
+    assert "skipped 2 image(s)" in text and len(pd.read_csv(out / "particles.csv")) == count["a.tif"] + count["b.tif"]
+    text = run("a.tif", extra=["--seed", "1"])
+    assert "analysed again: a.tif (its earlier results were made from another image, model or options)" in text
+    assert re.search(r"replaced \d+ file\(s\) of the earlier run", text)
+    assert all((out / rel).is_file() for rel in others)
+
+
 def test_cli_analyze_bad_option_is_one_line(tmp_path, crops):
     res = CliRunner().invoke(main, ["analyze", str(crops[0]), "--out", str(tmp_path / "o"),
                                     "--model", str(tmp_path / "nothing.pt")])

@@ -65,7 +65,7 @@ from .models.checkpoint import load_model, model_threshold, resolve_model
 from .models.device import choose_engine
 from .models.onnx import OnnxUNet
 from .particles import measure
-from .parts import MAX_PANELS, PLOTS, gather_images, merge_parts, panel_positions, reusable_part, write_part
+from .parts import MAX_PANELS, earlier_parts, gather_images, merge_parts, panel_positions, run_outputs, write_part
 from .predict import segment
 from .summary import summary_table
 
@@ -95,6 +95,14 @@ class AnalysisResult:
     skipped : list of str
         Names of the images whose parts of an earlier run were kept (same image bytes, model and
         options), not analysed again.
+    redone : list of str
+        Names of this run's images whose earlier parts could not stand for them (another image,
+        model or options, or ``force``): analysed again, their earlier files replaced.
+    kept_other : list of str
+        Images of an earlier run into the folder that are not in this run: their parts and files
+        are kept (never removed unasked), and left out of this run's tables.
+    removed : list of str
+        The earlier run's files removed before this run wrote its own (relative paths).
     files : dict
         Name -> path of every file written (CSV, JSON, plots, report).
     report : Path or None
@@ -107,6 +115,9 @@ class AnalysisResult:
     images: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    redone: list = field(default_factory=list)
+    kept_other: list = field(default_factory=list)
+    removed: list = field(default_factory=list)
     files: dict = field(default_factory=dict)
     report: Path | None = None
     seconds: float = 0.0
@@ -211,16 +222,6 @@ def _envelopes(table, width, height, pixel_size_m, n_sim, seed):
     spacing = 0.5 * math.sqrt(window[0] * window[1] / len(pts))
     r_l = np.linspace(0.0, min(0.25 * min(window), 10.0 * spacing), 101)
     return envelopes(pts, window, r_l=r_l, n_sim=n_sim, null="csr", seed=seed)
-
-
-def _outputs(stems, report) -> list:
-    """Every file :func:`analyze_images` may write into its folder (relative paths)."""
-    out = [f"{s}_{k}" for s in stems for k in ("mask.tif", "labels.tif")]
-    out += [f"parts/{s}.{k}" for s in stems for k in ("json", "csv")]
-    if report:  # the panels of any image: a kept part may have them from an earlier run
-        out += [f"plots/{s}_{k}" for s in stems for k in ("overlay.png", "envelopes.png")]
-        out += [f"plots/{name}" for name in PLOTS] + ["report.html"]
-    return out + ["particles.csv", "distribution.csv", "summary.csv", "analysis.json"]
 
 
 def _model_identity(net, desc) -> str:
@@ -487,7 +488,10 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         torch threads per Dask worker (default: cores // workers on its host).
     force : bool
         Analyse every image again; without it the parts of an earlier run into ``out_dir`` made
-        from the same image bytes, model and options are kept (``AnalysisResult.skipped``).
+        from the same image bytes, model and options are kept (``AnalysisResult.skipped``). The
+        parts and files of an earlier run's images that are not in this run are always kept, left
+        out of this run's tables (``AnalysisResult.kept_other``, ``analysis.json``
+        ``run.kept_other_images``).
     max_panels : int
         Images with their own overlay and envelope panels in the report, evenly spaced over the
         input order (all when there are no more); the report's tables and plots show these
@@ -563,19 +567,17 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                 stack.enter_context(share(client, "network", (key, graph)))
         names = unique_names(images)
         panels = panel_positions(len(images), max_panels)
-        kept: dict = {}
+        kept, redone, others = set(), [], []
 
-        def keep(stale):  # after the folder is locked: the earlier parts this run can use
-            stale, out = set(stale), set()
-            for i, (path, (name, stem)) in enumerate(zip(images, names)):
-                part = None if force or f"parts/{stem}.json" not in stale else \
-                    reusable_part(out_dir, path, name, stem, key, report and i in panels)
-                if part is not None:  # only its name: 100,000 kept parts are not held in memory
-                    kept[stem] = True
-                    out |= {f"parts/{stem}.json", part["csv"], *part["files"].values()}
-            return out
+        def keep(stale):  # after the folder is locked: the earlier parts this run can use or must keep
+            stems, again, other, files = earlier_parts(out_dir, stale, images, names, key,
+                                                       panels if report else set(), force)
+            kept.update(stems)
+            redone.extend(again)
+            others.extend(other)
+            return files
 
-        folder = RunFolder(out_dir, "analyze", planned=_outputs([s for _, s in names], report), inputs=images,
+        folder = RunFolder(out_dir, "analyze", planned=run_outputs([s for _, s in names], report), inputs=images,
                            keep=keep)
         with folder:
             todo = [(str(p.absolute() if dask else p), n, s, job, i in panels)
@@ -584,7 +586,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
             outcome = _run_all(todo, net, clf, progress, client)
             stack.close()  # the cluster, before the merge
             t_merge = time.perf_counter()
-            res = AnalysisResult(out_dir=out_dir, skipped=[n for n, s in names if s in kept])
+            res = AnalysisResult(out_dir=out_dir, skipped=[n for n, s in names if s in kept], redone=redone,
+                                 kept_other=others, removed=list(folder.removed))
             res.failures = [(str(p), outcome[s][1]) for p, (_, s) in zip(images, names)
                             if s in outcome and outcome[s][0] != "ok"]
             done = [(s, None) for _, s in names if s in kept or outcome.get(s, ("",))[0] == "ok"]
@@ -602,6 +605,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                                 seconds=round(res.seconds, 2),
                                 run={"mode": mode, "images": len(images), "analysed": len(todo) - len(res.failures),
                                      "skipped": len(res.skipped), "skipped_images": res.skipped,
+                                     "redone_images": res.redone, "kept_other_images": res.kept_other,
+                                     "removed_from_earlier_run": len(res.removed),
                                      "failed": len(res.failures), "force": bool(force),
                                      "report_panels": [m["image"] for m in shown["metas"]],
                                      "pooled": shown["pooled"],

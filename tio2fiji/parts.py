@@ -31,7 +31,7 @@ from .io import IMAGE_SUFFIXES, MANIFEST, atomic_write, file_sha256, read_manife
 from .summary import SUMMARY_COLUMNS, pooled_statistics
 
 __all__ = ["PLOTS", "MAX_PANELS", "WRITTEN_SUFFIXES", "gather_images", "panel_positions", "write_part", "read_part",
-           "reusable_part", "merge_parts", "pooled_sizes"]
+           "reusable_part", "earlier_parts", "image_files", "run_outputs", "other_parts", "merge_parts", "pooled_sizes"]
 
 #: The summary plots of a run: file name -> caption.
 PLOTS = {"area_violin.png": "Particle area per image (thesis Fig. 34)",
@@ -248,6 +248,89 @@ def reusable_part(out_dir, path, name, stem, key, want_panel):
             or file_sha256(out_dir / part["csv"]) != part.get("csv_sha256"):
         return None
     return part
+
+
+def image_files(stem) -> list:
+    """The files an analyze run writes for one image (relative paths), its part included."""
+    return [f"{stem}_mask.tif", f"{stem}_labels.tif", f"parts/{stem}.json", f"parts/{stem}.csv",
+            f"plots/{stem}_overlay.png", f"plots/{stem}_envelopes.png"]
+
+
+def run_outputs(stems, report) -> list:
+    """Every file an analyze run of the images ``stems`` may write into its folder (relative paths)."""
+    # the panels of any image too: a kept part may have them from an earlier run
+    out = [f for s in stems for f in image_files(s) if report or not f.startswith("plots/")]
+    if report:
+        out += [f"plots/{name}" for name in PLOTS] + ["report.html"]
+    return out + ["particles.csv", "distribution.csv", "summary.csv", "analysis.json"]
+
+
+def earlier_parts(out_dir, stale, images, names, key, panels, force) -> tuple:
+    """What a rerun does with the earlier run's parts (``stale``: its files that still exist).
+
+    Parameters
+    ----------
+    out_dir : Path
+    stale : iterable of str
+    images : list of Path
+    names : list of (name, stem)
+        This run's images and their names (:func:`tio2fiji.batch.unique_names`).
+    key : str
+        This run's model and options (a part made with another key is not used).
+    panels : set of int
+        Positions of the images whose part must have report panels.
+    force : bool
+        Use no earlier part of this run's images.
+
+    Returns
+    -------
+    kept : set of str
+        Stems of this run's images whose earlier part stands for them (same image bytes, model
+        and options): not analysed again.
+    redone : list of str
+        Names of this run's images with an earlier part that cannot stand for them.
+    others : list of str
+        Names of the earlier run's images that are not in this run (:func:`other_parts`).
+    files : set of str
+        The earlier files to keep: the kept parts' and the other images'.
+    """
+    stale, kept, redone, files = set(stale), set(), [], set()
+    for i, (path, (name, stem)) in enumerate(zip(images, names)):
+        earlier = f"parts/{stem}.json" in stale
+        part = None if force or not earlier else reusable_part(out_dir, path, name, stem, key, i in panels)
+        if part is not None:  # only its name: 100,000 kept parts are not held in memory
+            kept.add(stem)
+            files |= {f"parts/{stem}.json", part["csv"], *part["files"].values()}
+        elif earlier:
+            redone.append(name)
+    others = []
+    for image, theirs in other_parts(out_dir, stale, {s for _, s in names}).values():
+        others.append(image)
+        files |= theirs
+    return kept, redone, others, files
+
+
+def other_parts(out_dir, stale, stems) -> dict:
+    """The finished parts of an earlier run among ``stale`` (relative paths) whose images are not
+    among this run's ``stems``: ``stem -> (image name, their files in stale)``.
+
+    A rerun into the same folder with other inputs keeps them: nothing a user made is removed
+    without asking. They stay out of the new run's tables and stand for their images when a later
+    run names them again (:func:`reusable_part`).
+    """
+    stale, out = set(stale), {}
+    for rel in sorted(stale):
+        if not (rel.startswith("parts/") and rel.endswith(".json") and rel.count("/") == 1):
+            continue
+        stem = rel[len("parts/"):-len(".json")]
+        if stem in stems:
+            continue
+        part = read_part(out_dir, stem)
+        files = set(image_files(stem))
+        if part is not None:
+            files |= {part["csv"], *part["files"].values()}
+        out[stem] = (part["image"] if part is not None else stem, files & stale)
+    return out
 
 
 def merge_parts(res, out_dir, done, panel_stems, report, complete_only):

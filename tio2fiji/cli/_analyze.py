@@ -30,6 +30,10 @@ from ._inspect import info
 _LINES = 50
 
 
+def _names(names, shown=5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 @main.command("analyze")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
@@ -118,9 +122,13 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
     if len(res.images) <= _LINES:
         for _, r in res.summary.iterrows():
             by_image.setdefault(r["image"], {})[r["particles_kind"]] = r
+    reused = set(res.skipped)
     for meta in res.images[:_LINES] if by_image else ():
         rows = by_image[meta["image"]]
-        done = f"(calibration: {meta['pixel_size_source']}), {meta['seconds']:.1f} s"
+        # a kept result's seconds are those of the run that made it: not printed as this run's
+        when = ("kept from an earlier run (same image, model and options), not analysed now"
+                if meta["image"] in reused else f"{meta['seconds']:.1f} s")
+        done = f"(calibration: {meta['pixel_size_source']}), {when}"
         c = rows["complete"]
         if complete_only:
             click.echo(f"{meta['image']}: {c['particles']} complete particles of {meta['particles']}, "
@@ -134,6 +142,15 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
     if res.skipped:
         click.echo(f"skipped {len(res.skipped)} image(s) whose results in {out_dir} were made from the same "
                    f"image, model and options (--force analyses them again)")
+    if res.redone:
+        click.echo(f"analysed again: {_names(res.redone)} (its earlier results were made from another image, "
+                   f"model or options{', or --force' if force else ''})")
+    if res.kept_other:
+        click.echo(f"kept {len(res.kept_other)} image(s) of an earlier run in this folder that are not in this "
+                   f"run: {_names(res.kept_other)} (their parts, masks and labels stay; not in this run's tables)")
+    if res.removed:
+        click.echo(f"replaced {len(res.removed)} file(s) of the earlier run in {out_dir} (its tables, report and "
+                   f"the files of the images analysed again; run_manifest.json lists them)")
     if res.images:
         click.echo(f"wrote {res.report} and particles.csv, distribution.csv, summary.csv, analysis.json, "
                    f"<image>_mask.tif, <image>_labels.tif, plots/ in {out_dir} ({res.seconds:.0f} s)")

@@ -14,8 +14,9 @@ anything is computed: a file, a read-only or missing location is one clear error
   lists (a user's own, another command's, or an older tio2fiji's) makes the run refuse, naming it.
   A file that changed since tio2fiji wrote it is not removed either: the run refuses.
 * **Resume**: a command may keep some of its earlier run's files (``keep``: ``analyze`` keeps the
-  per-image parts made from the same image bytes, model and options, and their images' files); the
-  rest of the earlier set is removed as above. The kept files belong to the new run.
+  per-image parts made from the same image bytes, model and options, and their images' files, and
+  the parts and files of images that are not in the new run); the rest of the earlier set is
+  removed as above. The kept files belong to the new run: its manifest entry lists them.
 """
 
 from __future__ import annotations
@@ -353,9 +354,11 @@ class RunFolder:
                 "kept_from_earlier_run": len(self.kept), "files": files}
 
     def written(self) -> list:
-        """The files this run wrote so far: planned ones that exist, and any new or changed file."""
+        """The files this run owns so far: planned ones that exist, the earlier run's files it kept
+        (``keep``: they stay listed, so a later run may keep or replace them), and any new or
+        changed file."""
         skip = {MANIFEST, LOCK}
-        new = {rel for rel in self.planned if (self.path / rel).is_file()}
+        new = {rel for rel in [*self.planned, *self.kept] if (self.path / rel).is_file()}
         if self.scan:
             new |= {rel for rel, sig in _snapshot(self.path).items() if self._before.get(rel) != sig}
         return sorted(r for r in new if r not in skip and not Path(r).name.endswith(".tmp"))
