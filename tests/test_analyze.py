@@ -296,6 +296,31 @@ def test_a_rerun_with_other_images_keeps_the_earlier_ones_and_says_so(tmp_path, 
     assert all((out / rel).is_file() for rel in others)
 
 
+def test_size_filter_in_analyze_keeps_imagejs_particles_for_every_number(tmp_path, crops):
+    """``analyze --size 5000-Infinity`` (ImageJ's size field, nm² on a calibrated image; item 13): the
+    particles are the unfiltered run's with Area >= 5000 nm², and the spatial test and summary
+    count only them; options and each image record the text and its pixel bounds."""
+    cal, _ = crops
+    runs = {}
+    for name, extra in (("all", []), ("size", ["--size", "5000-Infinity"])):
+        out = tmp_path / name
+        res = CliRunner().invoke(main, ["analyze", str(cal), "--out", str(out), "--threads", "1",
+                                        "--method", "clark-evans", *extra])
+        assert res.exit_code == 0, res.output
+        runs[name] = (pd.read_csv(out / "particles.csv"), pd.read_csv(out / "distribution.csv"),
+                      pd.read_csv(out / "summary.csv"), json.loads((out / "analysis.json").read_text()))
+    (every, _, _, _), (kept, dist, summary, meta) = runs["all"], runs["size"]
+    expected = every[every["Area"] >= 5000].reset_index(drop=True)
+    assert 0 < len(kept) == len(expected) < len(every)
+    for col in ("Area", "X", "Y", "complete_score"):
+        np.testing.assert_allclose(kept[col], expected[col], rtol=1e-12)
+    assert dist["n"].iloc[0] == len(kept)  # the spatial test's points: the kept particles
+    assert summary[summary["particles_kind"] == "all"]["particles"].iloc[0] == len(kept)
+    assert meta["options"]["size"] == "5000-Infinity"
+    assert meta["images"][0]["size"]["size_min_px"] == pytest.approx(5000 / (PS * 1e9) ** 2, rel=1e-12)
+    assert f"within --size 5000-Infinity ({5000 / (PS * 1e9) ** 2:.6g}-Infinity px)" in res.output
+
+
 def test_cli_analyze_bad_option_is_one_line(tmp_path, crops):
     res = CliRunner().invoke(main, ["analyze", str(crops[0]), "--out", str(tmp_path / "o"),
                                     "--model", str(tmp_path / "nothing.pt")])

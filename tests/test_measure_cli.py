@@ -62,6 +62,34 @@ def test_pixel_size_overrides_the_images_calibration_and_says_so(tmp_path, examp
     assert table["Area"].sum() == pytest.approx(int(read_mask(example_masks[0])[:704].sum()) * 25.0, rel=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["native", "imagej"])
+def test_size_filter_keeps_the_particles_within_it_with_their_own_scores(tmp_path, example_masks, example_images,
+                                                                         backend):
+    """``--size 5000-Infinity`` (nm², ImageJ's size field; item 13): exactly the rows of the unfiltered
+    run whose Area (holes included, 4-connected) is at least 5000 nm², each with the complete score
+    it has there; particles.json records the text and the pixel bound (5000 / 7.34375² px)."""
+    runs = {}
+    for name, extra in (("all", []), ("size", ["--size", "5000-Infinity"])):
+        res = _run([example_masks[0], "--images", example_images[0].parent, "--out", tmp_path / name,
+                    "--backend", backend, *extra])
+        assert res.exit_code == 0, res.output
+        runs[name] = pd.read_csv(tmp_path / name / "particles.csv")
+    every, kept = runs["all"], runs["size"]
+    expected = every[every["Area"] >= 5000].reset_index(drop=True)
+    assert 0 < len(kept) == len(expected) < len(every)
+    for col in ("Area", "BX", "BY", "complete_score"):
+        np.testing.assert_allclose(kept[col], expected[col], rtol=1e-12)
+    assert list(kept["label"]) == list(range(1, len(kept) + 1))  # ImageJ numbers the kept rows
+    (info,) = json.loads((tmp_path / "size" / "particles.json").read_text())["images"]
+    assert json.loads((tmp_path / "size" / "particles.json").read_text())["options"]["size"] == "5000-Infinity"
+    assert info["size"] == {"size": "5000-Infinity", "size_unit": "nm^2",
+                            "size_min_px": pytest.approx(5000 / PIXEL_NM ** 2, rel=1e-12), "size_max_px": None}
+    assert f"particles of --size 5000-Infinity ({5000 / PIXEL_NM ** 2:.6g}-Infinity px)" in res.output
+    bad = _run([example_masks[0], "--size", "500-10", "--out", tmp_path / "bad"])
+    assert bad.exit_code == 1 and "--size '500-10': the maximum is below the minimum" in bad.output
+    assert not (tmp_path / "bad" / "particles.csv").exists()
+
+
 def test_imagej_backend_gives_the_same_table(tmp_path, example_masks):
     runs = {}
     for backend in ("native", "imagej"):

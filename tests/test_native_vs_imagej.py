@@ -155,3 +155,64 @@ def test_native_equals_imagej_on_bundled_masks(example_masks, connectivity):
         ij = measure_imagej(mask, connectivity=connectivity, image_name=path.name)
         native = particles.measure(mask, connectivity=connectivity, image_name=path.name)
         _assert_same(native, ij, f"{path.name} connectivity {connectivity}")
+
+
+# -- ImageJ's size filter (issue 31 round two, item 13) -------------------------------------------
+
+SIZE_CASES = [  # (name, mask, ImageJ calibration (unit, pixel width) or None, ImageJ's size text,
+                #  tio2fiji's --size, include holes)
+    ("blobs-px", "blobs", None, "10-200", "10-200", False),
+    ("blobs-px-holes", "blobs", None, "size=85-Infinity", "85-Infinity", True),
+    ("example-nm", "example", ("nm", 7.34375), "5000-Infinity", "5000-Infinity", False),
+    ("example-pixel", "example", ("nm", 7.34375), "100-Infinity pixel", "100-Infinity pixel", False),
+    ("example-um", "example", ("micron", 0.00734375), "0.01-Infinity", "0.01-Infinity um^2", False),
+    # bounds included: 4 px of 7.34375 nm are exactly 215.72265625 nm², 9 px 485.37597656250 nm²
+    ("boundary", "squares", ("nm", 7.34375), "215.72265625-485.3759765625", "215.72265625-485.3759765625",
+     False),
+]
+
+
+def _squares():
+    m = np.zeros((20, 30), bool)
+    for k, (r, c) in enumerate([(1, 1), (1, 8), (1, 16), (10, 1), (10, 10)]):
+        s = 1 + k  # squares of 1, 4, 9, 16, 25 pixels
+        m[r:r + s, c:c + s] = True
+    return m
+
+
+def test_size_filter_keeps_what_imagejs_analyze_particles_keeps(tmp_path, example_masks):
+    """The same size text in ImageJ 1.x's own Analyze Particles dialog (its parsing, its division
+    by the pixel area, its inclusive bounds), on the same mask, as a user runs it: the same
+    particles, with the same areas, as the native measurement and the bridge."""
+    import pandas as pd
+    from test_macros import DUMP_RESULTS, ijm, run_imagej
+
+    from tio2fiji.io import read_mask, write_mask
+
+    masks = {"blobs": blobs_with_holes(), "example": read_mask(example_masks[0]), "squares": _squares()}
+    files = {k: write_mask(tmp_path / f"{k}.tif", m) for k, m in masks.items()}
+    lines = [DUMP_RESULTS, 'setOption("BlackBackground", true);',
+             'run("Set Measurements...", "area centroid redirect=None decimal=9");']
+    for i, (_, key, cal, text, _, holes) in enumerate(SIZE_CASES):
+        lines.append(f"open({ijm(files[key])});")
+        if cal is not None:
+            lines.append(f'run("Properties...", "unit={cal[0]} pixel_width={cal[1]!r} pixel_height={cal[1]!r}");')
+        size = text if text.startswith("size=") else f"size={text}"
+        lines.append(f'run("Analyze Particles...", "{size} show=Nothing display clear{" include" if holes else ""}");')
+        lines.append(f"dumpResults({ijm(tmp_path / f'size{i}.csv')});")
+        lines.append('close("*");')
+    run_imagej("\n".join(lines), tmp_path)
+    for i, (name, key, cal, _, ours, holes) in enumerate(SIZE_CASES):
+        text = (tmp_path / f"size{i}.csv").read_text()
+        ij = pd.read_csv(tmp_path / f"size{i}.csv") if text.strip() else pd.DataFrame({"Area": []})
+        ps = None if cal is None else (cal[1] * 1e-9 if cal[0] == "nm" else cal[1] * 1e-6)
+        everything = particles.measure(masks[key], pixel_size_m=ps, include_holes=holes)
+        native = particles.measure(masks[key], pixel_size_m=ps, include_holes=holes, size=ours)
+        assert 0 < len(native) < len(everything), name  # the filter kept some, dropped some
+        assert len(ij) == len(native), f"{name}: ImageJ kept {len(ij)}, native {len(native)}"
+        scale = 1e6 if cal is not None and cal[0] == "micron" else 1.0  # ImageJ's areas in µm²
+        np.testing.assert_allclose(ij["Area"].to_numpy() * scale, native["Area"].to_numpy(), rtol=1e-9)
+        np.testing.assert_allclose(ij["X"].to_numpy() * scale ** 0.5, native["X"].to_numpy(), rtol=1e-9)
+        bridge = measure_imagej(masks[key], pixel_size_m=ps, include_holes=holes, size=ours)
+        _assert_same(native, bridge, name)
+    assert len(particles.measure(_squares(), pixel_size_m=7.34375e-9, size=SIZE_CASES[-1][4])) == 2

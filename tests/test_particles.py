@@ -380,3 +380,23 @@ def test_trace_starts_where_imagej_starts():
     nv = P._trace(labels, 1, 2, 1, False, xs, ys)
     # Start vertex (4, 2) is no corner; first turn at (4, 3), then clockwise on screen.
     assert list(zip(xs[:nv], ys[:nv])) == [(4, 3), (2, 3), (2, 1), (4, 1)]
+
+
+def test_size_texts_imagej_would_misread_are_refused_in_one_line():
+    from tio2fiji.particles import parse_size
+
+    assert parse_size("0-Infinity") is None and parse_size(None) is None  # ImageJ's default: everything
+    s = parse_size("10")
+    assert (s.minimum, s.maximum, s.unit) == (10.0, float("inf"), None)
+    s = parse_size("size=10-500 pixel".removeprefix("size="))
+    assert (s.minimum, s.maximum, s.unit) == (10.0, 500.0, "pixel") and s.pixel_bounds(5e-9) == (10.0, 500.0)
+    assert parse_size("0.01-Infinity um^2").pixel_bounds(5e-9) == pytest.approx((400.0, float("inf")))
+    assert parse_size("100").pixel_bounds(5e-9) == (4.0, float("inf"))  # nm²: 100 / 25
+    assert parse_size("100").pixel_bounds(None) == (100.0, float("inf"))  # uncalibrated: pixels
+    for text, why in [("500-10", "maximum is below the minimum"), ("1e-3-Infinity", "give MIN-MAX"),
+                      ("ten", "is not a size"), ("1-2-3", "give MIN-MAX"), ("5 mm^2", "is not a size")]:
+        with pytest.raises(InputError, match=why) as err:
+            parse_size(text)
+        assert str(err.value).startswith(f"--size {text!r}: ") and "\n" not in str(err.value)
+    with pytest.raises(InputError, match="has no pixel size"):
+        parse_size("10-Infinity nm^2").pixel_bounds(None)

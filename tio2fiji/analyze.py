@@ -64,7 +64,7 @@ from .models import resolve_device
 from .models.checkpoint import load_model, model_threshold, resolve_model
 from .models.device import choose_engine
 from .models.onnx import OnnxUNet
-from .particles import measure
+from .particles import SizeFilter, measure, parse_size
 from .parts import MAX_PANELS, earlier_parts, gather_images, merge_parts, panel_positions, run_outputs, write_part
 from .predict import segment
 from .summary import summary_table
@@ -175,6 +175,7 @@ class _Job:
     key: str = ""  # the model's identity and the options that change numbers (resume)
     tta: bool = False
     scale: str = "model"
+    size: SizeFilter | None = None  # ImageJ's size filter (parse_size)
 
 
 def _model_description(model, source) -> dict:
@@ -275,19 +276,18 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
         implausible.append(f"{name}: {seg.info['scale']['warning']}")
     files = {"mask": write_mask(out_dir / f"{stem}_mask.tif", labels > 0, ps),
              "labels": write_labels(out_dir / f"{stem}_labels.tif", labels, ps)}
-    if job.backend == "native":
-        measured = labels
-        table = measure(labels, pixel_size_m=ps, connectivity=job.connectivity, image_name=name)
-    else:
-        measured = labels_to_separated_mask(labels, job.connectivity)
-        table = measure_imagej(measured, pixel_size_m=ps, connectivity=job.connectivity, image_name=name)
-    table, measured_labels, label_of_row = add_complete_columns(table, measured, clf, job.connectivity)
+    bounds = job.size.pixel_bounds(ps) if job.size is not None else None  # ImageJ's size filter
+    measured = labels if job.backend == "native" else labels_to_separated_mask(labels, job.connectivity)
+    table = (measure if job.backend == "native" else measure_imagej)(
+        measured, pixel_size_m=ps, connectivity=job.connectivity, image_name=name, size=job.size)
+    table, measured_labels, label_of_row = add_complete_columns(table, measured, clf, job.connectivity,
+                                                                size_px=bounds)
     points_of, stats_table = labels, table
-    if job.complete_only:  # the particles of the measured label image that are complete
+    if job.complete_only or bounds is not None:  # the measured particles (within --size) that count
+        stats_table = table[table["complete"]] if job.complete_only else table
         keep = np.zeros(int(measured_labels.max(initial=0)) + 1, bool)
-        keep[label_of_row[table["complete"].to_numpy(bool)]] = True
+        keep[label_of_row[table["complete"].to_numpy(bool) | (not job.complete_only)]] = True
         points_of = np.where(keep[measured_labels], measured_labels, 0)
-        stats_table = table[table["complete"]]
     rows = [test_distribution(points_of, method=m, pixel_size_m=ps, image=name, points=job.points,
                               n_sim=job.n_sim, seed=job.seed, backend=job.backend,
                               connectivity=job.connectivity) for m in job.methods]
@@ -312,6 +312,7 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
         "foreground_px": int(np.count_nonzero(seg.mask)), "threshold": seg.threshold,
         "separation": seg.info.get("separate"), "segmentation": dict(seg.info),
         "warnings": implausible, "envelope_tests": env_tests,
+        "size": job.size.describe(ps) if job.size is not None else None,
         "files": {k: str(v) for k, v in files.items()},
         "seconds": round(time.perf_counter() - t0, 2)}
     summary = summary_table(table, [meta], n_boot=job.n_boot, seed=job.seed, complete_only=job.complete_only)
@@ -399,7 +400,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                    threshold=None, n_boot=1000, seed=0, n_sim=199, envelope_sims=39, report=True,
                    complete_only=False, progress=None, data_bar_rows=None, pixel_size_m=None,
                    allow_pixels=False, device=None, workers=None, scheduler=None, threads=None,
-                   force=False, max_panels=MAX_PANELS, tta=False, scale="model") -> AnalysisResult:
+                   force=False, max_panels=MAX_PANELS, tta=False, scale="model", size=None) -> AnalysisResult:
     """Segment, measure and test SEM images; write tables, plots and the HTML report.
 
     Parameters
@@ -492,6 +493,10 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         parts and files of an earlier run's images that are not in this run are always kept, left
         out of this run's tables (``AnalysisResult.kept_other``, ``analysis.json``
         ``run.kept_other_images``).
+    size : str, optional
+        ImageJ's size filter (``"10-Infinity"``: nm² when calibrated, else pixels; ``"10-500
+        pixel"``, :func:`tio2fiji.particles.parse_size`): only these particles are measured, tested
+        and summarised; ``options.size`` and each image's ``size`` (its pixel bounds) record it.
     max_panels : int
         Images with their own overlay and envelope panels in the report, evenly spaced over the
         input order (all when there are no more); the report's tables and plots show these
@@ -515,6 +520,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     check_options(threshold=threshold, n_boot=n_boot, seed=seed, n_sim=n_sim, envelope_sims=envelope_sims)
     data_bar_rows = check_option("data_bar_rows", data_bar_rows)
     pixel_size_m = check_option("pixel_size_m", pixel_size_m)
+    size = parse_size(size)
     if not images:
         raise InputError("no images given.")
     if workers is not None and scheduler is not None:
@@ -545,7 +551,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
                    "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
                    "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows,
                    "pixel_size_m": pixel_size_m, "allow_pixels": bool(allow_pixels), "tta": bool(tta),
-                   "scale": scale}
+                   "scale": scale, "size": None if size is None else size.text}
         # a kept part must have been made by the same model, classifier, code and numeric options
         numbers = {k: v for k, v in options.items() if k != "envelope_sims"}
         # float16 autocast on CUDA changes the last digits: a CPU part does not stand for a GPU one
@@ -558,7 +564,8 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         model_ref = "" if not dask else str(Path(model).absolute()) if Path(model).is_file() else str(model)
         job = _Job(where, model_ref, device, backend, separate, int(connectivity),
                    methods, points, threshold, n_boot, seed, n_sim, envelope_sims, bool(report),
-                   bool(complete_only), data_bar_rows, pixel_size_m, bool(allow_pixels), key, bool(tta), scale)
+                   bool(complete_only), data_bar_rows, pixel_size_m, bool(allow_pixels), key, bool(tta), scale,
+                   size)
         client = None
         if dask:  # before the folder is touched: a scheduler that cannot be reached changes nothing
             graph = _graph_for_workers(net, workers, dev if scheduler is None else None)

@@ -55,7 +55,7 @@ from .io import (
 )
 from .models import resolve_device
 from .models.checkpoint import load_model
-from .particles import label_particles, measure
+from .particles import label_particles, measure, parse_size
 from .predict import segment
 from .rois import write_roi_zip
 
@@ -82,6 +82,7 @@ class MaskInput:
     image_path: Path | None = None
     data_bar_rows: int = 0
     warnings: list = field(default_factory=list)
+    size: dict | None = None  # the size filter as applied (SizeFilter.describe)
 
 
 @dataclass
@@ -306,11 +307,10 @@ def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=Non
         bar = sem.data_bar_rows
         ps, source = choose_calibration((sem.pixel_size_m, sem.pixel_size_source), (ps, source),
                                         image_path.name, mask_path.name)
-    if pixel_size_m is not None:  # the user's value overrides the files' (given_source: which one)
-        if image_path is not None:
-            ps = choose_calibration(read_pixel_size(image_path, strict=False),
-                                    read_pixel_size(mask_path, strict=False), image_path.name, mask_path.name)[0]
-        ps, source = float(pixel_size_m), given_source(pixel_size_m, ps, broken=ps is None and mask_error is not None)
+    if pixel_size_m is not None:  # the user's value overrides the files' (given_source names which)
+        source = sem.pixel_size_source if image_path is not None else \
+            given_source(pixel_size_m, ps, broken=ps is None and mask_error is not None)
+        ps = float(pixel_size_m)
     if mask_error is not None and ps is None:
         raise mask_error
     return MaskInput(name=mask_path.name, mask=mask, pixel_size_m=ps, calibration_source=source,
@@ -336,7 +336,7 @@ def complete_classifier() -> tuple[dict, dict]:
 
 
 def measured_labels(image, table, connectivity=CONNECTIVITY, include_holes=False,
-                    exclude_edges=False) -> tuple[np.ndarray, np.ndarray]:
+                    exclude_edges=False, size_px=None) -> tuple[np.ndarray, np.ndarray]:
     """The particles of a table measured from ``image``, as a label image, and each row's label.
 
     Parameters
@@ -346,8 +346,8 @@ def measured_labels(image, table, connectivity=CONNECTIVITY, include_holes=False
     table : pandas.DataFrame
         Its particle table (:func:`tio2fiji.particles.measure` or
         :func:`tio2fiji.imagej.measure_imagej`, with the same options).
-    connectivity, include_holes, exclude_edges
-        The options of the measurement.
+    connectivity, include_holes, exclude_edges, size_px
+        The options of the measurement (``size_px``: :meth:`tio2fiji.particles.SizeFilter.pixel_bounds`).
 
     Returns
     -------
@@ -360,9 +360,9 @@ def measured_labels(image, table, connectivity=CONNECTIVITY, include_holes=False
         value.
     rows : (len(table),) ndarray of int
         The label in ``labels`` of each table row. For a mask row ``i`` is the ``i``-th particle
-        in raster order, skipping those on the image border with ``exclude_edges`` (they stay in
-        ``labels``: they still hide their neighbours); for a label image rows are matched by the
-        table's ``label`` column (measure orders them by first pixel, not by value).
+        in raster order, skipping those on the border with ``exclude_edges`` or outside ``size_px``
+        (they stay in ``labels``: they still hide their neighbours); for a label image rows are
+        matched by the table's ``label`` column (measure orders them by first pixel, not by value).
     """
     kind, arr = mask_or_labels(image)
     if kind == "mask":
@@ -377,6 +377,9 @@ def measured_labels(image, table, connectivity=CONNECTIVITY, include_holes=False
             edge = np.zeros(n + 1, bool)
             edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
             rows = rows[~edge[1:]]
+        if size_px is not None:  # ImageJ's pixel count: holes included with include_holes
+            count = np.bincount(filled.ravel(), minlength=n + 1)
+            rows = rows[(count[rows] >= size_px[0]) & (count[rows] <= size_px[1])]
     else:
         values, inverse = np.unique(arr, return_inverse=True)
         labels = inverse.reshape(arr.shape).astype(np.int32)
@@ -395,7 +398,7 @@ def measured_labels(image, table, connectivity=CONNECTIVITY, include_holes=False
 
 
 def add_complete_columns(table, image, classifier, connectivity=CONNECTIVITY, include_holes=False,
-                         exclude_edges=False):
+                         exclude_edges=False, size_px=None):
     """A particle table with ``complete_score`` and ``complete`` (:mod:`tio2fiji.complete`).
 
     Each row gets the score of its own particle (:func:`measured_labels`), computed on the whole
@@ -410,8 +413,8 @@ def add_complete_columns(table, image, classifier, connectivity=CONNECTIVITY, in
         The mask or label image measured.
     classifier : dict
         :func:`tio2fiji.complete.load_classifier`'s dict.
-    connectivity, include_holes, exclude_edges
-        The options of the measurement.
+    connectivity, include_holes, exclude_edges, size_px
+        The options of the measurement (:func:`measured_labels`).
 
     Returns
     -------
@@ -421,7 +424,7 @@ def add_complete_columns(table, image, classifier, connectivity=CONNECTIVITY, in
     labels, rows
         As :func:`measured_labels`.
     """
-    labels, rows = measured_labels(image, table, connectivity, include_holes, exclude_edges)
+    labels, rows = measured_labels(image, table, connectivity, include_holes, exclude_edges, size_px)
     scores = complete_scores(labels, classifier)[rows - 1] if len(rows) else np.zeros(0)
     out = table.copy()
     out["complete_score"] = scores.astype(np.float64)
@@ -469,7 +472,7 @@ def _image_meta(res, **extra):
 
 def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, pixel_size_m=None,
                   threshold=None, connectivity=CONNECTIVITY, include_holes=False, exclude_edges=False,
-                  complete_only=False, progress=None) -> BatchResult:
+                  complete_only=False, progress=None, size=None) -> BatchResult:
     """Measure every particle of every mask as ImageJ's *Analyze Particles* does.
 
     Every particle also gets ``complete_score`` and ``complete`` (:func:`add_complete_columns`,
@@ -498,6 +501,8 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
         that of complete particles, and each row keeps the particle number it has among all).
     progress : callable, optional
         ``progress(done, total, name)`` after each file.
+    size : str, optional
+        ImageJ's size filter (:func:`tio2fiji.particles.parse_size`), in ``particles.json``.
 
     Returns
     -------
@@ -510,6 +515,7 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
         Unknown backend, or the complete-particle classifier cannot be read (nothing is measured).
     """
     _check_backend(backend)
+    size = parse_size(size)  # before anything is read
     clf, clf_desc = complete_classifier()
 
     def measure_one(item):
@@ -520,9 +526,11 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
             fn = measure_imagej
         else:
             fn = measure
-        table = fn(item.mask, pixel_size_m=item.pixel_size_m, connectivity=connectivity,
+        item.size = size.describe(item.pixel_size_m) if size is not None else None
+        table = fn(item.mask, pixel_size_m=item.pixel_size_m, connectivity=connectivity, size=size,
                    include_holes=include_holes, exclude_edges=exclude_edges, image_name=item.name)
-        table = add_complete_columns(table, item.mask, clf, connectivity, include_holes, exclude_edges)[0]
+        bounds = size.pixel_bounds(item.pixel_size_m) if size is not None else None
+        table = add_complete_columns(table, item.mask, clf, connectivity, include_holes, exclude_edges, bounds)[0]
         if complete_only:  # ImageJ's particle numbers stay, so rows can be found in the mask
             table = table[table["complete"]].reset_index(drop=True)
         return table
@@ -532,17 +540,16 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
         res = run_files(mask_paths, _mask_step(images_dir, pixel_size_m, threshold, measure_one,
                                                int(connectivity)), progress)
         _write_measure(res, out_dir, backend, connectivity, include_holes, exclude_edges,
-                       complete_only, clf_desc)
+                       complete_only, clf_desc, size)
     return res
 
 
-def _unit(item) -> str:
-    """The unit of a :class:`MaskInput`'s lengths (as the ``unit`` column of its rows)."""
+def _unit(item) -> str:  # the unit of a MaskInput's lengths (its rows' ``unit`` column)
     return "nm" if item.pixel_size_m else "pixel"
 
 
 def _write_measure(res, out_dir, backend, connectivity, include_holes, exclude_edges, complete_only,
-                   clf_desc):
+                   clf_desc, size=None):
     """``particles.csv`` and ``particles.json`` of :func:`measure_files`."""
     mixed = mixed_units(_unit(it) for it in res.inputs)
     if mixed:
@@ -555,8 +562,9 @@ def _write_measure(res, out_dir, backend, connectivity, include_holes, exclude_e
         res.files["particles.csv"] = write_csv(out_dir / "particles.csv", concat_tables(res.tables))
         options = {"connectivity": int(connectivity),
                    "include_holes": bool(include_holes) or int(connectivity) == 4,
-                   "exclude_edges": bool(exclude_edges), "complete_only": bool(complete_only)}
-        images = _image_meta(res, unit=lambda it, t: _unit(it),
+                   "exclude_edges": bool(exclude_edges), "complete_only": bool(complete_only),
+                   "size": None if size is None else size.text}
+        images = _image_meta(res, unit=lambda it, t: _unit(it), size=lambda it, t: it.size,
                              particles=lambda it, t: len(t),
                              complete_particles=lambda it, t: int(t["complete"].sum()))
         res.files["particles.json"] = write_json(out_dir / "particles.json", run_metadata(

@@ -25,6 +25,7 @@ from ._common import (
 )
 from ._groups import main
 from ._inspect import info
+from ._measure import SIZE_HELP, _bounds
 
 #: Images whose result line the command prints; a larger run prints a count instead.
 _LINES = 50
@@ -87,10 +88,11 @@ def _names(names, shown=5) -> str:
 @click.option("--scale", type=click.Choice(SCALES), default="model", show_default=True,
               help="model: segment each calibrated image at the model's pixel size and bring the particles "
                    "back to its own grid (the same particles at any magnification); none: at the image's own.")
+@click.option("--size", default=None, metavar="MIN-MAX", help=SIZE_HELP)
 @_device_option
 def analyze(images, out_dir, model_path, backend, separate, connectivity, methods, threshold, seed, threads,
             complete_only, data_bar_rows, pixel_size, allow_pixels, pattern, from_list, workers, scheduler,
-            force, tta, scale, device):
+            force, tta, scale, device, size=None):
     """Segment SEM IMAGES (files or folders), measure every particle, test their spatial
     distribution, and write particles.csv, distribution.csv, summary.csv (per image a row of all
     particles and one of the complete ones), plots/ and report.html. Each image's results are
@@ -110,7 +112,7 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
                              seed=seed, complete_only=complete_only, data_bar_rows=data_bar_rows,
                              pixel_size_m=_pixel_size(pixel_size), allow_pixels=allow_pixels,
                              progress=bar, device=device, workers=workers, scheduler=scheduler,
-                             threads=threads, force=force, tta=tta, scale=scale)
+                             threads=threads, force=force, tta=tta, scale=scale, size=size)
     finally:
         bar.close()
 
@@ -128,7 +130,8 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
         # a kept result's seconds are those of the run that made it: not printed as this run's
         when = ("kept from an earlier run (same image, model and options), not analysed now"
                 if meta["image"] in reused else f"{meta['seconds']:.1f} s")
-        done = f"(calibration: {meta['pixel_size_source']}), {when}"
+        within = f" within --size {meta['size']['size']} ({_bounds(meta['size'])})" if meta.get("size") else ""
+        done = f"(calibration: {meta['pixel_size_source']}){within}, {when}"
         c = rows["complete"]
         if complete_only:
             click.echo(f"{meta['image']}: {c['particles']} complete particles of {meta['particles']}, "

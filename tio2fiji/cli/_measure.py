@@ -11,6 +11,17 @@ from ..instances import CONNECTIVITY
 from ._common import _CONNECTIVITY, _Checked, _mask_options, _pixel_size, _Progress, _report_failures
 from ._groups import main
 
+#: --size of measure and analyze: ImageJ's Analyze Particles size field.
+SIZE_HELP = ("ImageJ's Analyze Particles size filter: MIN-MAX area (e.g. 10-Infinity), in nm² for calibrated "
+             "images and pixels otherwise, or with a unit: '10-Infinity pixel', '0.01-Infinity um^2'. "
+             "Bounds included, holes counted as ImageJ counts them; recorded in the outputs.")
+
+
+def _bounds(size) -> str:
+    """A size filter's pixel bounds, as the outputs record them (SizeFilter.describe)."""
+    hi = "Infinity" if size["size_max_px"] is None else f"{size['size_max_px']:.6g}"
+    return f"{size['size_min_px']:.6g}-{hi} px"
+
 
 @main.command()
 @_mask_options
@@ -21,8 +32,10 @@ from ._groups import main
 @click.option("--exclude-edges", is_flag=True, help="Drop particles touching the image border.")
 @click.option("--complete-only", is_flag=True,
               help="particles.csv lists only the complete particles (not partly hidden or cut).")
+@click.option("--size", default=None, metavar="MIN-MAX",
+              help=SIZE_HELP)
 def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connectivity, include_holes,
-            exclude_edges, complete_only):
+            exclude_edges, complete_only, size):
     """Measure every particle of MASKS as ImageJ's Analyze Particles does; writes particles.csv
     (with complete_score and complete: whether a particle is whole, not partly hidden or cut)."""
     from ..batch import measure_files
@@ -33,12 +46,13 @@ def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connecti
         res = measure_files(list(masks), out_dir=out_dir, backend=backend, images_dir=images_dir,
                             pixel_size_m=ps, threshold=threshold, connectivity=int(connectivity),
                             include_holes=include_holes, exclude_edges=exclude_edges,
-                            complete_only=complete_only, progress=bar)
+                            complete_only=complete_only, progress=bar, size=size)
     finally:
         bar.close()
     for it, t in zip(res.inputs, res.tables):
         unit = "nm" if it.pixel_size_m else "pixel"
-        click.echo(f"{it.name}: {len(t)} particles, {int(t['complete'].sum())} complete "
+        within = f" of --size {it.size['size']} ({_bounds(it.size)})" if it.size else ""
+        click.echo(f"{it.name}: {len(t)} particles{within}, {int(t['complete'].sum())} complete "
                    f"({unit}; calibration: {it.calibration_source})")
     if res.tables:
         n_complete = sum(int(t["complete"].sum()) for t in res.tables)

@@ -12,6 +12,7 @@ import pandas as pd
 from ..columns import ANGLE_COLUMNS, COLUMNS, IMAGEJ_COLUMNS, TEXT_COLUMNS, derived_columns
 from ..errors import InputError, Tio2FijiError
 from ..io import pixel_size_nm
+from ..particles import parse_size
 from ._convert import _as_binary_mask, to_imageplus
 from ._jvm import _lock, _state, start_imagej, start_pyimagej
 
@@ -42,16 +43,17 @@ def _measurements(m_class) -> int:
                | m_class.SHAPE_DESCRIPTORS | m_class.FERET)
 
 
-def _run_particle_analyzer(imp, options: int) -> dict:
-    """Run ParticleAnalyzer on ``imp``; return the ResultsTable's columns as float64 arrays."""
+def _run_particle_analyzer(imp, options: int, min_px: float = 0.0, max_px: float = math.inf) -> dict:
+    """Run ParticleAnalyzer on ``imp`` (sizes in pixels, as its constructor takes them); return the
+    ResultsTable's columns as float64 arrays."""
     import jpype
 
     pa_class = jpype.JClass("ij.plugin.filter.ParticleAnalyzer")
     prefs = jpype.JClass("ij.Prefs")
     rt = jpype.JClass("ij.measure.ResultsTable")()
-    # Size 0..inf pixels, circularity 0..1: every particle.
+    # circularity 0..1: every shape
     pa = pa_class(options, _measurements(jpype.JClass("ij.measure.Measurements")), rt,
-                  0.0, math.inf, 0.0, 1.0)
+                  float(min_px), float(max_px), 0.0, 1.0)
     pa.setHideOutputImage(True)
     old_black = bool(prefs.blackBackground)
     prefs.blackBackground = True  # 255 = particle
@@ -95,7 +97,7 @@ def _assemble(columns: dict, shape, pw_nm, image_name: str) -> pd.DataFrame:
 
 
 def measure_imagej(mask, pixel_size_m=None, connectivity=8, include_holes=False, exclude_edges=False,
-                   image_name="", ij_jar=None, backend="auto", fiji_dir=None) -> pd.DataFrame:
+                   image_name="", ij_jar=None, backend="auto", fiji_dir=None, size=None) -> pd.DataFrame:
     """Measure the particles of a binary mask with ImageJ's ParticleAnalyzer.
 
     Parameters
@@ -118,6 +120,9 @@ def measure_imagej(mask, pixel_size_m=None, connectivity=8, include_holes=False,
         ``"auto"`` is ``"pyimagej"`` if ``fiji_dir`` is given, else ``"ij1"``.
     fiji_dir : str or Path, optional
         Local Fiji.app for the ``"pyimagej"`` backend.
+    size : str or SizeFilter, optional
+        ImageJ's size filter (``"10-Infinity"``, ``"10-500 pixel"``,
+        :func:`tio2fiji.particles.parse_size`), turned into pixel counts as ImageJ's dialog does.
 
     Returns
     -------
@@ -147,6 +152,8 @@ def measure_imagej(mask, pixel_size_m=None, connectivity=8, include_holes=False,
     which = _select_backend(backend, fiji_dir)
     binary = _as_binary_mask(mask, image_name or "mask")
     pw_nm = pixel_size_nm(pixel_size_m)
+    size = parse_size(size)
+    min_px, max_px = size.pixel_bounds(pixel_size_m) if size is not None else (0.0, math.inf)
     holes = bool(include_holes) or connectivity == 4
     if holes and not include_holes:
         logger.info("connectivity=4: include_holes forced on (as in ImageJ >= 1.54; "
@@ -159,7 +166,7 @@ def measure_imagej(mask, pixel_size_m=None, connectivity=8, include_holes=False,
         options = _analyzer_options(jpype.JClass("ij.plugin.filter.ParticleAnalyzer"),
                                     connectivity, holes, exclude_edges)
         t0 = time.perf_counter()
-        columns = _run_particle_analyzer(imp, options)
+        columns = _run_particle_analyzer(imp, options, min_px, max_px)
         seconds = time.perf_counter() - t0
     df = _assemble(columns, binary.shape, pw_nm, image_name)
     logger.debug("ImageJ measured %d particles in %s in %.3f s", len(df), image_name or "mask", seconds)
@@ -170,6 +177,7 @@ def measure_imagej(mask, pixel_size_m=None, connectivity=8, include_holes=False,
         "include_holes": holes,
         "include_holes_forced": holes and not include_holes,
         "exclude_edges": bool(exclude_edges),
+        "size": None if size is None else size.text,
         "backend": f"imagej-{_state.backend}",  # the JVM's, which may predate this call
         "imagej_source": str(_state.jar or _state.fiji_dir or ""),
         "imagej_version": version,

@@ -19,11 +19,13 @@ The per-particle work (trace, hull, calipers, ellipse) runs in numba kernels com
 ``cache=True``; labelling uses :func:`scipy.ndimage.label`, which numbers components in the same
 raster order as ImageJ (:func:`tio2fiji.instances.connected_components`).
 
-Whether an array is a mask or a label image follows :func:`tio2fiji.io.mask_or_labels`.
+Whether an array is a mask or a label image follows :func:`tio2fiji.io.mask_or_labels`. ImageJ's
+size filter (``size=10-Infinity``, with or without ``pixel``) is :func:`parse_size` (``_size``).
 """
 
 from ..columns import COLUMNS
 from ._measure import label_particles, measure
 from ._shape import _trace as wand_trace
+from ._size import SizeFilter, parse_size
 
-__all__ = ["COLUMNS", "label_particles", "measure", "wand_trace"]
+__all__ = ["COLUMNS", "SizeFilter", "label_particles", "measure", "parse_size", "wand_trace"]

@@ -16,6 +16,7 @@ from ..io import mask_or_labels as _mask_or_labels
 from ..io import pixel_size_nm
 from ._scan import _compact_labels, _fill_holes, _scan
 from ._shape import _ellipses, _geometry, _geometry_pieces
+from ._size import parse_size
 
 # Particles per call of the geometry kernel when progress is reported (between blocks).
 _BLOCK = 4096
@@ -73,7 +74,7 @@ def label_particles(mask, connectivity=8, include_holes=False):
 
 
 def measure(mask_or_labels, pixel_size_m=None, connectivity=8, include_holes=False,
-            exclude_edges=False, image_name="", progress=None):
+            exclude_edges=False, image_name="", progress=None, size=None):
     """Measure every particle exactly as ImageJ 1.x *Analyze Particles* does.
 
     Parameters
@@ -115,6 +116,10 @@ def measure(mask_or_labels, pixel_size_m=None, connectivity=8, include_holes=Fal
         Written to the ``image`` column.
     progress : callable, optional
         Called as ``progress(done, total, image_name)`` while particles are measured.
+    size : str or SizeFilter, optional
+        ImageJ's size filter (``"10-Infinity"``, ``"10-500 pixel"``, :func:`parse_size`): only
+        particles whose pixel count (holes included with ``include_holes``) lies within the range,
+        in nm² when calibrated (else pixels), are reported, numbered as ImageJ numbers them.
 
     Returns
     -------
@@ -165,8 +170,12 @@ def measure(mask_or_labels, pixel_size_m=None, connectivity=8, include_holes=Fal
         a[idx] for a in (count, minx, maxx, miny, maxy, fx, fy, sums))
     h, w = labels.shape
     touches = (minx == 0) | (miny == 0) | (maxx == w - 1) | (maxy == h - 1)
-    if exclude_edges:
-        sel = ~touches
+    sel = ~touches if exclude_edges else np.ones(len(idx), bool)
+    size = parse_size(size)
+    if size is not None:  # ImageJ: pixelCount >= min/unitSquared && pixelCount <= max/unitSquared
+        lo, hi = size.pixel_bounds(pixel_size_m)
+        sel &= (count >= lo) & (count <= hi)
+    if not sel.all():
         idx, values, count, minx, maxx, miny, maxy, fx, fy, sums, touches = (
             a[sel] for a in (idx, values, count, minx, maxx, miny, maxy, fx, fy, sums, touches))
     m = len(idx)
