@@ -40,13 +40,13 @@ def _names(names, shown=5) -> str:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Output folder.")
 @click.option("--model", "model_path", default="default", show_default=True,
-              help="A bundled model ('default' = unet-watershed, or maskrcnn), a compact model file, "
+              help="A bundled model ('default' = unet-border; unet-watershed; maskrcnn), a compact model file, "
               "or a training checkpoint (best.pt).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="native", show_default=True,
               help="Who measures the particles.")
 @click.option("--separate", type=click.Choice(SEPARATE), default="auto",
-              show_default=True, help="Touching particles: watershed split (auto for a U-Net; a Mask "
-              "R-CNN finds its own), or none (connected components, as the thesis).")
+              show_default=True, help="Touching particles: the model's own way (auto: the default's border "
+              "band; a Mask R-CNN finds its own), watershed, or none (connected components, as the thesis).")
 @click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True,
               help="Particle connectivity of the components and the measurement (4: as the BAM masks).")
 @click.option("--method", "methods", multiple=True, default=("clark-evans", "monte-carlo"), show_default=True,

@@ -43,9 +43,11 @@ __all__ = ["BUNDLED", "DEFAULT_NAME", "DEFAULT_MODEL", "FORMAT", "OUTPUTS", "TRA
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
 #: The models bundled with tio2fiji, by the name ``--model`` takes (see ``tio2fiji/data/MODEL_CARD.md``).
-BUNDLED = {"unet-watershed": _DATA / "unet_watershed.pt", "maskrcnn": _DATA / "maskrcnn.pt"}
-#: The bundled model ``"default"`` names.
-DEFAULT_NAME = "unet-watershed"
+BUNDLED = {"unet-border": _DATA / "unet_border.pt", "unet-watershed": _DATA / "unet_watershed.pt",
+           "maskrcnn": _DATA / "maskrcnn.pt"}
+#: The bundled model ``"default"`` names (issue 27: the border U-Net, chosen on the validation
+#: images over ``unet-watershed``, the default before).
+DEFAULT_NAME = "unet-border"
 DEFAULT_MODEL = BUNDLED[DEFAULT_NAME]
 #: ``format`` of a compact model file.
 FORMAT = "tio2fiji-model"
