@@ -63,7 +63,8 @@ def _median_error(p, g):
     return abs(float(np.median(p)) - float(np.median(g))) / float(np.median(g)) if len(p) and len(g) else float("nan")
 
 
-def run(data_dir: Path, split_path: Path, model: str, write: Path | None, out: Path | None) -> dict:
+def run(data_dir: Path, split_path: Path, model: str, write: Path | None, out: Path | None,
+        subset: str = "test") -> dict:
     split, _ = read_split(split_path)
     train = [load(data_dir, i) for i in split["train"]]
     clf = fit_classifier([lab for _, lab, _ in train], [c for _, _, c in train])
@@ -79,7 +80,7 @@ def run(data_dir: Path, split_path: Path, model: str, write: Path | None, out: P
     net = load_model(model)
     manual_pred, manual_truth, per_image = [], [], []
     p_all, t_all = [], []
-    for ident in split["test"]:
+    for ident in split[subset]:
         sem, lab, comp = load(data_dir, ident)
         th = clf["threshold"]
         manual_pred.append(complete_scores(lab, clf) >= th)
@@ -129,8 +130,9 @@ def main(argv=None):
     ap.add_argument("--model", default="default")
     ap.add_argument("--write", type=Path)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--subset", default="test", help="the images scored in step 2 (test, or val to choose a model)")
     a = ap.parse_args(argv)
-    res = run(a.data_dir, a.split, a.model, a.write, a.out)
+    res = run(a.data_dir, a.split, a.model, a.write, a.out, a.subset)
     print(json.dumps({k: v for k, v in res.items() if k != "per_image"}, indent=1))  # noqa: T201
     for r in res["per_image"]:
         print(r)  # noqa: T201

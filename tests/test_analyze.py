@@ -90,7 +90,7 @@ def test_demo_writes_consistent_results_and_a_report_that_renders(tmp_path, exam
     assert meta["options"]["complete_only"] is False and meta["complete_classifier"]["threshold"] == 0.5
     assert set(dist["image"]) == set(names) and set(dist["method"]) == {"clark-evans", "monte-carlo"}
     assert [m["pixel_size_source"] for m in meta["images"]] == ["CZ_SEM"] * 3
-    assert [m["separation"] for m in meta["images"]] == ["border"] * 3  # "auto": the default's own way
+    assert [m["separation"] for m in meta["images"]] == ["watershed"] * 3  # "auto" for a one-output U-Net
     assert meta["model"]["sha256"] == hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
     assert meta["failures"] == [] and meta["versions"]["torch"]
     for n, row in zip(names, summary.itertuples()):

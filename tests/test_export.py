@@ -76,7 +76,7 @@ def test_bioimageio_package_contents(package):
         assert rdf["weights"][key]["sha256"] == digests[name]
     assert rdf["inputs"][0]["preprocessing"][-1] == {"id": "scale_linear",
                                                        "kwargs": {"gain": 1 / 255, "offset": 0.0}}
-    # the threshold chosen on the validation images and stored in the bundled file (0.4 for the border U-Net)
+    # the threshold stored in the bundled file
     assert rdf["config"]["tio2fiji"]["threshold"] == load_checkpoint("default")["model_config"]["threshold"]
     assert "CC-BY-NC-ND-4.0" in readme and "Rühle" in readme and "Model card" in readme
 
@@ -217,7 +217,7 @@ def test_cli_export_onnx(tmp_path, area):
     res = CliRunner().invoke(main, ["export", "--format", "onnx", "--out", str(tmp_path / "u.onnx"),
                                     "--test-image", str(image)])
     assert res.exit_code == 0, res.output
-    assert "masks at 0.4 identical" in res.output and (tmp_path / "u.onnx").is_file()
+    assert "masks at 0.5 identical" in res.output and (tmp_path / "u.onnx").is_file()
 
 
 @pytest.fixture(scope="module")

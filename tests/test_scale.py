@@ -56,7 +56,7 @@ def test_older_model_files_are_at_the_bam_pixel_size():
     post = model_postprocessing(load_model("unet-watershed"))  # written before models knew their scale
     assert post["pixel_size_m"] == TRAINED_PIXEL_SIZE_M == 7.34375e-9
     assert post["pixel_size_source"].startswith("assumed")
-    new = model_postprocessing(load_model("default"))  # the border U-Net records its training images'
+    new = model_postprocessing(load_model("unet-border"))  # the border U-Net records its training images'
     assert new["pixel_size_m"] == 7.34375e-9 and new["pixel_size_source"] == "stored"
     assert 100 < new["train_ecd"]["d50_nm"] < 300 and new["train_ecd"]["particles"] > 2000
 

@@ -40,7 +40,7 @@ def _names(names, shown=5) -> str:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Output folder.")
 @click.option("--model", "model_path", default="default", show_default=True,
-              help="A bundled model ('default' = unet-border; unet-watershed; maskrcnn), a compact model file, "
+              help="A bundled model ('default' = unet-watershed; unet-border; maskrcnn), a compact model file, "
               "or a training checkpoint (best.pt).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="native", show_default=True,
               help="Who measures the particles.")

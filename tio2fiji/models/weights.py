@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_UNET", "MODEL_FORMAT", "load_weights_file", "is_model_file",
 
 #: The bundled default U-Net (``tio2fiji.models.checkpoint.resolve_model("default")``; named here
 #: because ``checkpoint`` imports the factories that use this module; a test keeps them equal).
-DEFAULT_UNET = Path(__file__).resolve().parent.parent / "data" / "unet_border.pt"
+DEFAULT_UNET = Path(__file__).resolve().parent.parent / "data" / "unet_watershed.pt"
 #: ``format`` of a compact tio2fiji model file (as :data:`tio2fiji.models.checkpoint.FORMAT`).
 MODEL_FORMAT = "tio2fiji-model"
 
