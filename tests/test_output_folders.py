@@ -290,6 +290,10 @@ def test_analyze_failed_rerun_leaves_no_earlier_csvs_beside_its_report(tmp_path)
     broken.write_bytes(b"II*\x00 broken")
     res = CliRunner().invoke(main, ["analyze", str(broken), "--out", str(out)])
     assert res.exit_code == 1 and "no image could be analysed" in res.output
-    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert left == ["analysis.json", "report.html", MANIFEST]
-    assert sorted(_runs(out)["analyze"]["files"]) == ["analysis.json", "report.html"]
+    # the failed run's tables never stand beside its report; the earlier image's own files (its
+    # part, mask, labels, panels) are kept, as for any rerun with other inputs (issue 31, item 11)
+    assert not any((out / n).exists() for n in ("particles.csv", "summary.csv", "distribution.csv"))
+    assert (out / "analysis.json").exists() and (out / "report.html").exists()
+    assert (out / "parts" / "x.csv").exists() and (out / "x_mask.tif").exists()
+    kept = json.loads((out / "analysis.json").read_text())["run"]["kept_other_images"]
+    assert [k if isinstance(k, str) else k.get("image") for k in kept] == ["x.tif"]

@@ -31,7 +31,8 @@ def case():
 
 def test_overlapping_tiles_equal_whole_image_prediction(case):
     model, img, whole, near = case
-    blend = predict_probability(model, img, tile=256, overlap=64, mode="blend")
+    # float32 as the whole-image reference (the default's int8 graph adds its own, seam-free noise)
+    blend = predict_probability(model, img, tile=256, overlap=64, mode="blend", engine="onnx")
     # measured: 0.004 % of mask pixels and a mean |dp| of 1e-4 (context differs only far from a pixel)
     assert np.mean((blend > 0.5) != (whole > 0.5)) < 5e-4
     assert np.abs(blend - whole).mean() < 1e-3

@@ -130,9 +130,13 @@ def test_an_exported_graph_gives_the_numbers_of_the_network_it_came_from(model):
 
     sem = read_sem(EX / "1908256.tif")
     graph = pickle.loads(pickle.dumps(OnnxUNet.from_model(model)))
-    assert graph.tio2fiji_info == model.tio2fiji_info and not graph._sessions
-    a, b = segment(model, sem), segment(graph, sem)
+    info = dict(graph.tio2fiji_info)
+    assert info.pop("onnx_precision") == "float32" and info == model.tio2fiji_info and not graph._sessions
+    a, b = segment(model, sem, engine="onnx"), segment(graph, sem)
     np.testing.assert_array_equal(a.probability, b.probability)  # the same graph in ONNX Runtime
+    # the default's int8 graph is what CPU workers get when the model stores a calibration
+    graph8 = pickle.loads(pickle.dumps(OnnxUNet.from_model(model, int8=True)))
+    np.testing.assert_array_equal(segment(model, sem).probability, segment(graph8, sem).probability)
     np.testing.assert_array_equal(a.labels, b.labels)
     assert b.info["engine"] == "onnx" and b.threshold == a.threshold
     ref = predict_maps(model, sem.analysed[:256, :320], mode="whole", engine="torch")
@@ -172,18 +176,19 @@ def test_onnx_graph_is_cached_on_disk_by_model_file(tmp_path, monkeypatch):
     monkeypatch.setattr(O, "onnx_graph", lambda m: exports.append(1) or real(m))
     torch.set_num_threads(1)
     img = read_sem(Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM" / "1908248.tif").analysed
-    first = predict_probability(load_model("default"), img, mode="whole")
+    kw = dict(mode="whole", engine="onnx")  # the float32 graph (the int8 one is cached the same way)
+    first = predict_probability(load_model("default"), img, **kw)
     assert len(exports) == 1 and len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
-    second = predict_probability(load_model("default"), img, mode="whole")  # a new process would load anew
+    second = predict_probability(load_model("default"), img, **kw)  # a new process would load anew
     assert len(exports) == 1 and np.array_equal(first, second)
     graph = next((tmp_path / "onnx").glob("*.onnx"))
     graph.write_bytes(graph.read_bytes()[:1000])  # damaged: exported again, same numbers
-    assert np.array_equal(predict_probability(load_model("default"), img, mode="whole"), first)
+    assert np.array_equal(predict_probability(load_model("default"), img, **kw), first)
     assert len(exports) == 2
     model = load_model("default")
     with torch.no_grad():
         model.segmentation_head[0].bias.add_(1.0)  # weights no longer the file's: not from the cache
-    changed = predict_probability(model, img, mode="whole")
+    changed = predict_probability(model, img, **kw)
     assert len(exports) == 3 and not np.allclose(changed, first)
 
 
@@ -200,11 +205,12 @@ def test_int8_graph_from_a_stored_calibration(tmp_path, monkeypatch):
     img = read_sem(Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM" / "1908252.tif").analysed
     x = normalize_for_network(img)
     crops = np.stack([x[None, y:y + 256, c:c + 256] for y, c in ((0, 0), (200, 500), (400, 700))])
-    base = load_model("default")
+    cfg = {k: v for k, v in load_checkpoint("default")["model_config"].items() if k != "int8_calibration"}
+    base = load_model({"model": load_model("default").state_dict(), "model_config": cfg})  # no calibration
     calibration = O.int8_calibration(base, crops)
     assert "data" in calibration
-    # the bundled file's weights with the calibration stored beside them
-    ck = {"model": base.state_dict(), "model_config": load_checkpoint("default")["model_config"]}
+    # the bundled file's weights with this calibration stored beside them
+    ck = {"model": base.state_dict(), "model_config": cfg}
     path = export_model(ck, tmp_path / "int8.pt", weights="int8", int8_calibration=calibration)
     model = load_model(path)
     assert choose_engine(model, "cpu", "auto", False) == "onnx-int8"

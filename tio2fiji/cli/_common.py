@@ -7,7 +7,6 @@ import warnings
 from pathlib import Path
 
 import click
-from click.utils import make_default_short_help
 
 from ..checks import DOMAINS, ResultWarning, check_option, domain_message
 from ..errors import InputError, Tio2FijiError
@@ -63,6 +62,14 @@ class _Group(click.Group):
             _echo_warnings(caught)
 
 
+def _shortened(text: str, limit: int) -> str:
+    """``text`` cut at a word to at most ``limit`` characters with ``...``, as click shortens help."""
+    if len(text) <= limit:
+        return text
+    cut = text[:max(limit - 3, 0)].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + "..."
+
+
 class _LazyGroup(_Group):
     """A group whose commands are imported when one of them is run (or its own ``--help`` asked
     for), not to list them: ``tio2fiji --help`` and ``tio2fiji info`` start without torch, the
@@ -94,8 +101,7 @@ class _LazyGroup(_Group):
             if cmd is not None and cmd.hidden:
                 continue
             limit = formatter.width - 6 - max(map(len, self.list_commands(ctx)))
-            text = (cmd.get_short_help_str(limit) if cmd is not None
-                    else make_default_short_help(self.lazy[name][1], limit))
+            text = cmd.get_short_help_str(limit) if cmd is not None else _shortened(self.lazy[name][1], limit)
             rows.append((name, text))
         if rows:
             with formatter.section("Commands"):
