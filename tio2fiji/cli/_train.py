@@ -112,13 +112,15 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 @click.option("--gap-weight", type=_Checked("gap_weight"), default=10.0, show_default=True,
               help="Extra BCE weight of the 1-pixel gaps between touching particles.")
 @click.option("--crops-per-epoch", type=_Checked("crops_per_epoch"), default=128, show_default=True)
+@click.option("--width", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Half-width of the border band in pixels (2: a 5x5 window holding two particles).")
 @click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (give more --epochs to go on).")
 @_OVERWRITE
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @_device_option
 def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, schedule, gap_weight,
-                     crops_per_epoch, seed, resume, overwrite, threads, device):
+                     crops_per_epoch, width, seed, resume, overwrite, threads, device):
     """Train a border U-Net (particle mask + where touching particles meet) on DATA_DIR (practical mode)."""
     from ..models import resolve_device
     from ..training.border import train_border
@@ -128,7 +130,8 @@ def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, sc
     try:
         res = train_border(data_dir, out_dir, config=config, init=None if init == "none" else init,
                            epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
-                           gap_weight=gap_weight, crops_per_epoch=crops_per_epoch, seed=seed, resume=resume,
+                           gap_weight=gap_weight, crops_per_epoch=crops_per_epoch, width=width, seed=seed,
+                           resume=resume,
                            threads=threads, overwrite=overwrite, progress=progress, device=device)
     finally:
         bar.close()
