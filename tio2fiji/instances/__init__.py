@@ -30,6 +30,7 @@ from ._labels import (
     SEPARATE,
     SEPARATIONS,
     WATERSHED_DEFAULTS,
+    add_unseeded,
     connected_components,
     drop_small,
     labels_from_probability,
@@ -44,6 +45,6 @@ from ._star import STAR_DEFAULTS, STAR_MODES, labels_from_star, star_targets
 
 __all__ = ["CONNECTIVITY", "SEPARATE", "SEPARATIONS", "WATERSHED_DEFAULTS", "connected_components",
            "watershed_split", "labels_from_probability", "particle_scores", "labels_to_separated_mask",
-           "remove_touching", "drop_small", "PASTE_METHODS", "paste_masks", "paint_instances",
+           "remove_touching", "drop_small", "add_unseeded", "PASTE_METHODS", "paste_masks", "paint_instances",
            "STAR_DEFAULTS", "STAR_MODES", "star_targets", "labels_from_star", "BORDER_DEFAULTS",
            "BORDER_WIDTH", "border_band", "labels_from_border", "OWN_SEPARATION", "labels_from_maps"]

@@ -9,7 +9,7 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from ..errors import InputError
-from ._labels import connected_components, labels_to_separated_mask
+from ._labels import add_unseeded, connected_components, labels_to_separated_mask
 
 __all__ = ["BORDER_DEFAULTS", "BORDER_WIDTH", "border_band", "labels_from_border"]
 
@@ -119,13 +119,7 @@ def labels_from_border(probability, border, threshold: float = 0.5,
         small[0] = False
         seeds[small[seeds]] = 0
     lab = watershed(bnd, seeds, mask=mask, watershed_line=True).astype(np.int64)
-    # line pixels are background on purpose; only whole unseeded components are added back
-    comp = connected_components(mask, 4, dtype=np.int64)
-    seeded = np.unique(comp[lab > 0])
-    rest = np.isin(comp, seeded, invert=True) & mask
-    if rest.any():
-        extra = connected_components(rest, 4, dtype=np.int64)
-        lab = np.where(extra > 0, extra + lab.max(), lab)
+    lab = add_unseeded(lab, mask)  # the line pixels stay background
     # a watershed line is 8-connected; 4-connectivity must see the same particles
     lab = connected_components(labels_to_separated_mask(lab, 4), 4, dtype=np.int64)
     return lab.astype(np.uint32)

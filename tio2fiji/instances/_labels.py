@@ -12,7 +12,7 @@ from ..errors import InputError
 
 __all__ = ["CONNECTIVITY", "SEPARATE", "SEPARATIONS", "WATERSHED_DEFAULTS", "connected_components",
            "watershed_split", "labels_from_probability", "particle_scores", "labels_to_separated_mask",
-           "remove_touching", "drop_small", "check_mask", "raster_order"]
+           "remove_touching", "drop_small", "check_mask", "raster_order", "add_unseeded"]
 
 #: Particle connectivity used by default everywhere (segmentation, measurement, scoring): the BAM
 #: manual masks, and ours, keep touching particles apart by one-pixel lines that are 8-connected,
@@ -105,17 +105,27 @@ def watershed_split(mask, probability=None, h: float = WATERSHED_DEFAULTS["h"],
     seeds = connected_components(h_maxima(dist, h), 8, dtype=np.int32)
     lab = watershed(-dist, seeds, mask=mask, watershed_line=watershed_line)
     # components without a seed (flat, tiny) keep their own label instead of vanishing
-    rest = mask & (lab == 0)
-    if watershed_line:
-        # line pixels are background on purpose; only whole unseeded components are added back
-        comp = connected_components(mask, 4, dtype=np.int32)
-        seeded = np.unique(comp[lab > 0])
-        rest = np.isin(comp, seeded, invert=True) & mask
-    if rest.any():
-        extra = connected_components(rest, 4, dtype=np.int32)
-        lab = np.where(extra > 0, extra + lab.max(), lab)
+    lab = add_unseeded(lab, mask, whole=watershed_line)
     lab = raster_order(lab)
     return relabel_sequential(lab)[0].astype(np.uint32)
+
+
+def add_unseeded(labels, mask, whole: bool = True) -> np.ndarray:
+    """``labels`` with the particle pixels no seed reached labelled too, after the others.
+
+    ``whole``: only mask components (4-connected) that hold no labelled pixel at all get labels,
+    one each (a watershed's line pixels stay background on purpose); otherwise every unlabelled
+    mask pixel does, by its 4-connected component.
+    """
+    lab = np.asarray(labels)
+    rest = mask & (lab == 0)
+    if whole:
+        comp = connected_components(mask, 4, dtype=np.int64)
+        rest = np.isin(comp, np.unique(comp[lab > 0]), invert=True) & mask
+    if not rest.any():
+        return lab
+    extra = connected_components(rest, 4, dtype=np.int64)
+    return np.where(extra > 0, extra + lab.max(), lab)
 
 
 def raster_order(labels: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
 from ..errors import InputError
-from ._labels import check_mask, connected_components, labels_to_separated_mask
+from ._labels import add_unseeded, check_mask, connected_components, labels_to_separated_mask
 
 __all__ = ["STAR_DEFAULTS", "STAR_MODES", "star_targets", "labels_from_star"]
 
@@ -134,9 +134,7 @@ def labels_from_star(object_probability, distances, mask=None,
     if mode == "distance":
         seeds = connected_components((prob > prob_thresh) & mask, 4, dtype=np.int32)
         lab = watershed(-prob, seeds, mask=mask)
-        # mask components without a seed keep their own label instead of vanishing
-        comp = connected_components(mask & (lab == 0), 4, dtype=np.int32)
-        lab = np.where(comp > 0, comp + lab.max(), lab)
+        lab = add_unseeded(lab, mask, whole=False)  # mask components without a seed stay particles
     else:
         if not (prob > prob_thresh).any():
             return np.zeros(shape, np.uint32)

@@ -13,6 +13,7 @@ from ..instances import (
     CONNECTIVITY,
     OWN_SEPARATION,
     SEPARATE,
+    add_unseeded,
     connected_components,
     labels_from_maps,
     labels_to_separated_mask,
@@ -276,9 +277,6 @@ def particles_on_grid(labels, probability, shape, threshold: float):
     mask = prob > threshold
     markers = np.where(mask, resample_labels(labels, shape), 0).astype(np.int64)
     lab = watershed(-prob, markers, mask=mask) if markers.any() else markers
-    rest = mask & (lab == 0)
-    if rest.any():
-        extra = connected_components(rest, 4, dtype=np.int64)
-        lab = np.where(extra > 0, extra + lab.max(), lab)
+    lab = add_unseeded(lab, mask, whole=False)
     lab = connected_components(labels_to_separated_mask(lab, 4), 4)
     return lab.astype(np.uint32), prob
