@@ -214,20 +214,20 @@ def export_choice(row, dest, data_dir: Path, n_crops: int = 16) -> Path:
     pixel size and particle sizes of its training images, and an int8 calibration measured on
     ``n_crops`` random 256x256 training crops (seed 0, no augmentation)."""
     from tio2fiji.models.onnx import int8_calibration
-    from tio2fiji.training.border import _training_pixel_size, border_samples, particle_sizes
-    from tio2fiji.training.datasets import RandomCropDataset, load_samples, split_pairs
+    from tio2fiji.training.border import border_samples, particle_sizes, training_pixel_size
+    from tio2fiji.training.datasets import RandomCropDataset, split_pairs
 
     train_pairs, _, meta = split_pairs(data_dir)
-    pixel_size = _training_pixel_size(train_pairs, meta.get("data_bar_rows"))
-    crops_ds = RandomCropDataset(load_samples(train_pairs), length=n_crops, seed=0, variants=((None, 0),),
-                                 photometric_p=0.0)
+    samples = border_samples(train_pairs, meta.get("data_bar_rows"))  # the training images, read once
+    pixel_size = training_pixel_size(samples)
+    crops_ds = RandomCropDataset(samples, length=n_crops, seed=0, variants=((None, 0),), photometric_p=0.0)
     crops = np.stack([crops_ds.item_arrays(i)[0][None] for i in range(n_crops)]).astype(np.float32)
     c = row["choice"]
     metrics = {"test_over_9px": {k: row["test"]["over_9px"][k] for k in _KEYS},
                "test_all_objects": {k: row["test"]["all"][k] for k in _KEYS},
                "val_over_9px": {k: row["val"]["over_9px"][k] for k in _KEYS}}
     return export_model(row["file"], dest, weights="int8", threshold=c["threshold"], border=c["params"],
-                        pixel_size_m=pixel_size, train_ecd=particle_sizes(border_samples(train_pairs), pixel_size),
+                        pixel_size_m=pixel_size, train_ecd=particle_sizes(samples, pixel_size),
                         int8_calibration=int8_calibration(load_model(row["file"]), crops),
                         metadata={"metrics": metrics,
                                   "chosen_on": "validation images 1908260, 1908284, 1908292, 1908306 "

@@ -41,13 +41,13 @@ from ..models.unet import build_unet, parse_config
 from ..predict import predict_maps
 from ..transforms import TILE
 from .datasets import RandomCropDataset, split_pairs
-from .engine import check_options, check_run_folder, fit, on_device, run_settings
+from .engine import adam_optimizer, check_options, check_run_folder, check_schedule, fit, on_device, run_settings
 from .splits import read_split
 from .star import star_samples
 from .unet import make_loss
 
 __all__ = ["BORDER_HISTORY_COLUMNS", "FRAGMENT", "SCORE_MIN_SIZE", "BorderCropDataset", "border_samples",
-           "make_border_loss", "particle_sizes", "validate_border", "train_border"]
+           "make_border_loss", "particle_sizes", "training_pixel_size", "validate_border", "train_border"]
 
 BORDER_HISTORY_COLUMNS = ["epoch", "train_loss", "val_iou", "val_f1", "val_pq", "val_count_error", "lr",
                           "seconds", "fg_loss", "border_loss"]
@@ -162,12 +162,10 @@ def validate_border(model, samples, border: dict | None = None, threshold: float
             "val_pq": scores["pq"], "val_count_error": float(np.mean(counts)), "tp": tp, "fp": fp, "fn": fn}
 
 
-def _training_pixel_size(pairs, data_bar_rows=None) -> float | None:
+def training_pixel_size(samples) -> float | None:
     """The training images' common pixel size (m), the model's working scale; None when they have
     none. Images more than 2 % apart are refused: a model has one scale."""
-    from ..io import read_sem
-
-    sizes = [read_sem(i, data_bar_rows=data_bar_rows).pixel_size_m for i, _ in pairs]
+    sizes = [s.pixel_size_m for s in samples]
     known = [p for p in sizes if p is not None]
     if not known:
         return None
@@ -252,8 +250,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight,
                   crops_per_epoch=crops_per_epoch, threads=threads)
     check_run_folder(out_dir, resume, overwrite)
-    if schedule not in ("constant", "cosine"):
-        raise InputError(f"schedule must be 'constant' or 'cosine', not {schedule!r}.")
+    check_schedule(schedule)
     if int(width) < 1 or int(min_fragment) < 1:
         raise InputError(f"width and min_fragment must be at least 1 pixel (got {width}, {min_fragment}).")
     _, meta = read_split(Path(data_dir) / "split.json")
@@ -263,7 +260,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
     train_pairs, val_pairs, meta = split_pairs(data_dir, images_dir, masks_dir)
     bar = meta.get("data_bar_rows")
     train, val = border_samples(train_pairs, bar, min_fragment), border_samples(val_pairs, bar, min_fragment)
-    pixel_size_m = _training_pixel_size(train_pairs, bar)
+    pixel_size_m = training_pixel_size(train)
     if not val:
         raise InputError(f"{data_dir}: the split has no validation images; the border U-Net chooses "
                          f"its epoch on them.")
@@ -291,11 +288,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
             _init_weights(model, init_path, encoder, border_bias)
         model.to(device)
 
-        def optimizer_for(phase):
-            optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-            scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr * 0.01)
-                         if schedule == "cosine" else None)
-            return optimizer, scheduler
+        optimizer_for = adam_optimizer(model, lr, epochs, schedule)
 
         model_config = {"arch": "unet", "encoder": encoder, "in_channels": 1, "classes": 2,
                         "outputs": "border", "border_width": int(width), "config": config,

@@ -45,6 +45,7 @@ class Sample:
     mask: np.ndarray  # bool
     image_path: Path | None = None
     mask_path: Path | None = None
+    pixel_size_m: float | None = None  # the image's calibration (None: uncalibrated)
 
 
 def load_pair(image_path, mask_path, data_bar_rows=None):
@@ -58,9 +59,9 @@ def load_samples(pairs, data_bar_rows: int | None = None) -> list:
     """Read image/mask pairs into :class:`Sample` objects (data bar removed, image in [0, 1])."""
     out = []
     for img_path, mask_path in pairs:
-        _, raw, mask = load_pair(img_path, mask_path, data_bar_rows)
+        sem, raw, mask = load_pair(img_path, mask_path, data_bar_rows)
         out.append(Sample(name=Path(img_path).stem, image=normalize_for_network(raw), mask=mask,
-                          image_path=Path(img_path), mask_path=Path(mask_path)))
+                          image_path=Path(img_path), mask_path=Path(mask_path), pixel_size_m=sem.pixel_size_m))
     return out
 
 

@@ -54,7 +54,8 @@ from ..errors import InputError, Tio2FijiError
 from ..io import atomic_write, write_csv, write_json
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["MAY_CHANGE_ON_RESUME", "EXTRA_DOMAINS", "check_options", "check_run_folder", "resume_changes",
+__all__ = ["MAY_CHANGE_ON_RESUME", "EXTRA_DOMAINS", "SCHEDULES", "check_schedule", "adam_optimizer",
+           "check_options", "check_run_folder", "resume_changes",
            "run_settings", "rng_states", "set_rng_states", "fit", "pooled_loss_iou", "on_device",
            "write_history", "plot_history"]
 
@@ -163,6 +164,32 @@ def resume_changes(old: dict, new: dict, where) -> dict:
 
 # --------------------------------------------------------------------------------------------------
 # run settings and RNG states
+
+
+#: The learning-rate schedules of the U-Net recipes (:func:`adam_optimizer`).
+SCHEDULES = ("constant", "cosine")
+
+
+def check_schedule(schedule: str) -> None:
+    """Refuse a schedule that is not one of :data:`SCHEDULES` in one line."""
+    if schedule not in SCHEDULES:
+        raise InputError(f"schedule must be 'constant' or 'cosine', not {schedule!r}.")
+
+
+def adam_optimizer(model, lr: float, epochs: int, schedule: str):
+    """The U-Net recipes' ``optimizer_for(phase)`` of :func:`fit`: Adam at ``lr``, constant or
+    cosine-annealed to 1 % of it over ``epochs``."""
+    import torch
+
+    check_schedule(schedule)
+
+    def optimizer_for(phase):
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr * 0.01)
+                     if schedule == "cosine" else None)
+        return optimizer, scheduler
+
+    return optimizer_for
 
 
 @contextlib.contextmanager

@@ -39,7 +39,7 @@ from ..models.unet import build_unet, parse_config
 from ..predict import predict_maps
 from ..transforms import TILE
 from .datasets import RandomCropDataset, load_samples, split_pairs
-from .engine import check_options, check_run_folder, fit, on_device, run_settings
+from .engine import adam_optimizer, check_options, check_run_folder, check_schedule, fit, on_device, run_settings
 from .splits import read_split
 from .unet import make_loss
 
@@ -225,8 +225,7 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
                   ray_weight=ray_weight, ray_bias=ray_bias, ray_scale=ray_scale,
                   crops_per_epoch=crops_per_epoch, threads=threads, n_rays=n_rays)
     check_run_folder(out_dir, resume, overwrite)
-    if schedule not in ("constant", "cosine"):
-        raise InputError(f"schedule must be 'constant' or 'cosine', not {schedule!r}.")
+    check_schedule(schedule)
     if n_rays < 3:
         raise InputError(f"n_rays must be at least 3, got {n_rays}.")
     _, meta = read_split(Path(data_dir) / "split.json")
@@ -267,11 +266,7 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
                 model.segmentation_head[0].bias[2:] = float(ray_bias) / ray_scale
         model.to(device)
 
-        def optimizer_for(phase):
-            optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-            scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr * 0.01)
-                         if schedule == "cosine" else None)
-            return optimizer, scheduler
+        optimizer_for = adam_optimizer(model, lr, epochs, schedule)
 
         model_config = {"arch": "unet", "encoder": encoder, "in_channels": 1, "classes": 2 + n_rays,
                         "outputs": "star", "n_rays": n_rays, "ray_scale": float(ray_scale),

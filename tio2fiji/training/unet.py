@@ -18,7 +18,16 @@ from ..models.checkpoint import load_checkpoint, load_model, resolve_model
 from ..models.device import resolve_device
 from ..models.unet import build_unet, parse_config
 from .datasets import training_datasets
-from .engine import check_options, check_run_folder, fit, on_device, pooled_loss_iou, run_settings
+from .engine import (
+    adam_optimizer,
+    check_options,
+    check_run_folder,
+    check_schedule,
+    fit,
+    on_device,
+    pooled_loss_iou,
+    run_settings,
+)
 
 __all__ = ["HISTORY_COLUMNS", "gap_pixels", "make_loss", "masked_iou_counts", "evaluate",
            "fit_unet", "train_unet"]
@@ -210,8 +219,7 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight,
                   num_workers=num_workers, threads=threads)
     check_run_folder(out_dir, resume, overwrite)
-    if schedule not in ("constant", "cosine"):
-        raise InputError(f"schedule must be 'constant' or 'cosine', not {schedule!r}.")
+    check_schedule(schedule)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise InputError("training and validation datasets must not be empty.")
     loss_fn = make_loss(loss, gap_weight)
@@ -220,11 +228,7 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
         image, target, valid = on_device(batch, device)
         return loss_fn(model(image), target, valid), {}, image.shape[0]
 
-    def optimizer_for(phase):
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr * 0.01)
-                     if schedule == "cosine" else None)
-        return optimizer, scheduler
+    optimizer_for = adam_optimizer(model, lr, epochs, schedule)
 
     model.to(device)  # before the optimizer is built on its parameters
     pin = device.type == "cuda"
