@@ -186,8 +186,8 @@ def _model_description(model, source) -> dict:
         path = resolve_model(source)
         desc["model"] = "default (bundled)" if str(source) == "default" else str(source)
         desc["file"] = path.name
-        if path.is_file():
-            desc["sha256"] = file_sha256(path)
+        if path.is_file():  # load_model hashed the file it read already
+            desc["sha256"] = info.get("file_sha256") or file_sha256(path)
     else:
         desc["model"] = type(model).__name__ + " (given as an object)"
     cfg = info.get("model_config") or {}
