@@ -8,7 +8,7 @@ Usage::
 ``DATA_DIR`` holds ``SEM/<id>.tif`` and ``TiO2_Masks_Manual_4connected/<id>_m.tif``
 (e.g. ``/work/shared/data/bam-tio2``).
 
-1. :func:`tio2fiji.analyze.analyze_images` runs on every SEM image with the bundled model and its
+1. :func:`tio2fiji.run.analyze_images` runs on every SEM image with the bundled model and its
    default options (watershed separation, native measurement, connectivity 4, distribution tests,
    envelopes, report) into ``OUT/analysis``; the wall time per image is taken from the progress
    callback's timestamps (and ``AnalysisResult.images[i]["seconds"]``).
@@ -18,7 +18,7 @@ Usage::
    ``connected_components(prob > thr, 4)``; so the mask is read back, labelled with
    :func:`tio2fiji.instances.connected_components` and measured as analyze measures (a label image,
    :func:`tio2fiji.particles.measure`, connectivity 4). No second network pass.
-3. The manual masks are measured with :func:`tio2fiji.batch.measure_files` (connectivity 4,
+3. The manual masks are measured with :func:`tio2fiji.run.measure_files` (connectivity 4,
    ``images_dir`` = ``SEM`` so calibration and the data bar are applied: analysed area only).
 
 Per image: particle count and median ECD (nm) of each prediction vs the manual mask, relative errors
@@ -66,11 +66,10 @@ def main(argv=None):
 
     import torch
 
-    from tio2fiji.analyze import analyze_images
-    from tio2fiji.batch import measure_files
     from tio2fiji.instances import connected_components
     from tio2fiji.io import read_mask
     from tio2fiji.particles import measure
+    from tio2fiji.run import analyze_images, measure_files
     from tio2fiji.training import read_split
 
     torch.set_num_threads(args.threads)

@@ -98,12 +98,12 @@ def fig32(df, names, path):
 def main(argv=None):
     import torch
 
-    from tio2fiji.evaluate import select_pairs
     from tio2fiji.instances import connected_components
     from tio2fiji.io import mask_for_image, read_mask, read_sem
     from tio2fiji.metrics import best_iou_per_gt, instance_scores, iou, match_counts, match_instances
     from tio2fiji.models.checkpoint import load_model
     from tio2fiji.predict import segment
+    from tio2fiji.run import select_pairs
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", required=True)

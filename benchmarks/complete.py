@@ -23,7 +23,7 @@ complete when at least half of it is in the 2-class mask
       manual particles (|error| / manual), and the same for all particles, averaged over images.
 
 ``--write`` stores the classifier (plain numbers and how it was made) where
-:func:`tio2fiji.complete.load_classifier` finds it.
+:func:`tio2fiji.particles.load_classifier` finds it.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from tio2fiji.complete import complete_scores
 from tio2fiji.instances import connected_components
 from tio2fiji.io import mask_for_image, read_mask, read_sem, write_json
 from tio2fiji.metrics import ecd_of_labels, match_instances, matched_pairs
 from tio2fiji.models.checkpoint import load_model
+from tio2fiji.particles import complete_scores
 from tio2fiji.predict import segment
 from tio2fiji.training.complete import choose_threshold, complete_labels, fit_classifier
 from tio2fiji.training.splits import read_split

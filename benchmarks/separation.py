@@ -54,9 +54,9 @@ def _score(data, fn):
 
 
 def main(argv=None):
-    from tio2fiji.evaluate import select_pairs
     from tio2fiji.instances import labels_from_probability
     from tio2fiji.models.checkpoint import load_model, model_threshold
+    from tio2fiji.run import select_pairs
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", required=True)

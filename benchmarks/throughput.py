@@ -10,7 +10,7 @@ on the same images and with ``analyze``'s default options (bundled U-Net, both s
 bootstrap resamples, 39-simulation G/L envelopes, report):
 
 * ``serial``: the default, one image after another in this process, torch's own thread count;
-* ``workers 1`` and ``workers 2``: a local Dask cluster (:func:`tio2fiji.cluster.open_client`) of
+* ``workers 1`` and ``workers 2``: a local Dask cluster (:func:`tio2fiji.run.open_client`) of
   that many processes, ``cores // workers`` torch threads each. The wall time includes starting
   the cluster (processes importing torch, each loading the model once).
 
@@ -59,7 +59,7 @@ def network_flops(image) -> dict:
 
 
 def run_mode(images, label, workers, base) -> dict:
-    from tio2fiji.analyze import analyze_images
+    from tio2fiji.run import analyze_images
 
     out = base / label.replace(" ", "_")
     shutil.rmtree(out, ignore_errors=True)
@@ -90,8 +90,7 @@ def main(argv=None):
 
     import torch
 
-    from tio2fiji.analyze import gather_images
-    from tio2fiji.cluster import cores
+    from tio2fiji.run import cores, gather_images
 
     images = gather_images([args.folder], glob="*.tif")[:args.limit]
     print(f"{len(images)} images from {args.folder}; {cores()} cores, torch {torch.__version__} "

@@ -19,7 +19,6 @@ from scipy import ndimage
 from test_complete import use_tiny_classifier
 from test_report import browser_dom, table_rows
 
-from tio2fiji.analyze import analyze_images
 from tio2fiji.checks import ResultWarning
 from tio2fiji.cli import main
 from tio2fiji.errors import InputError
@@ -27,6 +26,7 @@ from tio2fiji.instances import labels_to_separated_mask
 from tio2fiji.io import read_sem
 from tio2fiji.models.checkpoint import DEFAULT_MODEL
 from tio2fiji.particles import measure
+from tio2fiji.run import analyze_images
 
 PS = 7.34375e-9
 

@@ -24,10 +24,10 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from tio2fiji.analyze import analyze_images, gather_images
 from tio2fiji.cli import main
 from tio2fiji.errors import InputError
 from tio2fiji.io import MANIFEST, read_sem
+from tio2fiji.run import analyze_images, gather_images
 
 PS = 7.34375e-9
 VENV = Path(sys.executable).parent
@@ -145,7 +145,7 @@ def test_local_cluster_and_a_scheduler_give_the_serial_numbers(serial, images, t
     from distributed import Client
 
     def worker_state():
-        from tio2fiji.cluster import shared
+        from tio2fiji.run import shared
         return "segmentation_models_pytorch" in sys.modules, shared("network") is not None
 
     with Client(scheduler_file=str(scheduler), timeout="30s") as client:
@@ -400,7 +400,7 @@ def test_many_paths_from_a_list_do_not_meet_the_argument_limit(tmp_path, images)
 def test_a_cluster_whose_workers_are_all_paused_fails_with_one_line_not_a_hang(images, tmp_path, monkeypatch):
     """A worker paused for memory (here: pause at 1 % of 4 GB, so from its start) never starts an
     image; the run ends after STALL_S with one line naming the cause, instead of waiting forever."""
-    from tio2fiji import cluster
+    from tio2fiji.run import _cluster as cluster
 
     monkeypatch.setattr(cluster, "CHECK_S", 0.5)
     monkeypatch.setattr(cluster, "STALL_S", 3.0)

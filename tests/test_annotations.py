@@ -148,7 +148,7 @@ def test_analyze_leaves_an_overlay_and_the_particles_beside_it_out(tmp_path, exa
     import pandas as pd
     from scipy import ndimage as ndi
 
-    from tio2fiji.analyze import analyze_images
+    from tio2fiji.run import analyze_images
 
     with tifffile.TiffFile(example_images[0]) as tif:
         raw = tif.pages[0].asarray().copy()

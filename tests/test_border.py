@@ -161,7 +161,7 @@ def test_evaluate_images_min_size_drops_small_objects_on_both_sides():
 
 def test_anatomy_overlay_colours_each_cause():
     from tio2fiji.metrics import GT_CAUSES, anatomy_labels
-    from tio2fiji.overlay import ANATOMY_COLOURS, anatomy_rgb
+    from tio2fiji.report._overlay import ANATOMY_COLOURS, anatomy_rgb
 
     gt, pred = _anatomy_case()
     m = match_instances(pred, gt)

@@ -13,7 +13,6 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from tio2fiji.batch import load_mask_input, measure_files
 from tio2fiji.cli import main
 from tio2fiji.errors import InputError
 from tio2fiji.io import (
@@ -26,6 +25,7 @@ from tio2fiji.io import (
     read_pixel_size,
     read_sem,
 )
+from tio2fiji.run import load_mask_input, measure_files
 
 CZ_SEM, FEI = 34118, 34682
 PS = 5e-9  # the test images' microscope pixel size

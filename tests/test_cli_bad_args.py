@@ -187,8 +187,8 @@ def test_directory_as_model_is_called_a_folder(command, places):
 
 
 def test_failure_messages_always_name_the_file(tmp_path):
-    from tio2fiji.batch import failure_message
     from tio2fiji.errors import InputError
+    from tio2fiji.run import failure_message
     from tio2fiji.transforms import normalize_for_network
 
     with pytest.raises(InputError) as exc:

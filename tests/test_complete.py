@@ -15,14 +15,21 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from tio2fiji import complete
-from tio2fiji import summary as S
-from tio2fiji.batch import add_complete_columns, measure_files, measured_labels
 from tio2fiji.cli import main
-from tio2fiji.complete import FEATURES, complete_scores, load_classifier, particle_features
 from tio2fiji.errors import InputError
 from tio2fiji.instances import labels_to_separated_mask
-from tio2fiji.particles import measure
+from tio2fiji.particles import (
+    FEATURES,
+    add_complete_columns,
+    complete_scores,
+    load_classifier,
+    measure,
+    measured_labels,
+    particle_features,
+)
+from tio2fiji.particles import _complete as complete
+from tio2fiji.report import _summary as S
+from tio2fiji.run import measure_files
 
 #: Standardisation off (mean 0, scale 1): logit = 5 - 20 * contact_fraction - 10 * touches_border,
 #: so a particle is complete (p >= 0.5) when less than a quarter of its surroundings is another
@@ -282,7 +289,7 @@ def test_summary_rows_of_all_and_complete_particles():
 
 def test_report_shows_the_complete_rows_and_says_what_they_are(tmp_path):
     from tio2fiji import report as R
-    from tio2fiji.batch import software_versions
+    from tio2fiji.run import software_versions
 
     meta = [{"image": "a.tif", "width": 10, "height": 20, "pixel_size_m": None, "particles": 4,
              "complete_particles": 2}]

@@ -25,10 +25,9 @@ import pandas as pd
 import pytest
 
 from tio2fiji import distribution as D
-from tio2fiji.columns import ANGLE_COLUMNS, BIOVOXXEL_COLUMNS, IMAGEJ_COLUMNS
 from tio2fiji.imagej import find_ij_jar
 from tio2fiji.io import pixel_size_nm, read_mask, read_sem, write_mask
-from tio2fiji.particles import measure
+from tio2fiji.particles import ANGLE_COLUMNS, BIOVOXXEL_COLUMNS, IMAGEJ_COLUMNS, measure
 
 ROOT = Path(__file__).resolve().parent.parent
 MACROS = ROOT / "tio2fiji" / "macros"
@@ -343,7 +342,7 @@ from pathlib import Path
 import numpy as np
 from tio2fiji.io import read_mask, read_sem, write_labels, write_mask
 from tio2fiji.particles import label_particles
-from tio2fiji.rois import write_roi_zip
+from tio2fiji.particles import write_roi_zip
 
 argv = sys.argv[1:]
 with open({log!r}, "a") as fh:

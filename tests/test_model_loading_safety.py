@@ -129,7 +129,7 @@ def test_bundled_model_and_training_checkpoints_still_load(tmp_path):
 
 
 def test_roi_zip_bomb_is_refused_before_inflating(tmp_path):
-    from tio2fiji.rois import MAX_ROI_BYTES, read_roi_zip
+    from tio2fiji.particles._rois import MAX_ROI_BYTES, read_roi_zip
 
     path = tmp_path / "bomb.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 import tio2fiji.distribution as D
-from tio2fiji.batch import distribution_files, measure_files, segment_files
 from tio2fiji.checks import (
     DOMAINS,
     ResultWarning,
@@ -21,7 +20,8 @@ from tio2fiji.checks import (
 )
 from tio2fiji.cli import main
 from tio2fiji.errors import InputError
-from tio2fiji.summary import bootstrap_ci
+from tio2fiji.report import bootstrap_ci
+from tio2fiji.run import distribution_files, measure_files, segment_files
 
 
 def clustered_points():
@@ -127,7 +127,7 @@ def test_batch_functions_check_before_working(example_masks, tmp_path):
 
 
 def test_analyze_checks_its_numbers_first(tmp_path, example_masks):
-    from tio2fiji.analyze import analyze_images
+    from tio2fiji.run import analyze_images
 
     for kw, name in [({"n_sim": 0}, "n_sim"), ({"threshold": 2.0}, "threshold"),
                      ({"n_boot": 0}, "n_boot"), ({"envelope_sims": -1}, "envelope_sims")]:

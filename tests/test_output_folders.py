@@ -13,10 +13,10 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from tio2fiji.batch import run_files
 from tio2fiji.cli import main
 from tio2fiji.errors import OutputError
 from tio2fiji.io import LOCK, MANIFEST, RunFolder, check_output_dir, read_manifest
+from tio2fiji.run import run_files
 
 EX = Path(__file__).resolve().parent.parent / "examples" / "data"
 REPO = Path(__file__).resolve().parent.parent

@@ -11,11 +11,11 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from tio2fiji.batch import measure_files
 from tio2fiji.checks import ResultWarning, plausibility_warnings
 from tio2fiji.cli import main
 from tio2fiji.io import read_mask
 from tio2fiji.models.checkpoint import DEFAULT_MODEL
+from tio2fiji.run import measure_files
 
 EXAMPLES = "examples/data"
 
@@ -66,8 +66,7 @@ def test_bundled_masks_are_not_flagged(example_masks, tmp_path):
 
 
 def test_summary_and_report_show_the_warnings(tmp_path):
-    from tio2fiji.report import write_report
-    from tio2fiji.summary import summary_table
+    from tio2fiji.report import summary_table, write_report
 
     parts = pd.DataFrame({"image": ["a.tif"], "Area": [90.0], "Circ.": [1.0], "Solidity": [1.0],
                           "FeretAngle": [0.0], "ECD": [10.7]})
@@ -87,7 +86,7 @@ def test_summary_and_report_show_the_warnings(tmp_path):
 @pytest.mark.slow  # ~20 s on a busy 2-core machine (model load and inference)
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="bundled model missing")
 def test_all_white_frame_is_flagged_by_analyze(tmp_path):
-    from tio2fiji.analyze import analyze_images
+    from tio2fiji.run import analyze_images
 
     white = tmp_path / "white.tif"
     tifffile.imwrite(white, np.full((256, 320), 255, np.uint8))
@@ -106,7 +105,7 @@ def test_all_white_frame_is_flagged_by_analyze(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="bundled model missing")
 def test_bundled_images_segmented_are_not_flagged(example_images, tmp_path):
-    from tio2fiji.batch import segment_files
+    from tio2fiji.run import segment_files
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResultWarning)

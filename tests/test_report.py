@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from tio2fiji import report as R
-from tio2fiji import summary as S
-from tio2fiji.batch import software_versions
 from tio2fiji.errors import InputError
 from tio2fiji.particles import measure
+from tio2fiji.report import _summary as S
+from tio2fiji.run import software_versions
 
 # --------------------------------------------------------------------------------------------------
 # a headless browser, shared with test_analyze.py
@@ -246,7 +246,9 @@ def test_plots_write_png_files(tmp_path):
 def test_feret_kde_is_a_density_on_the_half_circle():
     grid = np.linspace(0, 180, 1801)
     angles = np.array([2.0, 5.0, 175.0, 178.0, 90.0])
-    dens = R._periodic_kde(angles, grid)
+    from tio2fiji.report._plots import _periodic_kde
+
+    dens = _periodic_kde(angles, grid)
     assert np.trapezoid(dens, grid) == pytest.approx(1.0, abs=1e-3)
     assert dens[0] == pytest.approx(dens[-1], rel=1e-9)  # 0° and 180° are the same axis
     assert dens[0] > 2 * dens[900]  # four of five particles lie within 5° of 0°/180°, one at 90°

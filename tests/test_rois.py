@@ -14,9 +14,10 @@ import roifile
 import tifffile
 from scipy import ndimage as ndi
 
-from tio2fiji import imagej, rois
+from tio2fiji import imagej
 from tio2fiji.errors import InputError
 from tio2fiji.io import read_mask, read_sem, write_labels
+from tio2fiji.particles import _rois as rois
 from tio2fiji.particles import label_particles, measure, wand_trace
 
 PIXEL = 7.34375e-9

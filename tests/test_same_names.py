@@ -9,8 +9,8 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from tio2fiji.batch import unique_names
 from tio2fiji.cli import main
+from tio2fiji.run import unique_names
 
 EX = Path(__file__).resolve().parent.parent / "examples" / "data"
 

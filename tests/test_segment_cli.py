@@ -17,7 +17,7 @@ EX = Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM"
 
 
 def test_segment_writes_consistent_mask_labels_scores_rois_and_probability(tmp_path):
-    from tio2fiji.rois import read_roi_zip
+    from tio2fiji.particles import read_roi_zip
 
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00not really a tiff")

@@ -147,8 +147,8 @@ def test_an_exported_graph_gives_the_numbers_of_the_network_it_came_from(model):
 
 def test_warm_up_runs_the_per_image_steps_once():
     """The fork server's warm-up analyses its synthetic image (it would fail silently there)."""
-    from tio2fiji.analyze import warm_up
     from tio2fiji.particles import _scan
+    from tio2fiji.run import warm_up
 
     assert warm_up() > 0
     assert _scan._scan.signatures  # the measurement's kernels are loaded

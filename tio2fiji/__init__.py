@@ -37,19 +37,19 @@ _EXPORTS = {
     "distribution_table": "tio2fiji.distribution",
     # scores and summaries
     "evaluate_images": "tio2fiji.metrics", "match_instances": "tio2fiji.metrics",
-    "summary_table": "tio2fiji.summary",
-    "bootstrap_ci": "tio2fiji.summary",
+    "summary_table": "tio2fiji.report",
+    "bootstrap_ci": "tio2fiji.report",
     # ImageJ ROI sets
-    "write_roi_zip": "tio2fiji.rois", "read_roi_zip": "tio2fiji.rois",
+    "write_roi_zip": "tio2fiji.particles", "read_roi_zip": "tio2fiji.particles",
     # networks: model files, inference, training
     "load_model": "tio2fiji.models", "segment": "tio2fiji.predict",
     "predict_probability": "tio2fiji.predict", "Segmentation": "tio2fiji.predict",
     "build_dataset": "tio2fiji.training", "train_unet": "tio2fiji.training",
     "train_maskrcnn": "tio2fiji.training",
     # whole jobs over many files
-    "measure_files": "tio2fiji.batch", "distribution_files": "tio2fiji.batch",
-    "segment_files": "tio2fiji.batch", "analyze_images": "tio2fiji.analyze",
-    "evaluate_model": "tio2fiji.evaluate",
+    "measure_files": "tio2fiji.run", "distribution_files": "tio2fiji.run",
+    "segment_files": "tio2fiji.run", "analyze_images": "tio2fiji.run",
+    "evaluate_model": "tio2fiji.run",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,11 +1,11 @@
 """Imported by the fork server of a local Dask cluster (``preload`` of
-:func:`tio2fiji.cluster.start_client`), or by a ``dask worker --preload tio2fiji._warm_worker``:
-imports tio2fiji's analysis and runs :func:`tio2fiji.analyze.warm_up` once, so that the workers
+:func:`tio2fiji.run.start_client`), or by a ``dask worker --preload tio2fiji._warm_worker``:
+imports tio2fiji's analysis and runs :func:`tio2fiji.run.warm_up` once, so that the workers
 start with what their first image would otherwise load."""
 
 import logging
 
-from .analyze import warm_up
+from .run import warm_up
 
 try:
     SECONDS = warm_up()

@@ -97,7 +97,7 @@ def analyze(images, out_dir, model_path, backend, separate, connectivity, method
     distribution, and write particles.csv, distribution.csv, summary.csv (per image a row of all
     particles and one of the complete ones), plots/ and report.html. Each image's results are
     kept in parts/ as it finishes; a rerun into the same --out skips the finished images."""
-    from ..analyze import analyze_images, gather_images
+    from ..run import analyze_images, gather_images
 
     images = gather_images(images, glob=pattern, from_list=from_list, out_dir=out_dir)
     _fail_early_if_none_readable(images)

@@ -38,7 +38,7 @@ def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connecti
             exclude_edges, complete_only, size):
     """Measure every particle of MASKS as ImageJ's Analyze Particles does; writes particles.csv
     (with complete_score and complete: whether a particle is whole, not partly hidden or cut)."""
-    from ..batch import measure_files
+    from ..run import measure_files
 
     ps = _pixel_size(pixel_size)
     bar = _Progress(len(masks), "measure")
@@ -84,7 +84,7 @@ def measure(masks, out_dir, backend, images_dir, pixel_size, threshold, connecti
 def distribution(masks, out_dir, backend, images_dir, pixel_size, threshold, methods, points, alpha,
                  n_sim, null, seed, connectivity):
     """Test whether the particles of MASKS are clustered, random or regular; writes distribution.csv."""
-    from ..batch import concat_tables, distribution_files
+    from ..run import concat_tables, distribution_files
 
     ps = _pixel_size(pixel_size)
     bar = _Progress(len(masks), "distribution")

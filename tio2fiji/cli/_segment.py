@@ -54,8 +54,8 @@ from ._groups import main
 def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, mode, overlap,
                 data_bar_rows, rois, probability, tta, scale, threads, device):
     """Segment SEM IMAGES into particle masks, label images and (optionally) ROI sets."""
-    from ..batch import segment_files
     from ..models import resolve_device
+    from ..run import segment_files
 
     device = resolve_device(device)  # a missing GPU is one line, before any file is read
     _fail_early_if_none_readable(images)
@@ -115,8 +115,8 @@ def evaluate_cmd(model_path, images_dir, masks_dir, split_file, subset, out_dir,
                  overlap, connectivity, data_bar_rows, save_masks, separate, tta, min_size, no_anatomy_plots,
                  device):
     """Score a model on image/mask pairs; writes metrics.json and per_image.csv."""
-    from ..evaluate import evaluate_model, select_pairs
     from ..models import resolve_device
+    from ..run import evaluate_model, select_pairs
 
     device = resolve_device(device)
     pairs = select_pairs(images_dir, masks_dir, split_file=split_file, subset=subset)

@@ -38,7 +38,7 @@ Layout: ``_jvm`` (finding Java and ImageJ, starting the JVM, pyimagej), ``_conve
 (:func:`session`, :class:`Session`).
 """
 
-from ..columns import ANGLE_COLUMNS, COLUMNS, IMAGEJ_COLUMNS
+from ..particles import ANGLE_COLUMNS, COLUMNS, IMAGEJ_COLUMNS
 from ._convert import from_imageplus, to_imageplus
 from ._jvm import (
     ENV_IJ_JAR,

@@ -9,10 +9,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from ..columns import ANGLE_COLUMNS, COLUMNS, IMAGEJ_COLUMNS, TEXT_COLUMNS, derived_columns
 from ..errors import InputError, Tio2FijiError
 from ..io import pixel_size_nm
-from ..particles import parse_size
+from ..particles import ANGLE_COLUMNS, COLUMNS, IMAGEJ_COLUMNS, TEXT_COLUMNS, derived_columns, parse_size
 from ._convert import _as_binary_mask, to_imageplus
 from ._jvm import _lock, _state, start_imagej, start_pyimagej
 

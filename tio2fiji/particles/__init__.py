@@ -21,11 +21,37 @@ raster order as ImageJ (:func:`tio2fiji.instances.connected_components`).
 
 Whether an array is a mask or a label image follows :func:`tio2fiji.io.mask_or_labels`. ImageJ's
 size filter (``size=10-Infinity``, with or without ``pixel``) is :func:`parse_size` (``_size``).
+
+Beside the measurement, what belongs to a particle table: its columns and units (``_columns``),
+ImageJ ROI sets of the particles (``_rois``) and the complete-particle score (``_complete``).
 """
 
-from ..columns import COLUMNS
+from ._columns import (
+    ANGLE_COLUMNS,
+    BIOVOXXEL_COLUMNS,
+    COLUMNS,
+    IMAGEJ_COLUMNS,
+    TEXT_COLUMNS,
+    derived_columns,
+    mixed_units,
+)
+from ._complete import (
+    DEFAULT_CLASSIFIER,
+    FEATURES,
+    add_complete_columns,
+    complete_classifier,
+    complete_scores,
+    load_classifier,
+    measured_labels,
+    particle_features,
+)
 from ._measure import label_particles, measure
+from ._rois import DEFAULT_NAME_FORMAT, label_rois, read_roi_zip, roi_polygons, rois_to_labels, write_roi_zip
 from ._shape import _trace as wand_trace
 from ._size import SizeFilter, parse_size
 
-__all__ = ["COLUMNS", "SizeFilter", "label_particles", "measure", "parse_size", "wand_trace"]
+__all__ = ["COLUMNS", "IMAGEJ_COLUMNS", "BIOVOXXEL_COLUMNS", "TEXT_COLUMNS", "ANGLE_COLUMNS", "derived_columns",
+           "mixed_units", "SizeFilter", "label_particles", "measure", "parse_size", "wand_trace",
+           "FEATURES", "DEFAULT_CLASSIFIER", "particle_features", "load_classifier", "complete_scores",
+           "complete_classifier", "measured_labels", "add_complete_columns",
+           "DEFAULT_NAME_FORMAT", "label_rois", "read_roi_zip", "roi_polygons", "rois_to_labels", "write_roi_zip"]

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 from skimage.measure import label as _label_regions
 
-from ..columns import COLUMNS, derived_columns
 from ..errors import InputError
 from ..instances import connected_components
 from ..io import mask_or_labels as _mask_or_labels
 from ..io import pixel_size_nm
+from ._columns import COLUMNS, derived_columns
 from ._scan import _compact_labels, _fill_holes, _scan
 from ._shape import _ellipses, _geometry, _geometry_pieces
 from ._size import parse_size

@@ -9,7 +9,7 @@
   atomic ``best.pt``/``last.pt``, ``history.csv`` and curves, the stop on a non-finite loss);
 * :mod:`~tio2fiji.training.unet`, :mod:`~tio2fiji.training.star`, :mod:`~tio2fiji.training.maskrcnn`:
   the recipes (:func:`train_unet`, :func:`train_star`: the star-convex U-Net, :func:`train_maskrcnn`);
-* :mod:`~tio2fiji.training.complete`: the complete-particle classifier (:mod:`tio2fiji.complete`).
+* :mod:`~tio2fiji.training.complete`: the complete-particle classifier (:mod:`tio2fiji.particles._complete`).
 
 The augmentation's geometry and photometry, the tiling and the input scaling are shared with
 inference and live in :mod:`tio2fiji.transforms`; model files are read and written by

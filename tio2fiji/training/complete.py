@@ -1,17 +1,17 @@
-"""Fit the complete-particle classifier (:mod:`tio2fiji.complete`) on manual masks.
+"""Fit the complete-particle classifier (:mod:`tio2fiji.particles._complete`) on manual masks.
 
 A manual particle is *complete* when at least half of its pixels are marked in the 2-class mask
 (``TiO2_Masks_Manual_4connected_2Classes``: the complete particles only). :func:`fit_classifier`
 fits a class-balanced logistic regression (scikit-learn) on the standardised
-:data:`tio2fiji.complete.FEATURES` and returns it as plain numbers (JSON-ready: no pickled code).
+:data:`tio2fiji.particles.FEATURES` and returns it as plain numbers (JSON-ready: no pickled code).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..complete import FEATURES, particle_features
 from ..errors import InputError
+from ..particles import FEATURES, particle_features
 
 __all__ = ["complete_labels", "fit_classifier", "choose_threshold"]
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import InputError
-from .instances import paint_instances
-from .io import read_sem
-from .models.checkpoint import model_postprocessing
-from .models.onnx import ONNX_OPSET
-from .predict import tiled_detections
+from .. import __version__
+from ..errors import InputError
+from ..instances import paint_instances
+from ..io import read_sem
+from ..models.checkpoint import model_postprocessing
+from ..models.onnx import ONNX_OPSET
+from ..predict import tiled_detections
 
 __all__ = ["check_maskrcnn_onnx", "write_maskrcnn_onnx"]
 
@@ -28,7 +28,7 @@ _DATA_CITATION = ("Rühle, B., Krumrey, J. F., Hodoroaba, V.-D. Workflow towards
                   "segmentation of agglomerated, non-spherical particles from electron microscopy "
                   "images using artificial neural networks. Scientific Reports 11, 4942 (2021).")
 _DATA_DOI = "10.1038/s41598-021-84287-6"
-_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM" / "1908248.tif"
+_EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "data" / "SEM" / "1908248.tif"
 
 
 @contextlib.contextmanager

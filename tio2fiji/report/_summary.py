@@ -4,7 +4,7 @@
 into ``summary.csv``: particle count, % area coverage, mean circularity, solidity and Feret angle
 (thesis Table 8) and the equivalent circle diameter's mean, median, D10/D50/D90, each with a
 seeded percentile-bootstrap confidence interval (:func:`bootstrap_ci`). When the particle table has
-a ``complete`` column (:mod:`tio2fiji.complete`), each image gets a row of all its particles and a
+a ``complete`` column (:mod:`tio2fiji.particles._complete`), each image gets a row of all its particles and a
 row of its complete particles only, told apart by ``particles_kind`` (``all`` / ``complete``).
 """
 
@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["SIZE_STATS", "SUMMARY_COLUMNS", "PARTICLES_KINDS", "bootstrap_ci", "summary_table", "pooled_statistics"]
 
@@ -143,7 +143,7 @@ def summary_table(particles, images_meta, n_boot=1000, seed=0, level=0.95,
 
         * ``particles_kind``: ``all`` (every particle of the image) or ``complete`` (only those
           whose ``complete`` is true: not partly hidden by another particle or cut by the image
-          border, :mod:`tio2fiji.complete`). Without a ``complete`` column each image has one
+          border, :mod:`tio2fiji.particles._complete`). Without a ``complete`` column each image has one
           ``all`` row; with it, an ``all`` row followed by a ``complete`` row; with
           ``complete_only``, only the ``complete`` row. All other columns summarise the row's
           particles.

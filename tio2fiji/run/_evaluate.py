@@ -13,16 +13,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .batch import run_folder
-from .errors import InputError
-from .instances import CONNECTIVITY
-from .io import mask_for_image, pair_files, read_mask, read_sem, write_csv, write_json, write_mask
-from .metrics import BAM_MIN_SIZE, GT_CAUSES, anatomy_labels, evaluate_images, match_instances, per_image_frame
-from .models.checkpoint import load_model, model_threshold
-from .models.device import resolve_device
-from .overlay import anatomy_image
-from .predict import segment
-from .training import read_split
+from ..errors import InputError
+from ..instances import CONNECTIVITY
+from ..io import mask_for_image, pair_files, read_mask, read_sem, write_csv, write_json, write_mask
+from ..metrics import BAM_MIN_SIZE, GT_CAUSES, anatomy_labels, evaluate_images, match_instances, per_image_frame
+from ..models.checkpoint import load_model, model_threshold
+from ..models.device import resolve_device
+from ..predict import segment
+from ..report._overlay import anatomy_image
+from ..training import read_split
+from ._batch import run_folder
 
 __all__ = ["select_pairs", "evaluate_model"]
 
@@ -92,7 +92,7 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
         ``per_image_over_min_size.csv``; 1 or less skips it.
     anatomy_plots : bool
         With ``out_dir``: ``anatomy/<name>.png`` per image, the error anatomy drawn on the image
-        (:func:`tio2fiji.overlay.anatomy_rgb`), objects of all sizes.
+        (:func:`tio2fiji.report._overlay.anatomy_rgb`), objects of all sizes.
 
     Returns
     -------

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import report as rep
-from .checks import warn_result
-from .columns import mixed_units
-from .distribution import distribution_table
-from .errors import InputError, OutputError
-from .io import IMAGE_SUFFIXES, MANIFEST, atomic_write, file_sha256, read_manifest, write_csv, write_json
-from .summary import SUMMARY_COLUMNS, pooled_statistics
+from .. import report as rep
+from ..checks import warn_result
+from ..distribution import distribution_table
+from ..errors import InputError, OutputError
+from ..io import IMAGE_SUFFIXES, MANIFEST, atomic_write, file_sha256, read_manifest, write_csv, write_json
+from ..particles import mixed_units
+from ..report import SUMMARY_COLUMNS, pooled_statistics
 
 __all__ = ["PLOTS", "MAX_PANELS", "WRITTEN_SUFFIXES", "gather_images", "panel_positions", "write_part", "read_part",
            "reusable_part", "earlier_parts", "image_files", "run_outputs", "other_parts", "merge_parts", "pooled_sizes"]
@@ -274,7 +274,7 @@ def earlier_parts(out_dir, stale, images, names, key, panels, force) -> tuple:
     stale : iterable of str
     images : list of Path
     names : list of (name, stem)
-        This run's images and their names (:func:`tio2fiji.batch.unique_names`).
+        This run's images and their names (:func:`tio2fiji.run.unique_names`).
     key : str
         This run's model and options (a part made with another key is not used).
     panels : set of int
@@ -341,7 +341,7 @@ def merge_parts(res, out_dir, done, panel_stems, report, complete_only):
     Images in different units (``--allow-pixels`` beside calibrated images) are a
     :class:`~tio2fiji.checks.ResultWarning`, also in the ``warnings`` of the metas of the images in
     pixels (so in ``analysis.json`` and the report): particles.csv's ``unit`` column tells the rows
-    apart (:func:`tio2fiji.columns.mixed_units`).
+    apart (:func:`tio2fiji.particles.mixed_units`).
     """
     metas, dist_cols, shown, rows = [], {}, [], []
     totals = {"particles": 0, "complete": 0, "medians": []}
@@ -426,7 +426,7 @@ def pooled_sizes(particles_csv, per_image, n_images, complete_only):
     Parameters
     ----------
     particles_csv : path or None
-        The run's ``particles.csv`` (read in chunks, twice: :func:`tio2fiji.summary.pooled_statistics`).
+        The run's ``particles.csv`` (read in chunks, twice: :func:`tio2fiji.report.pooled_statistics`).
     per_image : pandas.DataFrame
         The summary rows of every image (``particles_kind``, ``particles``, ``ECD_median``,
         ``unit``), in input order.

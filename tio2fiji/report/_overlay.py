@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .io import atomic_write
+from ..errors import InputError
+from ..io import atomic_write
 
 __all__ = ["overlay_rgb", "overlay_image"]
 

@@ -7,8 +7,8 @@ other exception with its type, and logged with its traceback), reports progress 
 inputs, software versions, failures). ``measure``, ``distribution``, ``segment`` and ``analyze`` all
 use it; an output that cannot be written (:class:`~tio2fiji.errors.OutputError`) stops the batch,
 and a run into an ``out_dir`` goes through :func:`run_folder` (lock, ``run_manifest.json``, the
-earlier run's files replaced). :func:`add_complete_columns` gives a measured particle table its ``complete_score`` and
-``complete`` columns (:mod:`tio2fiji.complete`), scoring each row's own particle.
+earlier run's files replaced). Measured tables get their ``complete_score`` and ``complete`` columns from
+:func:`tio2fiji.particles.add_complete_columns`.
 """
 
 from __future__ import annotations
@@ -25,26 +25,21 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from . import __version__
-from . import complete as _complete
-from .checks import check_option, check_options, plausibility_warnings, warn_result
-from .columns import mixed_units
-from .complete import complete_scores, load_classifier
-from .distribution import distribution_table, test_distribution
-from .errors import InputError, OutputError, Tio2FijiError
-from .imagej import BACKENDS, imagej_version, measure_imagej
-from .instances import CONNECTIVITY, connected_components
-from .io import (
+from .. import __version__
+from ..checks import check_option, check_options, plausibility_warnings, warn_result
+from ..distribution import distribution_table, test_distribution
+from ..errors import InputError, OutputError, Tio2FijiError
+from ..imagej import BACKENDS, imagej_version, measure_imagej
+from ..instances import CONNECTIVITY, connected_components
+from ..io import (
     MASK_SUFFIX,
     RunFolder,
     atomic_write,
     check_output_dir,
     choose_calibration,
-    file_sha256,
     find_image_for_mask,
     given_source,
     mask_for_image,
-    mask_or_labels,
     read_mask_or_labels,
     read_pixel_size,
     read_sem,
@@ -53,16 +48,21 @@ from .io import (
     write_labels,
     write_mask,
 )
-from .models import resolve_device
-from .models.checkpoint import load_model
-from .particles import label_particles, measure, parse_size
-from .predict import segment
-from .rois import write_roi_zip
+from ..models import resolve_device
+from ..models.checkpoint import load_model
+from ..particles import (
+    add_complete_columns,
+    complete_classifier,
+    measure,
+    mixed_units,
+    parse_size,
+    write_roi_zip,
+)
+from ..predict import segment
 
 __all__ = ["BatchResult", "MaskInput", "run_files", "unique_names", "failure_message",
            "run_metadata", "run_versions", "software_versions", "load_mask_input", "measure_files",
-           "distribution_files", "segment_files", "concat_tables", "complete_classifier",
-           "measured_labels", "add_complete_columns", "run_folder", "segment_outputs"]
+           "distribution_files", "segment_files", "concat_tables", "run_folder", "segment_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -317,121 +317,6 @@ def load_mask_input(mask_path, images_dir=None, pixel_size_m=None, threshold=Non
                      image_path=image_path, data_bar_rows=bar)
 
 
-def complete_classifier() -> tuple[dict, dict]:
-    """The bundled complete-particle classifier and what the run's JSON records about it.
-
-    Returns
-    -------
-    (dict, dict)
-        :func:`tio2fiji.complete.load_classifier`'s dict, and ``{"file", "sha256", "threshold"}``.
-
-    Raises
-    ------
-    InputError
-        The classifier file is missing or unreadable.
-    """
-    clf = load_classifier("default")
-    path = Path(_complete.DEFAULT_CLASSIFIER)
-    return clf, {"file": path.name, "sha256": file_sha256(path), "threshold": float(clf["threshold"])}
-
-
-def measured_labels(image, table, connectivity=CONNECTIVITY, include_holes=False,
-                    exclude_edges=False, size_px=None) -> tuple[np.ndarray, np.ndarray]:
-    """The particles of a table measured from ``image``, as a label image, and each row's label.
-
-    Parameters
-    ----------
-    image : (H, W) array
-        What was measured: a binary mask or a label image (:func:`tio2fiji.io.mask_or_labels`).
-    table : pandas.DataFrame
-        Its particle table (:func:`tio2fiji.particles.measure` or
-        :func:`tio2fiji.imagej.measure_imagej`, with the same options).
-    connectivity, include_holes, exclude_edges, size_px
-        The options of the measurement (``size_px``: :meth:`tio2fiji.particles.SizeFilter.pixel_bounds`).
-
-    Returns
-    -------
-    labels : (H, W) ndarray of int32
-        0 = background, particles 1..n: each particle's own pixels (holes stay background, as in
-        a label image). For a mask, numbered as the measurement numbers them
-        (:func:`tio2fiji.particles.label_particles`: raster order of their first pixel, ImageJ's
-        results-table order; a particle inside another's hole is part of that one when holes are
-        included, as ImageJ merges it). For a label image, its labels renumbered 1..n in order of
-        value.
-    rows : (len(table),) ndarray of int
-        The label in ``labels`` of each table row. For a mask row ``i`` is the ``i``-th particle
-        in raster order, skipping those on the border with ``exclude_edges`` or outside ``size_px``
-        (they stay in ``labels``: they still hide their neighbours); for a label image rows are
-        matched by the table's ``label`` column (measure orders them by first pixel, not by value).
-    """
-    kind, arr = mask_or_labels(image)
-    if kind == "mask":
-        filled, n = label_particles(arr, connectivity=connectivity, include_holes=include_holes)
-        own = connected_components(arr, connectivity, dtype=np.int32)
-        number = np.zeros(int(own.max(initial=0)) + 1, np.int32)
-        number[own.ravel()] = filled.ravel()  # a component's pixels share one measured number
-        number[0] = 0
-        labels = number[own]
-        rows = np.arange(1, n + 1)
-        if exclude_edges:
-            edge = np.zeros(n + 1, bool)
-            edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
-            rows = rows[~edge[1:]]
-        if size_px is not None:  # ImageJ's pixel count: holes included with include_holes
-            count = np.bincount(filled.ravel(), minlength=n + 1)
-            rows = rows[(count[rows] >= size_px[0]) & (count[rows] <= size_px[1])]
-    else:
-        values, inverse = np.unique(arr, return_inverse=True)
-        labels = inverse.reshape(arr.shape).astype(np.int32)
-        if values[0] == 0:
-            values = values[1:]
-        else:
-            labels += 1
-        want = table["label"].to_numpy(np.int64) if len(table) else np.zeros(0, np.int64)
-        rows = np.searchsorted(values, want) + 1
-        if (rows > len(values)).any() or not np.array_equal(values[rows - 1], want):
-            raise InputError("the particle table's labels are not those of the label image.")
-    if len(rows) != len(table):
-        raise InputError(f"the particle table has {len(table)} rows, the image {len(rows)} particles "
-                         f"for these options.")
-    return labels, rows
-
-
-def add_complete_columns(table, image, classifier, connectivity=CONNECTIVITY, include_holes=False,
-                         exclude_edges=False, size_px=None):
-    """A particle table with ``complete_score`` and ``complete`` (:mod:`tio2fiji.complete`).
-
-    Each row gets the score of its own particle (:func:`measured_labels`), computed on the whole
-    label image the particles were measured from (neighbours left out by ``exclude_edges``
-    included: they still hide particles).
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        The particle table measured from ``image``.
-    image : (H, W) array
-        The mask or label image measured.
-    classifier : dict
-        :func:`tio2fiji.complete.load_classifier`'s dict.
-    connectivity, include_holes, exclude_edges, size_px
-        The options of the measurement (:func:`measured_labels`).
-
-    Returns
-    -------
-    table : pandas.DataFrame
-        A copy with ``complete_score`` (float, the classifier's probability) and ``complete``
-        (bool, ``complete_score >= classifier["threshold"]``).
-    labels, rows
-        As :func:`measured_labels`.
-    """
-    labels, rows = measured_labels(image, table, connectivity, include_holes, exclude_edges, size_px)
-    scores = complete_scores(labels, classifier)[rows - 1] if len(rows) else np.zeros(0)
-    out = table.copy()
-    out["complete_score"] = scores.astype(np.float64)
-    out["complete"] = scores >= float(classifier["threshold"])
-    return out, labels, rows
-
-
 def run_folder(out_dir, command, planned, inputs=()):
     """The :class:`tio2fiji.io.RunFolder` of a run into ``out_dir``; nothing when it is None."""
     if out_dir is None:
@@ -476,7 +361,7 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
     """Measure every particle of every mask as ImageJ's *Analyze Particles* does.
 
     Every particle also gets ``complete_score`` and ``complete`` (:func:`add_complete_columns`,
-    the bundled classifier of :mod:`tio2fiji.complete`), scored on the particles as measured (the
+    the bundled classifier of :mod:`tio2fiji.particles._complete`), scored on the particles as measured (the
     mask's labels with the same connectivity and holes).
 
     Parameters
@@ -489,7 +374,7 @@ def measure_files(mask_paths, out_dir=None, backend="native", images_dir=None, p
         complete counts per image, versions, failures) when at least one file succeeded. Every
         row says its unit (``unit``: nm or pixel); when the files are in different units a
         :class:`~tio2fiji.checks.ResultWarning` says so (``warning:`` on the command line) and
-        the images in pixels carry it in ``particles.json`` (:func:`tio2fiji.columns.mixed_units`).
+        the images in pixels carry it in ``particles.json`` (:func:`tio2fiji.particles.mixed_units`).
     backend : {"native", "imagej"}
     images_dir, pixel_size_m, threshold
         See :func:`load_mask_input`.

@@ -46,14 +46,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import InputError, OutputError, Tio2FijiError
-from .export_maskrcnn import _DATA_CITATION, _DATA_DOI, _EXAMPLE, _LICENSE, _quiet, save_onnx
-from .io import atomic_write, file_sha256, read_sem
-from .models.checkpoint import load_model, model_arch, model_threshold
-from .models.device import resolve_device
-from .models.onnx import ONNX_OPSET
-from .transforms import normalize_for_network
+from .. import __version__
+from ..errors import InputError, OutputError, Tio2FijiError
+from ..io import atomic_write, file_sha256, read_sem
+from ..models.checkpoint import load_model, model_arch, model_threshold
+from ..models.device import resolve_device
+from ..models.onnx import ONNX_OPSET
+from ..transforms import normalize_for_network
+from ._maskrcnn import _DATA_CITATION, _DATA_DOI, _EXAMPLE, _LICENSE, _quiet, save_onnx
 
 __all__ = ["FORMATS", "ONNX_OPSET", "check_bioimageio", "check_onnx", "export", "export_bioimageio",
            "export_onnx"]
@@ -193,7 +193,7 @@ def check_onnx(path, model="default", test_image=None, device=None) -> dict:
         masks at the model's threshold agree on every pixel), ``mask_differences`` (pixels that
         differ), ``near_threshold`` (pixels whose PyTorch probability is within 1e-4 of the
         threshold), ``threshold``, ``shape``, ``particle_fraction`` and ``test_image``. Mask
-        R-CNN: see :func:`tio2fiji.export_maskrcnn.check_maskrcnn_onnx` (``arch`` is
+        R-CNN: see :func:`tio2fiji.export.check_maskrcnn_onnx` (``arch`` is
         ``"maskrcnn"``).
 
     Raises
@@ -209,7 +209,7 @@ def check_onnx(path, model="default", test_image=None, device=None) -> dict:
         net.to(resolve_device(device))
     where = {"device": str(next(net.parameters()).device)}
     if arch == "maskrcnn":
-        from .export_maskrcnn import check_maskrcnn_onnx
+        from ._maskrcnn import check_maskrcnn_onnx
 
         return {**check_maskrcnn_onnx(path, net, test_image, _session(path)), **where}
     threshold = model_threshold(net)
@@ -271,7 +271,7 @@ def export_onnx(out, model="default", test_image=None, check: bool = True, devic
     net, arch, source = _load_any(model)
     net.to("cpu")  # the file holds CPU weights, whatever device the check runs on
     if arch == "maskrcnn":
-        from .export_maskrcnn import write_maskrcnn_onnx
+        from ._maskrcnn import write_maskrcnn_onnx
 
         def write(tmp):
             write_maskrcnn_onnx(net, tmp, source)
@@ -337,7 +337,7 @@ def _cover(gray: np.ndarray, prob: np.ndarray, threshold: float, path: Path) -> 
 
 
 def _documentation(threshold: float, source: str, test_what: str) -> str:
-    card = Path(__file__).resolve().parent / "data" / "MODEL_CARD.md"
+    card = Path(__file__).resolve().parent.parent / "data" / "MODEL_CARD.md"
     card_text = card.read_text(encoding="utf-8") if card.is_file() else ""
     return f"""# TiO2 nanoparticle segmentation U-Net (tio2fiji)
 

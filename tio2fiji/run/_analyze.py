@@ -6,7 +6,7 @@
 (:func:`tio2fiji.particles.measure` or the ImageJ bridge) → the spatial tests
 (:func:`tio2fiji.distribution.test_distribution`), the image's summary rows and, for the images
 shown in the report, the overlay and G/L envelopes. Every particle gets a complete score
-(:mod:`tio2fiji.complete`). Each image's results are written as it finishes, atomically, as its
+(:mod:`tio2fiji.particles._complete`). Each image's results are written as it finishes, atomically, as its
 *part* (``parts/<stem>.json`` and ``parts/<stem>.csv``). At the end the parts are merged, one
 after another (never all particle tables in memory), into ``particles.csv``, ``distribution.csv``,
 ``summary.csv``, the plots, ``report.html`` (:mod:`tio2fiji.report`) and ``analysis.json`` with
@@ -14,7 +14,7 @@ the options, model, calibration sources, versions and failures. With ``complete_
 statistics, plots and spatial tests use only the complete particles.
 
 The images run one after another in this process (the default), or on Dask workers
-(:mod:`tio2fiji.cluster`: ``workers`` local processes or a ``scheduler``'s); both run the same
+(:mod:`tio2fiji.run._cluster`: ``workers`` local processes or a ``scheduler``'s); both run the same
 :func:`analyze_one`. A rerun into the same folder keeps the parts made from the same image bytes,
 model and options and redoes the rest (``force`` redoes all); an image that fails is recorded with
 its error and the others go on.
@@ -33,24 +33,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from . import report as rep
-from .batch import (
-    UNITS_NOTE,
-    add_complete_columns,
-    complete_classifier,
-    failure_message,
-    run_metadata,
-    run_versions,
-    unique_names,
-)
-from .checks import check_option, check_options, plausibility_warnings
-from .cluster import run_tasks, share, shared, start_client, worker_cache, worker_device
-from .distribution import METHODS, envelope_tests, envelopes, test_distribution
-from .errors import InputError, OutputError
-from .imagej import BACKENDS, measure_imagej
-from .instances import CONNECTIVITY, SEPARATE, labels_to_separated_mask
-from .io import (
+from .. import __version__
+from .. import report as rep
+from ..checks import check_option, check_options, plausibility_warnings
+from ..distribution import METHODS, envelope_tests, envelopes, test_distribution
+from ..errors import InputError, OutputError
+from ..imagej import BACKENDS, measure_imagej
+from ..instances import CONNECTIVITY, SEPARATE, labels_to_separated_mask
+from ..io import (
     RunFolder,
     calibrate_missing,
     check_output_dir,
@@ -60,14 +50,22 @@ from .io import (
     write_labels,
     write_mask,
 )
-from .models import resolve_device
-from .models.checkpoint import load_model, model_threshold, resolve_model
-from .models.device import choose_engine
-from .models.onnx import OnnxUNet
-from .particles import SizeFilter, measure, parse_size
-from .parts import MAX_PANELS, earlier_parts, gather_images, merge_parts, panel_positions, run_outputs, write_part
-from .predict import segment
-from .summary import summary_table
+from ..models import resolve_device
+from ..models.checkpoint import load_model, model_threshold, resolve_model
+from ..models.device import choose_engine
+from ..models.onnx import OnnxUNet
+from ..particles import SizeFilter, add_complete_columns, complete_classifier, measure, parse_size
+from ..predict import segment
+from ..report import summary_table
+from ._batch import (
+    UNITS_NOTE,
+    failure_message,
+    run_metadata,
+    run_versions,
+    unique_names,
+)
+from ._cluster import run_tasks, share, shared, start_client, worker_cache, worker_device
+from ._parts import MAX_PANELS, earlier_parts, gather_images, merge_parts, panel_positions, run_outputs, write_part
 
 __all__ = ["analyze_images", "analyze_one", "AnalysisResult", "gather_images", "warm_up", "MAX_PANELS"]
 
@@ -243,13 +241,13 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
     ----------
     path : Path
     name, stem : str
-        The image's unique name (tables) and output stem (:func:`tio2fiji.batch.unique_names`).
+        The image's unique name (tables) and output stem (:func:`tio2fiji.run.unique_names`).
     job : _Job
         The run's options and output folder.
     net : torch.nn.Module
         The loaded network.
     clf : dict
-        The complete-particle classifier (:func:`tio2fiji.batch.complete_classifier`).
+        The complete-particle classifier (:func:`tio2fiji.run.complete_classifier`).
     panel : bool
         Draw the image's overlay and G/L envelopes (the images shown in the report).
 
@@ -418,10 +416,10 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         ``plots/<stem>_overlay.png``, ``plots/<stem>_envelopes.png``; over all images
         ``particles.csv``, ``distribution.csv``, ``summary.csv``, ``analysis.json``,
         ``plots/*.png`` and ``report.html``. ``particles.csv`` has every particle, with
-        ``complete_score`` and ``complete`` (the bundled classifier of :mod:`tio2fiji.complete`,
+        ``complete_score`` and ``complete`` (the bundled classifier of :mod:`tio2fiji.particles._complete`,
         scored on the label image that was measured). ``summary.csv`` has, per image, a row of all
         particles and a row of the complete ones (``particles_kind`` ``all`` / ``complete``,
-        :func:`tio2fiji.summary.summary_table`).
+        :func:`tio2fiji.report.summary_table`).
     model : "default", path or torch.nn.Module
         The segmentation network (:func:`tio2fiji.models.load_model`); loaded once (per worker).
         Dask workers need a name or a file.
@@ -443,7 +441,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     threshold : float, optional
         Probability threshold (default: the model's).
     n_boot, seed
-        Bootstrap of the size statistics (:func:`tio2fiji.summary.bootstrap_ci`); ``seed`` also
+        Bootstrap of the size statistics (:func:`tio2fiji.report.bootstrap_ci`); ``seed`` also
         seeds the Monte Carlo test and the envelopes.
     n_sim : int
         Simulations of the Monte Carlo test.
@@ -481,7 +479,7 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         GPU in turn.
     workers : int, optional
         Run the images on a local Dask cluster of this many worker processes
-        (:func:`tio2fiji.cluster.open_client`); default: one after another in this process.
+        (:func:`tio2fiji.run.open_client`); default: one after another in this process.
     scheduler : str, optional
         Address or scheduler file of a running Dask scheduler whose workers run the images (they
         must see ``out_dir`` and the images at the same paths: a shared file system).

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import InputError
-from .io import atomic_write
-from .particles import wand_trace
+from ..errors import InputError
+from ..io import atomic_write
+from ._shape import _trace as wand_trace
 
 __all__ = ["DEFAULT_NAME_FORMAT", "label_rois", "read_roi_zip", "roi_polygons", "rois_to_labels",
            "write_roi_zip"]
@@ -326,7 +326,7 @@ def read_roi_zip(path) -> list:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such ROI file; write one with `tio2fiji segment --rois` or "
-                         "tio2fiji.rois.write_roi_zip.")
+                         "tio2fiji.particles.write_roi_zip.")
     if path.suffix.lower() == ".roi":
         data = {path.name: path.read_bytes()}
     else:

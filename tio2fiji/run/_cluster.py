@@ -18,7 +18,7 @@ cluster; a running scheduler has its own ``distributed.scheduler.allowed-failure
 3) is given up (:class:`distributed.KilledWorker`) and comes back as that exception, so that the
 caller records the item as failed and the others finish.
 
-This module knows nothing of images; :mod:`tio2fiji.analyze` passes its own task function.
+This module knows nothing of images; :mod:`tio2fiji.run._analyze` passes its own task function.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InputError
-from .models.device import available_cores as cores
-from .models.device import torch_threads
+from ..errors import InputError
+from ..models.device import available_cores as cores
+from ..models.device import torch_threads
 
 __all__ = ["cores", "open_client", "start_client", "run_tasks", "share", "shared", "worker_cache",
            "worker_device", "ALLOWED_FAILURES"]
