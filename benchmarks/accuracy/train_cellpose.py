@@ -2,7 +2,7 @@
 
 Usage (Cellpose 3.1 lives in the overlay environment of ``scripts/setup_peers.sh``, not in ``.venv``)::
 
-    .venv-peers/bin/python benchmarks/train_cellpose.py DATA_DIR --split runs/candidates/data/split.json \
+    .venv-peers/bin/python benchmarks/accuracy/train_cellpose.py DATA_DIR --split runs/candidates/data/split.json \
         --out runs/peers-cellpose --minutes 300 [--threads 1]
 
 ``DATA_DIR`` holds ``SEM/<id>.tif`` and ``TiO2_Masks_Manual_4connected/<id>_m.tif``
@@ -10,7 +10,7 @@ Usage (Cellpose 3.1 lives in the overlay environment of ``scripts/setup_peers.sh
 (:func:`tio2fiji.training.splits.read_split`): Cellpose trains on ``split["train"]`` (the same 21
 images as the bundled U-Net) and reports its loss on ``split["val"]`` (its ``test_data``; the loss
 only: Cellpose selects nothing with it). ``split["test"]`` is never read here; score those images with
-``benchmarks/peers.py --cellpose-model OUT``.
+``benchmarks/accuracy/peers.py --cellpose-model OUT``.
 
 Data: the analysed area of each SEM image (:func:`tio2fiji.read_sem`, ``.analysed``: without the
 data bar) as a one-channel gray image, and the manual mask cropped to it

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/distribution_power.py [--patterns 200] [--n 200 1000] [--n-sim 99]
+    python benchmarks/distribution/distribution_power.py [--patterns 200] [--n 200 1000] [--n-sim 99]
                                             [--seed 2024] [--no-envelope]
 
 Patterns (all with exactly n points in the thesis frame, 1280 x 896 pixels):

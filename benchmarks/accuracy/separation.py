@@ -4,7 +4,7 @@ particle-count error against manual masks.
 The watershed parameters are chosen on the validation images of a split.json and reported on its
 test images (never used for training or for the choice)::
 
-    python benchmarks/separation.py --images ../shared/data/bam-tio2/SEM \
+    python benchmarks/accuracy/separation.py --images ../shared/data/bam-tio2/SEM \
         --masks ../shared/data/bam-tio2/TiO2_Masks_Manual_4connected \
         --split runs/data-practical/split.json --model default --out runs/separation
 """

@@ -3,7 +3,7 @@ validation images, scored and timed on the test images.
 
 Usage::
 
-    python benchmarks/maskrcnn_proposals.py /work/shared/data/bam-tio2 --out runs/maskrcnn-proposals \
+    python benchmarks/makers/maskrcnn_proposals.py /work/shared/data/bam-tio2 --out runs/maskrcnn-proposals \
         [--threads 1] [--write tio2fiji/data/maskrcnn.pt]
 
 The thesis's configuration 1 keeps 2,500 proposals per 256×256 tile after the RPN's NMS (3,500
@@ -89,7 +89,7 @@ def main(argv=None):
                             "rpn_pre_nms_top_n_test": int(round(1.4 * chosen))}
         meta = {k: v for k, v in ck.items() if k not in ("weights", "model_config", "format", "version",
                                                            "weights_dtype", "epoch", "val_iou")}
-        meta["proposals"] = {"chosen_on": "the 4 validation images (benchmarks/maskrcnn_proposals.py)",
+        meta["proposals"] = {"chosen_on": "the 4 validation images (benchmarks/makers/maskrcnn_proposals.py)",
                              "validation": rows, "test": result["test"]}
         export_model({"model": state, "model_config": cfg, "epoch": ck.get("epoch"), "val_iou": ck.get("val_iou")},
                      a.write, weights=ck.get("weights_dtype", "int8"), metadata=meta)

@@ -3,7 +3,7 @@ of before (``unet-watershed``: float32 ONNX, distance watershed) measured in the
 
 Usage::
 
-    python benchmarks/default_speed.py [--images DIR_OR_FILES ...] [--threads 1] [--repeats 3]
+    python benchmarks/speed/default_speed.py [--images DIR_OR_FILES ...] [--threads 1] [--repeats 3]
         [--new default] [--old unet-watershed] [--out runs/default-speed.json]
 
 Per image (default: the three bundled examples, 1024×704 analysed area), each row the median over
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _median_seconds(fn, repeats):

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/compare_bam.py DATA_DIR [--pixel-size METRES] [--csv OUT.csv]
+    python benchmarks/accuracy/compare_bam.py DATA_DIR [--pixel-size METRES] [--csv OUT.csv]
 
 e.g. ``DATA_DIR = ../shared/data/bam-tio2/TiO2_Masks_Manual_4connected``. For every option
 combination (connectivity 8/4 × include holes × exclude edges) it prints the particle counts, the

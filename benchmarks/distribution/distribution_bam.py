@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/distribution_bam.py DATA_DIR [--pixel-size METRES] [--n-sim 199]
+    python benchmarks/distribution/distribution_bam.py DATA_DIR [--pixel-size METRES] [--n-sim 199]
                                           [--csv distribution.csv]
 
 ``DATA_DIR`` is the BAM data set (holding ``TiO2_Masks_Manual_4connected/`` and ``SEM/``) or the

@@ -15,9 +15,9 @@ Run it on an otherwise idle machine: other processes on the same cores change th
 
 Examples
 --------
-    python benchmarks/train_speed.py
-    python benchmarks/train_speed.py --encoders resnet18 resnet34 --threads 2 --steps 10
-    python benchmarks/train_speed.py --data runs/data-practical
+    python benchmarks/speed/train_speed.py
+    python benchmarks/speed/train_speed.py --encoders resnet18 resnet34 --threads 2 --steps 10
+    python benchmarks/speed/train_speed.py --data runs/data-practical
 """
 
 from __future__ import annotations

@@ -4,11 +4,11 @@ test-time augmentation.
 
 Usage::
 
-    python benchmarks/border_candidates.py /work/shared/data/bam-tio2 --out runs/border-bench \
+    python benchmarks/makers/border_candidates.py /work/shared/data/bam-tio2 --out runs/border-bench \
         --model unet-watershed=unet-watershed --model border-r18=runs/border-r18/best.pt [--tta] [--threads 1]
 
 ``DATA_DIR`` holds ``SEM/`` and ``TiO2_Masks_Manual_4connected/``; the split is the bundled model's
-(21 training, 4 validation, 5 test images; ``benchmarks/candidates.py``'s ``prepare``). Per model
+(21 training, 4 validation, 5 test images; ``benchmarks/makers/candidates.py``'s ``prepare``). Per model
 (and per TTA setting):
 
 1. the network's maps of the validation and test images (``OUT/<name>/maps_<subset>[_tta].npz``,
@@ -231,7 +231,7 @@ def export_choice(row, dest, data_dir: Path, n_crops: int = 16) -> Path:
                         int8_calibration=int8_calibration(load_model(row["file"]), crops),
                         metadata={"metrics": metrics,
                                   "chosen_on": "validation images 1908260, 1908284, 1908292, 1908306 "
-                                               "(benchmarks/border_candidates.py)"})
+                                               "(benchmarks/makers/border_candidates.py)"})
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/analyze_bam.py DATA_DIR --split runs/data-practical/split.json \
+    python benchmarks/accuracy/analyze_bam.py DATA_DIR --split runs/data-practical/split.json \
         --out runs/analyze-bam [--threads 1]
 
 ``DATA_DIR`` holds ``SEM/<id>.tif`` and ``TiO2_Masks_Manual_4connected/<id>_m.tif``

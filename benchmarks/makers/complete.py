@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/complete.py DATA_DIR --split runs/candidates/data/split.json \
+    python benchmarks/makers/complete.py DATA_DIR --split runs/candidates/data/split.json \
         [--model default] [--write tio2fiji/data/complete_classifier.json] [--out runs/complete]
 
 ``DATA_DIR`` holds ``SEM/``, ``TiO2_Masks_Manual_4connected/`` and
@@ -72,7 +72,7 @@ def run(data_dir: Path, split_path: Path, model: str, write: Path | None, out: P
     s = np.concatenate([complete_scores(lab, clf) for _, lab, _ in val])
     t = np.concatenate([c for _, _, c in val])
     clf["threshold"], val_f1 = choose_threshold(s, t)
-    clf["made_by"] = ("benchmarks/complete.py: logistic regression (scikit-learn, class-balanced) on the "
+    clf["made_by"] = ("benchmarks/makers/complete.py: logistic regression (scikit-learn, class-balanced) on the "
                       f"manual particles of the {len(train)} training images of the bundled model's split; "
                       f"threshold by F1 on the {len(val)} validation images")
     clf["training_images"], clf["validation_images"] = list(split["train"]), list(split["val"])

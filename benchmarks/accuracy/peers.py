@@ -2,11 +2,11 @@
 
 Usage::
 
-    python benchmarks/peers.py DATA_DIR --out runs/peers [--ids 1908250 ...] [--threads 1] \
+    python benchmarks/accuracy/peers.py DATA_DIR --out runs/peers [--ids 1908250 ...] [--threads 1] \
         [--cellpose-model PATH] [--skip-fiji] [--skip-unet]
 
 With Cellpose (3.1, in the overlay environment of ``scripts/setup_peers.sh``; the main ``.venv`` has
-no Cellpose) run it as ``.venv-peers/bin/python benchmarks/peers.py ...``.
+no Cellpose) run it as ``.venv-peers/bin/python benchmarks/accuracy/peers.py ...``.
 
 ``DATA_DIR`` holds ``SEM/<id>.tif`` and ``TiO2_Masks_Manual_4connected/<id>_m.tif``
 (e.g. ``/work/shared/data/bam-tio2``). The default ``--ids`` are the bundled model's five test
@@ -34,7 +34,7 @@ b. **Fiji route** in a real ImageJ 1.x (``ij.jar``, e.g. Debian's 1.53t), run as
    them; the whole ImageJ process's wall time is reported too.
 c. **Cellpose** (optional): only when the ``cellpose`` package (3.x) is importable and
    ``--cellpose-model`` names a model file or the ``--out`` folder of
-   ``benchmarks/train_cellpose.py`` (its ``models/`` file; a model trained from scratch on the
+   ``benchmarks/accuracy/train_cellpose.py`` (its ``models/`` file; a model trained from scratch on the
    training images of the split). ``CellposeModel(gpu=False, pretrained_model=PATH)`` (``nchan=2``;
    the model's ``diam_mean`` comes from the file), then ``eval`` on the analysed area as a gray image
    (``channels=[0, 0]``, Cellpose's 1–99 % normalisation) with ``diameter=diam_mean``: no resizing,

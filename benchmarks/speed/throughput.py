@@ -3,7 +3,7 @@ the floor that the network's FLOPs and the CPU's measured matmul peak set.
 
 Usage::
 
-    python benchmarks/throughput.py [FOLDER] [--limit N] [--out runs/throughput/throughput.json]
+    python benchmarks/speed/throughput.py [FOLDER] [--limit N] [--out runs/throughput/throughput.json]
 
 FOLDER defaults to the 30 BAM SEM images (``/work/shared/data/bam-tio2/SEM/*.tif``). In one run,
 on the same images and with ``analyze``'s default options (bundled U-Net, both spatial tests, 1000
@@ -18,7 +18,7 @@ Each run goes into its own fresh folder; images per minute is images / wall time
 (set-up, images, merge) come from ``analysis.json``'s ``run.seconds``. The floor: the network's
 FLOPs per image (``torch.utils.flop_counter.FlopCounterMode``, one pass over the first image's
 whole analysed area: the least any run must compute) divided by the float32 matmul peak
-measured in the same run with all cores (:func:`benchmarks.infer_speed.peak_matmul`): no run on
+measured in the same run with all cores (``peak_matmul`` of ``benchmarks/speed/infer_speed.py``): no run on
 this CPU can be faster than that with this network. The machine's load average is recorded: the
 CPU may be shared.
 """
@@ -35,8 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # infer_speed.py, beside this script
 from infer_speed import count_flops, peak_matmul  # noqa: E402
 
 DATA = Path("/work/shared/data/bam-tio2/SEM")

@@ -12,9 +12,9 @@ particles. Pass ``--mask file.tif`` for a real one (foreground = nonzero).
 
 Examples
 --------
-    python benchmarks/measure.py
-    python benchmarks/measure.py --skimage --repeat 20
-    python benchmarks/measure.py --mask path/to/TiO2_Masks_Manual_4connected/1908248_m.tif
+    python benchmarks/speed/measure.py
+    python benchmarks/speed/measure.py --skimage --repeat 20
+    python benchmarks/speed/measure.py --mask path/to/TiO2_Masks_Manual_4connected/1908248_m.tif
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ images, score on the test images; one unattended, resumable run (the thesis's Ta
 
 Usage::
 
-    python benchmarks/maskrcnn_candidates.py DATA_DIR --out runs/maskrcnn [--threads 1]
+    python benchmarks/makers/maskrcnn_candidates.py DATA_DIR --out runs/maskrcnn [--threads 1]
         [--only NAME ...] [--epochs-scale 1.0] [--device cpu]
 
 ``DATA_DIR`` holds ``SEM/`` and ``TiO2_Masks_Manual_4connected/`` (the BAM data set). The split is
@@ -165,7 +165,7 @@ def run(data_dir: Path, out: Path, threads: int, only=None, epochs_scale: float 
             export_model(run_dir / "best.pt", model_file, weights="int8",
                          score_threshold=choice["score_threshold"], max_overlap=choice["max_overlap"],
                          rpn_nms_thresh=choice.get("rpn_nms_thresh"),
-                         metadata={"benchmark": "benchmarks/maskrcnn_candidates.py", "candidate": name,
+                         metadata={"benchmark": "benchmarks/makers/maskrcnn_candidates.py", "candidate": name,
                                    "settings": cfg,
                                    "choice": {k: choice.get(k) for k in ("rpn_nms_thresh", "score_threshold",
                                                                             "max_overlap", "val")}})

@@ -3,7 +3,7 @@ FLOP rate it reaches.
 
 Usage::
 
-    python benchmarks/infer_speed.py [--threads 1] [--repeats 3] [--out runs/infer-speed/t1.json]
+    python benchmarks/speed/infer_speed.py [--threads 1] [--repeats 3] [--out runs/infer-speed/t1.json]
                                      [--pipeline [--baseline DIR]]
 
 The test image is the thesis's image size, 1280×960 (uint8): the analysed area (1024×704, data bar
@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "data" / "SEM" / "1908248.tif"
 THESIS_A100_S = 1.4
 SIZE = (960, 1280)  # rows, columns

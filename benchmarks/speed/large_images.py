@@ -7,7 +7,7 @@ process's peak resident memory, per pixel.
 
 Usage::
 
-    .venv/bin/python benchmarks/large_images.py 2000 4000 8000
+    .venv/bin/python benchmarks/speed/large_images.py 2000 4000 8000
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def frame(n: int) -> np.ndarray:

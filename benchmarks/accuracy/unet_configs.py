@@ -2,7 +2,7 @@
 test scores (Table 7), from the run folders of ``tio2fiji train unet`` and the ``metrics.json`` of
 ``tio2fiji evaluate --out RUN/eval-test-best-<separate>``::
 
-    python benchmarks/unet_configs.py runs/r18-scratch runs/r34-scratch
+    python benchmarks/accuracy/unet_configs.py runs/r18-scratch runs/r34-scratch
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ validation images, score all of them on the test images; one unattended, resumab
 
 Usage::
 
-    python benchmarks/candidates.py DATA_DIR --out runs/candidates [--threads 1] [--only NAME ...]
+    python benchmarks/makers/candidates.py DATA_DIR --out runs/candidates [--threads 1] [--only NAME ...]
         [--epochs-scale 1.0]
 
 ``DATA_DIR`` holds ``SEM/`` and ``TiO2_Masks_Manual_4connected/`` (the BAM data set). The split is

@@ -2,7 +2,7 @@
 Fig. 32, drawn as ``fig32_per_image.png``),
 recall of ground-truth particles by size and by contact with a neighbour, and an overlay picture.
 
-    python benchmarks/compare_models.py --images ../shared/data/bam-tio2/SEM \
+    python benchmarks/accuracy/compare_models.py --images ../shared/data/bam-tio2/SEM \
         --masks ../shared/data/bam-tio2/TiO2_Masks_Manual_4connected --split runs/data-practical/split.json \
         --model unet=default --model maskrcnn=runs/mrcnn-c1/best.pt --out runs/compare
 """

@@ -17,8 +17,8 @@ Run it on an otherwise idle machine: other processes on the same cores change th
 
 Examples
 --------
-    python benchmarks/maskrcnn_speed.py
-    python benchmarks/maskrcnn_speed.py --threads 2 --steps 5 --data runs/data-practical
+    python benchmarks/speed/maskrcnn_speed.py
+    python benchmarks/speed/maskrcnn_speed.py --threads 2 --steps 5 --data runs/data-practical
 """
 
 from __future__ import annotations

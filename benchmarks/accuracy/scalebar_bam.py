@@ -2,7 +2,7 @@
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/scalebar_bam.py /work/shared/data/bam-tio2/SEM [--out runs/scalebar]
+    OMP_NUM_THREADS=1 python benchmarks/accuracy/scalebar_bam.py /work/shared/data/bam-tio2/SEM [--out runs/scalebar]
 
 For each image (``*.tif`` in the folder): the metadata pixel size (:func:`tio2fiji.io.read_sem`),
 then, on the pixel array alone (the metadata stripped), the field-width reading, the scale-bar

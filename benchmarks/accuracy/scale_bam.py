@@ -8,7 +8,7 @@ median ECD (nm) relative to the native image's, per image and the range over the
 
 Usage::
 
-    python benchmarks/scale_bam.py /work/shared/data/bam-tio2 --split runs/data/split.json \
+    python benchmarks/accuracy/scale_bam.py /work/shared/data/bam-tio2 --split runs/data/split.json \
         --out runs/scale [--model default] [--factors 0.5 0.75 1.5 2 3] [--threads 1]
 """
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/distribution_speed.py [--n 100000] [--numpy-subset 20000] [--seed 0]
+    python benchmarks/distribution/distribution_speed.py [--n 100000] [--numpy-subset 20000] [--seed 0]
 
 Times, in one run on the same points (uniform in a square window):
 
