@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Overlay environment .venv-peers for the peer benchmarks (benchmarks/train_cellpose.py, and
-# benchmarks/peers.py with --cellpose-model): Cellpose 3.1 on top of the main .venv.
+# Overlay environment .venv-peers for the peer benchmarks (benchmarks/accuracy/train_cellpose.py, and
+# benchmarks/accuracy/peers.py with --cellpose-model): Cellpose 3.1 on top of the main .venv.
 #
 # Why an overlay: cellpose 3.1.1.3 pins numpy<2.1, the main .venv has numpy 2.x, which must stay.
 # Cellpose 3.1 runs with numpy 2.x in practice (the pin is not needed at run time), so .venv-peers
@@ -9,7 +9,7 @@
 # from .venv. (Cellpose 4.x is Cellpose-SAM, a different model that cannot be trained on a CPU.)
 #
 # Run scripts/setup.sh first. Safe to run again: each step is skipped when it is already done.
-# Use it as: .venv-peers/bin/python benchmarks/train_cellpose.py ...
+# Use it as: .venv-peers/bin/python benchmarks/accuracy/train_cellpose.py ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,7 +2,7 @@
 float64 copies, with the same result as whole-image accumulators.
 
 The memory limits are stated in :func:`tio2fiji.predict.predict_maps` (and README); the 4000×4000
-measurement of the whole ``segment`` is ``benchmarks/large_images.py`` (any size; too slow for the suite).
+measurement of the whole ``segment`` is ``benchmarks/speed/large_images.py`` (any size; too slow for the suite).
 """
 
 import tracemalloc

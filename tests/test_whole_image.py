@@ -161,7 +161,7 @@ def test_bfloat16_on_the_cpu_returns_float32_maps_close_to_float32(model):
     bf = predict_probability(model, area, mode="whole", engine="torch", amp=True)
     assert bf.dtype == np.float32
     d = np.abs(bf - ref)
-    # bfloat16 keeps 8 bits of mantissa: close, not equal (the full numbers: benchmarks/infer_speed.py)
+    # bfloat16 keeps 8 bits of mantissa: close, not equal (the full numbers: benchmarks/speed/infer_speed.py)
     assert 0 < d.mean() < 0.02
 
 

@@ -438,7 +438,7 @@ def resample_image(image, shape) -> np.ndarray:
     Up to :data:`ANTIALIAS_ABOVE` (4×) the cubic kernel alone shrinks: on the BAM test images
     magnified 2× and 3× (cubic) and brought back, skimage's Gaussian anti-aliasing cost 0-4 % (2×)
     and 4-11 % (3×) of the particles and moved the median size by up to 9 %, the cubic kernel
-    alone 0-0.4 % and 1 % (``benchmarks/scale_bam.py``). Beyond 4× the Gaussian is applied, so that
+    alone 0-0.4 % and 1 % (``benchmarks/accuracy/scale_bam.py``). Beyond 4× the Gaussian is applied, so that
     detail much finer than the new pixels does not alias.
     """
     from skimage.transform import resize

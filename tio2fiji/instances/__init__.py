@@ -11,7 +11,7 @@ above their surroundings become one seed each, and a watershed grows the seeds o
 leaving one-pixel lines between particles like the BAM manual masks.
 
 The default parameters were chosen on the four validation images of the bundled model's split
-(BAM TiO2, 1908260/284/292/306) by mean instance IoU; see ``benchmarks/separation.py``.
+(BAM TiO2, 1908260/284/292/306) by mean instance IoU; see ``benchmarks/accuracy/separation.py``.
 
 A network that knows where one particle ends (``outputs="star"`` models,
 :mod:`tio2fiji.training.star`) gives, besides the particle probability, StarDist's two maps

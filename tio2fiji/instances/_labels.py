@@ -23,7 +23,7 @@ SEPARATIONS = ("none", "watershed")
 #: The choices of ``segment``/``analyze``: ``"auto"`` is the model's own way (watershed for a
 #: U-Net; a Mask R-CNN's detected instances).
 SEPARATE = ("auto",) + SEPARATIONS
-#: chosen on the validation images (benchmarks/separation.py): h in px of distance, sigma in px
+#: chosen on the validation images (benchmarks/accuracy/separation.py): h in px of distance, sigma in px
 WATERSHED_DEFAULTS = {"h": 0.75, "sigma": 1.0, "weight_by_probability": True}
 
 _STRUCTURES = {8: np.ones((3, 3), dtype=bool), 4: ndi.generate_binary_structure(2, 1)}

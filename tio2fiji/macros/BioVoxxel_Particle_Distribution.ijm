@@ -3,7 +3,7 @@
 // Reproduces Particle_Distribution2D.java of the BioVoxxel Toolbox (Jan Brocher, BioVoxxel) step
 // by step, without the toolbox, so the thesis's Table 9 can be checked in a stock ImageJ 1.x.
 // Part of tio2fiji (tio2fiji/distribution/_biovoxxel.py has the same procedure in Python; both are
-// compared in tests/test_distribution.py and benchmarks/distribution_bam.py).
+// compared in tests/test_distribution.py and benchmarks/distribution/distribution_bam.py).
 //
 // This test is reproduced, not recommended: it uses the expected random nearest-neighbour
 // distance E = 0.5*sqrt(A/n) as a variance, has no edge correction, and classes truly random

@@ -94,7 +94,7 @@ def available_cores() -> int:
 def use_amp(device, amp=None) -> bool:
     """Whether a forward pass on ``device`` runs in mixed precision: ``amp`` when given, else on
     for CUDA (float16 autocast) and off on the CPU (bfloat16 autocast, measured slower and not
-    kept; see ``benchmarks/infer_speed.py``)."""
+    kept; see ``benchmarks/speed/infer_speed.py``)."""
     return (torch.device(device).type == "cuda") if amp is None else bool(amp)
 
 
@@ -105,7 +105,7 @@ ENGINES = ("auto", "torch", "onnx", "onnx-int8")
 def choose_engine(model, device, engine, amp):
     """What runs the forward passes of :mod:`tio2fiji.predict`: ``"onnx-int8"`` (ONNX Runtime,
     the int8 graph of a model file that stores its calibration), ``"onnx"`` (ONNX Runtime, float32;
-    measured faster than PyTorch for the U-Net on the CPU: ``benchmarks/infer_speed.py``) or
+    measured faster than PyTorch for the U-Net on the CPU: ``benchmarks/speed/infer_speed.py``) or
     ``"torch"``.
 
     ``"auto"`` takes ONNX Runtime for tio2fiji's U-Nets (smp's, whose export is exact) on the CPU

@@ -1,6 +1,6 @@
 """A U-Net as an ONNX graph run by ONNX Runtime on the CPU: the engine :mod:`tio2fiji.predict` uses
 there by default (measured 1.8x faster than PyTorch for the bundled U-Net,
-``benchmarks/infer_speed.py``).
+``benchmarks/speed/infer_speed.py``).
 
 :func:`onnx_graph` exports a network's logits once (``torch.onnx.export``, in memory);
 :func:`onnx_session` is the cached ONNX Runtime session of a network; :class:`OnnxUNet` is the

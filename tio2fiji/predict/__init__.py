@@ -46,7 +46,7 @@ Devices and runtimes: the network runs where its parameters are (or on ``device`
 it). On CUDA each batch goes to the GPU through pinned host memory with a non-blocking copy, and
 the forward pass runs under float16 autocast (``amp``, on by default there; the maps are float32
 either way). On the CPU the U-Net runs with ONNX Runtime by default (``engine="auto"``; measured
-faster than PyTorch for the default model, ``benchmarks/infer_speed.py``), in float32: bfloat16
+faster than PyTorch for the default model, ``benchmarks/speed/infer_speed.py``), in float32: bfloat16
 autocast on the CPU is available (``amp=True``) but not the default (measured slower there).
 
 Memory of large images: a whole-image pass holds the network's activations at once, about
@@ -58,7 +58,7 @@ time, so :func:`predict_maps` holds the float32 network input and result (4 byte
 per output map) plus about ``24 × tile × width`` bytes, and no full-size float64 copy: about
 8 bytes per pixel for a one-map U-Net (0.5 GB for 8000×8000; a ``"star"`` model returns
 ``2 + n_rays`` maps, 4 bytes per pixel each). The post-processing of :func:`segment` (watershed,
-labels) costs more: about 125 bytes per pixel at its peak, measured with ``benchmarks/large_images.py``
+labels) costs more: about 125 bytes per pixel at its peak, measured with ``benchmarks/speed/large_images.py``
 (8 GB for 8000×8000); the time is about linear in the pixels. Images are limited by memory only.
 """
 from ._maps import MODES, WHOLE_LIMIT, predict_maps, predict_probability, resolve_mode

@@ -34,7 +34,7 @@ __all__ = ["SCALE_TOLERANCE", "SCALE_RANGE", "SCALES", "Segmentation", "segment"
 SCALE_TOLERANCE = 0.02
 #: Image pixel size / model pixel size outside which an image lies beyond the scales the model
 #: supports (particles too few pixels wide once resampled, or detail invented by upsampling):
-#: ``info["scale"]["warning"]`` says so (measured: benchmarks/scale_bam.py, README).
+#: ``info["scale"]["warning"]`` says so (measured: benchmarks/accuracy/scale_bam.py, README).
 SCALE_RANGE = (0.25, 1.5)
 
 # segmentation of an SEM image
