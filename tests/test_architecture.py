@@ -1,6 +1,7 @@
 """The layout's rules, checked on the code itself: no import cycle (function-level imports
-included), no module over 700 lines, the public face resolves, CONTRIBUTING.md's map names every
-module once. ``lint-imports`` (run by .ci/run) checks the layers themselves."""
+included), no module over 700 lines, no function over 80 lines of code, the public face resolves,
+CONTRIBUTING.md's map names every module once. ``lint-imports`` (run by .ci/run) checks the layers
+themselves."""
 
 import ast
 import re
@@ -13,6 +14,7 @@ import tio2fiji
 PACKAGE = Path(tio2fiji.__file__).resolve().parent
 ROOT = PACKAGE.parent
 MAX_LINES = 700
+MAX_FUNCTION_LINES = 80
 
 
 def _modules():
@@ -121,3 +123,66 @@ def test_contributing_map_names_every_module_once():
     assert not dupes, dupes
     assert set(listed) == set(MODULES), (sorted(set(MODULES) - set(listed)),
                                          sorted(set(listed) - set(MODULES)))
+
+
+def _code_lines(fn, lines):
+    """Lines of a function's body that are code: not blank, not comment-only, not its docstring.
+
+    ``fn`` is an ``ast.FunctionDef``, ``lines`` its module's source lines. A nested function's
+    lines count in the function around it too.
+    """
+    first = fn.body[0]
+    doc = set()
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        doc = set(range(first.lineno, first.end_lineno + 1))
+    code = [i for i in range(first.lineno, fn.end_lineno + 1)
+            if i not in doc and lines[i - 1].strip() and not lines[i - 1].strip().startswith("#")]
+    return len(code)
+
+
+def _functions(source):
+    return [n for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+_PLANTED = '''
+@decorator
+def planted(x):
+    """A docstring
+    of three lines.
+    """
+    # a comment
+
+    y = x + 1  # code with a comment
+    return (y,
+            x)
+
+
+def outer():
+    z = 1
+
+    def inner():
+        return z
+    return inner
+'''
+
+
+def test_function_line_counter_counts_code_only():
+    planted, outer, inner = _functions(_PLANTED)
+    lines = _PLANTED.splitlines()
+    assert (planted.name, outer.name, inner.name) == ("planted", "outer", "inner")
+    assert _code_lines(planted, lines) == 3  # decorator, def line, docstring, comment, blank: not code
+    assert _code_lines(outer, lines) == 4    # the nested function's lines count in outer too
+    assert _code_lines(inner, lines) == 1
+
+
+def test_no_function_over_80_code_lines():
+    long = []
+    for module, path in MODULES.items():
+        source = path.read_text(encoding="utf-8")
+        lines = source.splitlines()
+        for fn in _functions(source):
+            if (n := _code_lines(fn, lines)) > MAX_FUNCTION_LINES:
+                long.append(f"{module}.{fn.name} (line {fn.lineno}): {n} lines of code")
+    assert not long, (f"functions over {MAX_FUNCTION_LINES} lines of code (docstring, comments and "
+                      "blank lines not counted): split them\n" + "\n".join(sorted(long)))

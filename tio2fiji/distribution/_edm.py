@@ -207,6 +207,95 @@ def _sorted_edm_maxima(pix, width, height):
     return np.sort(keys)
 
 
+# inlined into _analyze_edm_maxima (numba IR), as the one loop before the split: no call per flood
+@njit(cache=True, inline="always")
+def _flood_maximum(pix, width, height, types, plist, offset0, v0, tolerance, sorting_error):
+    # One flood of MaximumFinder.analyzeAndMarkMaxima from the maximum at offset0 (height v0):
+    # lists in plist the 8-connected pixels down to `tolerance` below v0 (background skipped).
+    # Reaching an earlier maximum's area or a pixel above v0 + sorting_error means offset0 is no
+    # maximum (max_possible False). A pixel above v0 within the sorting error is a sorting error:
+    # the flood goes on from it as the new maximum, and the caller floods again from there.
+    x0 = offset0 % width
+    y0 = offset0 // width
+    plist[0] = offset0
+    types[offset0] |= _EQUAL | _LISTED
+    list_len = 1
+    list_i = 0
+    sorting_err = False
+    max_possible = True
+    x_equal = np.float64(x0)
+    y_equal = np.float64(y0)
+    n_equal = 1
+    while True:
+        offset = plist[list_i]
+        x = offset % width
+        y = offset // width
+        for d in range(8):
+            x2 = x + _DX[d]
+            y2 = y + _DY[d]
+            if x2 < 0 or x2 >= width or y2 < 0 or y2 >= height:
+                continue
+            offset2 = x2 + y2 * width
+            if types[offset2] & _LISTED:
+                continue
+            if pix[offset2] <= 0:
+                continue  # background
+            if types[offset2] & _PROCESSED:
+                max_possible = False  # reached an earlier maximum's area
+                break
+            v2 = _true_edm_height(x2, y2, pix, width, height)
+            if v2 > np.float32(v0 + sorting_error):
+                max_possible = False  # reached a higher point
+                break
+            elif v2 >= np.float32(v0 - tolerance):
+                if v2 > v0:
+                    sorting_err = True
+                    offset0 = offset2
+                    v0 = v2
+                plist[list_len] = offset2
+                list_len += 1
+                types[offset2] |= _LISTED
+                if v2 == v0:
+                    types[offset2] |= _EQUAL
+                    x_equal += x2
+                    y_equal += y2
+                    n_equal += 1
+        list_i += 1
+        if list_i >= list_len:
+            break
+    return list_len, sorting_err, max_possible, offset0, v0, x_equal, y_equal, n_equal
+
+
+@njit(cache=True, inline="always")
+def _mark_maximum(types, plist, list_len, max_possible, x_equal, y_equal, n_equal, width):
+    # The end of a flood without sorting error: its pixels become processed; for a maximum they
+    # are its area, and its one point is the pixel of exactly its height nearest to their mean
+    # position (first in flood order on ties).
+    if max_possible:
+        reset_mask = np.uint8(~_LISTED & 0xFF)
+    else:
+        reset_mask = np.uint8(~(_LISTED | _EQUAL) & 0xFF)
+    x_equal /= n_equal
+    y_equal /= n_equal
+    min_dist2 = 1e20
+    nearest = 0
+    for j in range(list_len):
+        offset = plist[j]
+        x = offset % width
+        y = offset // width
+        types[offset] &= reset_mask
+        types[offset] |= _PROCESSED
+        if max_possible:
+            types[offset] |= _MAX_AREA
+            if types[offset] & _EQUAL:
+                dist2 = (x_equal - x) * (x_equal - x) + (y_equal - y) * (y_equal - y)
+                if dist2 < min_dist2:
+                    min_dist2 = dist2
+                    nearest = j
+    if max_possible:
+        types[plist[nearest]] |= _MAX_POINT
+
+
 @njit(cache=True)
 def _analyze_edm_maxima(pix, width, height, keys, tolerance, sorting_error):
     # MaximumFinder.analyzeAndMarkMaxima for SINGLE_POINTS on an EDM (strict off, edges kept)
@@ -216,86 +305,15 @@ def _analyze_edm_maxima(pix, width, height, keys, tolerance, sorting_error):
         offset0 = keys[i_max] & 0xFFFFFFFF
         if types[offset0] & _PROCESSED:
             continue
-        x0 = offset0 % width
-        y0 = offset0 // width
-        v0 = _true_edm_height(x0, y0, pix, width, height)
-        sorting_err = True
-        while sorting_err:  # repeat when a higher point was found (sorting is approximate)
-            plist[0] = offset0
-            types[offset0] |= _EQUAL | _LISTED
-            list_len = 1
-            list_i = 0
-            sorting_err = False
-            max_possible = True
-            x_equal = np.float64(x0)
-            y_equal = np.float64(y0)
-            n_equal = 1
-            while True:
-                offset = plist[list_i]
-                x = offset % width
-                y = offset // width
-                for d in range(8):
-                    x2 = x + _DX[d]
-                    y2 = y + _DY[d]
-                    if x2 < 0 or x2 >= width or y2 < 0 or y2 >= height:
-                        continue
-                    offset2 = x2 + y2 * width
-                    if types[offset2] & _LISTED:
-                        continue
-                    if pix[offset2] <= 0:
-                        continue  # background
-                    if types[offset2] & _PROCESSED:
-                        max_possible = False  # reached an earlier maximum's area
-                        break
-                    v2 = _true_edm_height(x2, y2, pix, width, height)
-                    if v2 > np.float32(v0 + sorting_error):
-                        max_possible = False  # reached a higher point
-                        break
-                    elif v2 >= np.float32(v0 - tolerance):
-                        if v2 > v0:
-                            sorting_err = True
-                            offset0 = offset2
-                            v0 = v2
-                            x0 = x2
-                            y0 = y2
-                        plist[list_len] = offset2
-                        list_len += 1
-                        types[offset2] |= _LISTED
-                        if v2 == v0:
-                            types[offset2] |= _EQUAL
-                            x_equal += x2
-                            y_equal += y2
-                            n_equal += 1
-                list_i += 1
-                if list_i >= list_len:
-                    break
-            if sorting_err:
-                for j in range(list_len):
-                    types[plist[j]] = 0
-            else:
-                if max_possible:
-                    reset_mask = np.uint8(~_LISTED & 0xFF)
-                else:
-                    reset_mask = np.uint8(~(_LISTED | _EQUAL) & 0xFF)
-                x_equal /= n_equal
-                y_equal /= n_equal
-                min_dist2 = 1e20
-                nearest = 0
-                for j in range(list_len):
-                    offset = plist[j]
-                    x = offset % width
-                    y = offset // width
-                    types[offset] &= reset_mask
-                    types[offset] |= _PROCESSED
-                    if max_possible:
-                        types[offset] |= _MAX_AREA
-                        if types[offset] & _EQUAL:
-                            dist2 = (x_equal - x) * (x_equal - x) + (y_equal - y) * (y_equal - y)
-                            if dist2 < min_dist2:
-                                min_dist2 = dist2
-                                nearest = j
-                if max_possible:
-                    types[plist[nearest]] |= _MAX_POINT
+        v0 = _true_edm_height(offset0 % width, offset0 // width, pix, width, height)
+        while True:  # repeat when a higher point was found (sorting is approximate)
+            list_len, sorting_err, max_possible, offset0, v0, x_equal, y_equal, n_equal = _flood_maximum(
+                pix, width, height, types, plist, offset0, v0, tolerance, sorting_error)
+            if not sorting_err:
+                break
+            for j in range(list_len):
+                types[plist[j]] = 0
+        _mark_maximum(types, plist, list_len, max_possible, x_equal, y_equal, n_equal, width)
     return np.nonzero(types & _MAX_POINT)[0]
 
 

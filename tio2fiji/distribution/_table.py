@@ -128,75 +128,20 @@ def test_distribution(data, method="clark-evans", *, shape=None, pixel_size_m=No
         also has ``min_p_value`` (``2 / (n_sim + 1)``) and ``note``; it is ``"not testable"``
         when ``n_sim`` is too small for ``alpha`` (:func:`tio2fiji.checks.significance_note`).
     """
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
-    if backend not in BACKENDS:
-        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}.")
-    if connectivity not in (4, 8):
-        raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
-    alpha, n_sim = check_option("alpha", alpha), check_option("n_sim", n_sim)
-    pixel_size_m = check_option("pixel_size_m", pixel_size_m)
-    if isinstance(seed, (int, float, np.integer)):
-        check_option("seed", seed)
+    alpha, n_sim, pixel_size_m = _check_arguments(method, backend, connectivity, alpha, n_sim,
+                                                  pixel_size_m, seed)
     scale = _scale_nm(pixel_size_m)
     unit = "nm" if pixel_size_m is not None else "px"
-    arr = np.asarray(data)
-    uep_image = None
-    if _is_points(arr):
-        if shape is None:
-            raise InputError("points need the image shape (H, W) in pixels: shape=(H, W).")
-        kind, pts_px = "points", _check_points(arr)
-        full_shape = tuple(int(v) for v in shape)
-        sim_radii = None
-    else:
-        if arr.ndim != 2 or 0 in arr.shape:
-            raise InputError(f"expected a 2-D mask or label image, got shape {arr.shape}.")
-        kind, coords, sim_radii = _particles_from_image(arr, points, backend, ij_jar, int(connectivity))
-        full_shape = arr.shape
-        pts_px = np.stack([coords[:, 1] + 0.5, coords[:, 0] + 0.5], axis=1).astype(float)
-        if kind == "uep":
-            uep_image = np.zeros(arr.shape, bool)
-            uep_image[coords[:, 0], coords[:, 1]] = True
-    height, width = (int(v) for v in (shape if shape is not None else full_shape))
+    kind, pts_px, sim_radii, uep_image, full_shape = _image_points(
+        np.asarray(data), shape, points, backend, ij_jar, int(connectivity))
     row = dict.fromkeys(COLUMNS, math.nan)
     row.update(image=image, method=method, test="", classification="too few points",
                unit=unit, points=kind, backend=backend, connectivity=int(connectivity))
-
+    height, width = (int(v) for v in (shape if shape is not None else full_shape))
     if method == "biovoxxel":
-        # BioVoxxel: centroids of the UEP image's particles, A = whole image in pixels
-        fh, fw = full_shape
-        if kind == "uep":
-            pts = biovoxxel_points(np.argwhere(uep_image), pixel_size_m)
-        else:
-            pts = pts_px * scale
-        row["n"] = len(pts)
-        row["area"] = float(fw * fh)
-        row.update(area_unit="px^2", distance_unit=unit)
-        if len(pts) < 2:
-            return row
-        if backend == "imagej":
-            img = uep_image if uep_image is not None else _points_image(pts_px, full_shape)
-            res = biovoxxel_test_imagej(img, pixel_size_m, statistic, alpha, java_student_bug,
-                                        ij_jar=ij_jar)
-        else:
-            res = biovoxxel_test(pts, fw * fh, alpha, statistic, java_student_bug)
-        row.update(n=int(res["n"]), area=float(res["area"]), expected_nnd=res["expected_nnd"],
-                   observed_nnd=res["observed_nnd"], statistic=res["statistic"],
-                   critical_value=res["critical_value"], df=res["df"], test=res["test"],
-                   p_value=math.nan, classification=res["classification"],
-                   statistic_name=statistic, F=res["F"], critical_F=res["critical_F"],
-                   variance=res["variance"], mean_nnd=res["mean_nnd"],
-                   median_nnd=res["median_nnd"], significant=res["significant"],
-                   java_student_bug=bool(java_student_bug))
-        return row
-
-    inside = (pts_px[:, 0] <= width) & (pts_px[:, 1] <= height)
-    if not inside.all():
-        logger.info("%s: %d points outside the %dx%d window are left out", image,
-                    int((~inside).sum()), width, height)
-    pts = pts_px[inside] * scale
-    if sim_radii is not None:
-        sim_radii = np.asarray(sim_radii)[inside] * scale
+        return _biovoxxel_row(row, kind, pts_px, uep_image, full_shape, pixel_size_m, alpha,
+                              statistic, java_student_bug, backend, ij_jar)
+    pts, sim_radii = _window_points(pts_px, sim_radii, width, height, scale, image)
     if radii is not None:
         sim_radii = np.asarray(radii, dtype=float)
     window = (width * scale, height * scale)
@@ -218,6 +163,89 @@ def test_distribution(data, method="clark-evans", *, shape=None, pixel_size_m=No
     row.update(expected_nnd=res["expected_nnd"], observed_nnd=res["observed_nnd"],
                statistic=res["statistic"], critical_value=res["critical_value"],
                p_value=res["p_value"], classification=res["classification"])
+    return row
+
+
+def _check_arguments(method, backend, connectivity, alpha, n_sim, pixel_size_m, seed):
+    """Refuse an unknown method, backend or connectivity; the checked numeric options."""
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}.")
+    if connectivity not in (4, 8):
+        raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
+    alpha, n_sim = check_option("alpha", alpha), check_option("n_sim", n_sim)
+    pixel_size_m = check_option("pixel_size_m", pixel_size_m)
+    if isinstance(seed, (int, float, np.integer)):  # a Generator goes to monte_carlo_test as it is
+        check_option("seed", seed)
+    return alpha, n_sim, pixel_size_m
+
+
+def _image_points(arr, shape, points, backend, ij_jar, connectivity):
+    """The particles' points of a point array, mask or label image.
+
+    Returns the kind of point (``"points"``, ``"uep"``, ``"centroid"``), the ``(x, y)`` pixel
+    coordinates, the radii for a hard-core null (None for given points), the image of the UEPs
+    (None unless UEPs) and the image's shape (``shape`` for points).
+    """
+    if _is_points(arr):
+        if shape is None:
+            raise InputError("points need the image shape (H, W) in pixels: shape=(H, W).")
+        return "points", _check_points(arr), None, None, tuple(int(v) for v in shape)
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise InputError(f"expected a 2-D mask or label image, got shape {arr.shape}.")
+    kind, coords, sim_radii = _particles_from_image(arr, points, backend, ij_jar, connectivity)
+    pts_px = np.stack([coords[:, 1] + 0.5, coords[:, 0] + 0.5], axis=1).astype(float)
+    uep_image = None
+    if kind == "uep":  # BioVoxxel's input: one pixel per UEP
+        uep_image = np.zeros(arr.shape, bool)
+        uep_image[coords[:, 0], coords[:, 1]] = True
+    return kind, pts_px, sim_radii, uep_image, arr.shape
+
+
+def _window_points(pts_px, sim_radii, width, height, scale, image):
+    """The points inside the ``width`` x ``height`` window and their radii, scaled to nm."""
+    inside = (pts_px[:, 0] <= width) & (pts_px[:, 1] <= height)
+    if not inside.all():
+        logger.info("%s: %d points outside the %dx%d window are left out", image,
+                    int((~inside).sum()), width, height)
+    pts = pts_px[inside] * scale
+    if sim_radii is not None:
+        sim_radii = np.asarray(sim_radii)[inside] * scale
+    return pts, sim_radii
+
+
+def _biovoxxel_row(row, kind, pts_px, uep_image, full_shape, pixel_size_m, alpha, statistic,
+                   java_student_bug, backend, ij_jar) -> dict:
+    """``row`` filled as BioVoxxel's Particle Distribution (2D) fills it.
+
+    BioVoxxel takes the centroids of the UEP image's particles and the whole image's area in
+    pixels, whatever the window.
+    """
+    fh, fw = full_shape
+    if kind == "uep":
+        pts = biovoxxel_points(np.argwhere(uep_image), pixel_size_m)
+    else:
+        pts = pts_px * _scale_nm(pixel_size_m)
+    row["n"] = len(pts)
+    row["area"] = float(fw * fh)
+    row.update(area_unit="px^2", distance_unit=row["unit"])
+    if len(pts) < 2:
+        return row
+    if backend == "imagej":
+        img = uep_image if uep_image is not None else _points_image(pts_px, full_shape)
+        res = biovoxxel_test_imagej(img, pixel_size_m, statistic, alpha, java_student_bug,
+                                    ij_jar=ij_jar)
+    else:
+        res = biovoxxel_test(pts, fw * fh, alpha, statistic, java_student_bug)
+    row.update(n=int(res["n"]), area=float(res["area"]), expected_nnd=res["expected_nnd"],
+               observed_nnd=res["observed_nnd"], statistic=res["statistic"],
+               critical_value=res["critical_value"], df=res["df"], test=res["test"],
+               p_value=math.nan, classification=res["classification"],
+               statistic_name=statistic, F=res["F"], critical_F=res["critical_F"],
+               variance=res["variance"], mean_nnd=res["mean_nnd"],
+               median_nnd=res["median_nnd"], significant=res["significant"],
+               java_student_bug=bool(java_student_bug))
     return row
 
 

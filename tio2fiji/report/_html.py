@@ -219,91 +219,144 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
         The written report.
     """
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    parts = _head_html(title, now, versions, scope)
+    parts += _problems_html(failures, result_warnings(images, distribution))
+    parts += _images_html(images)
+    parts += _pooled_html(pooled)
+    parts += _summary_html(summary)
+    parts += _distribution_html(distribution)
+    parts += _figures_html(plots, envelopes, overlays, images)
+    parts += _settings_html(model, options, versions)
+    parts.append("</body></html>")
+    page = "\n".join(parts)
+    path = Path(out_dir) / filename
+
+    def _write(p):
+        p.write_text(page, encoding="utf-8")
+
+    return atomic_write(path, _write)
+
+
+# Each section below returns the page's pieces in order; write_report joins them with newlines, so
+# a section's pieces are kept as they were (one string each) to keep the page byte for byte.
+
+def _head_html(title, now, versions, scope) -> list:
+    """The document head, the title and when and by what the page was written."""
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{_esc(title)}</h1>"
              f"<p class='note'>Written {_esc(now)} by tio2fiji {_esc(versions.get('tio2fiji', ''))}.</p>"]
     if scope:
         parts.append(f"<p class='note' id='scope'>{_esc(scope)}</p>")
+    return parts
 
+
+def _problems_html(failures, warned) -> list:
+    """The images that failed and the warnings, first, where a reader cannot miss them."""
+    parts = []
     if failures:
         parts.append("<h2 id='failures'>Images that failed</h2><ul class='fail'>")
         parts += [f"<li><code>{_esc(p)}</code>: {_esc(m)}</li>" for p, m in failures]
         parts.append("</ul>")
-    warned = result_warnings(images, distribution)
     if warned:
         parts.append("<h2 id='warnings'>Warnings: check these results before using them</h2>"
                      "<ul class='fail'>")
         parts += [f"<li>{_esc(w)}</li>" for w in warned]
         parts.append("</ul>")
+    return parts
 
-    parts.append("<h2 id='images'>Images and calibration</h2>")
+
+_IMAGE_HEADERS = {"image": "Image", "path": "File", "data_bar_rows": "Data-bar rows",
+                  "pixel_size_nm": "Pixel size (nm)", "pixel_size_source": "Calibration source",
+                  "separation": "Particles split by", "particles": "Particles",
+                  "complete_particles": "Complete particles", "seconds": "Time (s)"}
+
+
+def _images_frame(images):
+    """The images' metadata as the table's rows and the columns it shows."""
+    idf = pd.DataFrame(list(images))
+    if "pixel_size_m" in idf:
+        idf["pixel_size_nm"] = [None if v is None or pd.isna(v) else float(v) * 1e9
+                                for v in idf["pixel_size_m"]]
+    if {"width", "height"} <= set(idf.columns):
+        idf["Analysed area (px)"] = [f"{int(w)}×{int(h)}" for w, h in zip(idf["width"], idf["height"])]
+    cols = ["image", "path", "Analysed area (px)", "data_bar_rows", "pixel_size_nm",
+            "pixel_size_source", "separation", "particles", "complete_particles", "seconds"]
+    if "annotations" in idf and idf["annotations"].map(lambda a: isinstance(a, dict)).any():
+        idf["Left out (annotations)"] = [
+            f"{a['source']}: {a['pixels']} px, {a['particles_removed']} particles beside them dropped"
+            if isinstance(a, dict) else "" for a in idf["annotations"]]
+        cols.insert(5, "Left out (annotations)")
+    return idf.astype(object), cols
+
+
+def _images_html(images) -> list:
+    """Images and calibration: one row per image."""
+    parts = ["<h2 id='images'>Images and calibration</h2>"]
     if images:
-        idf = pd.DataFrame(list(images))
-        if "pixel_size_m" in idf:
-            idf["pixel_size_nm"] = [None if v is None or pd.isna(v) else float(v) * 1e9
-                                    for v in idf["pixel_size_m"]]
-        if {"width", "height"} <= set(idf.columns):
-            idf["Analysed area (px)"] = [f"{int(w)}×{int(h)}" for w, h in zip(idf["width"], idf["height"])]
-        cols = ["image", "path", "Analysed area (px)", "data_bar_rows", "pixel_size_nm",
-                "pixel_size_source", "separation", "particles", "complete_particles", "seconds"]
-        if "annotations" in idf and idf["annotations"].map(lambda a: isinstance(a, dict)).any():
-            idf["Left out (annotations)"] = [
-                f"{a['source']}: {a['pixels']} px, {a['particles_removed']} particles beside them dropped"
-                if isinstance(a, dict) else "" for a in idf["annotations"]]
-            cols.insert(5, "Left out (annotations)")
-        idf = idf.astype(object)
-        parts.append(html_table(idf, cols,
-                                {"image": "Image", "path": "File", "data_bar_rows": "Data-bar rows",
-                                 "pixel_size_nm": "Pixel size (nm)",
-                                 "pixel_size_source": "Calibration source",
-                                 "separation": "Particles split by", "particles": "Particles",
-                                 "complete_particles": "Complete particles",
-                                 "seconds": "Time (s)"}, "images-table"))
+        idf, cols = _images_frame(images)
+        parts.append(html_table(idf, cols, _IMAGE_HEADERS, "images-table"))
     else:
         parts.append("<p>No image was analysed.</p>")
+    return parts
 
-    if pooled:
-        parts.append("<h2 id='pooled'>The whole run: every particle of every image</h2>")
-        parts.append(html_table(pd.DataFrame(list(pooled)).astype(object), list(_POOLED_HEADERS),
-                                _POOLED_HEADERS, "pooled-table"))
-        parts.append("<p class='note'>Number-weighted ECD quantiles of all particles together (exact); "
-                     "beside them the median of the images' own medians, which weighs every image "
-                     "alike.</p>")
 
-    parts.append("<h2 id='summary'>Summary (thesis Table 8)</h2>")
-    if summary is not None and len(summary):
-        parts.append(html_table(summary.astype(object), list(_SUMMARY_HEADERS), _SUMMARY_HEADERS,
-                                "summary-table"))
-        note = _complete_note(summary)
-        if note:
-            parts.append(f"<p class='note' id='complete-note'>{_esc(note)}</p>")
-        parts.append("<p class='note' id='feret-note'>A Feret angle is an axis (0° and 180° are the same): "
-                     "the arithmetic mean, kept to compare with thesis Table 8, depends on where 0°/180° "
-                     "is cut (5° and 175° average to 90°) and is no direction; the axial mean is.</p>")
-        lvl = summary["ci_level"].iloc[0]
-        parts.append(f"<h3>Particle size: equivalent circle diameter</h3><p class='note'>Estimate "
-                     f"[{lvl:.0%} percentile-bootstrap interval, {int(summary['n_boot'].iloc[0])} "
-                     f"resamples, seed {_esc(summary['seed'].iloc[0])}]; number-weighted quantiles "
-                     f"(D50 = median).</p>")
-        parts.append(html_table(_size_table(summary), None,
-                                {"image": "Image", "particles_kind": "Particles", "unit": "Unit",
-                                 "mean": "Mean", "median": "Median"},
-                                "size-table"))
-    else:
+def _pooled_html(pooled) -> list:
+    """The whole run pooled, when given."""
+    if not pooled:
+        return []
+    return ["<h2 id='pooled'>The whole run: every particle of every image</h2>",
+            html_table(pd.DataFrame(list(pooled)).astype(object), list(_POOLED_HEADERS),
+                       _POOLED_HEADERS, "pooled-table"),
+            "<p class='note'>Number-weighted ECD quantiles of all particles together (exact); "
+            "beside them the median of the images' own medians, which weighs every image "
+            "alike.</p>"]
+
+
+def _summary_html(summary) -> list:
+    """Table 8 and the particle sizes with their bootstrap intervals."""
+    parts = ["<h2 id='summary'>Summary (thesis Table 8)</h2>"]
+    if summary is None or not len(summary):
         parts.append("<p>No summary: no image was analysed.</p>")
+        return parts
+    parts.append(html_table(summary.astype(object), list(_SUMMARY_HEADERS), _SUMMARY_HEADERS,
+                            "summary-table"))
+    note = _complete_note(summary)
+    if note:
+        parts.append(f"<p class='note' id='complete-note'>{_esc(note)}</p>")
+    parts.append("<p class='note' id='feret-note'>A Feret angle is an axis (0° and 180° are the same): "
+                 "the arithmetic mean, kept to compare with thesis Table 8, depends on where 0°/180° "
+                 "is cut (5° and 175° average to 90°) and is no direction; the axial mean is.</p>")
+    lvl = summary["ci_level"].iloc[0]
+    parts.append(f"<h3>Particle size: equivalent circle diameter</h3><p class='note'>Estimate "
+                 f"[{lvl:.0%} percentile-bootstrap interval, {int(summary['n_boot'].iloc[0])} "
+                 f"resamples, seed {_esc(summary['seed'].iloc[0])}]; number-weighted quantiles "
+                 f"(D50 = median).</p>")
+    parts.append(html_table(_size_table(summary), None,
+                            {"image": "Image", "particles_kind": "Particles", "unit": "Unit",
+                             "mean": "Mean", "median": "Median"},
+                            "size-table"))
+    return parts
 
-    parts.append("<h2 id='distribution'>Spatial distribution (thesis Table 9)</h2>")
-    if distribution is not None and len(distribution):
-        parts.append(html_table(distribution.astype(object), _DISTRIBUTION_COLUMNS, _DISTRIBUTION_HEADERS,
-                                "distribution-table"))
-        note = "Distances in the unit of the Unit column; points: what stands for a particle."
-        if "biovoxxel" in set(distribution["method"]):
-            note += (" The biovoxxel rows reproduce BioVoxxel's Particle Distribution (2D), which is "
-                     "not a sound test (see the README).")
-        parts.append(f"<p class='note'>{_esc(note)}</p>")
-    else:
+
+def _distribution_html(distribution) -> list:
+    """Table 9: the spatial tests."""
+    parts = ["<h2 id='distribution'>Spatial distribution (thesis Table 9)</h2>"]
+    if distribution is None or not len(distribution):
         parts.append("<p>No distribution test.</p>")
+        return parts
+    parts.append(html_table(distribution.astype(object), _DISTRIBUTION_COLUMNS, _DISTRIBUTION_HEADERS,
+                            "distribution-table"))
+    note = "Distances in the unit of the Unit column; points: what stands for a particle."
+    if "biovoxxel" in set(distribution["method"]):
+        note += (" The biovoxxel rows reproduce BioVoxxel's Particle Distribution (2D), which is "
+                 "not a sound test (see the README).")
+    parts.append(f"<p class='note'>{_esc(note)}</p>")
+    return parts
 
+
+def _figures_html(plots, envelopes, overlays, images) -> list:
+    """The summary plots, the G/L envelopes with their tests, the overlays."""
+    parts = []
     if plots:
         parts.append("<h2 id='plots'>Plots</h2>")
         parts += [_figure_html(p, cap) for cap, p in plots.items()]
@@ -323,7 +376,12 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
         parts.append("<h2 id='overlays'>Detected particles</h2>")
         parts += [_figure_html(p, f"{name}: outline of each detected particle (one colour per particle)")
                   for name, p in overlays.items()]
+    return parts
 
+
+def _settings_html(model, options, versions) -> list:
+    """What produced the results: the model, the options, the software versions."""
+    parts = []
     if model:
         parts.append("<h2 id='model'>Model</h2>")
         parts.append(html_table(pd.DataFrame({"key": list(model), "value": [str(v) for v in model.values()]}),
@@ -337,11 +395,4 @@ def write_report(out_dir, summary, versions, distribution=None, images=None, plo
     parts.append(html_table(pd.DataFrame({"package": list(versions),
                                           "version": [str(v) for v in versions.values()]}),
                             None, None, "versions-table"))
-    parts.append("</body></html>")
-    page = "\n".join(parts)
-    path = Path(out_dir) / filename
-
-    def _write(p):
-        p.write_text(page, encoding="utf-8")
-
-    return atomic_write(path, _write)
+    return parts
