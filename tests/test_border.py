@@ -174,7 +174,7 @@ def test_anatomy_overlay_colours_each_cause():
 
 def test_train_border_on_the_examples_resume_and_segment(tmp_path):
     """One tiny epoch from the bundled model on the examples, a resumed second, then segment."""
-    from tio2fiji.models.checkpoint import export_model, load_checkpoint, load_model, model_postprocessing
+    from tio2fiji.models.checkpoint import export_model, load_checkpoint, load_model
     from tio2fiji.predict import segment
     from tio2fiji.training import build_dataset
     from tio2fiji.training.border import BORDER_HISTORY_COLUMNS, FRAGMENT, train_border
@@ -198,8 +198,8 @@ def test_train_border_on_the_examples_resume_and_segment(tmp_path):
     out = export_model(run / "best.pt", tmp_path / "border.pt", weights="int8",
                        border={"border_threshold": 0.4, "min_seed": 4, "sigma": 1.0}, threshold=0.45)
     model = load_model(out)
-    post = model_postprocessing(model)
-    assert post["outputs"] == "border" and post["border"]["min_seed"] == 4 and post["threshold"] == 0.45
+    post = model.settings
+    assert post.outputs == "border" and post.border["min_seed"] == 4 and post.threshold == 0.45
     seg = segment(model, next((EXAMPLES / "SEM").iterdir()))
     assert seg.info["separate"] == "border" and seg.info["border"]["sigma"] == 1.0 and seg.labels.max() > 50
     # the examples' masks hold drawing fragments, marked for the loss to ignore

@@ -30,8 +30,9 @@ def test_bundled_maskrcnn_file_and_configuration():
     assert cfg["input_norm"] == [0.0, 1.0]  # started from the U-Net's encoder, fed as it was
     assert 0.0 < cfg["score_threshold"] < 1.0
     model = load_model("maskrcnn")
-    assert model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 2
-    assert model.transform.image_mean == [0.0]
+    assert model.net.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 2
+    assert model.net.transform.image_mean == [0.0]
+    assert model.settings.arch == "maskrcnn" and model.settings.score_threshold == cfg["score_threshold"]
 
 
 def test_segment_with_the_bundled_maskrcnn_finds_the_particles(tmp_path):

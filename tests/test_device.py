@@ -90,7 +90,7 @@ def test_segment_runs_the_network_on_the_chosen_device(tmp_path, monkeypatch):
     monkeypatch.setenv("TIO2FIJI_CACHE", str(tmp_path))  # an empty graph cache: the export runs here
     torch.set_num_threads(1)
     model = load_model("default")
-    spy = _Spy(model)
+    spy = _Spy(model.net)
     sem = read_sem(EX / "1908248.tif")
     seg = segment(model, sem, device="cpu", engine="torch", mode="blend")
     want = resolve_device("auto")

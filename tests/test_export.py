@@ -101,7 +101,7 @@ def test_test_output_is_the_networks_probability(package, unet):
         x = np.load(io.BytesIO(zf.read("test_input.npy")))
         y = np.load(io.BytesIO(zf.read("test_output.npy")))
     with torch.no_grad():
-        direct = torch.sigmoid(unet(torch.from_numpy(x / np.float32(255.0)))[:, :1]).numpy()  # the particle channel
+        direct = torch.sigmoid(unet.net(torch.from_numpy(x / np.float32(255.0)))[:, :1]).numpy()  # the particle channel
     np.testing.assert_allclose(y, direct, atol=1e-5)
     assert 0.05 < (y > 0.5).mean() < 0.95  # the crop holds particles and background
 
@@ -185,7 +185,8 @@ def test_a_failing_bioimageio_test_leaves_no_package(tmp_path, unet, area, monke
         tested.append(sorted(p.name for p in Path(package).iterdir()))
         return {"status": "failed", "format_version": "x", "weights": [], "details": ["made to fail"]}
 
-    monkeypatch.setattr(E, "check_bioimageio", failing)
+    # where export_bioimageio looks it up (the package only re-exports it)
+    monkeypatch.setattr(E._bioimageio, "check_bioimageio", failing)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(Tio2FijiError, match="made to fail"):
@@ -231,11 +232,10 @@ def test_maskrcnn_onnx_gives_pytorchs_particles(tmp_path, maskrcnn, area):
     import onnx
     import onnxruntime
 
-    from tio2fiji.models.checkpoint import model_postprocessing
     from tio2fiji.predict import predict_instances
 
     crop = area[150:406, 300:620]  # 256x320: two tiles
-    head_thresh = maskrcnn.roi_heads.score_thresh
+    head_thresh = maskrcnn.net.roi_heads.score_thresh
     res = E.export_onnx(tmp_path / "mrcnn.onnx", model=maskrcnn, test_image=crop)
     assert res["arch"] == "maskrcnn"
     n_torch, n_onnx = res["detections"]
@@ -243,17 +243,17 @@ def test_maskrcnn_onnx_gives_pytorchs_particles(tmp_path, maskrcnn, area):
     assert res["max_score_diff"] < 1e-4 and res["max_abs_diff"] < 1e-3, res
     assert res["mask_equal"], res
     # the particles are those segment's own route paints with the stored post-processing
-    post = model_postprocessing(maskrcnn)
-    labels = predict_instances(maskrcnn, crop, score_threshold=post["score_threshold"],
-                               mask_threshold=post["threshold"], max_overlap=post["max_overlap"])[0]
+    post = maskrcnn.settings
+    labels = predict_instances(maskrcnn, crop, score_threshold=post.score_threshold,
+                               mask_threshold=post.threshold, max_overlap=post.max_overlap)[0]
     assert res["particles"] == (labels.max(), labels.max())
     proto = onnx.load(str(tmp_path / "mrcnn.onnx"))
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["tio2fiji.arch"] == "maskrcnn"
-    assert float(meta["tio2fiji.score_threshold"]) == post["score_threshold"]
-    assert float(meta["tio2fiji.rpn_nms_thresh"]) == maskrcnn.rpn.nms_thresh
+    assert float(meta["tio2fiji.score_threshold"]) == post.score_threshold
+    assert float(meta["tio2fiji.rpn_nms_thresh"]) == maskrcnn.net.rpn.nms_thresh
     # the model's own box head keeps its value after the export
-    assert maskrcnn.roi_heads.score_thresh == head_thresh
+    assert maskrcnn.net.roi_heads.score_thresh == head_thresh
     # one 256x256 tile in; other sizes are refused by onnxruntime
     session = onnxruntime.InferenceSession(str(tmp_path / "mrcnn.onnx"), providers=["CPUExecutionProvider"])
     with pytest.raises(Exception, match="(?i)dimension|shape"):

@@ -427,6 +427,7 @@ def test_interrupted_training_resumes_to_the_same_weights(data_dir, tmp_path):
 def test_segment_runs_mask_rcnn_with_its_stored_score_threshold(model1, monkeypatch):
     """predict.segment takes a Mask R-CNN unchanged: labels, scores and the detection score
     threshold stored with the model (not a fixed 0.5)."""
+    from tio2fiji.models import Model, ModelSettings
     from tio2fiji.predict import segment
 
     used = []
@@ -437,12 +438,8 @@ def test_segment_runs_mask_rcnn_with_its_stored_score_threshold(model1, monkeypa
 
     monkeypatch.setattr(P._maskrcnn, "detect", detect)
     img, mask = _blobs((256, 256), 12, seed=5, rmin=4, rmax=9)
-    model1.tio2fiji_info = {"model_config": {"arch": "maskrcnn", "score_threshold": 0.2,
-                                             "threshold": 0.5}}
-    try:
-        seg = segment(model1, img)
-    finally:
-        del model1.tio2fiji_info
+    settings = ModelSettings.from_config({"arch": "maskrcnn", "score_threshold": 0.2, "threshold": 0.5})
+    seg = segment(Model(model1, settings), img)
     assert used and set(used) == {0.2}
     assert seg.info["arch"] == "maskrcnn" and seg.info["score_threshold"] == 0.2
     assert seg.labels.dtype == np.uint32 and len(seg.scores) == seg.labels.max() > 0

@@ -95,7 +95,7 @@ def test_unet_encoder_sees_the_input_the_unet_saw():
     from tio2fiji.models.checkpoint import load_model
 
     torch.manual_seed(0)
-    unet = load_model("default").eval()
+    unet = load_model("default").net.eval()
     model = build_maskrcnn(config=1, backbone="resnet18", weights_backbone="unet").eval()
     assert model.tio2fiji_model_config["input_norm"] == [0.0, 1.0]
     x = torch.rand(1, 1, 64, 64)
@@ -149,8 +149,9 @@ def test_training_warms_up_and_stores_its_overrides(tmp_path):
 
     export_model(ck, tmp_path / "m.pt", rpn_nms_thresh=0.4)
     model = load_model(tmp_path / "m.pt")
-    assert model.rpn.nms_thresh == 0.4 and load_model(tmp_path / "run" / "best.pt").rpn.nms_thresh == 0.2
-    assert model.tio2fiji_model_config["overrides"] == {"box_batch_size_per_image": 64, "rpn_nms_thresh": 0.4}
+    assert model.net.rpn.nms_thresh == 0.4 and load_model(tmp_path / "run" / "best.pt").net.rpn.nms_thresh == 0.2
+    assert model.net.tio2fiji_model_config["overrides"] == {"box_batch_size_per_image": 64, "rpn_nms_thresh": 0.4}
+    assert model.settings.config["overrides"] == model.net.tio2fiji_model_config["overrides"]
     with pytest.raises(InputError, match=r"rpn_nms_thresh must be in \(0, 1\]"):
         export_model(ck, tmp_path / "bad.pt", rpn_nms_thresh=1.5)
 

@@ -112,7 +112,7 @@ def test_bundled_model_and_training_checkpoints_still_load(tmp_path):
     from tio2fiji.training.engine import rng_states, set_rng_states
 
     model = load_model("default")
-    assert model.tio2fiji_info["model_config"]["arch"] == "unet"
+    assert model.settings.config["arch"] == "unet"
     # what last.pt holds: numpy's RNG state (an ndarray), numpy scalars, nested plain data
     states = rng_states()
     expected_draw = np.random.random()

@@ -11,7 +11,8 @@ import tifffile
 from tio2fiji.errors import InputError
 from tio2fiji.io import read_sem
 from tio2fiji.metrics import ecd_of_labels
-from tio2fiji.models.checkpoint import TRAINED_PIXEL_SIZE_M, load_model, model_postprocessing
+from tio2fiji.models import ModelSettings
+from tio2fiji.models.checkpoint import TRAINED_PIXEL_SIZE_M, load_model
 from tio2fiji.predict import SCALE_RANGE, particles_on_grid, segment, working_scale
 from tio2fiji.transforms import resample_image, resample_labels, scaled_shape
 
@@ -41,7 +42,7 @@ def test_particles_on_grid_keeps_touching_particles_apart():
 
 
 def test_working_scale_says_what_was_done():
-    post = {"pixel_size_m": 7.34375e-9, "pixel_size_source": "stored"}
+    post = ModelSettings(pixel_size_m=7.34375e-9, pixel_size_source="stored")
     assert not working_scale(None, post)["resampled"] and "uncalibrated" in working_scale(None, post)["why"]
     assert not working_scale(7.4e-9, post)["resampled"]  # within 2 %
     s = working_scale(1.4 * 7.34375e-9, post)
@@ -53,12 +54,12 @@ def test_working_scale_says_what_was_done():
 
 
 def test_older_model_files_are_at_the_bam_pixel_size():
-    post = model_postprocessing(load_model("unet-watershed"))  # written before models knew their scale
-    assert post["pixel_size_m"] == TRAINED_PIXEL_SIZE_M == 7.34375e-9
-    assert post["pixel_size_source"].startswith("assumed")
-    new = model_postprocessing(load_model("unet-border"))  # the border U-Net records its training images'
-    assert new["pixel_size_m"] == 7.34375e-9 and new["pixel_size_source"] == "stored"
-    assert 100 < new["train_ecd"]["d50_nm"] < 300 and new["train_ecd"]["particles"] > 2000
+    post = load_model("unet-watershed").settings  # written before models knew their scale
+    assert post.pixel_size_m == TRAINED_PIXEL_SIZE_M == 7.34375e-9
+    assert post.pixel_size_source.startswith("assumed")
+    new = load_model("unet-border").settings  # the border U-Net records its training images'
+    assert new.pixel_size_m == 7.34375e-9 and new.pixel_size_source == "stored"
+    assert 100 < new.train_ecd["d50_nm"] < 300 and new.train_ecd["particles"] > 2000
 
 
 def _copy(tmp_path, factor):

@@ -92,13 +92,13 @@ def test_rotation_keeps_touching_labels_apart():
 
 
 def _star_model(n_rays=8):
+    from tio2fiji.models import Model, ModelSettings
     from tio2fiji.models.unet import build_unet
 
     torch.manual_seed(0)
-    model = build_unet("resnet18", None, classes=2 + n_rays)
-    model.tio2fiji_info = {"model_config": {"arch": "unet", "encoder": "resnet18", "classes": 2 + n_rays,
-                                            "outputs": "star", "n_rays": n_rays}}
-    return model.eval()
+    net = build_unet("resnet18", None, classes=2 + n_rays).eval()
+    return Model(net, ModelSettings.from_config({"arch": "unet", "encoder": "resnet18", "classes": 2 + n_rays,
+                                                 "outputs": "star", "n_rays": n_rays}))
 
 
 def test_predict_maps_of_a_star_model():
@@ -117,14 +117,14 @@ def test_predict_maps_of_a_star_model():
 
 
 def test_export_and_reload_keep_the_star_parameters(tmp_path):
-    from tio2fiji.models.checkpoint import export_model, load_model, model_postprocessing
+    from tio2fiji.models.checkpoint import export_model, load_model
 
     model = _star_model()
-    ck = {"model": model.state_dict(), "model_config": model.tio2fiji_info["model_config"]}
+    ck = {"model": model.net.state_dict(), "model_config": model.settings.config}
     star = {"mode": "grow", "prob_thresh": 0.6, "nms_thresh": 0.3, "sigma": 1.0, "min_size": 20}
     path = export_model(ck, tmp_path / "m.pt", weights="int8", star=star)
-    post = model_postprocessing(load_model(path))
-    assert post["outputs"] == "star" and post["n_rays"] == 8 and post["star"] == star
+    post = load_model(path).settings
+    assert post.outputs == "star" and post.n_rays == 8 and post.star == star
     with pytest.raises(InputError, match="unknown star parameter"):
         export_model(ck, tmp_path / "bad.pt", star={"nms": 0.3})
 
@@ -150,7 +150,7 @@ def test_star_loss_terms_and_targets_of_a_crop():
 
 def test_train_star_on_the_examples_and_resume(tmp_path):
     """One tiny epoch from the bundled model on the examples, then a resumed second epoch."""
-    from tio2fiji.models.checkpoint import load_checkpoint, load_model, model_postprocessing
+    from tio2fiji.models.checkpoint import load_checkpoint, load_model
     from tio2fiji.training import build_dataset
     from tio2fiji.training.star import STAR_HISTORY_COLUMNS, train_star
 
@@ -174,4 +174,4 @@ def test_train_star_on_the_examples_and_resume(tmp_path):
     assert table["val_f1"].between(0, 1).all() and table["val_iou"].between(0.5, 1).all()
     # started from the bundled model: the particle channel segments from the first epoch on
     model = load_model(run / "best.pt")
-    assert model_postprocessing(model)["outputs"] == "star"
+    assert model.settings.outputs == "star"

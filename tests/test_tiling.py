@@ -22,7 +22,7 @@ def case():
     img = read_sem(EX / "1908248.tif").analysed[:256, :768]  # 1 x 3 tiles, two vertical seams
     x = torch.from_numpy((img / 255.0).astype(np.float32))[None, None]
     with torch.no_grad():
-        whole = torch.sigmoid(model(x))[0, 0].numpy()  # the image in one pass: no seams at all
+        whole = torch.sigmoid(model.net(x))[0, 0].numpy()  # the image in one pass: no seams at all
     near = np.zeros(img.shape, bool)
     for k in (256, 512):
         near[:, k - 8:k + 8] = True

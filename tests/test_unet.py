@@ -183,15 +183,18 @@ def test_export_and_load_model_round_trip(tmp_path, weights, tol):
     path = export_model(tmp_path / "best.pt", tmp_path / "m.pt", weights=weights,
                         metadata={"metrics": {"mean_iou": 0.9}})
     loaded = load_model(path)
-    assert loaded.tio2fiji_info["metrics"]["mean_iou"] == 0.9
-    assert next(loaded.parameters()).dtype == torch.float32 and not loaded.training
+    prov = loaded.settings.provenance
+    assert prov.metadata["metrics"]["mean_iou"] == 0.9
+    assert prov.weights_dtype == weights and prov.epoch == 3 and prov.val_iou == 0.5
+    assert prov.file == str(path) and len(prov.file_sha256) == 64 and loaded.as_loaded
+    assert next(loaded.net.parameters()).dtype == torch.float32 and not loaded.net.training
     x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
-        a, b = torch.sigmoid(model(x)), torch.sigmoid(loaded(x))
+        a, b = torch.sigmoid(model(x)), torch.sigmoid(loaded.net(x))
     assert (a - b).abs().max() < tol
     # the checkpoint itself loads too
     with torch.no_grad():
-        assert torch.allclose(torch.sigmoid(load_model(tmp_path / "best.pt")(x)), a, atol=1e-6)
+        assert torch.allclose(torch.sigmoid(load_model(tmp_path / "best.pt").net(x)), a, atol=1e-6)
     size = path.stat().st_size
     assert size < (0.3 if weights == "int8" else 0.55) * (14.4e6 * 4)
 
@@ -208,12 +211,15 @@ def test_post_processing_parameters_are_stored_with_the_weights(tmp_path):
     """export_model stores the threshold and the watershed parameters next to the weights, segment
     uses them, and a file that stores none gets today's defaults."""
     from tio2fiji.instances import BORDER_DEFAULTS, STAR_DEFAULTS, WATERSHED_DEFAULTS, labels_from_probability
-    from tio2fiji.models.checkpoint import model_postprocessing
+    from tio2fiji.models import Model, ModelSettings
 
     torch.manual_seed(0)
     ck = {"model": build_unet("resnet18", None).state_dict(), "epoch": 1, "val_iou": 0.5,
           "model_config": {"arch": "unet", "encoder": "resnet18", "in_channels": 1, "classes": 1}}
-    assert model_postprocessing(load_model(ck)) == {"threshold": 0.5, "score_threshold": 0.5,
+    first = load_model(ck)
+    assert first.settings.provenance.file is None and not first.as_loaded  # no file: no graph cache
+    assert first.settings.postprocessing() == ModelSettings().postprocessing()  # a file storing none
+    assert first.settings.postprocessing() == {"threshold": 0.5, "score_threshold": 0.5,
                                                     "max_overlap": None,
                                                     "watershed": WATERSHED_DEFAULTS,
                                                     "outputs": "probability", "n_rays": 0,
@@ -222,9 +228,10 @@ def test_post_processing_parameters_are_stored_with_the_weights(tmp_path):
                                                     "pixel_size_m": 7.34375e-9, "train_ecd": None,
                                                     "pixel_size_source": "assumed: the BAM training images' 7.34375 nm"}
     loaded = load_model(export_model(ck, tmp_path / "m.pt", threshold=0.4, watershed={"h": 20.0}))
-    post = model_postprocessing(loaded)
+    post = loaded.settings.postprocessing()
     assert post["threshold"] == 0.4 and post["watershed"] == dict(WATERSHED_DEFAULTS, h=20.0)
-    assert loaded.tio2fiji_info["model_config"]["watershed"] == post["watershed"]
+    assert loaded.settings.threshold == 0.4 and loaded.settings.watershed == post["watershed"]
+    assert loaded.settings.config["watershed"] == post["watershed"]
 
     # two overlapping discs: the default watershed splits them, h = 20 px keeps them one particle
     yy, xx = np.mgrid[:64, :96]
@@ -232,15 +239,17 @@ def test_post_processing_parameters_are_stored_with_the_weights(tmp_path):
     img = np.where(discs, 230, 13).astype(np.uint8)
     echo = _Echo()
     assert segment(echo, img, tile=64, overlap=16).labels.max() == 2
-    echo.tio2fiji_info = loaded.tio2fiji_info
-    seg = segment(echo, img, tile=64, overlap=16)
+    seg = segment(Model(echo, loaded.settings), img, tile=64, overlap=16)
     assert seg.threshold == 0.4 and seg.info["watershed"] == post["watershed"]
     assert seg.labels.max() == 1
     assert np.array_equal(seg.labels, labels_from_probability(seg.probability, 0.4, "watershed",
                                                               **post["watershed"]))
-    echo.tio2fiji_info = {"model_config": {"watershed": {"hh": 1.0}}}
     with pytest.raises(InputError, match="unknown watershed"):
-        segment(echo, img, tile=64, overlap=16)
+        ModelSettings.from_config({"watershed": {"hh": 1.0}})
+    # a model file storing them is refused when it is loaded, before any image is segmented
+    bad = {**ck, "model_config": {**ck["model_config"], "watershed": {"hh": 1.0}}}
+    with pytest.raises(InputError, match="unknown watershed"):
+        load_model(bad)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -257,7 +266,7 @@ def test_default_model_is_small_and_documented():
     text = card.read_text(encoding="utf-8")
     assert "CC BY-NC-ND 4.0" in text and "mean IoU" in text
     model = load_model("default")
-    assert model.tio2fiji_info["model_config"]["arch"] == "unet"
+    assert model.settings.config["arch"] == "unet" == model.settings.arch
 
 
 @needs_default

@@ -102,7 +102,7 @@ def test_whole_equals_one_pass_over_the_mirrored_image(model):
     # independent: mirror to 320 x 416 by hand, one forward pass, crop
     x = np.pad(area / 255.0, ((0, 20), (0, 6)), mode="symmetric").astype(np.float32)
     with torch.no_grad():
-        ref = torch.sigmoid(model(torch.from_numpy(x)[None, None]))[0, 0].numpy()[:300, :410]
+        ref = torch.sigmoid(model.net(torch.from_numpy(x)[None, None]))[0, 0].numpy()[:300, :410]
     np.testing.assert_allclose(prob, ref, atol=1e-6)
 
 
@@ -118,7 +118,7 @@ def test_onnx_engine_equals_torch_and_is_cached(model):
     s1 = onnx_session(model)
     assert onnx_session(model) is s1  # built once per model
     with torch.no_grad():  # weights changed in place: the cached graph is stale, a new one is built
-        p = next(model.parameters())
+        p = next(model.net.parameters())
         p.add_(0.0)
     assert onnx_session(model) is not s1
 
@@ -130,12 +130,14 @@ def test_an_exported_graph_gives_the_numbers_of_the_network_it_came_from(model):
 
     sem = read_sem(EX / "1908256.tif")
     graph = pickle.loads(pickle.dumps(OnnxUNet.from_model(model)))
-    info = dict(graph.tio2fiji_info)
-    assert info.pop("onnx_precision") == "float32" and info == model.tio2fiji_info and not graph._sessions
+    assert isinstance(graph.net, OnnxUNet) and graph.net.precision == "float32" and not graph.net._sessions
+    assert graph.settings == model.settings  # the threshold and post-processing travel with the graph
+    assert OnnxUNet.from_model(model).settings is model.settings  # the same object, not a copy
     a, b = segment(model, sem, engine="onnx"), segment(graph, sem)
     np.testing.assert_array_equal(a.probability, b.probability)  # the same graph in ONNX Runtime
     # the default's int8 graph is what CPU workers get when the model stores a calibration
     graph8 = pickle.loads(pickle.dumps(OnnxUNet.from_model(model, int8=True)))
+    assert graph8.net.precision == "int8"
     np.testing.assert_array_equal(segment(model, sem).probability, segment(graph8, sem).probability)
     np.testing.assert_array_equal(a.labels, b.labels)
     assert b.info["engine"] == "onnx" and b.threshold == a.threshold
@@ -187,7 +189,8 @@ def test_onnx_graph_is_cached_on_disk_by_model_file(tmp_path, monkeypatch):
     assert len(exports) == 2
     model = load_model("default")
     with torch.no_grad():
-        model.segmentation_head[0].bias.add_(1.0)  # weights no longer the file's: not from the cache
+        model.net.segmentation_head[0].bias.add_(1.0)  # weights no longer the file's: not from the cache
+    assert not model.as_loaded
     changed = predict_probability(model, img, **kw)
     assert len(exports) == 3 and not np.allclose(changed, first)
 
@@ -206,11 +209,11 @@ def test_int8_graph_from_a_stored_calibration(tmp_path, monkeypatch):
     x = normalize_for_network(img)
     crops = np.stack([x[None, y:y + 256, c:c + 256] for y, c in ((0, 0), (200, 500), (400, 700))])
     cfg = {k: v for k, v in load_checkpoint("default")["model_config"].items() if k != "int8_calibration"}
-    base = load_model({"model": load_model("default").state_dict(), "model_config": cfg})  # no calibration
+    base = load_model({"model": load_model("default").net.state_dict(), "model_config": cfg})  # no calibration
     calibration = O.int8_calibration(base, crops)
     assert "data" in calibration
     # the bundled file's weights with this calibration stored beside them
-    ck = {"model": base.state_dict(), "model_config": cfg}
+    ck = {"model": base.net.state_dict(), "model_config": cfg}
     path = export_model(ck, tmp_path / "int8.pt", weights="int8", int8_calibration=calibration)
     model = load_model(path)
     assert choose_engine(model, "cpu", "auto", False) == "onnx-int8"

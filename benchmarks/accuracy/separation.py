@@ -55,7 +55,7 @@ def _score(data, fn):
 
 def main(argv=None):
     from tio2fiji.instances import labels_from_probability
-    from tio2fiji.models.checkpoint import load_model, model_threshold
+    from tio2fiji.models.checkpoint import load_model
     from tio2fiji.run import select_pairs
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,7 +67,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     model = load_model(a.model)
-    thr = model_threshold(model)
+    thr = model.settings.threshold
     val = _probabilities(model, select_pairs(a.images, a.masks, a.split, "val"), a.threads)
     test = _probabilities(model, select_pairs(a.images, a.masks, a.split, "test"), a.threads)
     grid = list(itertools.product((0.25, 0.5, 0.75, 1.0, 2.0), (0.0, 1.0, 1.5, 2.0), (False, True)))

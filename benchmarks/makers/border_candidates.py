@@ -52,7 +52,7 @@ from tio2fiji.metrics import (
     match_instances,
     size_errors,
 )
-from tio2fiji.models.checkpoint import export_model, load_model, model_postprocessing
+from tio2fiji.models.checkpoint import export_model, load_model
 from tio2fiji.predict import predict_maps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -143,7 +143,7 @@ def run_model(name, spec, tta, val, test, out: Path, stored: bool = False) -> di
     if done.is_file():
         return json.loads(done.read_text())
     model = load_model(spec)
-    post = model_postprocessing(model)
+    post = model.settings.postprocessing()
     suffix = "_tta" if tta else ""
     vmaps, _ = network_maps(model, val, out / name / f"maps_val{suffix}.npz", tta)
     tmaps, secs = network_maps(model, test, out / name / f"maps_test{suffix}.npz", tta)

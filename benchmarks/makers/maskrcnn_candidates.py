@@ -84,7 +84,7 @@ def choose_postprocessing(model, val) -> dict:
     """
     rows = []
     for nms in RPN_NMS:
-        model.rpn.nms_thresh = nms
+        model.net.rpn.nms_thresh = nms
         t0 = time.perf_counter()
         dets = [tiled_detections(model, sem.analysed, score_threshold=min(SCORE_THRESHOLDS))
                 for _, sem, _ in val]

@@ -67,7 +67,7 @@ def main(argv=None):
     model = load_model("maskrcnn")
     rows = []
     for post in POST_NMS:
-        set_proposals(model, post)
+        set_proposals(model.net, post)
         rows.append({"post_nms_top_n": post, **scores(model, val)})
         print(rows[-1], flush=True)
     ref = rows[0]
@@ -75,7 +75,7 @@ def main(argv=None):
     chosen = min(ok, key=lambda r: r["post_nms_top_n"])["post_nms_top_n"]
     result = {"validation": rows, "chosen_post_nms_top_n": chosen, "test": {}}
     for post in sorted({POST_NMS[0], chosen}, reverse=True):
-        set_proposals(model, post)
+        set_proposals(model.net, post)
         result["test"][str(post)] = scores(model, test)
     t_ref, t_new = result["test"][str(POST_NMS[0])], result["test"][str(chosen)]
     result["test_speed_ratio"] = t_new["seconds_per_image"] / t_ref["seconds_per_image"]

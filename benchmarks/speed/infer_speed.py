@@ -226,7 +226,7 @@ def main(argv=None):
     def whole():
         x = torch.from_numpy(normalize_for_network(img))[None, None]
         with torch.no_grad():
-            return torch.sigmoid(model(x))[0, 0].numpy()
+            return torch.sigmoid(model.net(x))[0, 0].numpy()
 
     tiles = {}
 
@@ -240,8 +240,8 @@ def main(argv=None):
           f"{args.image.name}; load average at start {load_start}", flush=True)
     peak_before = peak_matmul(args.matmul_n, args.matmul_tries)
     print(f"peak matmul {peak_before['gflops_best']:.1f} GFLOP/s (best of {args.matmul_tries})", flush=True)
-    flops_whole = count_flops(model, (1, 1, h, w))
-    flops_tile = count_flops(model, (1, 1, 256, 256))
+    flops_whole = count_flops(model.net, (1, 1, h, w))
+    flops_tile = count_flops(model.net, (1, 1, 256, 256))
 
     results = {}
     med, times, p_whole = timed(whole, args.repeats)
@@ -270,7 +270,7 @@ def main(argv=None):
                         "flops": flops_whole if n == 1 else n * flops_tile}
         print(f"{key}: {med:.2f} s", flush=True)
     probs["onnx"] = p_onnx
-    bf16 = bf16_row(model, img)
+    bf16 = bf16_row(model.net, img)
     print(f"bf16: 256 tile {bf16['seconds_bf16']:.2f} s vs float32 {bf16['seconds_fp32']:.3f} s; "
           f"mean |dp| {bf16['mean_abs_diff']:.2e}, mask pixels differing {100 * bf16['mask_disagreement']:.3f} %",
           flush=True)
@@ -298,7 +298,7 @@ def main(argv=None):
     if args.pipeline:
         doc["pipeline"] = pipeline(args.threads, args.baseline)
         # the floor: the network's FLOPs on one analysed area (1024x704) at the matmul peak
-        flops_area = count_flops(model, (1, 1, 704, 1024))
+        flops_area = count_flops(model.net, (1, 1, 704, 1024))
         doc["flop_floor"] = {"gflop_per_image": flops_area / 1e9, "seconds": flops_area / (peak * 1e9)}
         for r in doc["pipeline"].values():
             r["fraction_of_flop_floor"] = doc["flop_floor"]["seconds"] / r["per_image_s"]

@@ -129,7 +129,7 @@ def bench_whole_image(checkpoint, repeats=1):
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        labels, scores, _ = predict_instances(model.eval(), img)
+        labels, scores, _ = predict_instances(model, img)
         times.append(time.perf_counter() - t0)
     return {"whole_1024x704_s": statistics.median(times), "instances": int(labels.max())}
 

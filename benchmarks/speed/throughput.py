@@ -50,7 +50,7 @@ def network_flops(image) -> dict:
     from tio2fiji.io import read_sem
     from tio2fiji.models.checkpoint import load_model
 
-    model = load_model("default")
+    model = load_model("default").net  # the PyTorch network whose FLOPs are counted
     h, w = read_sem(image).analysed.shape
     ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
     return {"image": str(image), "analysed_px": [h, w], "padded_px": [ph, pw],

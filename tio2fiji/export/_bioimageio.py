@@ -49,9 +49,10 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError, OutputError, Tio2FijiError
 from ..io import atomic_write, file_sha256, read_sem
-from ..models.checkpoint import load_model, model_arch, model_threshold
+from ..models.checkpoint import load_model, model_arch
 from ..models.device import resolve_device
 from ..models.onnx import ONNX_OPSET
+from ..models.settings import as_model
 from ..transforms import normalize_for_network
 from ._maskrcnn import _DATA_CITATION, _DATA_DOI, _EXAMPLE, _LICENSE, _quiet, save_onnx
 
@@ -68,23 +69,27 @@ _HALO = 32  # border a tiling consumer should discard (tio2fiji blends tiles ove
 # --------------------------------------------------------------------------------------------
 
 def _load_any(model):
-    """A model in eval mode, its architecture and a description of where it came from."""
+    """A :class:`~tio2fiji.models.Model` (its network in eval mode), its architecture and a
+    description of where it came from."""
     source = "in-memory model"
     if isinstance(model, (str, Path)):
         source = (f"tio2fiji bundled model {str(model)!r}" if str(model) in ("default", "maskrcnn")
                   else str(model))
         model = load_model(model)
-    return model.eval(), model_arch(model), source
+    model = as_model(model)
+    model.net.eval()
+    return model, model_arch(model), source
 
 
 def _load(model):
-    """A U-Net in eval mode, its threshold and a description of where it came from."""
+    """A U-Net in eval mode, its threshold (the model's settings) and a description of where it
+    came from."""
     model, arch, source = _load_any(model)
     if arch != "unet":
         raise InputError(f"{source}: only U-Net models can be packaged for bioimage.io (a Mask "
                          "R-CNN's output is a list of detections, which bioimage.io consumers cannot "
                          "run); export it with --format onnx, or package a U-Net or 'default'.")
-    return model, model_threshold(model), source
+    return model.net, model.settings.threshold, source
 
 
 def _probability_module(net):
@@ -178,7 +183,7 @@ def check_onnx(path, model="default", test_image=None, device=None) -> dict:
     ----------
     path : str or Path
         The ``.onnx`` file.
-    model : str, Path or torch.nn.Module
+    model : str, Path, Model or torch.nn.Module
         The model it was exported from (``"default"``, a file, or a U-Net).
     test_image : str, Path or array, optional
         An SEM image (its analysed area is used) or a 2-D gray array; default: the bundled example.
@@ -204,15 +209,16 @@ def check_onnx(path, model="default", test_image=None, device=None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: ONNX file not found; write it with `tio2fiji export --format onnx`.")
-    net, arch, _ = _load_any(model)
+    model, arch, _ = _load_any(model)
     if device is not None:
-        net.to(resolve_device(device))
+        model.to(resolve_device(device))
+    net = model.net
     where = {"device": str(next(net.parameters()).device)}
     if arch == "maskrcnn":
         from ._maskrcnn import check_maskrcnn_onnx
 
-        return {**check_maskrcnn_onnx(path, net, test_image, _session(path)), **where}
-    threshold = model_threshold(net)
+        return {**check_maskrcnn_onnx(path, model, test_image, _session(path)), **where}
+    threshold = model.settings.threshold
     gray, what = _test_gray(test_image)
     x01 = (gray / np.float32(255.0))[None, None]
     session = _session(path)
@@ -241,7 +247,7 @@ def export_onnx(out, model="default", test_image=None, check: bool = True, devic
         The ``.onnx`` file to write (atomically; parent folders are created). With ``check`` it
         is written under a temporary name and renamed only after the check ran: a check that
         raises leaves no file (an earlier ``out`` stays as it was).
-    model : str, Path or torch.nn.Module
+    model : str, Path, Model or torch.nn.Module
         ``"default"`` or ``"maskrcnn"`` (the bundled models), a model file or checkpoint, or a
         loaded U-Net or Mask R-CNN.
     test_image : str, Path or array, optional
@@ -268,16 +274,16 @@ def export_onnx(out, model="default", test_image=None, check: bool = True, devic
     if out.suffix.lower() != ".onnx":
         raise InputError(f"{out}: an ONNX model file must end in .onnx, e.g. "
                          f"{out.with_suffix('.onnx').name}.")
-    net, arch, source = _load_any(model)
-    net.to("cpu")  # the file holds CPU weights, whatever device the check runs on
+    model, arch, source = _load_any(model)
+    model.to("cpu")  # the file holds CPU weights, whatever device the check runs on
     if arch == "maskrcnn":
         from ._maskrcnn import write_maskrcnn_onnx
 
         def write(tmp):
-            write_maskrcnn_onnx(net, tmp, source)
+            write_maskrcnn_onnx(model, tmp, source)
     else:
-        threshold = model_threshold(net)
-        module = _probability_module(net)
+        threshold = model.settings.threshold
+        module = _probability_module(model.net)
 
         def write(tmp):
             _write_onnx(module, tmp, threshold, source)
@@ -288,7 +294,7 @@ def export_onnx(out, model="default", test_image=None, check: bool = True, devic
     atomic_write(tmp, write)
     try:
         if check:
-            result.update(check_onnx(tmp, net, test_image, device=device))
+            result.update(check_onnx(tmp, model, test_image, device=device))
     except InputError as err:  # name the file asked for, not the temporary one
         tmp.unlink(missing_ok=True)
         raise InputError(str(err).replace(str(tmp), str(out))) from err
@@ -498,7 +504,7 @@ def export_bioimageio(out, model="default", test_image=None, test: bool = True) 
     out : str or Path
         ``.zip``: a packed model (what the bioimage.io uploader and deepImageJ's installer take);
         any other path: a folder holding ``rdf.yaml`` and the files (it must not exist yet).
-    model : str, Path or torch.nn.Module
+    model : str, Path, Model or torch.nn.Module
         ``"default"`` (the bundled model), a model file or checkpoint, or a loaded U-Net.
     test_image : str, Path or array, optional
         The package's test input: an SEM image (its analysed area, cropped to multiples of 32) or a
@@ -595,7 +601,7 @@ def export(model="default", fmt: str = "bioimageio", out=None, test_image=None, 
 
     Parameters
     ----------
-    model : str, Path or torch.nn.Module
+    model : str, Path, Model or torch.nn.Module
         ``"default"``, ``"maskrcnn"``, a model file or checkpoint, or a loaded model.
     fmt : {"bioimageio", "onnx"}
         Package format.

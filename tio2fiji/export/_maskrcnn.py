@@ -16,8 +16,8 @@ from .. import __version__
 from ..errors import InputError
 from ..instances import paint_instances
 from ..io import read_sem
-from ..models.checkpoint import model_postprocessing
 from ..models.onnx import ONNX_OPSET
+from ..models.settings import ModelSettings, as_model
 from ..predict import tiled_detections
 
 __all__ = ["check_maskrcnn_onnx", "write_maskrcnn_onnx"]
@@ -53,12 +53,12 @@ def _quiet():
 
 
 @contextlib.contextmanager
-def _score_threshold(net):
+def _score_threshold(model):
     """The model's stored detection score threshold in its box head while tracing (it becomes a
     constant of the graph); the head's own value is put back afterwards."""
-    heads = net.roi_heads
+    heads = model.net.roi_heads
     old = heads.score_thresh
-    heads.score_thresh = float(model_postprocessing(net)["score_threshold"])
+    heads.score_thresh = float(model.settings.score_threshold)
     try:
         yield
     finally:
@@ -92,13 +92,15 @@ def _tile_size(net) -> int:
     return int(size[0]) if isinstance(size, (tuple, list)) else int(size)
 
 
-def write_maskrcnn_onnx(net, path: Path, source: str) -> None:
-    """Trace ``net`` (its stored score threshold in the graph) and write it with its metadata."""
-    with _score_threshold(net):
-        _write(_detection_module(net), path, model_postprocessing(net), source)
+def write_maskrcnn_onnx(model, path: Path, source: str) -> None:
+    """Trace ``model``'s network (a :class:`~tio2fiji.models.Model`; its stored score threshold in
+    the graph) and write it with its metadata."""
+    model = as_model(model)
+    with _score_threshold(model):
+        _write(_detection_module(model.net), path, model.settings, source)
 
 
-def _write(module, path: Path, post: dict, source: str) -> None:
+def _write(module, path: Path, post: ModelSettings, source: str) -> None:
     import onnx
     import torch
 
@@ -123,10 +125,10 @@ def _write(module, path: Path, post: dict, source: str) -> None:
         "tio2fiji.tiling": f"tiles of {tile} overlapping by 64; a detection belongs to the tile whose "
                            "own region (overlaps split in the middle) holds its box centre "
                            "(tio2fiji.predict.tiled_detections)",
-        "tio2fiji.score_threshold": repr(float(post["score_threshold"])),
+        "tio2fiji.score_threshold": repr(float(post.score_threshold)),
         "tio2fiji.rpn_nms_thresh": repr(float(net.rpn.nms_thresh)),
-        "tio2fiji.mask_threshold": repr(float(post["threshold"])),
-        "tio2fiji.max_overlap": repr(post["max_overlap"]),
+        "tio2fiji.mask_threshold": repr(float(post.threshold)),
+        "tio2fiji.max_overlap": repr(post.max_overlap),
         "license": f"weights: {_LICENSE} (training data: {_DATA_CITATION} doi:{_DATA_DOI})",
     }
     save_onnx(proto, meta, "tio2fiji Mask R-CNN for TiO2 nanoparticles in SEM images (one tile's detections)",
@@ -179,8 +181,9 @@ def _test_area(test_image) -> tuple[np.ndarray, str]:
     return arr, "array"
 
 
-def check_maskrcnn_onnx(path: Path, net, test_image, session) -> dict:
-    """Every tile of the test image through onnxruntime and through PyTorch, then the particles.
+def check_maskrcnn_onnx(path: Path, model, test_image, session) -> dict:
+    """Every tile of the test image through onnxruntime and through PyTorch, then the particles
+    (``model``: a :class:`~tio2fiji.models.Model`, its stored post-processing).
 
     Returns
     -------
@@ -195,14 +198,15 @@ def check_maskrcnn_onnx(path: Path, net, test_image, session) -> dict:
     import time
 
     area, what = _test_area(test_image)
-    post = model_postprocessing(net)
+    model = as_model(model)
+    post = model.settings
     runs, seconds = [], []
     for detector in (None, _onnx_detector(session)):
         t0 = time.perf_counter()
-        runs.append(tiled_detections(net, area, score_threshold=post["score_threshold"],
+        runs.append(tiled_detections(model.net, area, score_threshold=post.score_threshold,
                                      detector=detector))
         seconds.append(time.perf_counter() - t0)
-    labels = [paint_instances(area.shape, d, post["threshold"], max_overlap=post["max_overlap"])[0]
+    labels = [paint_instances(area.shape, d, post.threshold, max_overlap=post.max_overlap)[0]
               for d in runs]
     torch_dets, onnx_dets = runs
     paired = (len(torch_dets) == len(onnx_dets)
@@ -221,7 +225,7 @@ def check_maskrcnn_onnx(path: Path, net, test_image, session) -> dict:
         "mask_equal": differ == 0,
         "mask_differences": differ,
         "seconds": tuple(seconds),
-        "threshold": float(post["threshold"]),
+        "threshold": float(post.threshold),
         "shape": tuple(int(v) for v in area.shape),
         "test_image": what,
     }

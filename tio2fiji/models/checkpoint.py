@@ -18,9 +18,10 @@ compact model files (:func:`export_model`)
 rebuild the network (:func:`build_model`) and, next to the weights (as StarDist keeps its
 ``thresholds.json`` beside them), how its output becomes particles: the probability
 ``threshold``, Mask R-CNN's detection ``score_threshold`` and the U-Net's ``watershed`` parameters
-(:func:`model_postprocessing`). A file that does not store one of them gets today's default
-(0.5, 0.5, :data:`tio2fiji.instances.WATERSHED_DEFAULTS`), so older files give the results they
-always gave.
+(:class:`tio2fiji.models.settings.ModelSettings`, resolved once here: :func:`load_model` returns
+a :class:`~tio2fiji.models.settings.Model`, the network with its settings). A file that does not
+store one of them gets today's default (0.5, 0.5, :data:`tio2fiji.instances.WATERSHED_DEFAULTS`),
+so older files give the results they always gave.
 """
 
 from __future__ import annotations
@@ -30,16 +31,15 @@ import warnings
 from pathlib import Path
 
 from ..errors import InputError
-from ..instances import BORDER_DEFAULTS, BORDER_WIDTH, STAR_DEFAULTS, STAR_MODES, WATERSHED_DEFAULTS
 from ..io import atomic_write, file_sha256
 from .maskrcnn import build_from_config as _build_maskrcnn_from_config
 from .maskrcnn import is_maskrcnn
+from .settings import OUTPUTS, TRAINED_PIXEL_SIZE_M, Model, ModelSettings, Provenance, as_model
 from .unet import build_unet
 from .weights import expand_weights
 
 __all__ = ["BUNDLED", "DEFAULT_NAME", "DEFAULT_MODEL", "FORMAT", "OUTPUTS", "TRAINED_PIXEL_SIZE_M", "resolve_model",
-           "save_checkpoint", "load_checkpoint", "build_model",
-           "load_model", "export_model", "model_arch", "model_threshold", "model_postprocessing"]
+           "save_checkpoint", "load_checkpoint", "build_model", "load_model", "export_model", "model_arch"]
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
 #: The models bundled with tio2fiji, by the name ``--model`` takes (see ``tio2fiji/data/MODEL_CARD.md``).
@@ -52,15 +52,6 @@ DEFAULT_NAME = "unet-watershed"
 DEFAULT_MODEL = BUNDLED[DEFAULT_NAME]
 #: ``format`` of a compact model file.
 FORMAT = "tio2fiji-model"
-_DEFAULT_THRESHOLD = 0.5
-#: What a U-Net's output channels mean: ``"probability"`` = 1 particle logit; ``"star"`` = particle
-#: logit, object-probability logit, then ``n_rays`` ray distances in pixels (StarDist's maps);
-#: ``"border"`` = particle logit, then the logit of the band where two particles meet.
-OUTPUTS = ("probability", "star", "border")
-_DEFAULT_SCORE_THRESHOLD = 0.5
-#: The pixel size (m) of the BAM images every model before issue 28 was trained on: what a model
-#: file that does not store its own pixel size is taken to have seen.
-TRAINED_PIXEL_SIZE_M = 7.34375e-9
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,21 +149,22 @@ def _one_line(exc) -> str:
 
 
 def _contents(obj: dict, where) -> tuple[dict, dict, dict]:
-    """``(model_config, float32 state dict, info)`` of a compact file or a training checkpoint."""
+    """``(model_config, float32 state dict, metadata)`` of a compact file or a training checkpoint;
+    metadata: what is stored beside the weights (``epoch``, ``val_iou``, ``weights_dtype``, ...)."""
     import torch
 
     if obj.get("format") == FORMAT:
         cfg, state = obj["model_config"], expand_weights(obj["weights"])
-        info = {k: v for k, v in obj.items() if k != "weights"}
+        meta = {k: v for k, v in obj.items() if k not in ("weights", "model_config")}
     elif "model" in obj and "model_config" in obj:
         cfg, state = obj["model_config"], {k: v.float() if torch.is_floating_point(v) else v
                                            for k, v in obj["model"].items()}
-        info = {"model_config": cfg, "epoch": obj.get("epoch"), "val_iou": obj.get("val_iou")}
+        meta = {"epoch": obj.get("epoch"), "val_iou": obj.get("val_iou")}
     else:
         raise InputError(f"{where}: not a tio2fiji model file or checkpoint (no model_config).")
     if not cfg:
         raise InputError(f"{where}: the checkpoint does not say which model it holds (empty model_config).")
-    return cfg, state, info
+    return cfg, state, meta
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,16 +198,31 @@ def load_model(path="default", device="cpu"):
 
     Returns
     -------
-    torch.nn.Module
-        With an attribute ``tio2fiji_info`` (dict): the model configuration and, for compact files,
-        the metadata stored with them (metrics, training).
+    Model
+        ``.net``: the network; ``.settings``: its :class:`~tio2fiji.models.settings.ModelSettings`
+        (post-processing, configuration and provenance: the file, its SHA-256 and, for compact
+        files, the metadata stored with the weights), resolved and checked here once.
+
+    Raises
+    ------
+    InputError
+        A missing or unreadable file, weights that do not fit its configuration, or stored
+        post-processing parameters that are unknown or out of range.
     """
     if isinstance(path, dict):
         obj, where = path, "checkpoint"
     else:
         where = resolve_model(path)
         obj = load_checkpoint(where)
-    cfg, state, info = _contents(obj, where)
+    cfg, state, meta = _contents(obj, where)
+    meta = dict(meta)
+    provenance = Provenance(
+        file=None if isinstance(path, dict) else str(where),
+        # which file the weights came from: the ONNX graph cache is keyed by it (models.onnx)
+        file_sha256=None if isinstance(path, dict) else file_sha256(where),
+        weights_dtype=meta.pop("weights_dtype", None), epoch=meta.pop("epoch", None),
+        val_iou=meta.pop("val_iou", None), metadata=meta)
+    settings = ModelSettings.from_config(cfg, provenance)
     model = build_model(cfg)
     try:
         model.load_state_dict(state)
@@ -223,96 +230,14 @@ def load_model(path="default", device="cpu"):
         what = (f"Mask R-CNN configuration {cfg.get('config')}" if cfg.get("arch") == "maskrcnn"
                 else f"a U-Net with encoder {cfg.get('encoder')}")
         raise InputError(f"{where}: weights do not fit {what} ({exc}).") from exc
-    if not isinstance(path, dict):
-        # which file the weights came from: the ONNX graph cache is keyed by it (models.onnx)
-        info = {**info, "file_sha256": file_sha256(where)}
-    model.tio2fiji_info = info
-    model = model.to(device).eval()
-    info["loaded_versions"] = [p._version for p in model.parameters()]
-    return model
+    net = model.to(device).eval()
+    return Model(net, settings, tuple(p._version for p in net.parameters()))
 
 
 def model_arch(model) -> str:
-    """``"unet"`` or ``"maskrcnn"``: which kind of network ``model`` is."""
-    return "maskrcnn" if is_maskrcnn(model) else "unet"
-
-
-# --------------------------------------------------------------------------------------------------
-# post-processing parameters stored with the weights
-
-
-def _config_of(model) -> dict:
-    info = getattr(model, "tio2fiji_info", None) or {}
-    return info.get("model_config") or {}
-
-
-def _stored(cfg: dict, key: str, defaults: dict, optional=()) -> dict:
-    out = dict(defaults)
-    stored = cfg.get(key) or {}
-    unknown = sorted(set(stored) - set(defaults) - set(optional))
-    if unknown:
-        raise InputError(f"model_config: unknown {key} parameter(s) {', '.join(unknown)} "
-                         f"(known: {', '.join(defaults)}).")
-    out.update(stored)
-    return out
-
-
-def _postprocessing(cfg: dict) -> dict:
-    outputs = cfg.get("outputs", "probability")
-    if outputs not in OUTPUTS:
-        raise InputError(f"model_config: unknown outputs {outputs!r} (known: {', '.join(OUTPUTS)}).")
-    star = _stored(cfg, "star", STAR_DEFAULTS, optional=("min_size",))
-    if star["mode"] not in STAR_MODES:
-        raise InputError(f"model_config: star mode must be one of {', '.join(STAR_MODES)}, not {star['mode']!r}.")
-    border = _stored(cfg, "border", BORDER_DEFAULTS)
-    if not 0.0 < float(border["border_threshold"]) < 1.0 or int(border["min_seed"]) < 1 or border["sigma"] < 0:
-        raise InputError(f"model_config: border parameters out of range ({border}); border_threshold "
-                         f"in (0, 1), min_seed >= 1, sigma >= 0.")
-    ps = cfg.get("pixel_size_m")
-    if ps is not None and not (isinstance(ps, (int, float)) and 1e-12 < float(ps) < 1e-3):
-        raise InputError(f"model_config: pixel_size_m must be a length in metres, not {ps!r}.")
-    return {"threshold": float(cfg.get("threshold", _DEFAULT_THRESHOLD)),
-            "pixel_size_m": float(TRAINED_PIXEL_SIZE_M if ps is None else ps),
-            "pixel_size_source": "stored" if ps is not None else "assumed: the BAM training images' 7.34375 nm",
-            "train_ecd": cfg.get("train_ecd"),
-            "score_threshold": float(cfg.get("score_threshold", _DEFAULT_SCORE_THRESHOLD)),
-            "max_overlap": None if cfg.get("max_overlap") is None else float(cfg["max_overlap"]),
-            "watershed": _stored(cfg, "watershed", WATERSHED_DEFAULTS),
-            "outputs": outputs, "n_rays": int(cfg.get("n_rays", 0)),
-            "ray_scale": float(cfg.get("ray_scale", 1.0)), "star": star, "border": border,
-            "border_width": int(cfg.get("border_width", BORDER_WIDTH))}
-
-
-def model_threshold(model, default: float = _DEFAULT_THRESHOLD) -> float:
-    """The probability threshold a model file recommends (``model_config["threshold"]``), else
-    ``default``."""
-    return float(_config_of(model).get("threshold", default))
-
-
-def model_postprocessing(model) -> dict:
-    """How the network's output becomes particles, as stored with the model's weights.
-
-    Returns
-    -------
-    dict
-        ``threshold`` (probability above which a pixel is particle; for Mask R-CNN the mask
-        threshold), ``score_threshold`` (Mask R-CNN detections kept), ``max_overlap`` (Mask
-        R-CNN: :func:`tio2fiji.instances.paint_instances`' overlap rule; None when not stored),
-        ``watershed`` (the parameters
-        of :func:`tio2fiji.instances.watershed_split` for a U-Net), ``outputs`` (``"probability"``:
-        one particle logit per pixel; ``"star"``: particle logit, object-probability logit and
-        ``n_rays`` ray distances, see :data:`OUTPUTS`), ``n_rays``, ``ray_scale`` (pixels per unit
-        of the ray outputs) and ``star`` (the parameters
-        of :func:`tio2fiji.instances.labels_from_star`), ``border`` (the parameters of
-        :func:`tio2fiji.instances.labels_from_border` for a ``"border"`` U-Net) and
-        ``border_width`` (the band it was trained on), ``pixel_size_m`` (the pixel size its training
-        images had: its working scale), ``pixel_size_source`` and ``train_ecd`` (the ECD quantiles
-        of its training particles, pixels and nm; None when not stored). Values a file does not
-        store are :data:`TRAINED_PIXEL_SIZE_M` for the pixel size and
-        today's defaults: 0.5, 0.5, :data:`tio2fiji.instances.WATERSHED_DEFAULTS`,
-        ``"probability"`` and :data:`tio2fiji.instances.STAR_DEFAULTS`.
-    """
-    return _postprocessing(_config_of(model))
+    """``"unet"`` or ``"maskrcnn"``: which kind of network ``model`` (a :class:`Model` or a bare
+    network) is."""
+    return "maskrcnn" if is_maskrcnn(as_model(model).net) else "unet"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -339,7 +264,7 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         (``scale = max|w| / 127``), everything else float16.
     metadata : dict, optional
         Stored with the weights (metrics, data, training time); ``load_model`` returns it in
-        ``model.tio2fiji_info``.
+        ``model.settings.provenance.metadata``.
     threshold : float, optional
         The probability threshold :func:`tio2fiji.predict.segment` uses by default with this model.
     score_threshold : float, optional
@@ -370,7 +295,8 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         runs as an int8 graph on the CPU by default (``engine="auto"``).
 
     The post-processing parameters not given are the checkpoint's, else the defaults
-    (:func:`model_postprocessing`); all of them are stored in the file's ``model_config``.
+    (:meth:`tio2fiji.models.settings.ModelSettings.from_config`, which checks them); all of them are
+    stored in the file's ``model_config``.
     """
     import torch
 
@@ -418,16 +344,16 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         cfg["train_ecd"] = dict(train_ecd)
     if int8_calibration is not None:
         cfg["int8_calibration"] = str(int8_calibration)
-    post = _postprocessing(cfg)
-    cfg["threshold"] = post["threshold"]
+    post = ModelSettings.from_config(cfg)
+    cfg["threshold"] = post.threshold
     if cfg.get("arch") == "maskrcnn":
-        cfg["score_threshold"] = post["score_threshold"]
+        cfg["score_threshold"] = post.score_threshold
     else:
-        cfg["watershed"] = post["watershed"]
-        if post["outputs"] == "star":
-            cfg["star"] = post["star"]
-        if post["outputs"] == "border":
-            cfg["border"] = post["border"]
+        cfg["watershed"] = post.watershed
+        if post.outputs == "star":
+            cfg["star"] = post.star
+        if post.outputs == "border":
+            cfg["border"] = post.border
     doc = {"format": FORMAT, "version": 1, "weights_dtype": weights,
            "model_config": cfg, "epoch": ck.get("epoch"), "val_iou": ck.get("val_iou"),
            **(metadata or {}), "weights": out}

@@ -11,6 +11,7 @@ import torch
 
 from ..errors import InputError
 from .onnx import OnnxUNet
+from .settings import as_model
 
 #: What ``--device`` accepts besides ``cuda:N``.
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -114,25 +115,33 @@ def choose_engine(model, device, engine, amp):
     float32; any other module runs in PyTorch (a traced graph would freeze its Python logic).
     ``"onnx"``/``"onnx-int8"`` on CUDA or with ``amp`` is refused, ``"onnx-int8"`` for a model
     without a calibration too. An :class:`~tio2fiji.models.onnx.OnnxUNet` (an exported graph)
-    runs only with ONNX Runtime, in the precision it was exported in."""
+    runs only with ONNX Runtime, in the precision it was exported in.
+
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        A :class:`~tio2fiji.models.settings.Model` (its settings say whether an int8 calibration is
+        stored), or a bare network (none stored).
+    """
+    model = as_model(model)
+    net = model.net
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}.")
     cpu = torch.device(device).type == "cpu"
-    if isinstance(model, OnnxUNet):  # an exported graph has no PyTorch network to run
+    if isinstance(net, OnnxUNet):  # an exported graph has no PyTorch network to run
         if not cpu or amp or engine == "torch":
             raise InputError("this network is an ONNX graph: it runs on the CPU with ONNX Runtime; load "
                              "the model file for PyTorch, CUDA or mixed precision.")
-        return "onnx-int8" if model.tio2fiji_info.get("onnx_precision") == "int8" else "onnx"
+        return "onnx-int8" if net.precision == "int8" else "onnx"
     if engine.startswith("onnx") and (not cpu or amp):
         raise InputError(f"engine {engine!r} runs on the CPU without mixed precision; use device='cpu' and "
                          f"amp=False, or engine='torch'.")
-    calibrated = bool(((getattr(model, "tio2fiji_info", None) or {}).get("model_config") or {})
-                      .get("int8_calibration"))
+    calibrated = model.settings.int8_calibration is not None
     if engine == "onnx-int8" and not calibrated:
         raise InputError("engine 'onnx-int8' needs a model file that stores its int8 calibration; this one "
                          "does not (use 'onnx' or 'auto').")
     if engine == "auto":
-        smp = any(c.__module__.startswith("segmentation_models_pytorch") for c in type(model).__mro__)
+        smp = any(c.__module__.startswith("segmentation_models_pytorch") for c in type(net).__mro__)
         onnx = smp and cpu and not amp and importlib.util.find_spec("onnxruntime")
         engine = ("onnx-int8" if calibrated else "onnx") if onnx else "torch"
     return engine

@@ -4,8 +4,8 @@ there by default (measured 1.8x faster than PyTorch for the bundled U-Net,
 
 :func:`onnx_graph` exports a network's logits once (``torch.onnx.export``, in memory);
 :func:`onnx_session` is the cached ONNX Runtime session of a network; :class:`OnnxUNet` is the
-graph with the model file's description (``tio2fiji_info``), which is what a Dask worker is sent
-instead of the model file: it runs the same graph as the process that exported it without
+graph of a :class:`~tio2fiji.models.settings.Model`, which (with the model's settings) is what a
+Dask worker is sent instead of the model file: it runs the same graph as the process that exported it without
 building the PyTorch network, importing segmentation-models-pytorch or tracing it again (about
 3.5 s of a 2-core worker's start).
 """
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_write
+from .settings import Model, as_model
 
 #: The ONNX opset of every graph tio2fiji writes (these sessions and the exported files).
 ONNX_OPSET = 17
@@ -40,9 +41,10 @@ def onnx_graph(model) -> bytes:
 
     Parameters
     ----------
-    model : torch.nn.Module
+    model : Model or torch.nn.Module
         In eval mode, on the CPU.
     """
+    model = as_model(model).net
     buf = io.BytesIO()
     axes = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings(), torch.no_grad():
@@ -64,17 +66,18 @@ def cache_dir() -> Path:
 def cached_graph(model, make=None, kind: str = "f32") -> bytes:
     """:func:`onnx_graph` of a network loaded from a model file, kept on disk between runs.
 
-    The file is named by the model file's SHA-256, the ONNX opset and the torch version, written
-    atomically with the graph's own SHA-256 beside it, and used only when that digest matches (a
-    damaged or half-copied file is exported again). A network whose weights changed since it was
-    loaded, or that came from no file, is exported in memory as before. ``make(model)`` makes
-    another ``kind`` of graph (:func:`int8_graph`) under the same rules.
+    The file is named by the model file's SHA-256 (``model.settings.provenance``), the ONNX opset
+    and the torch version, written atomically with the graph's own SHA-256 beside it, and used only
+    when that digest matches (a damaged or half-copied file is exported again). A network whose
+    weights changed since it was loaded (:attr:`Model.as_loaded`), or that came from no file, is
+    exported in memory as before. ``make(model)`` makes another ``kind`` of graph
+    (:func:`int8_graph`) under the same rules.
     """
     make = make or onnx_graph
-    info = getattr(model, "tio2fiji_info", None) or {}
-    sha, loaded = info.get("file_sha256"), info.get("loaded_versions")
-    if not sha or loaded != [p._version for p in model.parameters()]:
+    model = as_model(model)
+    if not model.as_loaded:
         return make(model)
+    sha = model.settings.provenance.file_sha256
     path = cache_dir() / f"{sha[:40]}-{kind}-opset{ONNX_OPSET}-torch{torch.__version__.replace('+', '_')}.onnx"
     check = path.with_suffix(".json")
     try:
@@ -132,18 +135,20 @@ def _quantize(graph: bytes, calibration: str | None, crops=None):
 
 
 def int8_calibration(model, crops) -> str:
-    """The int8 activation ranges of ``model`` measured on ``crops`` (``(N, 1, H, W)`` float32
-    network inputs, e.g. training crops): the text :func:`int8_graph` needs, stored in the model
-    file (``export_model(int8_calibration=...)``)."""
+    """The int8 activation ranges of ``model`` (a :class:`Model` or a network) measured on
+    ``crops`` (``(N, 1, H, W)`` float32 network inputs, e.g. training crops): the text
+    :func:`int8_graph` needs, stored in the model file (``export_model(int8_calibration=...)``)."""
     return _quantize(onnx_graph(model), None, crops)[1]
 
 
 def int8_graph(model) -> bytes:
-    """The int8 graph of a network whose model file stores its calibration
-    (``model_config["int8_calibration"]``), kept on disk as :func:`cached_graph` keeps the float
+    """The int8 graph of a :class:`Model` whose file stores its calibration
+    (``model.settings.int8_calibration``), kept on disk as :func:`cached_graph` keeps the float
     one. Raises ``KeyError`` when the model stores none."""
-    cfg = (getattr(model, "tio2fiji_info", None) or {}).get("model_config") or {}
-    calibration = cfg["int8_calibration"]
+    model = as_model(model)
+    calibration = model.settings.int8_calibration
+    if calibration is None:
+        raise KeyError("int8_calibration")
     return cached_graph(model, lambda m: _quantize(cached_graph(m), calibration)[0], "int8")
 
 
@@ -168,61 +173,67 @@ def onnx_session(model, threads: int | None = None, int8: bool = False):
 
     Parameters
     ----------
-    model : torch.nn.Module or OnnxUNet
-        In eval mode, on the CPU.
+    model : Model
+        Its network (PyTorch, or an :class:`OnnxUNet`) in eval mode, on the CPU; a bare network is
+        taken as one not loaded from a file.
     threads : int, optional
         ONNX Runtime's intra-op threads; default ``torch.get_num_threads()``.
     int8 : bool
         The int8 graph (:func:`int8_graph`) instead of the float32 one.
     """
     threads = int(threads or torch.get_num_threads())
-    if isinstance(model, OnnxUNet):
-        return model.session(threads)
-    params = list(model.parameters())
+    model = as_model(model)
+    net = model.net
+    if isinstance(net, OnnxUNet):
+        return net.session(threads)
+    params = list(net.parameters())
     key = (threads, bool(int8), tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
     with _EXPORTING:
-        cached = _SESSIONS.get(model)
+        cached = _SESSIONS.get(net)
         if cached is not None and cached[0] == key:
             return cached[1]
         session = _session(int8_graph(model) if int8 else cached_graph(model), threads)
-        _SESSIONS[model] = (key, session)
+        _SESSIONS[net] = (key, session)
     return session
 
 
 class OnnxUNet(torch.nn.Module):
-    """A U-Net's exported graph and its model file's description, run by ONNX Runtime on the CPU.
+    """A U-Net's exported graph, run by ONNX Runtime on the CPU.
 
-    It stands for the PyTorch U-Net it was exported from wherever :mod:`tio2fiji.predict` takes a
-    model (``tio2fiji_info`` carries the threshold and post-processing parameters; its forward
-    pass returns the same logits), and it pickles as its graph and description (the session is
-    built where it runs, once per thread count), so it can be sent to Dask workers.
+    As the network of a :class:`Model` (:meth:`from_model`: the same settings as the model it was
+    exported from) it stands for the PyTorch U-Net wherever :mod:`tio2fiji.predict` takes a model
+    (its forward pass returns the same logits), and it pickles as its graph (the session is built
+    where it runs, once per thread count), so the model can be sent to Dask workers.
 
     Parameters
     ----------
     graph : bytes
         :func:`onnx_graph` of the network.
-    info : dict
-        The network's ``tio2fiji_info`` (:func:`tio2fiji.models.checkpoint.load_model`).
+    precision : {"float32", "int8"}
+        Which graph it is (:func:`onnx_graph`/:func:`cached_graph` or :func:`int8_graph`).
     """
 
-    def __init__(self, graph: bytes, info: dict | None = None):
+    def __init__(self, graph: bytes, precision: str = "float32"):
         super().__init__()
+        if precision not in ("float32", "int8"):
+            raise ValueError(f"precision must be 'float32' or 'int8', not {precision!r}")
         self.graph = bytes(graph)
-        self.tio2fiji_info = dict(info or {})
+        self.precision = precision
         # an empty parameter says where the network runs (the CPU), as a PyTorch network's do
         self.where = torch.nn.Parameter(torch.zeros(0), requires_grad=False)
         self._sessions: dict = {}
 
     @classmethod
-    def from_model(cls, model, int8: bool = False) -> OnnxUNet:
-        """Export a PyTorch U-Net (:func:`cached_graph`, or :func:`int8_graph`) with its description."""
-        if isinstance(model, cls):
+    def from_model(cls, model, int8: bool = False) -> Model:
+        """A :class:`Model` whose network is ``model``'s PyTorch U-Net exported
+        (:func:`cached_graph`, or :func:`int8_graph`), with ``model``'s settings (the same object).
+        A model whose network is already an :class:`OnnxUNet` is returned as it is."""
+        model = as_model(model)
+        if isinstance(model.net, cls):
             return model
         with _EXPORTING:
             graph = int8_graph(model) if int8 else cached_graph(model)
-        info = dict(getattr(model, "tio2fiji_info", None) or {})
-        info["onnx_precision"] = "int8" if int8 else "float32"
-        return cls(graph, info)
+        return Model(cls(graph, "int8" if int8 else "float32"), model.settings)
 
     def session(self, threads: int | None = None):
         """The ONNX Runtime session of the graph with ``threads`` intra-op threads (default

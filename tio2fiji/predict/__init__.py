@@ -36,8 +36,10 @@ belongs to the highest-scoring instance whose mask covers it.
 Images are scaled by :func:`tio2fiji.transforms.normalize_for_network`, the same function that
 prepared the training data. :func:`segment` runs either network on the analysed area of an SEM
 image (data bar excluded) and turns its output into particles with the post-processing parameters
-stored with the model (:func:`tio2fiji.models.checkpoint.model_postprocessing`). Model files are
-read by :func:`tio2fiji.models.checkpoint.load_model`.
+stored with the model (its :class:`tio2fiji.models.ModelSettings`, ``model.settings``). Model
+files are read by :func:`tio2fiji.models.checkpoint.load_model`, which resolves those settings
+once and returns a :class:`tio2fiji.models.Model` (the network and its settings); every function
+here also takes a bare network, with the settings of a file that stores none.
 
 ``progress(done, total, name)`` callbacks are called after each batch of tiles, with ``name``
 ``"tile"`` (once, ``(1, 1)``, for a whole-image pass).

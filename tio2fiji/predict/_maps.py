@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..models.checkpoint import model_postprocessing
 from ..models.device import autocast, choose_engine, resolve_device, to_device, use_amp
 from ..models.onnx import onnx_session
+from ..models.settings import as_model
 from ..transforms import DIHEDRAL, TILE, axis_positions, dihedral, normalize_for_network, tile_weights, undo_dihedral
 
 __all__ = ["MODES", "WHOLE_LIMIT", "predict_maps", "predict_probability", "resolve_mode"]
@@ -43,7 +43,8 @@ def _activate(logits, outputs: str, ray_scale: float = 1.0):
 
 
 def _forward_maps(model, x, device, outputs, ray_scale, amp, engine):
-    """Maps ``(N, C, H, W)`` float32 numpy of a numpy batch ``(N, 1, H, W)``."""
+    """Maps ``(N, C, H, W)`` float32 numpy of a numpy batch ``(N, 1, H, W)`` (``model``: a
+    :class:`~tio2fiji.models.settings.Model`)."""
     import torch
 
     with torch.no_grad():
@@ -51,7 +52,7 @@ def _forward_maps(model, x, device, outputs, ray_scale, amp, engine):
             logits = torch.from_numpy(onnx_session(model, int8=engine == "onnx-int8").run(None, {"x": x})[0])
         else:
             with autocast(device, amp):
-                logits = model(to_device(x, device))
+                logits = model.net(to_device(x, device))
         return _activate(logits.float(), outputs, ray_scale).cpu().numpy()
 
 
@@ -72,6 +73,10 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
 
     Parameters
     ----------
+    model : Model or torch.nn.Module
+        A loaded model (:func:`tio2fiji.models.load_model`: its settings give the default
+        ``outputs`` and the ray scale), or a bare network (the settings of a file that stores
+        none; wrap it in a :class:`tio2fiji.models.Model` to give others).
     outputs : {"probability", "star"}, optional
         What the channels mean (:data:`tio2fiji.models.checkpoint.OUTPUTS`); default the model
         file's. ``"probability"``: one map, the particle probability. ``"star"``: particle
@@ -87,8 +92,10 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
     -------
     ndarray of float32, shape (C, H, W)
     """
+    model = as_model(model)
+    settings = model.settings
     if tta:
-        if (outputs or model_postprocessing(model)["outputs"]) == "star":
+        if (outputs or settings.outputs) == "star":
             raise InputError("test-time augmentation is not available for star-convex outputs (their "
                              "rays turn with the image); run without --tta.")
         kw = dict(tile=tile, overlap=overlap, batch_size=batch_size, mode=mode, bits=bits, device=device,
@@ -108,23 +115,23 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
         raise InputError(f"overlap must be in [0, {tile}), got {overlap}.")
     if batch_size < 1:
         raise InputError(f"batch_size must be positive, got {batch_size}.")
-    post = model_postprocessing(model)
     if outputs is None:
-        outputs = post["outputs"]
+        outputs = settings.outputs
     img = _to_network_input(image, bits)
     h, w = img.shape
     if h == 0 or w == 0:
         raise InputError("empty image.")
-    here = next(model.parameters()).device
+    net = model.net
+    here = next(net.parameters()).device
     device = here if device is None else resolve_device(device)
     if device != here:
-        model.to(device)  # the network runs where it is asked to (moved in place)
+        net.to(device)  # the network runs where it is asked to (moved in place)
     amp = use_amp(device, amp)
     engine = choose_engine(model, device, engine, amp)
     mode = resolve_mode(mode, h, w)
-    run = dict(device=device, outputs=outputs, ray_scale=post["ray_scale"], amp=amp, engine=engine)
-    was_training = model.training
-    model.eval()
+    run = dict(device=device, outputs=outputs, ray_scale=settings.ray_scale, amp=amp, engine=engine)
+    was_training = net.training
+    net.eval()
     try:
         if mode == "whole":
             # one pass over the image mirrored at the bottom/right up to multiples of 32 (as the
@@ -168,7 +175,7 @@ def predict_maps(model, image, tile: int = TILE, overlap: int = 64, batch_size: 
                 progress(k + 1, len(corners), "tile")
         return band.finish()
     finally:
-        model.train(was_training)
+        net.train(was_training)
 
 
 def _padded(n: int) -> int:
@@ -235,9 +242,10 @@ def predict_probability(model, image, tile: int = TILE, overlap: int = 64, batch
 
     Parameters
     ----------
-    model : torch.nn.Module
-        Maps ``(N, 1, tile, tile)`` images in ``[0, 1]`` to logits ``(N, C, tile, tile)``; channel 0
-        is the particle logit (the only one, or the first of a ``"star"`` model's outputs).
+    model : Model or torch.nn.Module
+        A loaded model or a bare network: maps ``(N, 1, tile, tile)`` images in ``[0, 1]`` to
+        logits ``(N, C, tile, tile)``; channel 0 is the particle logit (the only one, or the first
+        of a ``"star"`` model's outputs).
     image : ndarray, 2-D
         Gray image of any size (the analysed area: no data bar), raw integers or floats; scaled by
         :func:`tio2fiji.transforms.normalize_for_network` (with ``bits``).

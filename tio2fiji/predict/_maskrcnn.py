@@ -9,6 +9,7 @@ from ..errors import InputError
 from ..instances import paint_instances, paste_masks
 from ..models.device import to_device
 from ..models.maskrcnn import IMAGE_SIZE, is_maskrcnn
+from ..models.settings import as_model
 from ..transforms import TILE, axis_positions, normalize_for_network
 
 __all__ = ["detect", "tiled_detections", "predict_instances"]
@@ -21,7 +22,8 @@ def detect(model, images, score_threshold: float = 0.5) -> list:
 
     Parameters
     ----------
-    model : MaskRCNN
+    model : MaskRCNN or Model
+        The network, or a loaded model (:func:`tio2fiji.models.load_model`; its network runs).
     images : list of ndarray (H, W) float32 in [0, 1]
         Already normalised (:func:`tio2fiji.transforms.normalize_for_network`).
     score_threshold : float
@@ -37,6 +39,7 @@ def detect(model, images, score_threshold: float = 0.5) -> list:
     import torch
     from torchvision.models.detection.transform import resize_boxes
 
+    model = as_model(model).net
     device = next(model.parameters()).device
     heads = model.roi_heads
     old = heads.score_thresh
@@ -79,9 +82,10 @@ def tiled_detections(model, image, tile: int = TILE, overlap: int = 64, batch_si
 
     Parameters
     ----------
-    model : MaskRCNN
-        From :func:`tio2fiji.models.maskrcnn.build_maskrcnn` / a model file; its input size must be
-        ``tile``.
+    model : MaskRCNN or Model
+        From :func:`tio2fiji.models.maskrcnn.build_maskrcnn`, or a model file's
+        (:func:`tio2fiji.models.load_model`); its input size must be ``tile``. The thresholds are
+        the arguments, not the model's settings.
     image : ndarray, 2-D
         Gray image of any size (the analysed area), uint8/uint16/float; scaled by
         :func:`tio2fiji.transforms.normalize_for_network` (with ``bits``) as the training tiles were.
@@ -112,6 +116,7 @@ def tiled_detections(model, image, tile: int = TILE, overlap: int = 64, batch_si
         at row ``y0``, column ``x0`` of the image; what
         :func:`tio2fiji.instances.paint_instances` takes.
     """
+    model = as_model(model).net
     if not is_maskrcnn(model):
         raise InputError("predict_instances and tiled_detections need a Mask R-CNN (tio2fiji.models.maskrcnn).")
     img = np.asarray(image)

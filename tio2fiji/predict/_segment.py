@@ -21,8 +21,9 @@ from ..instances import (
     remove_touching,
 )
 from ..io import SemImage, paint_out, read_sem
-from ..models.checkpoint import load_model, model_arch, model_postprocessing
+from ..models.checkpoint import load_model, model_arch
 from ..models.device import choose_engine, resolve_device, use_amp
+from ..models.settings import ModelSettings, as_model
 from ..transforms import SCALES, TILE, resample_image, resample_labels, resample_map, scaled_shape
 from ._maps import MODES, predict_maps, resolve_mode
 from ._maskrcnn import predict_instances
@@ -82,16 +83,16 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
 
     Parameters
     ----------
-    model : torch.nn.Module or str or path
-        A network, or anything :func:`tio2fiji.models.checkpoint.load_model` accepts
-        (``"default"``).
+    model : Model, torch.nn.Module, str or path
+        A loaded model (:func:`tio2fiji.models.checkpoint.load_model`: the network and its
+        settings, which give every default below), anything ``load_model`` accepts
+        (``"default"``), or a bare network (the settings of a file that stores none).
     sem_image : SemImage, path, or ndarray
         An image read by :func:`tio2fiji.io.read_sem` (its data bar is excluded), a file (read with
         ``read_sem``), or a 2-D array taken as the analysed area as it is.
     threshold : float, optional
         Pixels with probability above it are particle. Default: the threshold stored with the
-        model (:func:`tio2fiji.models.checkpoint.model_postprocessing`; chosen on the validation
-        images), else 0.5.
+        model (``model.settings.threshold``; chosen on the validation images), else 0.5.
     tile, overlap, batch_size, amp, engine
         As :func:`predict_probability`.
     mode : {"auto", "whole", "blend", "thesis"}
@@ -120,8 +121,7 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         (:func:`predict_maps`); 8 times the network's time.
     scale : {"model", "none"}
         ``"model"`` (default): a calibrated image whose pixel size differs from the one the model
-        was trained at (:func:`tio2fiji.models.checkpoint.model_postprocessing`'s
-        ``pixel_size_m``) by more than :data:`SCALE_TOLERANCE` is resampled to it
+        was trained at (``model.settings.pixel_size_m``) by more than :data:`SCALE_TOLERANCE` is resampled to it
         (:func:`tio2fiji.transforms.resample_image`), the network and the particle rule run
         there, and the particles are brought back to the image's own grid
         (:func:`particles_on_grid`), where they are measured. An uncalibrated image (or ``"none"``)
@@ -134,12 +134,13 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
     if isinstance(model, (str, Path)):
         model = load_model(model, device=resolve_device(device))
     elif device is not None:
-        model.to(resolve_device(device))
+        model = as_model(model).to(resolve_device(device))
+    model = as_model(model)
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}.")
-    post = model_postprocessing(model)
+    post = model.settings
     if threshold is None:
-        threshold = post["threshold"]
+        threshold = post.threshold
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"threshold must be in [0, 1], got {threshold}.")
     if isinstance(sem_image, (str, Path)):
@@ -166,35 +167,35 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         if tta:
             raise InputError("test-time augmentation (--tta) is for the U-Net; the Mask R-CNN runs "
                              "without it.")
-        info.update(mode="tiles" if mode == "auto" else mode, device=str(next(model.parameters()).device))
+        info.update(mode="tiles" if mode == "auto" else mode, device=str(next(model.net.parameters()).device))
         # the detection score threshold stored with the model (the one its validation IoU used)
-        score_threshold = post["score_threshold"]
+        score_threshold = post.score_threshold
         work, factor = _at_model_scale(area, ps, post, scale, info)
-        labels, scores, prob = predict_instances(model, work, tile=tile, overlap=overlap,
+        labels, scores, prob = predict_instances(model.net, work, tile=tile, overlap=overlap,
                                                  batch_size=batch_size, mask_threshold=threshold,
                                                  score_threshold=score_threshold, progress=progress,
-                                                 max_overlap=post["max_overlap"])
+                                                 max_overlap=post.max_overlap)
         if factor is not None:
             labels, prob = particles_on_grid(labels, prob, area.shape, threshold)
             scores = particle_scores(labels, prob)
         info.update(arch="maskrcnn", separate="instances", score_threshold=score_threshold,
-                    max_overlap=post["max_overlap"])
+                    max_overlap=post.max_overlap)
         labels, scores = _leave_out(labels, scores, annotations, sem_image, info)
         return Segmentation(probability=prob, mask=labels > 0, threshold=float(threshold),
                             data_bar_rows=int(bar), pixel_size_m=ps, info=info,
                             labels=labels.astype(np.uint32), scores=np.asarray(scores, np.float32))
-    dev = next(model.parameters()).device
+    dev = next(model.net.parameters()).device
     amp = use_amp(dev, amp)
     work, factor = _at_model_scale(area, ps, post, scale, info)
     info.update(mode=resolve_mode(mode, *work.shape), device=str(dev), amp=amp,
                 engine=choose_engine(model, dev, engine, amp))
     maps = predict_maps(model, work, tile=tile, overlap=overlap, batch_size=batch_size, mode=info["mode"],
-                        outputs=post["outputs"], progress=progress, amp=amp, engine=engine, tta=tta)
+                        outputs=post.outputs, progress=progress, amp=amp, engine=engine, tta=tta)
     info["tta"] = bool(tta)
     prob = maps[0]
-    method = OWN_SEPARATION.get(post["outputs"], "watershed") if separate == "auto" else separate
-    params = dict(post[method]) if method in ("watershed", "star", "border") else {}
-    labels, mask, method = labels_from_maps(maps, post["outputs"], threshold, method, params, connectivity)
+    method = OWN_SEPARATION.get(post.outputs, "watershed") if separate == "auto" else separate
+    params = post.params(method)
+    labels, mask, method = labels_from_maps(maps, post.outputs, threshold, method, params, connectivity)
     if factor is not None:
         labels, prob = particles_on_grid(labels, prob, area.shape, threshold)
         mask = labels > 0
@@ -219,19 +220,20 @@ def _leave_out(labels, scores, annotations, sem_image, info):
     return labels, scores
 
 
-def working_scale(pixel_size_m, post: dict, scale: str = "model") -> dict:
-    """What :func:`segment` does with an image's scale: ``{"resampled", "factor", "image_nm",
-    "model_nm", "model_pixel_size", "why"[, "warning"]}``; ``factor`` = image pixel size / model
-    pixel size (the image is resampled by it: > 1 enlarges coarse pixels)."""
-    model_nm = post["pixel_size_m"] * 1e9
+def working_scale(pixel_size_m, settings: ModelSettings, scale: str = "model") -> dict:
+    """What :func:`segment` does with an image's scale at a model's (``settings.pixel_size_m``,
+    ``settings.pixel_size_source``): ``{"resampled", "factor", "image_nm", "model_nm",
+    "model_pixel_size", "why"[, "warning"]}``; ``factor`` = image pixel size / model pixel size
+    (the image is resampled by it: > 1 enlarges coarse pixels)."""
+    model_nm = settings.pixel_size_m * 1e9
     out = {"resampled": False, "factor": 1.0, "image_nm": None if pixel_size_m is None else pixel_size_m * 1e9,
-           "model_nm": model_nm, "model_pixel_size": post["pixel_size_source"]}
+           "model_nm": model_nm, "model_pixel_size": settings.pixel_size_source}
     if scale == "none":
         return {**out, "why": "scale 'none': segmented at the image's own pixel size"}
     if pixel_size_m is None:
         return {**out, "why": "uncalibrated image: segmented at its own pixel size (the model's is "
                               f"{model_nm:.4g} nm; give --pixel-size to bring it there)"}
-    factor = float(pixel_size_m) / float(post["pixel_size_m"])
+    factor = float(pixel_size_m) / float(settings.pixel_size_m)
     out["factor"] = factor
     if abs(factor - 1.0) <= SCALE_TOLERANCE:
         return {**out, "why": f"within {SCALE_TOLERANCE:.0%} of the model's pixel size"}
@@ -245,9 +247,9 @@ def working_scale(pixel_size_m, post: dict, scale: str = "model") -> dict:
     return out
 
 
-def _at_model_scale(area, ps, post, scale, info):
+def _at_model_scale(area, ps, settings, scale, info):
     """``(image the network sees, factor or None)``; ``info["scale"]`` records the choice."""
-    info["scale"] = working_scale(ps, post, scale)
+    info["scale"] = working_scale(ps, settings, scale)
     if not info["scale"]["resampled"]:
         return area, None
     factor = info["scale"]["factor"]

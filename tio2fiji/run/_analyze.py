@@ -51,9 +51,10 @@ from ..io import (
     write_mask,
 )
 from ..models import resolve_device
-from ..models.checkpoint import load_model, model_threshold, resolve_model
+from ..models.checkpoint import load_model, resolve_model
 from ..models.device import choose_engine
 from ..models.onnx import OnnxUNet
+from ..models.settings import Model, ModelSettings, as_model
 from ..particles import SizeFilter, add_complete_columns, complete_classifier, measure, parse_size
 from ..predict import segment
 from ..report import summary_table
@@ -177,25 +178,26 @@ class _Job:
 
 
 def _model_description(model, source) -> dict:
-    """What the report says about the model: its file, configuration, threshold and scores."""
-    info = getattr(model, "tio2fiji_info", None) or {}
+    """What the report says about the model (a :class:`~tio2fiji.models.Model` or a bare network):
+    its file, configuration, threshold and scores, from its settings."""
+    model = as_model(model)
+    settings, prov = model.settings, model.settings.provenance
     desc = {}
     if isinstance(source, (str, Path)):
         path = resolve_model(source)
         desc["model"] = "default (bundled)" if str(source) == "default" else str(source)
         desc["file"] = path.name
         if path.is_file():  # load_model hashed the file it read already
-            desc["sha256"] = info.get("file_sha256") or file_sha256(path)
+            desc["sha256"] = prov.file_sha256 or file_sha256(path)
     else:
-        desc["model"] = type(model).__name__ + " (given as an object)"
-    cfg = info.get("model_config") or {}
+        desc["model"] = type(model.net).__name__ + " (given as an object)"
     for key in ("arch", "encoder", "config", "in_channels"):
-        if key in cfg:
-            desc[key] = cfg[key]
-    desc["threshold"] = model_threshold(model)
+        if key in settings.config:
+            desc[key] = settings.config[key]
+    desc["threshold"] = settings.threshold
     for key in ("weights_dtype", "epoch", "val_iou"):
-        if info.get(key) is not None:
-            desc[key] = info[key]
+        if getattr(prov, key) is not None:
+            desc[key] = getattr(prov, key)
     return desc
 
 
@@ -348,7 +350,7 @@ def warm_up() -> float:
     with torch.no_grad():
         net.weight.fill_(40.0)
         net.bias.fill_(-20.0)
-    net.tio2fiji_info = {}
+    net = Model(net, ModelSettings())  # the settings of a model file that stores none
     clf = complete_classifier()[0]
     with tempfile.TemporaryDirectory(prefix="tio2fiji-warm-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # few simulations: the tests' untestable-p notes

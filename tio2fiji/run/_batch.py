@@ -50,6 +50,7 @@ from ..io import (
 )
 from ..models import resolve_device
 from ..models.checkpoint import load_model
+from ..models.settings import as_model
 from ..particles import (
     add_complete_columns,
     complete_classifier,
@@ -545,7 +546,7 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
     check_options(threshold=threshold, overlap=overlap, batch_size=batch_size, data_bar_rows=data_bar_rows)
     out_dir = check_output_dir(out_dir, keep=False)  # before the model is loaded or anything computed
     image_paths = [Path(p) for p in image_paths]
-    net = load_model(model, device=resolve_device(device)) if isinstance(model, (str, Path)) else model
+    net = load_model(model, device=resolve_device(device)) if isinstance(model, (str, Path)) else as_model(model)
 
     def step(path, name, stem):
         sem = read_sem(path, data_bar_rows=data_bar_rows)
@@ -573,7 +574,7 @@ def segment_files(image_paths, out_dir, model="default", separate="auto", thresh
                 "files": {k: str(v) for k, v in written.items()}}
         return table, info
 
-    options = {"model": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
+    options = {"model": str(model) if isinstance(model, (str, Path)) else type(net.net).__name__,
                "separate": separate, "threshold": threshold, "mode": mode, "overlap": overlap,
                "connectivity": connectivity, "data_bar_rows": data_bar_rows, "tta": bool(tta), "scale": scale}
     planned = segment_outputs([s for _, s in unique_names(image_paths)], rois, probability)

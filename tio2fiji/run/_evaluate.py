@@ -17,8 +17,9 @@ from ..errors import InputError
 from ..instances import CONNECTIVITY
 from ..io import mask_for_image, pair_files, read_mask, read_sem, write_csv, write_json, write_mask
 from ..metrics import BAM_MIN_SIZE, GT_CAUSES, anatomy_labels, evaluate_images, match_instances, per_image_frame
-from ..models.checkpoint import load_model, model_threshold
+from ..models.checkpoint import load_model
 from ..models.device import resolve_device
+from ..models.settings import as_model
 from ..predict import segment
 from ..report._overlay import anatomy_image
 from ..training import read_split
@@ -58,8 +59,9 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
 
     Parameters
     ----------
-    model : torch.nn.Module or str or path
-        A network or anything :func:`tio2fiji.models.load_model` accepts (``"default"``).
+    model : Model, torch.nn.Module, str or path
+        A loaded model (:func:`tio2fiji.models.load_model`), anything ``load_model`` accepts
+        (``"default"``), or a bare network (the settings of a file that stores none).
     pairs : list of (image path, mask path)
         E.g. from :func:`select_pairs`. A mask may include or leave out the data bar.
     out_dir : path, optional
@@ -112,10 +114,10 @@ def evaluate_model(model, pairs, out_dir=None, threshold: float | None = None, t
                + [f"{n}_pred.tif" for n in names if save_masks]
                + [f"anatomy/{n}.png" for n in names if anatomy_plots and out_dir is not None])
     with run_folder(out_dir, "evaluate", planned, inputs=[p for pair in pairs for p in pair]):
-        model_name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
-        model = load_model(model, device=device) if isinstance(model, (str, Path)) else model.to(device)
+        model_name = str(model) if isinstance(model, (str, Path)) else type(as_model(model).net).__name__
+        model = load_model(model, device=device) if isinstance(model, (str, Path)) else as_model(model).to(device)
         if threshold is None:
-            threshold = model_threshold(model)
+            threshold = model.settings.threshold
         preds, gts, probs, names, areas = [], [], [], [], []
         seconds = []
         for k, (img_path, mask_path) in enumerate(pairs, 1):

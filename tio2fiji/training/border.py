@@ -187,7 +187,7 @@ def _init_weights(model, path, encoder: str, border_bias: float) -> None:
         raise InputError(f"{path}: holds a {cfg.get('encoder')} U-Net, not {encoder}.")
     state = dict(ck.get("model") or {})
     if not state and "weights" in ck:  # a compact model file: expand it through load_model
-        state = load_model(path).state_dict()
+        state = load_model(path).net.state_dict()
     state = {k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()}
     if cfg.get("outputs") == "border":
         model.load_state_dict(state)

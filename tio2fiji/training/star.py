@@ -35,6 +35,7 @@ from ..instances import CONNECTIVITY, STAR_DEFAULTS, connected_components, label
 from ..metrics import instance_scores, match_counts, match_instances
 from ..models.checkpoint import load_checkpoint, load_model, resolve_model
 from ..models.device import resolve_device
+from ..models.settings import Model, ModelSettings
 from ..models.unet import build_unet, parse_config
 from ..predict import predict_maps
 from ..transforms import TILE
@@ -124,9 +125,10 @@ def validate_star(model, samples, star: dict | None = None, threshold: float = 0
                   overlap: int = 0) -> dict:
     """Segment whole validation images: mean pixel IoU and pooled F1/PQ at IoU 0.5.
 
-    ``samples`` are :func:`star_samples` (label images); ``model`` carries its ``model_config``
-    (``tio2fiji_info``) so that its ray scale is known. No loss: the whole-image scores are what
-    the run selects by, and a second pass over the tiles would double the validation time.
+    ``samples`` are :func:`star_samples` (label images); ``model`` is a
+    :class:`tio2fiji.models.Model` whose settings give the ray scale (``Model(net,
+    ModelSettings.from_config(model_config))``). No loss: the whole-image scores are what the run
+    selects by, and a second pass over the tiles would double the validation time.
     """
     star = dict(STAR_DEFAULTS if star is None else star)
     tp = fp = fn = 0
@@ -157,7 +159,7 @@ def _init_weights(model, path, encoder: str, ray_bias: float, n_rays: int, ray_s
         raise InputError(f"{path}: holds a {cfg.get('encoder')} U-Net, not {encoder}.")
     state = dict(ck.get("model") or {})
     if not state and "weights" in ck:  # a compact model file: expand it through load_model
-        state = load_model(path).state_dict()
+        state = load_model(path).net.state_dict()
     if cfg.get("outputs") == "star":
         if int(cfg.get("n_rays", 0)) != n_rays or float(cfg.get("ray_scale", 1.0)) != ray_scale:
             raise InputError(f"{path}: a star-convex U-Net with {cfg.get('n_rays')} rays and ray scale "
@@ -254,7 +256,7 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
 
     def validate(model):
         last.clear()
-        last.update(validate_star(model, val))
+        last.update(validate_star(Model(model, star_settings), val))
         return last["val_loss"], last["val_f1"]
 
     with run_settings(threads, seed):
@@ -273,7 +275,7 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
                         "config": config, "init": init_path,
                         "threshold": 0.5, "star": dict(STAR_DEFAULTS),
                         "normalisation": "transforms.normalize_for_network"}
-        model.tio2fiji_info = {"model_config": model_config}  # validation reads the ray scale
+        star_settings = ModelSettings.from_config(model_config)  # validation reads the ray scale
         settings = {"recipe": "star", "device": str(device), "epochs": epochs, "batch_size": batch_size, "lr": lr,
                     "schedule": schedule, "gap_weight": gap_weight, "ray_weight": ray_weight,
                     "ray_bias": ray_bias, "ray_scale": ray_scale, "seed": seed, "threads": torch.get_num_threads(),

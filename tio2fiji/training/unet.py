@@ -298,7 +298,7 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
                                  f"output(s), not a one-output {encoder} ({config}); train border or star "
                                  f"continue their own kinds.")
             # a training checkpoint holds "model"; a compact model file is expanded by load_model
-            model.load_state_dict(ck["model"] if "model" in ck else load_model(init).state_dict())
+            model.load_state_dict(ck["model"] if "model" in ck else load_model(init).net.state_dict())
         weights_name = weights if weights is None or weights == "imagenet" else str(weights)
         # practical mode: validation IoU per whole validation image (its tiles pooled)
         val_groups = [k for k, _, _ in val_ds.index] if hasattr(val_ds, "index") else None
