@@ -104,3 +104,26 @@ def test_the_same_field_magnified_gives_the_same_particles(model, native, tmp_pa
 def test_scale_option_is_checked(model):
     with pytest.raises(InputError, match="scale must be one of"):
         segment(model, np.zeros((64, 64), np.uint8), scale="auto")
+
+
+def test_info_says_whether_an_image_lies_within_the_models_scales(tmp_path):
+    """`tio2fiji info` compares each calibrated image with the bundled models' pixel size without
+    loading them: true only while every bundled file is at that size."""
+    from click.testing import CliRunner
+
+    from tio2fiji.cli import main
+    from tio2fiji.models.checkpoint import BUNDLED
+
+    for name in BUNDLED:
+        assert load_model(name).settings.pixel_size_m == TRAINED_PIXEL_SIZE_M, name
+    image = np.full((64, 96), 40, np.uint8)
+    lines = {}
+    for nm in (7.34375, 3 * 7.34375):
+        path = tmp_path / f"at_{nm:.3f}.tif"
+        tifffile.imwrite(path, image, imagej=True, resolution=(1 / nm, 1 / nm), metadata={"unit": "nm"})
+        res = CliRunner().invoke(main, ["info", "--data-bar-rows", "0", str(path)])
+        assert res.exit_code == 0, res.output
+        lines[nm] = [x for x in res.output.splitlines() if "scale:" in x][0]
+    assert "1.00x the bundled models' 7.34375 nm, within the supported range" in lines[7.34375]
+    assert "3.00x" in lines[3 * 7.34375] and "warning" in lines[3 * 7.34375]
+    assert "outside the range it supports (0.25x-1.5x)" in lines[3 * 7.34375]

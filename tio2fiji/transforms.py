@@ -44,7 +44,8 @@ __all__ = [
     "axis_positions", "tile_positions", "tile_weights", "flip", "rotation_footprint",
     "context_margin", "rotate_pair", "augment_pair", "crop_with_context", "gaussian_blur",
     "photometric", "DIHEDRAL", "dihedral", "undo_dihedral", "resample_image", "resample_map",
-    "resample_labels", "scaled_shape", "SCALES",
+    "resample_labels", "scaled_shape", "SCALES", "SCALE_TOLERANCE", "SCALE_RANGE", "TRAINED_PIXEL_SIZE_M",
+    "scale_warning",
 ]
 
 #: The networks' tile side (thesis: 256×256).
@@ -419,6 +420,28 @@ def photometric(image, rng, p: float = 0.4, brightness=(0.9, 1.32), sigma: float
 #: ``segment(scale=...)``: ``"model"`` brings a calibrated image to the model's pixel size,
 #: ``"none"`` segments it at its own.
 SCALES = ("model", "none")
+#: The pixel size (m) of the BAM images every bundled model was trained on: what a model file that
+#: does not store its own pixel size is taken to have seen.
+TRAINED_PIXEL_SIZE_M = 7.34375e-9
+#: Relative pixel-size difference below which an image is not resampled to the model's scale.
+SCALE_TOLERANCE = 0.02
+#: Image pixel size / model pixel size outside which an image lies beyond the scales the model
+#: supports (particles too few pixels wide once resampled, or detail invented by upsampling),
+#: measured with ``benchmarks/accuracy/scale_bam.py`` (README, *Magnification*).
+SCALE_RANGE = (0.25, 1.5)
+
+
+def scale_warning(pixel_size_m: float, model_pixel_size_m: float) -> str | None:
+    """What to tell a user whose image (``pixel_size_m``) lies outside :data:`SCALE_RANGE` of a
+    model's pixel size; None inside it."""
+    factor = float(pixel_size_m) / float(model_pixel_size_m)
+    lo, hi = SCALE_RANGE
+    if lo <= factor <= hi:
+        return None
+    return (f"pixel size {pixel_size_m * 1e9:.4g} nm is {factor:.2f}x the model's {model_pixel_size_m * 1e9:.4g} nm, "
+            f"outside the range it supports ({lo}x-{hi}x): "
+            + ("the particles are too few pixels wide to be cut apart reliably"
+               if factor > hi else "resampling discards detail the model never saw"))
 
 
 def scaled_shape(shape, factor: float) -> tuple:
@@ -427,7 +450,7 @@ def scaled_shape(shape, factor: float) -> tuple:
 
 
 #: :func:`resample_image` smooths before shrinking by more than this factor (beyond the scales the
-#: models support: ``tio2fiji.predict.SCALE_RANGE``).
+#: models support: :data:`SCALE_RANGE`).
 ANTIALIAS_ABOVE = 4.0
 
 

@@ -17,15 +17,44 @@ def _format_pixel_size(ps):
     return f"{ps * 1e9:.6g} nm" if ps is not None else "none (pixels)"
 
 
+def _model_pixel_size(model):
+    """``(pixel size in m, name)`` of the model ``info`` compares images with; the bundled models'
+    without importing torch (tests/test_scale.py checks every bundled file stores it)."""
+    from ..transforms import TRAINED_PIXEL_SIZE_M
+
+    if model is None:
+        return TRAINED_PIXEL_SIZE_M, "the bundled models'"
+    from ..models import load_model
+
+    return load_model(model).settings.pixel_size_m, f"{model}'s"
+
+
+def _scale_line(pixel_size_m, model_ps, model_name):
+    from ..transforms import SCALE_RANGE, scale_warning
+
+    factor = pixel_size_m / model_ps
+    warning = scale_warning(pixel_size_m, model_ps)
+    if warning:
+        return f"{factor:.2f}x {model_name} {model_ps * 1e9:.6g} nm; warning: {warning}"
+    return (f"{factor:.2f}x {model_name} {model_ps * 1e9:.6g} nm, within the supported range "
+            f"({SCALE_RANGE[0]}x-{SCALE_RANGE[1]}x)")
+
+
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
               help="Height of the microscope's data bar; detected from the image when omitted.")
 @click.option("--page", type=_Checked("page"), default=None, help="Page of a multi-page TIFF (0 = first).")
-def info(images, data_bar_rows, page):
-    """Print size, type, calibration (its value, vendor tag or entry and reader), data-bar height and
-    the recorded magnification and beam energy of SEM IMAGES."""
+@click.option("--model", default=None,
+              help="Compare each image's pixel size with this model file's (default: the bundled models', "
+                   "read without loading them).")
+def info(images, data_bar_rows, page, model):
+    """Print size, type, calibration (its value, vendor tag or entry and reader), data-bar height,
+    the recorded magnification and beam energy of SEM IMAGES, and whether their pixel size lies
+    within the scales the model supports."""
     from ..io import calibrate_missing, read_sem
+
+    model_ps, model_name = _model_pixel_size(model)
 
     failed = 0
     for path in images:
@@ -50,6 +79,8 @@ def info(images, data_bar_rows, page):
             click.echo(f"    instrument: {', '.join(i for i in instrument if i)}")
         for note in sem.notes:
             click.echo(f"    note: {note}")
+        if sem.pixel_size_m is not None:
+            click.echo(f"    scale: {_scale_line(sem.pixel_size_m, model_ps, model_name)}")
     if failed:
         click.echo(f"{failed} of {len(images)} image(s) could not be read", err=True)
         sys.exit(1)

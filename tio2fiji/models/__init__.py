@@ -13,14 +13,7 @@
 Running a network on images is :mod:`tio2fiji.predict`; training it is :mod:`tio2fiji.training`.
 """
 
-from .checkpoint import (
-                         DEFAULT_MODEL,
-                         export_model,
-                         load_checkpoint,
-                         load_model,
-                         model_arch,
-                         save_checkpoint,
-)
+from .checkpoint import DEFAULT_MODEL, export_model, load_checkpoint, load_model, model_arch, save_checkpoint
 from .device import DEVICE_CHOICES, resolve_device, torch_threads
 from .settings import Model, ModelSettings, Provenance, as_model
 from .unet import CONFIGS, ENCODERS, build_config, build_unet, parse_config

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..instances import BORDER_DEFAULTS, BORDER_WIDTH, STAR_DEFAULTS, STAR_MODES, WATERSHED_DEFAULTS
+from ..transforms import TRAINED_PIXEL_SIZE_M
 
 __all__ = ["OUTPUTS", "TRAINED_PIXEL_SIZE_M", "Provenance", "ModelSettings", "Model", "as_model"]
 
@@ -31,9 +32,6 @@ __all__ = ["OUTPUTS", "TRAINED_PIXEL_SIZE_M", "Provenance", "ModelSettings", "Mo
 #: logit, object-probability logit, then ``n_rays`` ray distances in pixels (StarDist's maps);
 #: ``"border"`` = particle logit, then the logit of the band where two particles meet.
 OUTPUTS = ("probability", "star", "border")
-#: The pixel size (m) of the BAM images every model before issue 28 was trained on: what a model
-#: file that does not store its own pixel size is taken to have seen.
-TRAINED_PIXEL_SIZE_M = 7.34375e-9
 _DEFAULT_THRESHOLD = 0.5
 _DEFAULT_SCORE_THRESHOLD = 0.5
 _ASSUMED_SOURCE = "assumed: the BAM training images' 7.34375 nm"

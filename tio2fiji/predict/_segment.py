@@ -24,19 +24,23 @@ from ..io import SemImage, paint_out, read_sem
 from ..models.checkpoint import load_model, model_arch
 from ..models.device import choose_engine, resolve_device, use_amp
 from ..models.settings import ModelSettings, as_model
-from ..transforms import SCALES, TILE, resample_image, resample_labels, resample_map, scaled_shape
+from ..transforms import (
+    SCALE_RANGE,
+    SCALE_TOLERANCE,
+    SCALES,
+    TILE,
+    resample_image,
+    resample_labels,
+    resample_map,
+    scale_warning,
+    scaled_shape,
+)
 from ._maps import MODES, predict_maps, resolve_mode
 from ._maskrcnn import predict_instances
 
 __all__ = ["SCALE_TOLERANCE", "SCALE_RANGE", "SCALES", "Segmentation", "segment", "particles_on_grid",
            "working_scale"]
 
-#: Relative pixel-size difference below which an image is not resampled to the model's scale.
-SCALE_TOLERANCE = 0.02
-#: Image pixel size / model pixel size outside which an image lies beyond the scales the model
-#: supports (particles too few pixels wide once resampled, or detail invented by upsampling):
-#: ``info["scale"]["warning"]`` says so (measured: benchmarks/accuracy/scale_bam.py, README).
-SCALE_RANGE = (0.25, 1.5)
 
 # segmentation of an SEM image
 
@@ -238,12 +242,9 @@ def working_scale(pixel_size_m, settings: ModelSettings, scale: str = "model") -
     if abs(factor - 1.0) <= SCALE_TOLERANCE:
         return {**out, "why": f"within {SCALE_TOLERANCE:.0%} of the model's pixel size"}
     out.update(resampled=True, why="resampled to the model's pixel size, particles brought back")
-    lo, hi = SCALE_RANGE
-    if not lo <= factor <= hi:
-        out["warning"] = (f"pixel size {pixel_size_m * 1e9:.4g} nm is {factor:.2f}x the model's {model_nm:.4g} nm, "
-                          f"outside the range it supports ({lo}x-{hi}x): "
-                          + ("the particles are too few pixels wide to be cut apart reliably"
-                             if factor > hi else "resampling discards detail the model never saw"))
+    warning = scale_warning(pixel_size_m, settings.pixel_size_m)
+    if warning:
+        out["warning"] = warning
     return out
 
 
