@@ -99,6 +99,176 @@ def _pick_position(mask, tile, yr, xr, rng, min_fraction, tries: int = 100):
     return best
 
 
+#: The choices of :func:`build_dataset`'s options, each refused in one line when not one of them.
+_CHOICES = {"mode": ("thesis", "practical"), "fmt": ("png", "tif"), "val_grouping": ("tile", "source"),
+            "on_bad": ("raise", "skip")}
+_TABLE_COLUMNS = ["name", "split", "source", "y", "x", "flip", "angle", "image", "mask", "valid", "bits",
+                  "valid_fraction", "n_particles"]
+
+
+def _check_choices(**values) -> None:
+    for name, value in values.items():
+        first, second = _CHOICES[name]
+        if value not in (first, second):
+            raise InputError(f"{name} must be {first!r} or {second!r}, not {value!r}.")
+
+
+def _load_pairs(images_dir, masks_dir, tile: int, data_bar_rows, on_bad: str):
+    """Read every image/mask pair first, so that a bad pair stops the build before anything is
+    written: ``({id: (pixels, mask, bits, data-bar rows)}, problems)``."""
+    pairs = pair_files(images_dir, masks_dir)
+    by_id = {Path(i).stem: (Path(i), Path(m)) for i, m in pairs}
+    problems: list = []
+    loaded = {}
+    for name, (ip, mp) in by_id.items():
+        try:
+            sem, raw, mask = load_pair(ip, mp, data_bar_rows)
+            if raw.shape[0] < tile or raw.shape[1] < tile:
+                raise InputError(f"{ip}: analysed area {raw.shape[1]}x{raw.shape[0]} is smaller "
+                                 f"than a {tile}x{tile} tile.")
+            if not mask.any():
+                problems.append({"name": name, "problem": "empty", "detail": f"{mp.name} has no particles"})
+            loaded[name] = (raw, mask, input_bits(raw), sem.data_bar_rows)
+        except Tio2FijiError as exc:
+            problems.append({"name": name, "problem": "unusable pair", "detail": str(exc)})
+    bad = [p for p in problems if p["problem"] == "unusable pair"]
+    if bad and on_bad == "raise":
+        raise InputError(f"{len(bad)} unusable image/mask pair(s): "
+                         + " | ".join(p["detail"] for p in bad))
+    return loaded, problems
+
+
+class _Plan:
+    """The tiles of a build, planned first and made one at a time while writing, so that memory
+    holds the source images but never all tiles: per tile a record (its ``tiles.csv`` row) and a
+    function that makes its arrays ``(image, mask, valid)``."""
+
+    def __init__(self, tile: int, ext: str):
+        self.tile, self.ext, self.rows = tile, ext, []
+
+    def add(self, name, split, source, y, x, flip_kind, angle, make, bits) -> None:
+        ext = self.ext
+        rec = {"name": name, "split": split, "source": source, "y": y, "x": x, "flip": flip_kind or "",
+               "angle": angle, "image": f"images/{name}.{ext}", "mask": f"masks/{name}.{ext}",
+               "valid": "", "bits": "" if bits is None else bits}
+        self.rows.append((rec, make))
+
+    def add_plain(self, name, split, source, raw, mask, y, x, bits) -> None:
+        """A tile cut from the image as it is."""
+        tile = self.tile
+        sl = (slice(y, y + tile), slice(x, x + tile))
+        self.add(name, split, source, y, x, None, 0, lambda: (raw[sl], mask[sl], np.ones((tile, tile), bool)),
+                 bits)
+
+    def add_augmented(self, name, source, win, y, x, flip_kind, angle, bits) -> None:
+        """A flipped and rotated training tile of a window cut with context (``win``)."""
+        tile = self.tile
+        self.add(name, "train", source, y, x, flip_kind, angle,
+                 lambda: augment_pair(win[0], win[1], flip_kind, angle, out_size=tile, valid=win[2]), bits)
+
+
+def _plan_thesis(plan: _Plan, loaded: dict, seed: int, n_source: int, n_test: int, n_val: int,
+                 val_grouping: str, min_fraction: float):
+    """The thesis's tiles (see the module docstring): ``(split, meta)``."""
+    ids, tile = sorted(loaded), plan.tile
+    if n_source + n_test > len(ids):
+        raise InputError(f"thesis mode needs {n_source} source + {n_test} test images (one tile "
+                         f"from each), but {len(ids)} usable pairs were found; use --mode practical (Python: "
+                         f"mode='practical', or lower n_source/n_test), or add image/mask pairs.")
+    split = make_split(ids, counts=(n_source, 0, n_test), seed=seed)
+    margin = context_margin(tile, THESIS_ANGLES)
+    for name in split["train"]:
+        raw, mask, bits, _ = loaded[name]
+        rng = _rng_for(seed, name)
+        h, w = raw.shape
+        # position with room for the rotation context when the image allows it
+        lo_y, hi_y = (margin, h - tile - margin) if h >= tile + 2 * margin else (0, h - tile)
+        lo_x, hi_x = (margin, w - tile - margin) if w >= tile + 2 * margin else (0, w - tile)
+        y, x = _pick_position(mask, tile, (lo_y, hi_y), (lo_x, hi_x), rng, min_fraction)
+        win = crop_with_context(raw, mask, y, x, tile, margin)
+        for flip_kind, angle in THESIS_VARIANTS:
+            plan.add_augmented(f"{name}_{flip_kind}_r{angle:03d}", name, win, y, x, flip_kind, angle, bits)
+    for name in split["test"]:
+        raw, mask, bits, _ = loaded[name]
+        rng = _rng_for(seed, name)
+        y, x = _pick_position(mask, tile, (0, raw.shape[0] - tile), (0, raw.shape[1] - tile), rng,
+                              min_fraction)
+        plan.add_plain(f"{name}_y{y:04d}_x{x:04d}", "test", name, raw, mask, y, x, bits)
+    _choose_validation(plan.rows, split["train"], seed, n_val, val_grouping)
+    meta = {"mode": "thesis", "seed": seed, "fractions": None,
+            "counts": {"source_images": n_source, "test_images": n_test, "val_tiles": n_val,
+                       "tiles_per_source": len(THESIS_VARIANTS)},
+            "val_grouping": val_grouping,
+            "variants": [list(v) for v in THESIS_VARIANTS],
+            "note": ("splits lists image ids: 'train' are the source images of the train and val "
+                     "tiles, 'test' the images of the test tiles. With val_grouping='tile' (the "
+                     "thesis) validation tiles have flipped/rotated siblings in the training set.")}
+    return split, meta
+
+
+def _choose_validation(rows: list, sources: list, seed: int, n_val: int, val_grouping: str) -> None:
+    """The thesis mode's tile-level validation split: ``n_val`` augmented tiles at random
+    (``"tile"``) or all the tiles of ``ceil(n_val / 18)`` held-out sources (``"source"``)."""
+    aug = [k for k, r in enumerate(rows) if r[0]["split"] == "train"]
+    rng = np.random.default_rng([int(seed), 1])
+    if val_grouping == "tile":
+        if n_val > len(aug):
+            raise InputError(f"n_val={n_val} but only {len(aug)} augmented tiles.")
+        chosen = set(np.asarray(aug)[rng.permutation(len(aug))[:n_val]].tolist())
+    else:
+        n_src = math.ceil(n_val / len(THESIS_VARIANTS))
+        if n_src >= len(sources):
+            raise InputError(f"val_grouping='source' with n_val={n_val} would hold out every source.")
+        held = set(rng.permutation(sources)[:n_src].tolist())
+        chosen = {k for k in aug if rows[k][0]["source"] in held}
+    for k in chosen:
+        rows[k][0]["split"] = "val"
+
+
+def _plan_practical(plan: _Plan, loaded: dict, seed: int, fractions):
+    """Whole images split, every image's full deterministic tiling: ``(split, meta)``."""
+    ids = sorted(loaded)
+    split = make_split(ids, fractions=fractions, seed=seed)
+    which = {i: s for s, lst in split.items() for i in lst}
+    for name in ids:
+        raw, mask, bits, _ = loaded[name]
+        for y, x in tile_positions(raw.shape, plan.tile):
+            plan.add_plain(f"{name}_y{y:04d}_x{x:04d}", which[name], name, raw, mask, y, x, bits)
+    return split, {"mode": "practical", "seed": seed, "fractions": list(fractions), "counts": None}
+
+
+def _write_tiles(rows: list, out_dir: Path, ext: str, connectivity: int, progress):
+    """Make and write every planned tile (image, mask, valid pixels when some are invented) and its
+    COCO annotations: ``(coco, problems)``."""
+    total = len(rows)
+    coco, coco_problems = None, []
+    for done, (rec, make) in enumerate(rows, 1):
+        img, msk, val = make()
+        write_tile(out_dir / rec["image"], img)
+        write_tile(out_dir / rec["mask"], msk.astype(np.uint8) * 255)
+        if not val.all():
+            rec["valid"] = f"valid/{rec['name']}.{ext}"
+            write_tile(out_dir / rec["valid"], val.astype(np.uint8) * 255)
+        rec["valid_fraction"] = float(val.mean())
+        part, probs = coco_from_masks([msk], names=[rec["name"]], file_names=[rec["image"]],
+                                      image_info=[{"split": rec["split"], "source": rec["source"]}],
+                                      connectivity=connectivity, first_image_id=done)
+        rec["n_particles"] = len(part["annotations"])
+        if coco is None:
+            coco = part
+        else:
+            coco["images"] += part["images"]
+            for a in part["annotations"]:
+                a["id"] = len(coco["annotations"]) + 1
+                coco["annotations"].append(a)
+        coco_problems += probs
+        if progress is not None:
+            progress(done, total, rec["name"])
+    if coco is None:  # nothing usable
+        coco = coco_from_masks([], connectivity=connectivity)[0]
+    return coco, coco_problems
+
+
 def build_dataset(images_dir, masks_dir, out_dir, mode: str = "thesis", seed: int = 0,
                   tile: int = TILE, fractions=(0.7, 0.15, 0.15), n_source: int = 22, n_test: int = 6,
                   n_val: int = 16, val_grouping: str = "tile", min_particle_fraction: float = 0.02,
@@ -149,147 +319,29 @@ def build_dataset(images_dir, masks_dir, out_dir, mode: str = "thesis", seed: in
     -------
     BuildResult
     """
+    _check_choices(mode=mode, fmt=fmt, val_grouping=val_grouping, on_bad=on_bad)
+    out_dir = Path(out_dir)
+    loaded, problems = _load_pairs(images_dir, masks_dir, tile, data_bar_rows, on_bad)
+    ext = "png" if fmt == "png" else "tif"
+    plan = _Plan(tile, ext)
+    if mode == "thesis":
+        split, meta = _plan_thesis(plan, loaded, seed, n_source, n_test, n_val, val_grouping,
+                                   min_particle_fraction)
+    else:
+        split, meta = _plan_practical(plan, loaded, seed, fractions)
+    coco, coco_problems = _write_tiles(plan.rows, out_dir, ext, connectivity, progress)
+    problems += [dict(p, problem=f"tile: {p['problem']}") for p in coco_problems]
+    return _write_index(out_dir, plan.rows, coco, split, meta, problems, images_dir=images_dir,
+                        masks_dir=masks_dir, mode=mode, seed=seed, tile=tile, connectivity=connectivity,
+                        data_bar_rows=data_bar_rows)
+
+
+def _write_index(out_dir: Path, rows: list, coco: dict, split: dict, meta: dict, problems: list, *,
+                 images_dir, masks_dir, mode, seed, tile, connectivity, data_bar_rows) -> BuildResult:
+    """``coco.json``, ``tiles.csv`` and ``split.json`` of the tiles written, and what was built."""
     import pandas as pd
 
-    if mode not in ("thesis", "practical"):
-        raise InputError(f"mode must be 'thesis' or 'practical', not {mode!r}.")
-    if fmt not in ("png", "tif"):
-        raise InputError(f"fmt must be 'png' or 'tif', not {fmt!r}.")
-    if val_grouping not in ("tile", "source"):
-        raise InputError(f"val_grouping must be 'tile' or 'source', not {val_grouping!r}.")
-    if on_bad not in ("raise", "skip"):
-        raise InputError(f"on_bad must be 'raise' or 'skip', not {on_bad!r}.")
-    out_dir = Path(out_dir)
-    pairs = pair_files(images_dir, masks_dir)
-    by_id = {Path(i).stem: (Path(i), Path(m)) for i, m in pairs}
-    problems: list = []
-
-    # read everything first, so that a bad pair stops the build before anything is written
-    loaded = {}
-    for name, (ip, mp) in by_id.items():
-        try:
-            sem, raw, mask = load_pair(ip, mp, data_bar_rows)
-            if raw.shape[0] < tile or raw.shape[1] < tile:
-                raise InputError(f"{ip}: analysed area {raw.shape[1]}x{raw.shape[0]} is smaller "
-                                 f"than a {tile}x{tile} tile.")
-            if not mask.any():
-                problems.append({"name": name, "problem": "empty", "detail": f"{mp.name} has no particles"})
-            loaded[name] = (raw, mask, input_bits(raw), sem.data_bar_rows)
-        except Tio2FijiError as exc:
-            problems.append({"name": name, "problem": "unusable pair", "detail": str(exc)})
-    bad = [p for p in problems if p["problem"] == "unusable pair"]
-    if bad and on_bad == "raise":
-        raise InputError(f"{len(bad)} unusable image/mask pair(s): "
-                         + " | ".join(p["detail"] for p in bad))
-    ids = sorted(loaded)
-
-    # Tiles are planned first (a record and a function that makes the arrays) and made one at a
-    # time while writing, so that memory holds the source images but never all tiles.
-    rows = []
-    ext = "png" if fmt == "png" else "tif"
-
-    def add(name, split, source, y, x, flip_kind, angle, make, bits):
-        rec = {"name": name, "split": split, "source": source, "y": y, "x": x, "flip": flip_kind or "",
-               "angle": angle, "image": f"images/{name}.{ext}", "mask": f"masks/{name}.{ext}",
-               "valid": "", "bits": "" if bits is None else bits}
-        rows.append((rec, make))
-
-    def plain(raw, mask, y, x):
-        sl = (slice(y, y + tile), slice(x, x + tile))
-        return lambda: (raw[sl], mask[sl], np.ones((tile, tile), bool))
-
-    def augmented(win, flip_kind, angle):
-        return lambda: augment_pair(win[0], win[1], flip_kind, angle, out_size=tile, valid=win[2])
-
-    if mode == "thesis":
-        if n_source + n_test > len(ids):
-            raise InputError(f"thesis mode needs {n_source} source + {n_test} test images (one tile "
-                             f"from each), but {len(ids)} usable pairs were found; use --mode practical (Python: "
-                             f"mode='practical', or lower n_source/n_test), or add image/mask pairs.")
-        split = make_split(ids, counts=(n_source, 0, n_test), seed=seed)
-        margin = context_margin(tile, THESIS_ANGLES)
-        for name in split["train"]:
-            raw, mask, bits, _ = loaded[name]
-            rng = _rng_for(seed, name)
-            h, w = raw.shape
-            # position with room for the rotation context when the image allows it
-            lo_y, hi_y = (margin, h - tile - margin) if h >= tile + 2 * margin else (0, h - tile)
-            lo_x, hi_x = (margin, w - tile - margin) if w >= tile + 2 * margin else (0, w - tile)
-            y, x = _pick_position(mask, tile, (lo_y, hi_y), (lo_x, hi_x), rng, min_particle_fraction)
-            win = crop_with_context(raw, mask, y, x, tile, margin)
-            for flip_kind, angle in THESIS_VARIANTS:
-                add(f"{name}_{flip_kind}_r{angle:03d}", "train", name, y, x, flip_kind, angle,
-                    augmented(win, flip_kind, angle), bits)
-        for name in split["test"]:
-            raw, mask, bits, _ = loaded[name]
-            rng = _rng_for(seed, name)
-            y, x = _pick_position(mask, tile, (0, raw.shape[0] - tile), (0, raw.shape[1] - tile), rng,
-                                  min_particle_fraction)
-            add(f"{name}_y{y:04d}_x{x:04d}", "test", name, y, x, None, 0, plain(raw, mask, y, x), bits)
-        # the tile-level validation split
-        aug = [k for k, r in enumerate(rows) if r[0]["split"] == "train"]
-        rng = np.random.default_rng([int(seed), 1])
-        if val_grouping == "tile":
-            if n_val > len(aug):
-                raise InputError(f"n_val={n_val} but only {len(aug)} augmented tiles.")
-            chosen = set(np.asarray(aug)[rng.permutation(len(aug))[:n_val]].tolist())
-        else:
-            n_src = math.ceil(n_val / len(THESIS_VARIANTS))
-            if n_src >= len(split["train"]):
-                raise InputError(f"val_grouping='source' with n_val={n_val} would hold out every source.")
-            held = set(rng.permutation(split["train"])[:n_src].tolist())
-            chosen = {k for k in aug if rows[k][0]["source"] in held}
-        for k in chosen:
-            rows[k][0]["split"] = "val"
-        meta = {"mode": "thesis", "seed": seed, "fractions": None,
-                "counts": {"source_images": n_source, "test_images": n_test, "val_tiles": n_val,
-                           "tiles_per_source": len(THESIS_VARIANTS)},
-                "val_grouping": val_grouping,
-                "variants": [list(v) for v in THESIS_VARIANTS],
-                "note": ("splits lists image ids: 'train' are the source images of the train and val "
-                         "tiles, 'test' the images of the test tiles. With val_grouping='tile' (the "
-                         "thesis) validation tiles have flipped/rotated siblings in the training set.")}
-    else:
-        split = make_split(ids, fractions=fractions, seed=seed)
-        which = {i: s for s, lst in split.items() for i in lst}
-        for name in ids:
-            raw, mask, bits, _ = loaded[name]
-            for y, x in tile_positions(raw.shape, tile):
-                add(f"{name}_y{y:04d}_x{x:04d}", which[name], name, y, x, None, 0,
-                    plain(raw, mask, y, x), bits)
-        meta = {"mode": "practical", "seed": seed, "fractions": list(fractions), "counts": None}
-
-    total = len(rows)
-    coco, coco_problems = None, []
-    for done, (rec, make) in enumerate(rows, 1):
-        img, msk, val = make()
-        write_tile(out_dir / rec["image"], img)
-        write_tile(out_dir / rec["mask"], msk.astype(np.uint8) * 255)
-        if not val.all():
-            rec["valid"] = f"valid/{rec['name']}.{ext}"
-            write_tile(out_dir / rec["valid"], val.astype(np.uint8) * 255)
-        rec["valid_fraction"] = float(val.mean())
-        part, probs = coco_from_masks([msk], names=[rec["name"]], file_names=[rec["image"]],
-                                      image_info=[{"split": rec["split"], "source": rec["source"]}],
-                                      connectivity=connectivity, first_image_id=done)
-        rec["n_particles"] = len(part["annotations"])
-        if coco is None:
-            coco = part
-        else:
-            coco["images"] += part["images"]
-            for a in part["annotations"]:
-                a["id"] = len(coco["annotations"]) + 1
-                coco["annotations"].append(a)
-        coco_problems += probs
-        if progress is not None:
-            progress(done, total, rec["name"])
-
-    if coco is None:  # nothing usable
-        coco = coco_from_masks([], connectivity=connectivity)[0]
-    table = pd.DataFrame([r[0] for r in rows], columns=["name", "split", "source", "y", "x", "flip",
-                                                       "angle", "image", "mask", "valid", "bits",
-                                                       "valid_fraction", "n_particles"])
-    n_particles = len(coco["annotations"])
+    table = pd.DataFrame([r[0] for r in rows], columns=_TABLE_COLUMNS)
     coco["info"].update({"mode": mode, "seed": seed,
                          "source_data": "see the licence of the images the tiles were cut from"})
     tiles = {s: list(table.loc[table["split"] == s, "name"]) for s in SPLIT_NAMES}
@@ -305,5 +357,4 @@ def build_dataset(images_dir, masks_dir, out_dir, mode: str = "thesis", seed: in
     write_csv(out_dir / "tiles.csv", table)
     split_path = write_split(out_dir / "split.json", split, meta)
     return BuildResult(out_dir=out_dir, mode=mode, split=split, tiles=table, split_path=split_path,
-                       coco_path=coco_path, n_particles=n_particles,
-                       problems=problems + [dict(p, problem=f"tile: {p['problem']}") for p in coco_problems])
+                       coco_path=coco_path, n_particles=len(coco["annotations"]), problems=problems)

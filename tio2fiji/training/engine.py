@@ -1,9 +1,12 @@
 """The one training engine of both networks: epochs, checkpoints, resume, history.
 
-A network's recipe (:mod:`tio2fiji.training.unet`, :mod:`tio2fiji.training.maskrcnn`) builds the
-model, its data and its validation, and hands them to :func:`fit`, which runs the epochs the same
-way for every network (as torchvision's detection references keep ``engine.py`` apart from the
-model factory):
+A network's recipe (:mod:`tio2fiji.training.unet`, :mod:`tio2fiji.training.maskrcnn`, ...) builds
+the model, its data and its validation, and hands them to :func:`fit` as a :class:`Recipe` (the
+network's parts: model, training data, ``forward``, ``validate``, its :class:`Schedule` of
+optimizers and learning rates) with a :class:`FitConfig` (the run's settings: folder, epochs, batch
+size, seed, history columns, resume/overwrite, ...); :func:`fit` runs the epochs the same way for
+every network (as torchvision's detection references keep ``engine.py`` apart from the model
+factory):
 
 * **run settings** (:func:`run_settings`): torch's thread count, deterministic kernels and the
   torch/numpy/Python seeds for the run, put back afterwards;
@@ -45,7 +48,10 @@ import math
 import numbers
 import random
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,9 +61,9 @@ from ..io import atomic_write, write_csv, write_json
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["MAY_CHANGE_ON_RESUME", "EXTRA_DOMAINS", "SCHEDULES", "check_schedule", "adam_optimizer",
-           "check_options", "check_run_folder", "resume_changes",
-           "run_settings", "rng_states", "set_rng_states", "fit", "pooled_loss_iou", "on_device",
-           "write_history", "plot_history"]
+           "adam_schedule", "check_options", "check_run_folder", "resume_changes",
+           "run_settings", "rng_states", "set_rng_states", "Schedule", "Recipe", "FitConfig", "fit",
+           "pooled_loss_iou", "on_device", "write_history", "plot_history"]
 
 #: Settings a resumed run may change (the total of epochs not below the epochs done).
 MAY_CHANGE_ON_RESUME = ("epochs", "epochs_all", "threads", "device")
@@ -177,7 +183,7 @@ def check_schedule(schedule: str) -> None:
 
 
 def adam_optimizer(model, lr: float, epochs: int, schedule: str):
-    """The U-Net recipes' ``optimizer_for(phase)`` of :func:`fit`: Adam at ``lr``, constant or
+    """The U-Net recipes' ``optimizer_for(phase)`` of a :class:`Schedule`: Adam at ``lr``, constant or
     cosine-annealed to 1 % of it over ``epochs``."""
     import torch
 
@@ -301,72 +307,104 @@ def plot_history(history, path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------
-# the loop
+# what a run is: its settings (FitConfig) and its network's parts (Recipe, Schedule)
 
 
-def _always(epoch) -> bool:
-    return True
+class Schedule:
+    """The optimizers and learning rates of a run, and which epochs may become ``best.pt``.
+
+    The base class is one phase with the optimizer that ``optimizer_for(phase)`` builds (the U-Nets'
+    Adam: :func:`adam_schedule`); a recipe with phases subclasses it (Mask R-CNN's two-phase SGD,
+    :class:`tio2fiji.training.maskrcnn.TwoPhaseSchedule`). Every method depends on its arguments
+    only, so a resumed run gets the same phases and rates.
+    """
+
+    def __init__(self, optimizer_for: Callable | None = None):
+        self._optimizer_for = optimizer_for
+
+    def phase_of(self, epoch: int) -> str | None:
+        """The phase of ``epoch`` (1-based); None: one phase, and the history has no ``phase``."""
+        return None
+
+    def optimizer_for(self, phase):
+        """``(optimizer, scheduler or None)``, built when the run or a phase starts (a new phase gets
+        a fresh optimizer)."""
+        return self._optimizer_for(phase)
+
+    def epoch_lr(self, epoch: int) -> float | None:
+        """The learning rate of every parameter group for ``epoch``, set before it starts; None
+        leaves the optimizer's (or its scheduler's)."""
+        return None
+
+    def step_lr(self, epoch: int, step: int, steps: int) -> float | None:
+        """The learning rate of every parameter group before the optimizer step ``step`` (1-based)
+        of ``steps`` in ``epoch``, e.g. a warm-up; None keeps the epoch's."""
+        return None
+
+    def eligible(self, epoch: int) -> bool:
+        """Whether ``epoch`` may become ``best.pt``."""
+        return True
 
 
-def _one_phase(epoch):
-    return None
+def adam_schedule(model, lr: float, epochs: int, schedule: str) -> Schedule:
+    """The U-Net recipes' :class:`Schedule`: one phase of :func:`adam_optimizer`."""
+    return Schedule(adam_optimizer(model, lr, epochs, schedule))
 
 
-def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, forward, validate,
-        optimizer_for, settings: dict, model_config: dict, history_columns, phase_of=_one_phase,
-        set_lr=None, step_lr=None, loss_terms=(), clip_grad_norm: float | None = None, eligible=_always,
-        check_resume=None, extra_scores=None, score_label: str = "val_iou", resume: bool = False,
-        overwrite: bool = False, num_workers: int = 0,
-        collate_fn=None, progress=None, what: str = "training", hint: str = "",
-        pin_memory: bool = False) -> dict:
-    """Train ``model`` for ``epochs`` epochs, validating and checkpointing after every epoch.
+@dataclass
+class Recipe:
+    """The network's parts of a run: what :func:`fit` trains and how it scores it.
 
-    Call it inside :func:`run_settings` (the recipe builds its model there, from the seed).
-
-    Parameters
+    Attributes
     ----------
     model : torch.nn.Module
-        On its device.
+        On its device, built inside :func:`run_settings` (its initial weights come from the seed).
     train_ds : map-style dataset
         ``set_epoch(e)``, if present, is called before every epoch.
-    out_dir : path
-        Gets ``last.pt``, ``best.pt``, ``history.csv``, ``training_curves.png``, ``run.json``.
-    epochs, batch_size, seed : int
-        ``epochs`` is the total: a resumed run goes on up to it.
     forward : callable
         ``forward(model, batch) -> (loss, terms, n)``: the batch's loss tensor, a dict of loss terms
-        (tensors; those named in ``loss_terms`` are averaged into the history) and its item count.
+        (tensors; those named in :attr:`FitConfig.loss_terms` are averaged into the history) and its
+        item count. It moves the batch to the model's device.
     validate : callable
         ``validate(model) -> (val_loss, score)``: the score chooses ``best.pt`` (the validation IoU,
         or another score with ``extra_scores``).
-    optimizer_for : callable
-        ``optimizer_for(phase) -> (optimizer, scheduler or None)``, called when a run or a phase
-        starts (a new phase gets a fresh optimizer).
+    schedule : Schedule
+        Optimizers, phases, learning rates and the epochs that may become ``best.pt``.
+    extra_scores : callable, optional
+        ``extra_scores() -> dict`` after every validation: more history columns, which override the
+        row's (e.g. the pixel ``val_iou`` of a run that selects by F1).
+    check_resume : callable, optional
+        ``check_resume(checkpoint, path)`` raises when ``last.pt`` holds another kind of run.
+    """
+
+    model: Any
+    train_ds: Any
+    forward: Callable
+    validate: Callable
+    schedule: Schedule
+    extra_scores: Callable | None = None
+    check_resume: Callable | None = None
+
+
+@dataclass
+class FitConfig:
+    """The settings of a run of :func:`fit` (the network's parts are its :class:`Recipe`).
+
+    Attributes
+    ----------
+    out_dir : path
+        Gets ``last.pt``, ``best.pt``, ``history.csv``, ``training_curves.png``, ``run.json``.
+    epochs, batch_size, seed : int
+        ``epochs`` is the total: a resumed run goes on up to it. The seed orders every epoch's batches.
     settings, model_config : dict
         Written to ``run.json`` / stored in the checkpoints (``model_config`` rebuilds the model:
         :func:`tio2fiji.models.checkpoint.load_model`).
     history_columns : list of str
         Columns of ``history.csv``.
-    phase_of : callable
-        ``phase_of(epoch) -> str or None`` (None: one phase; the history then has no ``phase``).
-    set_lr : callable, optional
-        ``set_lr(optimizer, epoch)`` before every epoch (learning rates not set by a scheduler).
-    step_lr : callable, optional
-        ``step_lr(epoch, step, steps) -> float or None`` before every optimizer step (1-based
-        ``step`` of ``steps`` in the epoch): a learning rate for every parameter group, e.g. a
-        warm-up; None keeps the epoch's. It depends on its arguments only, so a resumed run gets
-        the same rates.
+    loss_terms : sequence of str
+        The terms of ``forward`` averaged into the history.
     clip_grad_norm : float, optional
         Clip the total gradient norm of the optimizer's first parameter group.
-    eligible : callable
-        ``eligible(epoch) -> bool``: whether the epoch may become ``best.pt``.
-    check_resume : callable, optional
-        ``check_resume(checkpoint, path)`` raises when ``last.pt`` holds another kind of run.
-    extra_scores : callable, optional
-        ``extra_scores() -> dict`` after every validation: more history columns, which override
-        the row's (e.g. the pixel ``val_iou`` of a run that selects by F1).
-    score_label : str
-        The score's name in progress messages.
     resume : bool
         Continue from ``out_dir/last.pt`` if it exists (a fresh start otherwise); its settings must
         be ``settings`` but for :data:`MAY_CHANGE_ON_RESUME` (see the module docstring).
@@ -375,15 +413,70 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         Without ``resume`` or ``overwrite`` a folder holding ``last.pt``/``best.pt`` is refused.
     num_workers : int
         DataLoader workers. Items do not depend on the worker, so any number gives the same data.
+    pin_memory : bool
+        The DataLoader's: batches in page-locked memory, for non-blocking copies to a GPU.
     collate_fn : callable, optional
         The training DataLoader's (detection batches are lists).
-    progress : callable, optional
-        ``progress(done, total, name)``; see the module docstring.
+    score_label : str
+        The score's name in progress messages.
     what, hint : str
         Wording of the message when the loss stops being finite.
-    pin_memory : bool
-        The DataLoader's: batches in page-locked memory, for non-blocking copies to a GPU (the
-        recipe's ``forward`` moves them to the model's device).
+    progress : callable, optional
+        ``progress(done, total, name)``; see the module docstring.
+    """
+
+    out_dir: Path
+    epochs: int
+    batch_size: int
+    seed: int
+    settings: dict
+    model_config: dict
+    history_columns: Sequence[str]
+    loss_terms: Sequence[str] = ()
+    clip_grad_norm: float | None = None
+    resume: bool = False
+    overwrite: bool = False
+    num_workers: int = 0
+    pin_memory: bool = False
+    collate_fn: Callable | None = None
+    score_label: str = "val_iou"
+    what: str = "training"
+    hint: str = ""
+    progress: Callable | None = None
+
+
+@dataclass
+class _Run:
+    """A run in progress: what ``last.pt`` holds and what the next epoch continues."""
+
+    out_dir: Path
+    history: list = field(default_factory=list)
+    best_iou: float = -1.0
+    best_epoch: int | None = None
+    resumed_from: int | None = None  # the epoch last.pt held
+    resumes: list = field(default_factory=list)  # what each resume of this run changed
+    saved: tuple | None = None  # (phase, optimizer state, scheduler state) of the resumed run
+    optimizer: Any = None
+    scheduler: Any = None
+    phase: str | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop
+
+
+def fit(config: FitConfig, recipe: Recipe) -> dict:
+    """Train ``recipe.model`` for ``config.epochs`` epochs, validating and checkpointing after every
+    epoch.
+
+    Call it inside :func:`run_settings` (the recipe builds its model there, from the seed).
+
+    Parameters
+    ----------
+    config : FitConfig
+        The run's settings and folder.
+    recipe : Recipe
+        The model, its data, loss, validation and schedule.
 
     Returns
     -------
@@ -392,123 +485,173 @@ def fit(model, train_ds, out_dir, *, epochs: int, batch_size: int, seed: int, fo
         (the epoch last.pt held, or None), ``seconds`` (training time of all epochs, resumed runs
         included).
     """
+    run = _open_run(config, recipe)
+    steps = math.ceil(len(recipe.train_ds) / config.batch_size)
+    first = 1 if run.resumed_from is None else run.resumed_from + 1
+    for epoch in range(first, config.epochs + 1):
+        t0 = time.perf_counter()
+        phase = recipe.schedule.phase_of(epoch)
+        _start_phase(run, recipe.schedule, phase)
+        label = f"epoch {epoch}/{config.epochs}" + (f" ({phase})" if phase else "")
+        trained = _train_epoch(config, recipe, run, epoch, steps, label)
+        row, score = _validate(config, recipe, epoch, phase, trained, t0)
+        _save_epoch(config, recipe, run, epoch, row, score)
+        if config.progress is not None:
+            best = f"best {run.best_iou:.4f}" if run.best_epoch is not None else "no best yet"
+            config.progress(epoch * steps, config.epochs * steps,
+                            f"{label} {config.score_label} {score:.4f} ({best})")
+    return {"history": run.history, "best_epoch": run.best_epoch, "best_val_iou": run.best_iou,
+            "out_dir": run.out_dir, "resumed_from": run.resumed_from,
+            "seconds": float(sum(h["seconds"] for h in run.history))}
+
+
+def _open_run(config: FitConfig, recipe: Recipe) -> _Run:
+    """Check the options and the run folder, clear a replaced run, continue a resumed one, then
+    write ``run.json``."""
+    check_options(epochs=config.epochs, batch_size=config.batch_size, num_workers=config.num_workers)
+    if len(recipe.train_ds) == 0:
+        raise InputError("the training dataset is empty.")
+    out_dir = Path(config.out_dir)
+    check_run_folder(out_dir, config.resume, config.overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(out_dir)
+    if config.overwrite:
+        for name in _RUN_FILES:  # nothing of the replaced run may pass for this one's
+            (out_dir / name).unlink(missing_ok=True)
+    if config.resume and (out_dir / "last.pt").is_file():
+        _resume(config, recipe, run)
+    write_json(out_dir / "run.json", {**config.settings, **({"resumes": run.resumes} if run.resumes else {})})
+    return run
+
+
+def _resume(config: FitConfig, recipe: Recipe, run: _Run) -> None:
+    """Restore ``last.pt``: weights, RNG states, history, best so far; the optimizer's state waits
+    in ``run.saved`` for its phase (:func:`_start_phase`)."""
+    path = run.out_dir / "last.pt"
+    ck = load_checkpoint(path)
+    if recipe.check_resume is not None:
+        recipe.check_resume(ck, path)
+    changed = resume_changes(ck.get("settings") or {}, config.settings, path)
+    done = int(ck["epoch"])
+    if config.epochs < done:
+        raise InputError(f"{path}: holds {done} finished epochs; {config.epochs} in "
+                         f"all would not continue it (give at least {done}).")
+    run.resumes = list(ck.get("resumes") or []) + [{"from_epoch": done, "changed": changed}]
+    recipe.model.load_state_dict(ck["model"])
+    set_rng_states(ck["rng"])
+    run.history = list(ck["history"])
+    run.best_iou, run.best_epoch = ck["best_val_iou"], ck["best_epoch"]
+    if run.best_epoch is not None and not recipe.schedule.eligible(run.best_epoch):
+        # e.g. a heads-only Mask R-CNN run continued with a whole-network phase
+        run.best_iou, run.best_epoch = -1.0, None
+    run.saved = (ck.get("phase"), ck.get("optimizer"), ck.get("scheduler"))
+    run.resumed_from = done
+
+
+def _start_phase(run: _Run, schedule: Schedule, phase) -> None:
+    """A fresh optimizer when the run or a phase starts, with the resumed run's state when it
+    continues that phase."""
+    if run.optimizer is not None and phase == run.phase:
+        return
+    run.optimizer, run.scheduler = schedule.optimizer_for(phase)
+    saved = run.saved
+    if saved is not None and saved[0] == phase and saved[1] is not None:
+        run.optimizer.load_state_dict(saved[1])
+        if run.scheduler is not None and saved[2] is not None:
+            # a schedule's length follows today's epochs (more epochs on resume)
+            length = {k: v for k, v in run.scheduler.state_dict().items() if k == "T_max"}
+            run.scheduler.load_state_dict({**saved[2], **length})
+    run.saved, run.phase = None, phase
+
+
+def _set_lr(optimizer, rate: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = rate
+
+
+def _train_epoch(config: FitConfig, recipe: Recipe, run: _Run, epoch: int, steps: int, label: str) -> dict:
+    """One pass over the training data: ``train_loss``, ``lr`` (the epoch's, before the scheduler
+    steps) and ``terms`` (the loss terms' means per item)."""
     import torch
     from torch.utils.data import DataLoader
 
-    check_options(epochs=epochs, batch_size=batch_size, num_workers=num_workers)
-    if len(train_ds) == 0:
-        raise InputError("the training dataset is empty.")
-    out_dir = Path(out_dir)
-    check_run_folder(out_dir, resume, overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    history, best_iou, best_epoch, start, resumed_from = [], -1.0, None, 1, None
-    saved = None  # (phase, optimizer state, scheduler state) of the resumed run
-    resumes = []  # what each resume of this run changed (run.json, last.pt)
-    if overwrite:
-        for name in _RUN_FILES:  # nothing of the replaced run may pass for this one's
-            (out_dir / name).unlink(missing_ok=True)
-    if resume and last_path.is_file():
-        ck = load_checkpoint(last_path)
-        if check_resume is not None:
-            check_resume(ck, last_path)
-        changed = resume_changes(ck.get("settings") or {}, settings, last_path)
-        if epochs < int(ck["epoch"]):
-            raise InputError(f"{last_path}: holds {int(ck['epoch'])} finished epochs; {epochs} in "
-                             f"all would not continue it (give at least {int(ck['epoch'])}).")
-        resumes = list(ck.get("resumes") or []) + [{"from_epoch": int(ck["epoch"]), "changed": changed}]
-        model.load_state_dict(ck["model"])
-        set_rng_states(ck["rng"])
-        history = list(ck["history"])
-        best_iou, best_epoch = ck["best_val_iou"], ck["best_epoch"]
-        if best_epoch is not None and not eligible(best_epoch):
-            # e.g. a heads-only Mask R-CNN run continued with a whole-network phase
-            best_iou, best_epoch = -1.0, None
-        saved = (ck.get("phase"), ck.get("optimizer"), ck.get("scheduler"))
-        start = resumed_from = int(ck["epoch"])
-        start += 1
-    write_json(out_dir / "run.json", {**settings, **({"resumes": resumes} if resumes else {})})
+    rate = recipe.schedule.epoch_lr(epoch)
+    if rate is not None:
+        _set_lr(run.optimizer, rate)
+    if hasattr(recipe.train_ds, "set_epoch"):
+        recipe.train_ds.set_epoch(epoch)
+    # the order of an epoch depends on (seed, epoch) only: a resumed run sees the same batches
+    order = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    loader = DataLoader(recipe.train_ds, batch_size=config.batch_size, shuffle=True, generator=order,
+                        num_workers=config.num_workers, collate_fn=config.collate_fn,
+                        pin_memory=config.pin_memory)
+    recipe.model.train()
+    sums = dict.fromkeys(config.loss_terms, 0.0)
+    total, n = 0.0, 0
+    for step, batch in enumerate(loader, 1):
+        loss, terms, items = recipe.forward(recipe.model, batch)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise Tio2FijiError(f"{config.what} diverged at epoch {epoch}, step {step} (loss {value}); "
+                                f"last.pt holds the last complete epoch.{config.hint}")
+        _optimizer_step(config, recipe.schedule, run.optimizer, loss, (epoch, step, steps))
+        total += value * items
+        n += items
+        for k in config.loss_terms:
+            if k in terms:
+                sums[k] += float(terms[k].item()) * items
+        if config.progress is not None:
+            config.progress((epoch - 1) * steps + step, config.epochs * steps, f"{label} loss {value:.4f}")
+    lr = run.optimizer.param_groups[0]["lr"]
+    if run.scheduler is not None:
+        run.scheduler.step()
+    return {"train_loss": total / max(n, 1), "lr": lr, "terms": {k: s / max(n, 1) for k, s in sums.items()}}
 
-    steps = math.ceil(len(train_ds) / batch_size)
-    total_steps = epochs * steps
-    optimizer, scheduler, phase_now = None, None, None
-    for epoch in range(start, epochs + 1):
-        t0 = time.perf_counter()
-        phase = phase_of(epoch)
-        if optimizer is None or phase != phase_now:
-            optimizer, scheduler = optimizer_for(phase)
-            if saved is not None and saved[0] == phase and saved[1] is not None:
-                optimizer.load_state_dict(saved[1])
-                if scheduler is not None and saved[2] is not None:
-                    # a schedule's length follows today's epochs (more epochs on resume)
-                    length = {k: v for k, v in scheduler.state_dict().items() if k == "T_max"}
-                    scheduler.load_state_dict({**saved[2], **length})
-            saved, phase_now = None, phase
-        if set_lr is not None:
-            set_lr(optimizer, epoch)
-        if hasattr(train_ds, "set_epoch"):
-            train_ds.set_epoch(epoch)
-        # the order of an epoch depends on (seed, epoch) only: a resumed run sees the same batches
-        order = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=order,
-                            num_workers=num_workers, collate_fn=collate_fn, pin_memory=pin_memory)
-        label = f"epoch {epoch}/{epochs}" + (f" ({phase})" if phase else "")
-        model.train()
-        sums = dict.fromkeys(loss_terms, 0.0)
-        total, n = 0.0, 0
-        for step, batch in enumerate(loader, 1):
-            loss, terms, items = forward(model, batch)
-            value = float(loss.item())
-            if not math.isfinite(value):
-                raise Tio2FijiError(f"{what} diverged at epoch {epoch}, step {step} (loss {value}); "
-                                    f"{last_path.name} holds the last complete epoch.{hint}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if step_lr is not None:
-                rate = step_lr(epoch, step, steps)
-                if rate is not None:
-                    for g in optimizer.param_groups:
-                        g["lr"] = rate
-            if clip_grad_norm:
-                torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], clip_grad_norm)
-            optimizer.step()
-            total += value * items
-            n += items
-            for k in loss_terms:
-                if k in terms:
-                    sums[k] += float(terms[k].item()) * items
-            if progress is not None:
-                progress((epoch - 1) * steps + step, total_steps, f"{label} loss {value:.4f}")
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
-        val_loss, val_iou = validate(model)
-        row = {"epoch": epoch, **({"phase": phase} if phase else {}), "train_loss": total / max(n, 1),
-               "val_loss": val_loss, "val_iou": val_iou, "lr": lr,
-               "seconds": time.perf_counter() - t0, **{k: s / max(n, 1) for k, s in sums.items()}}
-        if extra_scores is not None:
-            row.update({k: v for k, v in extra_scores().items() if k in history_columns})
-            row["seconds"] = time.perf_counter() - t0
-        history.append(row)
-        improved = eligible(epoch) and val_iou > best_iou
-        if improved:
-            best_iou, best_epoch = val_iou, epoch
-        state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-        if improved:
-            save_checkpoint(best_path, {"model": state, "model_config": model_config, "epoch": epoch,
-                                        "val_iou": val_iou, "settings": settings})
-        # last.pt is written after best.pt: if the run dies in between, resuming redoes the epoch
-        save_checkpoint(last_path, {
-            "model": state, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None, "phase": phase,
-            "epoch": epoch, "rng": rng_states(), "history": history,
-            "best_val_iou": best_iou, "best_epoch": best_epoch,
-            "model_config": model_config, "settings": settings, "resumes": resumes,
-        })
-        write_history(out_dir, history, history_columns)
-        if progress is not None:
-            best = f"best {best_iou:.4f}" if best_epoch is not None else "no best yet"
-            progress(epoch * steps, total_steps, f"{label} {score_label} {val_iou:.4f} ({best})")
-    return {"history": history, "best_epoch": best_epoch, "best_val_iou": best_iou,
-            "out_dir": out_dir, "resumed_from": resumed_from,
-            "seconds": float(sum(h["seconds"] for h in history))}
+
+def _optimizer_step(config: FitConfig, schedule: Schedule, optimizer, loss, where) -> None:
+    """Backward pass, the step's learning rate (``where``: epoch, step, steps), clipping, step."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    rate = schedule.step_lr(*where)
+    if rate is not None:
+        _set_lr(optimizer, rate)
+    if config.clip_grad_norm:
+        torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], config.clip_grad_norm)
+    optimizer.step()
+
+
+def _validate(config: FitConfig, recipe: Recipe, epoch: int, phase, trained: dict, t0: float):
+    """The epoch's history row and the score that chooses ``best.pt``."""
+    val_loss, score = recipe.validate(recipe.model)
+    row = {"epoch": epoch, **({"phase": phase} if phase else {}), "train_loss": trained["train_loss"],
+           "val_loss": val_loss, "val_iou": score, "lr": trained["lr"],
+           "seconds": time.perf_counter() - t0, **trained["terms"]}
+    if recipe.extra_scores is not None:
+        row.update({k: v for k, v in recipe.extra_scores().items() if k in config.history_columns})
+        row["seconds"] = time.perf_counter() - t0
+    return row, score
+
+
+def _save_epoch(config: FitConfig, recipe: Recipe, run: _Run, epoch: int, row: dict, score: float) -> None:
+    """Record the epoch: ``best.pt`` when its score improved (on an eligible epoch), then
+    ``last.pt``, ``history.csv`` and the curves."""
+    run.history.append(row)
+    improved = recipe.schedule.eligible(epoch) and score > run.best_iou
+    if improved:
+        run.best_iou, run.best_epoch = score, epoch
+    state = {k: v.detach().to("cpu").clone() for k, v in recipe.model.state_dict().items()}
+    if improved:
+        save_checkpoint(run.out_dir / "best.pt", {"model": state, "model_config": config.model_config,
+                                                  "epoch": epoch, "val_iou": score,
+                                                  "settings": config.settings})
+    # last.pt is written after best.pt: if the run dies in between, resuming redoes the epoch
+    save_checkpoint(run.out_dir / "last.pt", {
+        "model": state, "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+        "phase": run.phase, "epoch": epoch, "rng": rng_states(), "history": run.history,
+        "best_val_iou": run.best_iou, "best_epoch": run.best_epoch,
+        "model_config": config.model_config, "settings": config.settings, "resumes": run.resumes,
+    })
+    write_history(run.out_dir, run.history, config.history_columns)

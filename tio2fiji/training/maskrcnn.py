@@ -3,15 +3,19 @@
 Read :func:`train_maskrcnn` top to bottom: the training and validation tiles of a data folder's
 ``coco.json`` (:class:`tio2fiji.training.CocoInstanceDataset`), one Table 3 configuration built
 from the seed (:mod:`tio2fiji.models.maskrcnn`), then the engine
-(:func:`tio2fiji.training.engine.fit`) runs a "heads" phase with the ResNet body frozen and an
-"all" phase over the whole network, each with a fresh SGD optimizer and the learning rate of
-:func:`two_phase_lr`; validation is :func:`evaluate` (the IoU of the painted instances).
+(:func:`tio2fiji.training.engine.fit`) runs the :class:`TwoPhaseSchedule`: a "heads" phase with the
+ResNet body frozen and an "all" phase over the whole network, each with a fresh SGD optimizer and
+the learning rate of :func:`two_phase_lr`; validation is :func:`evaluate` (the IoU of the painted
+instances).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +32,19 @@ from ..models.maskrcnn import (
 )
 from ..predict import detect
 from .coco import CocoInstanceDataset, collate_detection
-from .engine import check_options, check_run_folder, fit, pooled_loss_iou, run_settings
+from .engine import (
+    FitConfig,
+    Recipe,
+    Schedule,
+    check_options,
+    check_run_folder,
+    fit,
+    pooled_loss_iou,
+    run_settings,
+)
 
-__all__ = ["MASKRCNN_HISTORY_COLUMNS", "two_phase_lr", "warmup_factor", "evaluate", "train_maskrcnn"]
+__all__ = ["MASKRCNN_HISTORY_COLUMNS", "two_phase_lr", "warmup_factor", "TwoPhaseSchedule", "evaluate",
+           "train_maskrcnn"]
 
 #: history.csv of a Mask R-CNN run: the U-Net's columns, the phase, and the five loss terms.
 MASKRCNN_HISTORY_COLUMNS = ["epoch", "phase", "train_loss", "val_loss", "val_iou", "lr", "seconds",
@@ -104,6 +118,106 @@ def evaluate(model, val_ds, batch_size, groups, score_threshold, mask_threshold,
     finally:
         model.train(was_training)
     return pooled_loss_iou(losses, inters, unions, groups)
+
+
+@dataclass
+class TwoPhaseSchedule(Schedule):
+    """The thesis's schedule (:func:`train_maskrcnn`): a "heads" phase of ``epochs_heads`` epochs with
+    the ResNet body frozen, then an "all" phase of ``epochs_all`` epochs (``train_layers`` backbone
+    stages trained), each with a fresh SGD optimizer at the rate of :func:`two_phase_lr` after its
+    own warm-up of ``warmup_iters`` steps (:func:`warmup_factor`); ``best.pt`` comes from the
+    whole-network phase (from the heads phase when ``epochs_all`` is 0), as the thesis checkpointed.
+    """
+
+    model: Any
+    epochs_heads: int
+    epochs_all: int
+    lr: float
+    lr_final: float
+    momentum: float
+    weight_decay: float
+    warmup_iters: int
+    train_layers: int
+
+    def phase_of(self, epoch: int) -> str:
+        return "heads" if epoch <= self.epochs_heads else "all"
+
+    def optimizer_for(self, phase):
+        import torch
+
+        # a new phase: another set of trainable parameters and a fresh optimizer
+        set_backbone_trainable(self.model, 0 if phase == "heads" else self.train_layers)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay), None
+
+    def epoch_lr(self, epoch: int) -> float:
+        return two_phase_lr(epoch, self.epochs_heads, self.epochs_all, self.lr, self.lr_final)
+
+    def step_lr(self, epoch: int, step: int, steps: int) -> float | None:
+        # each phase has a fresh optimizer and gets its own warm-up
+        first = 1 if epoch <= self.epochs_heads else self.epochs_heads + 1
+        f = warmup_factor((epoch - first) * steps + step, self.warmup_iters)
+        return None if f == 1.0 else self.epoch_lr(epoch) * f
+
+    def eligible(self, epoch: int) -> bool:
+        return self.phase_of(epoch) == "all" or self.epochs_all == 0
+
+
+def _check_options(out_dir, resume, overwrite, *, epochs_heads, epochs_all, batch_size, lr, lr_final,
+                   warmup_iters, score_threshold, mask_threshold, **others) -> tuple:
+    """Refuse a bad option or run folder in one line before anything is read; ``(epochs_heads,
+    epochs_all, batch_size, warmup_iters)`` as ints."""
+    check_options(epochs_heads=epochs_heads, epochs_all=epochs_all, batch_size=batch_size, lr=lr,
+                  lr_final=lr_final, **others)
+    if isinstance(warmup_iters, bool) or int(warmup_iters) != warmup_iters or warmup_iters < 0:
+        raise InputError(f"warmup_iters must be a whole number >= 0, got {warmup_iters!r}.")
+    check_run_folder(out_dir, resume, overwrite)
+    epochs_heads, epochs_all, batch_size = int(epochs_heads), int(epochs_all), int(batch_size)
+    if epochs_heads < 0 or epochs_all < 0 or epochs_heads + epochs_all < 1 or batch_size < 1:
+        raise InputError(f"epochs_heads and epochs_all must be >= 0 with at least one epoch, and "
+                         f"batch_size positive; got {epochs_heads}, {epochs_all}, {batch_size}.")
+    if not (lr > 0 and lr_final > 0):
+        raise InputError(f"lr and lr_final must be positive, got {lr} and {lr_final}.")
+    if not (0.0 <= score_threshold <= 1.0 and 0.0 <= mask_threshold < 1.0):
+        raise InputError("score_threshold must be in [0, 1] and mask_threshold in [0, 1).")
+    return epochs_heads, epochs_all, batch_size, int(warmup_iters)
+
+
+def _datasets(data_dir, seed: int, photometric_p: float, crops_per_epoch, anchor_sizes):
+    """The training and validation tiles of ``coco.json``, and the anchor sizes (``"auto"``: from
+    the training particles' areas)."""
+    train_ds = CocoInstanceDataset(data_dir, "train", seed=seed, augment=True,
+                                   photometric_p=photometric_p, length=crops_per_epoch)
+    val_ds = CocoInstanceDataset(data_dir, "val", seed=seed, augment=False, photometric_p=0.0)
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise InputError(f"{data_dir}: coco.json has {len(train_ds)} training and {len(val_ds)} "
+                         f"validation tiles; both are needed.")
+    if isinstance(anchor_sizes, str):
+        if anchor_sizes.strip().lower() != "auto":
+            raise InputError(f"anchor_sizes must be 'auto', None or 5 sizes in pixels, not {anchor_sizes!r}.")
+        anchor_sizes = anchor_sizes_from_masks([a["area"] for anns in train_ds.annotations
+                                                for a in anns if a.get("area", 0) > 0])
+    return train_ds, val_ds, anchor_sizes
+
+
+def _forward(model, batch, device):
+    """The engine's ``forward``: the five loss terms of a detection batch and their sum."""
+    images, targets, _ = batch
+    images = [im.to(device, non_blocking=True) for im in images]
+    targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+    loss_dict = model(images, targets)
+    return sum(loss_dict.values()), loss_dict, len(images)
+
+
+def _check_resume(wanted: dict, ck: dict, path) -> None:
+    """Refuse a ``last.pt`` that holds another network than the ``wanted`` configuration."""
+    old = ck.get("model_config") or {}
+    keys = ("config", "norm", "backbone", "mask_resolution", "anchor_sizes", "box_head_dim")
+    if old.get("arch") != "maskrcnn" or any(old.get(k) != wanted[k] for k in keys):
+        def say(c):
+            return ", ".join(f"{'configuration' if k == 'config' else k} {c.get(k)}" for k in keys)
+        raise InputError(f"{path}: holds a {old.get('arch')} model ({say(old)}), not the Mask R-CNN "
+                         f"asked for ({say(wanted)}); use another output folder or the same settings.")
 
 
 def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_heads: int = 30,
@@ -207,79 +321,14 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
     import torch
 
     device = resolve_device(device)  # a missing GPU is refused before anything is read
-    check_options(epochs_heads=epochs_heads, epochs_all=epochs_all, batch_size=batch_size, lr=lr,
-                  lr_final=lr_final, momentum=momentum, weight_decay=weight_decay,
-                  clip_grad_norm=clip_grad_norm, threads=threads, crops_per_epoch=crops_per_epoch,
-                  num_workers=num_workers)
-    if isinstance(warmup_iters, bool) or int(warmup_iters) != warmup_iters or warmup_iters < 0:
-        raise InputError(f"warmup_iters must be a whole number >= 0, got {warmup_iters!r}.")
-    warmup_iters = int(warmup_iters)
-    check_run_folder(out_dir, resume, overwrite)
-    epochs_heads, epochs_all, batch_size = int(epochs_heads), int(epochs_all), int(batch_size)
-    if epochs_heads < 0 or epochs_all < 0 or epochs_heads + epochs_all < 1 or batch_size < 1:
-        raise InputError(f"epochs_heads and epochs_all must be >= 0 with at least one epoch, and "
-                         f"batch_size positive; got {epochs_heads}, {epochs_all}, {batch_size}.")
-    if not (lr > 0 and lr_final > 0):
-        raise InputError(f"lr and lr_final must be positive, got {lr} and {lr_final}.")
-    if not (0.0 <= score_threshold <= 1.0 and 0.0 <= mask_threshold < 1.0):
-        raise InputError("score_threshold must be in [0, 1] and mask_threshold in [0, 1).")
-    train_ds = CocoInstanceDataset(data_dir, "train", seed=seed, augment=True,
-                                   photometric_p=photometric_p, length=crops_per_epoch)
-    val_ds = CocoInstanceDataset(data_dir, "val", seed=seed, augment=False, photometric_p=0.0)
-    if len(train_ds) == 0 or len(val_ds) == 0:
-        raise InputError(f"{data_dir}: coco.json has {len(train_ds)} training and {len(val_ds)} "
-                         f"validation tiles; both are needed.")
+    epochs_heads, epochs_all, batch_size, warmup_iters = _check_options(
+        out_dir, resume, overwrite, epochs_heads=epochs_heads, epochs_all=epochs_all,
+        batch_size=batch_size, lr=lr, lr_final=lr_final, warmup_iters=warmup_iters,
+        score_threshold=score_threshold, mask_threshold=mask_threshold, momentum=momentum,
+        weight_decay=weight_decay, clip_grad_norm=clip_grad_norm, threads=threads,
+        crops_per_epoch=crops_per_epoch, num_workers=num_workers)
+    train_ds, val_ds, anchor_sizes = _datasets(data_dir, seed, photometric_p, crops_per_epoch, anchor_sizes)
     val_groups = val_ds.groups()
-    if isinstance(anchor_sizes, str):
-        if anchor_sizes.strip().lower() != "auto":
-            raise InputError(f"anchor_sizes must be 'auto', None or 5 sizes in pixels, not {anchor_sizes!r}.")
-        anchor_sizes = anchor_sizes_from_masks([a["area"] for anns in train_ds.annotations
-                                                for a in anns if a.get("area", 0) > 0])
-    epochs = epochs_heads + epochs_all
-
-    def phase_of(epoch):
-        return "heads" if epoch <= epochs_heads else "all"
-
-    def optimizer_for(phase):
-        # a new phase: another set of trainable parameters and a fresh optimizer
-        set_backbone_trainable(model, 0 if phase == "heads" else train_layers)
-        params = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay), None
-
-    def set_lr(optimizer, epoch):
-        for g in optimizer.param_groups:
-            g["lr"] = two_phase_lr(epoch, epochs_heads, epochs_all, lr, lr_final)
-
-    def step_lr(epoch, step, steps):
-        # each phase has a fresh optimizer and gets its own warm-up
-        first = 1 if epoch <= epochs_heads else epochs_heads + 1
-        f = warmup_factor((epoch - first) * steps + step, warmup_iters)
-        return None if f == 1.0 else two_phase_lr(epoch, epochs_heads, epochs_all, lr, lr_final) * f
-
-    def forward(model, batch):
-        images, targets, _ = batch
-        images = [im.to(device, non_blocking=True) for im in images]
-        targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-        loss_dict = model(images, targets)
-        return sum(loss_dict.values()), loss_dict, len(images)
-
-    def validate(model):
-        return evaluate(model, val_ds, batch_size, val_groups, score_threshold, mask_threshold,
-                        val_loss, device)
-
-    def eligible(epoch):
-        # the thesis checkpointed during the whole-network phase only
-        return phase_of(epoch) == "all" or epochs_all == 0
-
-    def check_resume(ck, path):
-        old = ck.get("model_config") or {}
-        keys = ("config", "norm", "backbone", "mask_resolution", "anchor_sizes", "box_head_dim")
-        if old.get("arch") != "maskrcnn" or any(old.get(k) != mcfg[k] for k in keys):
-            def say(c):
-                return ", ".join(f"{'configuration' if k == 'config' else k} {c.get(k)}" for k in keys)
-            held, want = say(old), say(mcfg)
-            raise InputError(f"{path}: holds a {old.get('arch')} model ({held}), not the Mask R-CNN "
-                             f"asked for ({want}); use another output folder or the same settings.")
 
     with run_settings(threads, seed):
         model = build_maskrcnn(config, weights_backbone,
@@ -304,13 +353,17 @@ def train_maskrcnn(data_dir, out_dir, config=1, weights_backbone=None, epochs_he
                                 else "per tile"),
                     "train_items": len(train_ds), "val_items": len(val_ds), "model_config": mcfg,
                     "data_dir": str(Path(data_dir).resolve())}
-        res = fit(model, train_ds, out_dir, epochs=epochs, batch_size=batch_size, seed=seed,
-                  forward=forward, validate=validate, optimizer_for=optimizer_for,
-                  settings=settings, model_config=mcfg, history_columns=MASKRCNN_HISTORY_COLUMNS,
-                  phase_of=phase_of, set_lr=set_lr, step_lr=step_lr, loss_terms=_LOSS_TERMS,
-                  clip_grad_norm=clip_grad_norm, eligible=eligible, check_resume=check_resume,
-                  resume=resume, overwrite=overwrite, num_workers=num_workers,
-                  collate_fn=collate_detection, pin_memory=device.type == "cuda",
-                  progress=progress, what="Mask R-CNN training",
-                  hint=" Lower lr or keep clip_grad_norm.")
+        run = FitConfig(out_dir, epochs_heads + epochs_all, batch_size, seed, settings, mcfg,
+                        MASKRCNN_HISTORY_COLUMNS, loss_terms=_LOSS_TERMS, clip_grad_norm=clip_grad_norm,
+                        resume=resume, overwrite=overwrite, num_workers=num_workers,
+                        pin_memory=device.type == "cuda", collate_fn=collate_detection,
+                        what="Mask R-CNN training", hint=" Lower lr or keep clip_grad_norm.",
+                        progress=progress)
+        schedule = TwoPhaseSchedule(model, epochs_heads, epochs_all, lr, lr_final, momentum, weight_decay,
+                                    warmup_iters, train_layers)
+        recipe = Recipe(model, train_ds, partial(_forward, device=device),
+                        lambda m: evaluate(m, val_ds, batch_size, val_groups, score_threshold,
+                                           mask_threshold, val_loss, device),
+                        schedule, check_resume=partial(_check_resume, mcfg))
+        res = fit(run, recipe)
     return dict(res, model_config=mcfg)

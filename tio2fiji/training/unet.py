@@ -19,7 +19,9 @@ from ..models.device import resolve_device
 from ..models.unet import build_unet, parse_config
 from .datasets import training_datasets
 from .engine import (
-    adam_optimizer,
+    FitConfig,
+    Recipe,
+    adam_schedule,
     check_options,
     check_run_folder,
     check_schedule,
@@ -228,7 +230,7 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
         image, target, valid = on_device(batch, device)
         return loss_fn(model(image), target, valid), {}, image.shape[0]
 
-    optimizer_for = adam_optimizer(model, lr, epochs, schedule)
+    lr_schedule = adam_schedule(model, lr, epochs, schedule)
 
     model.to(device)  # before the optimizer is built on its parameters
     pin = device.type == "cuda"
@@ -241,12 +243,12 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
                     "model_config": model_config or {}, **(run_info or {})}
         val_loader = DataLoader(val_ds, batch_size=val_batch_size or 2 * batch_size, shuffle=False,
                                 num_workers=num_workers, pin_memory=pin)
-        return {**fit(model, train_ds, out_dir, epochs=epochs, batch_size=batch_size, seed=seed,
-                   forward=forward, validate=lambda m: evaluate(m, val_loader, loss_fn, val_groups),
-                   optimizer_for=optimizer_for, settings=settings, model_config=model_config or {},
-                   history_columns=HISTORY_COLUMNS, resume=resume, overwrite=overwrite,
-                   num_workers=num_workers, progress=progress, what="U-Net training",
-                   hint=" Lower lr.", pin_memory=pin), "device": str(device)}
+        config = FitConfig(out_dir, epochs, batch_size, seed, settings, model_config or {},
+                           HISTORY_COLUMNS, resume=resume, overwrite=overwrite, num_workers=num_workers,
+                           pin_memory=pin, what="U-Net training", hint=" Lower lr.", progress=progress)
+        recipe = Recipe(model, train_ds, forward, lambda m: evaluate(m, val_loader, loss_fn, val_groups),
+                        lr_schedule)
+        return {**fit(config, recipe), "device": str(device)}
 
 
 def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weights=None,
