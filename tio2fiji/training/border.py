@@ -41,7 +41,18 @@ from ..models.unet import build_unet, parse_config
 from ..predict import predict_maps
 from ..transforms import TILE
 from .datasets import RandomCropDataset, split_pairs
-from .engine import adam_optimizer, check_options, check_run_folder, check_schedule, fit, on_device, run_settings
+from .engine import (
+    FitConfig,
+    Recipe,
+    Schedule,
+    adam_optimizer,
+    check_options,
+    check_run_folder,
+    check_schedule,
+    fit,
+    on_device,
+    run_settings,
+)
 from .splits import read_split
 from .star import star_samples
 from .unet import make_loss
@@ -303,9 +314,9 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
                     "selection": f"val_f1 (F1 at IoU 0.5 pooled over the validation images, objects "
                                  f"under {SCORE_MIN_SIZE} px dropped on both sides)",
                     "model_config": model_config, "data_dir": str(Path(data_dir).resolve())}
-        return fit(model, train_ds, out_dir, epochs=epochs, batch_size=batch_size, seed=seed,
-                   forward=forward, validate=validate, optimizer_for=optimizer_for, settings=settings,
-                   model_config=model_config, history_columns=BORDER_HISTORY_COLUMNS,
-                   loss_terms=("fg_loss", "border_loss"), extra_scores=lambda: dict(last),
-                   score_label="val_f1", resume=resume, overwrite=overwrite, progress=progress,
-                   what="border U-Net training", hint=" Lower lr.", pin_memory=device.type == "cuda")
+        run = FitConfig(out_dir, epochs, batch_size, seed, settings, model_config, BORDER_HISTORY_COLUMNS,
+                        loss_terms=("fg_loss", "border_loss"), resume=resume, overwrite=overwrite,
+                        pin_memory=device.type == "cuda", score_label="val_f1",
+                        what="border U-Net training", hint=" Lower lr.", progress=progress)
+        return fit(run, Recipe(model, train_ds, forward, validate, Schedule(optimizer_for),
+                               extra_scores=lambda: dict(last)))

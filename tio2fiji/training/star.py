@@ -40,7 +40,18 @@ from ..models.unet import build_unet, parse_config
 from ..predict import predict_maps
 from ..transforms import TILE
 from .datasets import RandomCropDataset, load_samples, split_pairs
-from .engine import adam_optimizer, check_options, check_run_folder, check_schedule, fit, on_device, run_settings
+from .engine import (
+    FitConfig,
+    Recipe,
+    Schedule,
+    adam_optimizer,
+    check_options,
+    check_run_folder,
+    check_schedule,
+    fit,
+    on_device,
+    run_settings,
+)
 from .splits import read_split
 from .unet import make_loss
 
@@ -282,11 +293,9 @@ def train_star(data_dir, out_dir, config: str = "resnet18-scratch", n_rays: int 
                     "train_items": len(train_ds), "val_images": [s.name for s in val],
                     "selection": "val_f1 (F1 at IoU 0.5, pooled over the validation images)",
                     "model_config": model_config, "data_dir": str(Path(data_dir).resolve())}
-        return fit(model, train_ds, out_dir, epochs=epochs, batch_size=batch_size, seed=seed,
-                   forward=forward, validate=validate, optimizer_for=optimizer_for, settings=settings,
-                   model_config=model_config, history_columns=STAR_HISTORY_COLUMNS,
-                   loss_terms=("fg_loss", "prob_loss", "dist_loss"), extra_scores=lambda: dict(last),
-                   score_label="val_f1",
-                   resume=resume, overwrite=overwrite, progress=progress,
-                   what="star-convex U-Net training",
-                   hint=" Lower lr.", pin_memory=device.type == "cuda")
+        run = FitConfig(out_dir, epochs, batch_size, seed, settings, model_config, STAR_HISTORY_COLUMNS,
+                        loss_terms=("fg_loss", "prob_loss", "dist_loss"), resume=resume, overwrite=overwrite,
+                        pin_memory=device.type == "cuda", score_label="val_f1",
+                        what="star-convex U-Net training", hint=" Lower lr.", progress=progress)
+        return fit(run, Recipe(model, train_ds, forward, validate, Schedule(optimizer_for),
+                               extra_scores=lambda: dict(last)))
