@@ -26,7 +26,7 @@ from tio2fiji.instances import labels_to_separated_mask
 from tio2fiji.io import read_sem
 from tio2fiji.models.checkpoint import DEFAULT_MODEL
 from tio2fiji.particles import measure
-from tio2fiji.run import analyze_images
+from tio2fiji.run import AnalysisOptions, analyze_images
 
 PS = 7.34375e-9
 
@@ -88,6 +88,8 @@ def test_demo_writes_consistent_results_and_a_report_that_renders(tmp_path, exam
     summary = both[both["particles_kind"] == "all"]
     complete_rows = both[both["particles_kind"] == "complete"]
     assert meta["options"]["complete_only"] is False and meta["complete_classifier"]["threshold"] == 0.5
+    # analysis.json's options are the library's defaults, recorded field by field (AnalysisOptions)
+    assert meta["options"] == AnalysisOptions().recorded(meta["model"]["threshold"])
     assert set(dist["image"]) == set(names) and set(dist["method"]) == {"clark-evans", "monte-carlo"}
     assert [m["pixel_size_source"] for m in meta["images"]] == ["CZ_SEM"] * 3
     assert [m["separation"] for m in meta["images"]] == ["watershed"] * 3  # "auto" for a one-output U-Net

@@ -11,7 +11,8 @@ import click
 from ..distribution import METHODS
 from ..errors import Tio2FijiError
 from ..imagej import BACKENDS
-from ..instances import CONNECTIVITY, SEPARATE
+from ..instances import SEPARATE
+from ..run import AnalysisOptions
 from ..transforms import SCALES
 from ._common import (
     _CONNECTIVITY,
@@ -29,6 +30,8 @@ from ._measure import SIZE_HELP, _bounds
 
 #: Images whose result line the command prints; a larger run prints a count instead.
 _LINES = 50
+#: The library's defaults: every option's default is read from here, never stated again.
+_DEFAULT = AnalysisOptions()
 
 
 def _names(names, shown=5) -> str:
@@ -39,56 +42,57 @@ def _names(names, shown=5) -> str:
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Output folder.")
-@click.option("--model", "model_path", default="default", show_default=True,
+@click.option("--model", "model_path", default=_DEFAULT.model, show_default=True,
               help="A bundled model ('default' = unet-watershed; unet-border; maskrcnn), a compact model file, "
               "or a training checkpoint (best.pt).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="native", show_default=True,
+@click.option("--backend", type=click.Choice(BACKENDS), default=_DEFAULT.backend, show_default=True,
               help="Who measures the particles.")
-@click.option("--separate", type=click.Choice(SEPARATE), default="auto",
+@click.option("--separate", type=click.Choice(SEPARATE), default=_DEFAULT.separate,
               show_default=True, help="Touching particles: the model's own way (auto: the default's border "
               "band; a Mask R-CNN finds its own), watershed, or none (connected components, as the thesis).")
-@click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True,
+@click.option("--connectivity", type=_CONNECTIVITY, default=str(_DEFAULT.connectivity), show_default=True,
               help="Particle connectivity of the components and the measurement (4: as the BAM masks).")
-@click.option("--method", "methods", multiple=True, default=("clark-evans", "monte-carlo"), show_default=True,
+@click.option("--method", "methods", multiple=True, default=_DEFAULT.methods, show_default=True,
               type=click.Choice(METHODS),
               help="Spatial-distribution test; repeat for several.")
-@click.option("--threshold", type=_Checked("threshold"), default=None,
+@click.option("--threshold", type=_Checked("threshold"), default=_DEFAULT.threshold,
               help="Probability threshold (default: the one stored with the model).")
-@click.option("--seed", type=_Checked("seed"), default=0, show_default=True,
+@click.option("--seed", type=_Checked("seed"), default=_DEFAULT.seed, show_default=True,
               help="Seed of the bootstrap intervals and the simulations.")
-@click.option("--threads", type=_Checked("threads"), default=None,
+@click.option("--threads", type=_Checked("threads"), default=_DEFAULT.threads,
               help="torch CPU threads (per Dask worker with --workers/--scheduler; default: torch's choice, "
                    "on Dask cores // workers of the host).")
-@click.option("--complete-only", is_flag=True,
+@click.option("--complete-only", is_flag=True, default=_DEFAULT.complete_only,
               help="Summary, sizes, plots and spatial tests of the complete particles only (not partly "
                    "hidden or cut); particles.csv keeps every particle with its complete column.")
-@click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=None,
+@click.option("--data-bar-rows", type=_Checked("data_bar_rows"), default=_DEFAULT.data_bar_rows,
               help="Height of the microscope's data bar (0: none); detected from each image when omitted.")
-@click.option("--pixel-size", default=None,
+@click.option("--pixel-size", default=_DEFAULT.pixel_size_m,
               help="Pixel size (e.g. 7.3nm) of every image, overriding its metadata and burned-in bar (as "
                    "in measure); the outputs name the value it replaced. Without it, an image without "
                    "metadata gets its burned-in field width or scale bar.")
-@click.option("--allow-pixels", is_flag=True,
+@click.option("--allow-pixels", is_flag=True, default=_DEFAULT.allow_pixels,
               help="Measure images that nothing calibrates in pixels, instead of refusing them.")
 @click.option("--glob", "pattern", default=None,
               help="Files of a folder given as IMAGES (e.g. '*.tif', '**/*.tif'); default: every image "
                    "format tio2fiji reads, in all subfolders.")
 @click.option("--from-list", "from_list", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="A text file of image paths, one per line (for more paths than a command line takes).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@click.option("--workers", type=click.IntRange(min=1), default=_DEFAULT.workers,
               help="Analyse on a local Dask cluster of N worker processes (cores // N torch threads each); "
                    "default: one image after another in this process.")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
+@click.option("--scheduler", default=_DEFAULT.scheduler, metavar="ADDRESS",
               help="Analyse on the workers of a running Dask scheduler (tcp://host:8786 or a scheduler "
                    "file); they must see the images and --out at the same paths.")
-@click.option("--force", is_flag=True,
+@click.option("--force", is_flag=True, default=_DEFAULT.force,
               help="Analyse every image again; by default a rerun into the same --out keeps the results "
                    "made from the same image bytes, model and options.")
-@click.option("--tta", is_flag=True, help="Test-time augmentation: maps averaged over 8 flips/rotations (8x time).")
-@click.option("--scale", type=click.Choice(SCALES), default="model", show_default=True,
+@click.option("--tta", is_flag=True, default=_DEFAULT.tta,
+              help="Test-time augmentation: maps averaged over 8 flips/rotations (8x time).")
+@click.option("--scale", type=click.Choice(SCALES), default=_DEFAULT.scale, show_default=True,
               help="model: segment each calibrated image at the model's pixel size and bring the particles "
                    "back to its own grid (the same particles at any magnification); none: at the image's own.")
-@click.option("--size", default=None, metavar="MIN-MAX", help=SIZE_HELP)
+@click.option("--size", default=_DEFAULT.size, metavar="MIN-MAX", help=SIZE_HELP)
 @_device_option
 def analyze(images, out_dir, model_path, backend, separate, connectivity, methods, threshold, seed, threads,
             complete_only, data_bar_rows, pixel_size, allow_pixels, pattern, from_list, workers, scheduler,
@@ -189,7 +193,5 @@ def demo(ctx, data_dir, out_dir):
     click.echo(f"== 1. SEM images in {data_dir / 'SEM'}")
     ctx.invoke(info, images=images, data_bar_rows=None, page=None)
     click.echo("\n== 2. Segment with the bundled model, measure, test the distribution, report")
-    ctx.invoke(analyze, images=images, out_dir=out_dir, model_path="default", backend="native",
-               separate="auto", connectivity=str(CONNECTIVITY), methods=("clark-evans", "monte-carlo"), threshold=None,
-               seed=0, threads=None, complete_only=False)
+    ctx.invoke(analyze, images=images, out_dir=out_dir)  # every other option at its default
     click.echo(f"\nOpen {out_dir / 'report.html'} in a browser.")

@@ -1,97 +1,40 @@
 """Runs over many images: the per-file runner (``_batch``: ``measure``, ``distribution``, ``segment``),
-the scoring of a model (``_evaluate``), the main job (``_analyze``) with its per-image parts
-(``_parts``) and its Dask workers (``_cluster``)."""
+the scoring of a model (``_evaluate``), the main job (``_analyze``) with its options (``_options``),
+its per-image parts (``_parts``) and its Dask workers (``_cluster``).
 
-from ._analyze import AnalysisResult, analyze_images, analyze_one, warm_up
-from ._batch import (
-    BatchResult,
-    MaskInput,
-    concat_tables,
-    distribution_files,
-    failure_message,
-    load_mask_input,
-    measure_files,
-    run_files,
-    run_folder,
-    run_metadata,
-    run_versions,
-    segment_files,
-    segment_outputs,
-    software_versions,
-    unique_names,
-)
-from ._cluster import (
-    ALLOWED_FAILURES,
-    cores,
-    open_client,
-    run_tasks,
-    share,
-    shared,
-    start_client,
-    worker_cache,
-    worker_device,
-)
-from ._evaluate import evaluate_model, select_pairs
-from ._parts import (
-    MAX_PANELS,
-    PLOTS,
-    WRITTEN_SUFFIXES,
-    earlier_parts,
-    gather_images,
-    image_files,
-    merge_parts,
-    other_parts,
-    panel_positions,
-    pooled_sizes,
-    read_part,
-    reusable_part,
-    run_outputs,
-    write_part,
-)
+Each public name is imported from its module on first use (as :mod:`tio2fiji` does), so that
+``from tio2fiji.run import AnalysisOptions`` (``tio2fiji analyze --help``) loads no torch.
+"""
 
-__all__ = [
-    "BatchResult",
-    "MaskInput",
-    "run_files",
-    "unique_names",
-    "failure_message",
-    "run_metadata",
-    "run_versions",
-    "software_versions",
-    "load_mask_input",
-    "measure_files",
-    "distribution_files",
-    "segment_files",
-    "concat_tables",
-    "run_folder",
-    "segment_outputs",
-    "select_pairs",
-    "evaluate_model",
-    "cores",
-    "open_client",
-    "start_client",
-    "run_tasks",
-    "share",
-    "shared",
-    "worker_cache",
-    "worker_device",
-    "ALLOWED_FAILURES",
-    "PLOTS",
-    "MAX_PANELS",
-    "WRITTEN_SUFFIXES",
-    "gather_images",
-    "panel_positions",
-    "write_part",
-    "read_part",
-    "reusable_part",
-    "earlier_parts",
-    "image_files",
-    "run_outputs",
-    "other_parts",
-    "merge_parts",
-    "pooled_sizes",
-    "analyze_images",
-    "analyze_one",
-    "AnalysisResult",
-    "warm_up",
-]
+import importlib
+
+#: Public name -> the module of this package that defines it.
+_EXPORTS = {
+    **dict.fromkeys(["BatchResult", "MaskInput", "run_files", "unique_names", "failure_message", "run_metadata",
+                     "run_versions", "software_versions", "load_mask_input", "measure_files",
+                     "distribution_files", "segment_files", "concat_tables", "run_folder", "segment_outputs"],
+                    "_batch"),
+    **dict.fromkeys(["select_pairs", "evaluate_model"], "_evaluate"),
+    **dict.fromkeys(["cores", "open_client", "start_client", "run_tasks", "share", "shared", "worker_cache",
+                     "worker_device", "ALLOWED_FAILURES"], "_cluster"),
+    **dict.fromkeys(["PLOTS", "WRITTEN_SUFFIXES", "gather_images", "panel_positions", "write_part",
+                     "read_part", "reusable_part", "earlier_parts", "image_files", "run_outputs", "other_parts",
+                     "merge_parts", "pooled_sizes"], "_parts"),
+    **dict.fromkeys(["AnalysisOptions", "MAX_PANELS"], "_options"),
+    **dict.fromkeys(["analyze_images", "analyze_one", "AnalysisResult", "warm_up"], "_analyze"),
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    home = _EXPORTS.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

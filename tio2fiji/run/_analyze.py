@@ -23,23 +23,21 @@ its error and the others go on.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from .. import report as rep
-from ..checks import check_option, check_options, plausibility_warnings
-from ..distribution import METHODS, envelope_tests, envelopes, test_distribution
+from ..checks import plausibility_warnings
+from ..distribution import envelope_tests, envelopes, test_distribution
 from ..errors import InputError, OutputError
-from ..imagej import BACKENDS, measure_imagej
-from ..instances import CONNECTIVITY, SEPARATE, labels_to_separated_mask
+from ..imagej import measure_imagej
+from ..instances import labels_to_separated_mask
 from ..io import (
     RunFolder,
     calibrate_missing,
@@ -66,6 +64,7 @@ from ._batch import (
     unique_names,
 )
 from ._cluster import run_tasks, share, shared, start_client, worker_cache, worker_device
+from ._options import AnalysisOptions
 from ._parts import MAX_PANELS, earlier_parts, gather_images, merge_parts, panel_positions, run_outputs, write_part
 
 __all__ = ["analyze_images", "analyze_one", "AnalysisResult", "gather_images", "warm_up", "MAX_PANELS"]
@@ -154,27 +153,22 @@ class _Job:
     """Everything one image's analysis needs besides the loaded network (sent to Dask workers)."""
 
     out_dir: str
-    model: str
-    device: str | None
-    backend: str
-    separate: str
-    connectivity: int
-    methods: tuple
-    points: str
-    threshold: float | None
-    n_boot: int
-    seed: int
-    n_sim: int
-    envelope_sims: int
-    report: bool
-    complete_only: bool
-    data_bar_rows: int | None
-    pixel_size_m: float | None
-    allow_pixels: bool
+    options: AnalysisOptions  # checked; on Dask workers ``model`` names what they load
     key: str = ""  # the model's identity and the options that change numbers (resume)
-    tta: bool = False
-    scale: str = "model"
-    size: SizeFilter | None = None  # ImageJ's size filter (parse_size)
+
+    @property
+    def size(self) -> SizeFilter | None:
+        """ImageJ's size filter (:func:`tio2fiji.particles.parse_size` of ``options.size``)."""
+        return parse_size(self.options.size)
+
+
+def _job(opts, out_dir, key) -> _Job:
+    """The run's job; on Dask workers, which may run elsewhere (another cwd), with absolute paths
+    of the folder and the model file."""
+    if not opts.dask:
+        return _Job(out_dir=str(out_dir), options=opts, key=key)
+    model = str(Path(opts.model).absolute()) if Path(opts.model).is_file() else str(opts.model)
+    return _Job(out_dir=str(out_dir.absolute()), options=replace(opts, model=model), key=key)
 
 
 def _model_description(model, source) -> dict:
@@ -245,7 +239,7 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
     name, stem : str
         The image's unique name (tables) and output stem (:func:`tio2fiji.run.unique_names`).
     job : _Job
-        The run's options and output folder.
+        The run's options (:class:`tio2fiji.run.AnalysisOptions`), output folder and resume key.
     net : torch.nn.Module
         The loaded network.
     clf : dict
@@ -260,14 +254,14 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
         ``meta`` (the image's entry in ``analysis.json``), ``distribution`` and ``summary`` rows,
         ``image_sha256``, ``key`` (model and options), ``files`` (relative paths).
     """
-    t0 = time.perf_counter()
+    t0, o, size = time.perf_counter(), job.options, job.size  # size: ImageJ's size filter
     out_dir, plots_dir, ps = Path(job.out_dir), Path(job.out_dir) / "plots", None
     image_sha = file_sha256(path) if Path(path).is_file() else None
     # --pixel-size overrides the file's calibration (also a broken tag's), as in every command
-    sem = calibrate_missing(read_sem(path, data_bar_rows=job.data_bar_rows, pixel_size_m=job.pixel_size_m),
-                            pixel_size_m=job.pixel_size_m, allow_pixels=job.allow_pixels)
-    seg = segment(net, sem, threshold=job.threshold, separate=job.separate, connectivity=job.connectivity,
-                  tta=job.tta, scale=job.scale)
+    sem = calibrate_missing(read_sem(path, data_bar_rows=o.data_bar_rows, pixel_size_m=o.pixel_size_m),
+                            pixel_size_m=o.pixel_size_m, allow_pixels=o.allow_pixels)
+    seg = segment(net, sem, threshold=o.threshold, separate=o.separate, connectivity=o.connectivity,
+                  tta=o.tta, scale=o.scale)
     labels = np.asarray(seg.labels)
     ps = sem.pixel_size_m
     implausible = plausibility_warnings(np.count_nonzero(seg.mask), np.bincount(labels.ravel())[1:],
@@ -276,26 +270,26 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
         implausible.append(f"{name}: {seg.info['scale']['warning']}")
     files = {"mask": write_mask(out_dir / f"{stem}_mask.tif", labels > 0, ps),
              "labels": write_labels(out_dir / f"{stem}_labels.tif", labels, ps)}
-    bounds = job.size.pixel_bounds(ps) if job.size is not None else None  # ImageJ's size filter
-    measured = labels if job.backend == "native" else labels_to_separated_mask(labels, job.connectivity)
-    table = (measure if job.backend == "native" else measure_imagej)(
-        measured, pixel_size_m=ps, connectivity=job.connectivity, image_name=name, size=job.size)
-    table, measured_labels, label_of_row = add_complete_columns(table, measured, clf, job.connectivity,
+    bounds = size.pixel_bounds(ps) if size is not None else None
+    measured = labels if o.backend == "native" else labels_to_separated_mask(labels, o.connectivity)
+    table = (measure if o.backend == "native" else measure_imagej)(
+        measured, pixel_size_m=ps, connectivity=o.connectivity, image_name=name, size=size)
+    table, measured_labels, label_of_row = add_complete_columns(table, measured, clf, o.connectivity,
                                                                 size_px=bounds)
     points_of, stats_table = labels, table
-    if job.complete_only or bounds is not None:  # the measured particles (within --size) that count
-        stats_table = table[table["complete"]] if job.complete_only else table
+    if o.complete_only or bounds is not None:  # the measured particles (within --size) that count
+        stats_table = table[table["complete"]] if o.complete_only else table
         keep = np.zeros(int(measured_labels.max(initial=0)) + 1, bool)
-        keep[label_of_row[table["complete"].to_numpy(bool) | (not job.complete_only)]] = True
+        keep[label_of_row[table["complete"].to_numpy(bool) | (not o.complete_only)]] = True
         points_of = np.where(keep[measured_labels], measured_labels, 0)
-    rows = [test_distribution(points_of, method=m, pixel_size_m=ps, image=name, points=job.points,
-                              n_sim=job.n_sim, seed=job.seed, backend=job.backend,
-                              connectivity=job.connectivity) for m in job.methods]
+    rows = [test_distribution(points_of, method=m, pixel_size_m=ps, image=name, points=o.points,
+                              n_sim=o.n_sim, seed=o.seed, backend=o.backend,
+                              connectivity=o.connectivity) for m in o.methods]
     h, w = labels.shape
     env_tests = []  # the G/L tests of the envelope plot: its titles and the report's table
-    if job.report and panel:
+    if o.report and panel:
         files["overlay"] = rep.overlay_image(sem.analysed, labels, plots_dir / f"{stem}_overlay.png")
-        env = _envelopes(stats_table, w, h, ps, job.envelope_sims, job.seed) if job.envelope_sims else None
+        env = _envelopes(stats_table, w, h, ps, o.envelope_sims, o.seed) if o.envelope_sims else None
         if env is not None:
             env_tests = envelope_tests(env, name)
             files["envelopes"] = rep.plot_envelopes_png(env, plots_dir / f"{stem}_envelopes.png",
@@ -312,13 +306,13 @@ def analyze_one(path, name, stem, job, net, clf, panel=True) -> dict:
         "foreground_px": int(np.count_nonzero(seg.mask)), "threshold": seg.threshold,
         "separation": seg.info.get("separate"), "segmentation": dict(seg.info),
         "warnings": implausible, "envelope_tests": env_tests,
-        "size": job.size.describe(ps) if job.size is not None else None,
+        "size": size.describe(ps) if size is not None else None,
         "files": {k: str(v) for k, v in files.items()},
         "seconds": round(time.perf_counter() - t0, 2)}
-    summary = summary_table(table, [meta], n_boot=job.n_boot, seed=job.seed, complete_only=job.complete_only)
+    summary = summary_table(table, [meta], n_boot=o.n_boot, seed=o.seed, complete_only=o.complete_only)
     part = write_part(out_dir, stem, table, {
         "image": name, "path": str(path), "image_sha256": image_sha, "key": job.key,
-        "panel": bool(job.report and panel),
+        "panel": bool(o.report and panel),
         "files": {k: Path(v).relative_to(out_dir).as_posix() for k, v in files.items()},
         "meta": meta, "distribution": rows, "summary": summary.to_dict("records")})
     return part
@@ -356,8 +350,8 @@ def warm_up() -> float:
         warnings.simplefilter("ignore")  # few simulations: the tests' untestable-p notes
         path = Path(tmp) / "warm.tif"
         tifffile.imwrite(path, image, imagej=True, resolution=(1e-9 / 5e-9, 1e-9 / 5e-9), metadata={"unit": "nm"})
-        job = _Job(tmp, "", "cpu", "native", "auto", CONNECTIVITY, ("clark-evans", "monte-carlo"), "auto",
-                   None, 50, 0, 19, 3, True, False, 0, None, False)
+        job = _Job(out_dir=tmp, options=AnalysisOptions(model="", device="cpu", n_boot=50, n_sim=19, envelope_sims=3,
+                                                         data_bar_rows=0))
         analyze_one(path, "warm.tif", "warm", job, net, clf, panel=True)
     return time.perf_counter() - t0
 
@@ -369,8 +363,8 @@ def _image_task(path, name, stem, job, panel, net=None, clf=None) -> tuple:
     """
     try:
         if net is None:  # on a Dask worker: the network and classifier, loaded once per worker
-            dev = resolve_device(worker_device(job.device))
-            net = worker_cache(("model", job.model, job.key, str(dev)), lambda: _worker_network(job, dev))
+            dev = resolve_device(worker_device(job.options.device))
+            net = worker_cache(("model", job.options.model, job.key, str(dev)), lambda: _worker_network(job, dev))
             clf = worker_cache(("classifier",), complete_classifier)[0]
         analyze_one(Path(path), name, stem, job, net, clf, panel)
         return "ok", ""
@@ -380,27 +374,7 @@ def _image_task(path, name, stem, job, panel, net=None, clf=None) -> tuple:
         return "failed", failure_message(path, exc)
 
 
-def _check_options(backend, separate, connectivity, methods, points):
-    if backend not in BACKENDS:
-        raise InputError(f"backend must be 'native' or 'imagej', not {backend!r}.")
-    if separate not in SEPARATE:
-        raise InputError(f"separate must be one of {', '.join(SEPARATE)}, not {separate!r}.")
-    if connectivity not in (4, 8):
-        raise InputError(f"connectivity must be 4 or 8, not {connectivity!r}.")
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise InputError(f"unknown distribution method(s) {', '.join(map(str, bad))}: "
-                         f"use {', '.join(METHODS)}.")
-    if points not in ("auto", "uep", "centroid"):
-        raise InputError(f"points must be 'auto', 'uep' or 'centroid', not {points!r}.")
-
-
-def analyze_images(images, out_dir, model="default", backend="native", separate="auto",
-                   connectivity=CONNECTIVITY, methods=("clark-evans", "monte-carlo"), points="auto",
-                   threshold=None, n_boot=1000, seed=0, n_sim=199, envelope_sims=39, report=True,
-                   complete_only=False, progress=None, data_bar_rows=None, pixel_size_m=None,
-                   allow_pixels=False, device=None, workers=None, scheduler=None, threads=None,
-                   force=False, max_panels=MAX_PANELS, tta=False, scale="model", size=None) -> AnalysisResult:
+def analyze_images(images, out_dir, options=None, *, progress=None, **fields) -> AnalysisResult:
     """Segment, measure and test SEM images; write tables, plots and the HTML report.
 
     Parameters
@@ -422,85 +396,14 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
         scored on the label image that was measured). ``summary.csv`` has, per image, a row of all
         particles and a row of the complete ones (``particles_kind`` ``all`` / ``complete``,
         :func:`tio2fiji.report.summary_table`).
-    model : "default", path or torch.nn.Module
-        The segmentation network (:func:`tio2fiji.models.load_model`); loaded once (per worker).
-        Dask workers need a name or a file.
-    backend : {"native", "imagej"}
-        Who measures the particles. ImageJ measures binary masks, so touching particles are cut
-        apart by one pixel first (:func:`tio2fiji.instances.labels_to_separated_mask`).
-    separate : {"auto", "none", "watershed"}
-        How :func:`tio2fiji.predict.segment` turns the mask into particles: ``"watershed"`` splits
-        touching particles, ``"none"`` keeps connected components, ``"auto"`` is watershed for a
-        U-Net and the network's own instances for Mask R-CNN.
-    connectivity : {4, 8}
-        Particle connectivity of the connected components (``separate="none"``) and of the
-        measurement's outline tracing (4: particles apart unless they share a side, as in the BAM
-        masks).
-    methods : sequence of {"clark-evans", "monte-carlo", "biovoxxel"}
-        Spatial-distribution tests, one ``distribution.csv`` row each per image.
-    points : {"auto", "uep", "centroid"}
-        Points of the tests (``"auto"``: centroids of the separated particles).
-    threshold : float, optional
-        Probability threshold (default: the model's).
-    n_boot, seed
-        Bootstrap of the size statistics (:func:`tio2fiji.report.bootstrap_ci`); ``seed`` also
-        seeds the Monte Carlo test and the envelopes.
-    n_sim : int
-        Simulations of the Monte Carlo test.
-    envelope_sims : int
-        Simulations of the G/L envelopes (0: no envelopes).
-    report : bool
-        Write the plots and ``report.html``.
-    complete_only : bool
-        Use only the complete particles for ``summary.csv`` (its ``complete`` rows only), the
-        plots, the G/L envelopes and ``distribution.csv`` (the points of the complete particles);
-        ``particles.csv`` keeps every particle. Recorded as ``options.complete_only`` in
-        ``analysis.json`` and said in the report.
+    options : AnalysisOptions, optional
+        The run's options (:class:`tio2fiji.run.AnalysisOptions`: model, backend, tests, Dask,
+        resume, ...); default: its defaults.
     progress : callable, optional
         ``progress(done, total, name)`` after each image (analysed or failed).
-    data_bar_rows : int, optional
-        Height of the data bar of every image (0: none); detected per image when None
-        (:func:`tio2fiji.io.detect_data_bar`). Recorded as ``options.data_bar_rows``.
-    pixel_size_m : float, optional
-        Pixel size (metres) of every image: it overrides the file's calibration and burned-in bar,
-        as in every command; each image's ``pixel_size_source`` says what it replaced
-        (:func:`tio2fiji.io.given_source`). Without it, an image whose file has no calibration gets
-        its burned-in field width or scale bar (:func:`tio2fiji.io.calibrate_missing`).
-    allow_pixels : bool
-        Measure an image that nothing calibrates in pixels; without it such an image fails
-        (listed in ``failures``) instead of silently turning nm into pixels.
-    tta : bool
-        Test-time augmentation (:func:`tio2fiji.predict.segment`): 8 network passes per image.
-    scale : {"model", "none"}
-        ``"model"``: calibrated images are segmented at the model's pixel size and their particles
-        brought back (:func:`tio2fiji.predict.segment`); each image's ``segmentation.scale`` in
-        ``analysis.json`` says what was done, and images outside the model's range get a warning.
-    device : str, optional
-        Where the network runs (:func:`tio2fiji.models.resolve_device`; None = ``"auto"``: the
-        first CUDA GPU when there is one). On Dask workers ``auto``/``cuda`` gives each worker one
-        GPU in turn.
-    workers : int, optional
-        Run the images on a local Dask cluster of this many worker processes
-        (:func:`tio2fiji.run.open_client`); default: one after another in this process.
-    scheduler : str, optional
-        Address or scheduler file of a running Dask scheduler whose workers run the images (they
-        must see ``out_dir`` and the images at the same paths: a shared file system).
-    threads : int, optional
-        torch threads per Dask worker (default: cores // workers on its host).
-    force : bool
-        Analyse every image again; without it the parts of an earlier run into ``out_dir`` made
-        from the same image bytes, model and options are kept (``AnalysisResult.skipped``). The
-        parts and files of an earlier run's images that are not in this run are always kept, left
-        out of this run's tables (``AnalysisResult.kept_other``, ``analysis.json``
-        ``run.kept_other_images``).
-    size : str, optional
-        ImageJ's size filter (``"10-Infinity"``: nm² when calibrated, else pixels; ``"10-500
-        pixel"``, :func:`tio2fiji.particles.parse_size`): only these particles are measured, tested
-        and summarised; ``options.size`` and each image's ``size`` (its pixel bounds) record it.
-    max_panels : int
-        Images with their own overlay and envelope panels in the report, evenly spaced over the
-        input order (all when there are no more); the report's tables and plots show these
-        images, the CSV files every image.
+    **fields
+        Any option of :class:`~tio2fiji.run.AnalysisOptions` by name, replacing ``options``'s
+        (``analyze_images(images, out, model="default", workers=4)``).
 
     Returns
     -------
@@ -509,124 +412,105 @@ def analyze_images(images, out_dir, model="default", backend="native", separate=
     Raises
     ------
     InputError
-        Bad options, a model or complete-particle classifier that cannot be loaded, a scheduler
-        that cannot be reached (nothing is analysed then). Errors of single
-        images are not raised; they are in ``AnalysisResult.failures``.
+        Bad or unknown options, a model or complete-particle classifier that cannot be loaded, a
+        scheduler that cannot be reached (nothing is analysed then). Errors of single images are
+        not raised; they are in ``AnalysisResult.failures``.
     """
     t_start = time.perf_counter()
+    opts = AnalysisOptions.given(options, **fields).checked()
     images = [Path(p) for p in images]
-    methods = tuple(methods)
-    _check_options(backend, separate, connectivity, methods, points)
-    check_options(threshold=threshold, n_boot=n_boot, seed=seed, n_sim=n_sim, envelope_sims=envelope_sims)
-    data_bar_rows = check_option("data_bar_rows", data_bar_rows)
-    pixel_size_m = check_option("pixel_size_m", pixel_size_m)
-    size = parse_size(size)
     if not images:
         raise InputError("no images given.")
-    if workers is not None and scheduler is not None:
-        raise InputError("give either workers (a local Dask cluster) or scheduler, not both.")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise InputError(f"workers must be a whole number of 1 or more, not {workers!r}.")
-    dask = workers is not None or scheduler is not None
-    if dask and not isinstance(model, (str, Path)):
-        raise InputError("Dask workers load the model themselves: give it as a name or a file.")
-    if not isinstance(max_panels, int) or max_panels < 0:
-        raise InputError(f"max_panels must be a whole number of 0 or more, not {max_panels!r}.")
     out_dir = check_output_dir(out_dir, keep=False)  # before the model is loaded or anything computed
-    if scheduler is None:  # also checks a GPU asked for on a local cluster
-        dev = resolve_device(device)
+    if opts.scheduler is None:  # also checks a GPU asked for on a local cluster
+        dev = resolve_device(opts.device)
     with ExitStack() as stack:
         # the workers start (import torch, tio2fiji) while this process loads and exports the model
-        starting = stack.enter_context(start_client(workers, scheduler, device, threads,
-                                                    preload=("tio2fiji._warm_worker",))) if dask else None
+        starting = stack.enter_context(start_client(opts.workers, opts.scheduler, opts.device, opts.threads,
+                                                    preload=("tio2fiji._warm_worker",))) if opts.dask else None
         clf, clf_desc = complete_classifier()
+        model = opts.model
         if isinstance(model, (str, Path)):  # with Dask, this copy describes the model and is exported
-            net = load_model(model, device="cpu" if dask else dev)
+            net = load_model(model, device="cpu" if opts.dask else dev)
         else:
             net = model
         model_desc = _model_description(net, model)
-        options = {"backend": backend, "separate": separate, "connectivity": connectivity,
-                   "methods": list(methods), "points": points,
-                   "threshold": threshold if threshold is not None else model_desc["threshold"],
-                   "n_boot": n_boot, "seed": seed, "n_sim": n_sim, "envelope_sims": envelope_sims,
-                   "complete_only": bool(complete_only), "data_bar_rows": data_bar_rows,
-                   "pixel_size_m": pixel_size_m, "allow_pixels": bool(allow_pixels), "tta": bool(tta),
-                   "scale": scale, "size": None if size is None else size.text}
         # a kept part must have been made by the same model, classifier, code and numeric options
-        numbers = {k: v for k, v in options.items() if k != "envelope_sims"}
-        # float16 autocast on CUDA changes the last digits: a CPU part does not stand for a GPU one
-        numbers["device"] = dev.type if scheduler is None else str(device or "auto")
-        key = hashlib.sha256(json.dumps({"model": _model_identity(net, model_desc), "tio2fiji": __version__,
-                                         "classifier": clf_desc["sha256"], **numbers},
-                                        sort_keys=True, default=str).encode()).hexdigest()
-        # Dask workers may run elsewhere (another cwd): absolute paths of the folder, model and images
-        where = str(out_dir.absolute()) if dask else str(out_dir)
-        model_ref = "" if not dask else str(Path(model).absolute()) if Path(model).is_file() else str(model)
-        job = _Job(where, model_ref, device, backend, separate, int(connectivity),
-                   methods, points, threshold, n_boot, seed, n_sim, envelope_sims, bool(report),
-                   bool(complete_only), data_bar_rows, pixel_size_m, bool(allow_pixels), key, bool(tta), scale,
-                   size)
-        client = None
-        if dask:  # before the folder is touched: a scheduler that cannot be reached changes nothing
-            graph = _graph_for_workers(net, workers, dev if scheduler is None else None)
+        key = opts.resume_key(_model_identity(net, model_desc), clf_desc["sha256"], model_desc["threshold"],
+                              dev.type if opts.scheduler is None else str(opts.device or "auto"))
+        job, client = _job(opts, out_dir, key), None
+        if opts.dask:  # before the folder is touched: a scheduler that cannot be reached changes nothing
+            graph = _graph_for_workers(net, opts.workers, dev if opts.scheduler is None else None)
             client = starting.result()[0]
             if graph is not None:
                 stack.enter_context(share(client, "network", (key, graph)))
         names = unique_names(images)
-        panels = panel_positions(len(images), max_panels)
-        kept, redone, others = set(), [], []
-
-        def keep(stale):  # after the folder is locked: the earlier parts this run can use or must keep
-            stems, again, other, files = earlier_parts(out_dir, stale, images, names, key,
-                                                       panels if report else set(), force)
-            kept.update(stems)
-            redone.extend(again)
-            others.extend(other)
-            return files
-
-        folder = RunFolder(out_dir, "analyze", planned=run_outputs([s for _, s in names], report), inputs=images,
-                           keep=keep)
+        panels = panel_positions(len(images), opts.max_panels)
+        earlier = _Earlier(out_dir, images, names, key, panels if opts.report else set(), opts.force)
+        folder = RunFolder(out_dir, "analyze", planned=run_outputs([s for _, s in names], opts.report),
+                           inputs=images, keep=earlier)
         with folder:
-            todo = [(str(p.absolute() if dask else p), n, s, job, i in panels)
-                    for i, (p, (n, s)) in enumerate(zip(images, names)) if s not in kept]
+            todo = [(str(p.absolute() if opts.dask else p), n, s, job, i in panels)
+                    for i, (p, (n, s)) in enumerate(zip(images, names)) if s not in earlier.kept]
             t_images = time.perf_counter()
             outcome = _run_all(todo, net, clf, progress, client)
             stack.close()  # the cluster, before the merge
             t_merge = time.perf_counter()
-            res = AnalysisResult(out_dir=out_dir, skipped=[n for n, s in names if s in kept], redone=redone,
-                                 kept_other=others, removed=list(folder.removed))
+            res = AnalysisResult(out_dir=out_dir, skipped=[n for n, s in names if s in earlier.kept],
+                                 redone=earlier.redone, kept_other=earlier.others, removed=list(folder.removed))
             res.failures = [(str(p), outcome[s][1]) for p, (_, s) in zip(images, names)
                             if s in outcome and outcome[s][0] != "ok"]
-            done = [(s, None) for _, s in names if s in kept or outcome.get(s, ("",))[0] == "ok"]
-            panel_stems = {names[i][1] for i in panels}
-            versions = run_versions(backend if done else None)  # no JVM started for nothing
-            res.images, shown = merge_parts(res, out_dir, done, panel_stems, report, complete_only)
+            done = [(s, None) for _, s in names if s in earlier.kept or outcome.get(s, ("",))[0] == "ok"]
+            versions = run_versions(opts.backend if done else None)  # no JVM started for nothing
+            res.images, shown = merge_parts(res, out_dir, done, {names[i][1] for i in panels}, opts.report,
+                                            opts.complete_only)
             res.seconds = time.perf_counter() - t_start
             # where the time went: set-up (model, resume checks), the images (with a cluster's start), merge
             stages = {"setup": t_images - t_start, "images": t_merge - t_images,
                       "merge": time.perf_counter() - t_merge}  # parts merged, summary plots drawn
-            mode = ("serial" if not dask else f"local Dask cluster, {workers} worker(s)" if workers
-                    else f"Dask scheduler {scheduler}")
-            meta = run_metadata(res.failures, versions=versions, options=options, model=model_desc,
-                                complete_classifier=clf_desc, images=res.images, units=UNITS_NOTE,
-                                seconds=round(res.seconds, 2),
-                                run={"mode": mode, "images": len(images), "analysed": len(todo) - len(res.failures),
-                                     "skipped": len(res.skipped), "skipped_images": res.skipped,
-                                     "redone_images": res.redone, "kept_other_images": res.kept_other,
-                                     "removed_from_earlier_run": len(res.removed),
-                                     "failed": len(res.failures), "force": bool(force),
-                                     "report_panels": [m["image"] for m in shown["metas"]],
-                                     "pooled": shown["pooled"],
-                                     "seconds": {k: round(v, 2) for k, v in stages.items()}})
-            res.files["analysis.json"] = write_json(out_dir / "analysis.json", meta)
-            if report:
-                res.report = res.files["report.html"] = rep.write_report(
-                    out_dir, shown["summary"], versions, distribution=shown["distribution"],
-                    images=shown["metas"], plots=shown["plots"], overlays=shown["overlays"],
-                    envelopes=shown["envelopes"], model=model_desc, failures=res.failures,
-                    options=options, title=f"tio2fiji analysis of {len(images)} image(s)",
-                    scope=shown["note"], pooled=shown["pooled"])
+            _write_run(res, shown, opts, versions, model_desc, clf_desc, stages, analysed=len(todo) - len(res.failures),
+                       n_images=len(images))
         return res
+
+
+class _Earlier:
+    """The earlier run's parts this run keeps: ``RunFolder``'s ``keep``, called once the folder is
+    locked (:func:`tio2fiji.run.earlier_parts`)."""
+
+    def __init__(self, out_dir, images, names, key, panels, force):
+        self.args = (images, names, key, panels, force)
+        self.out_dir, self.kept, self.redone, self.others = out_dir, set(), [], []
+
+    def __call__(self, stale) -> list:
+        stems, self.redone, self.others, files = earlier_parts(self.out_dir, stale, *self.args)
+        self.kept = set(stems)
+        return files
+
+
+def _write_run(res, shown, opts, versions, model_desc, clf_desc, stages, analysed, n_images):
+    """``analysis.json`` and, with ``opts.report``, ``report.html``: their paths into ``res``."""
+    options = opts.recorded(model_desc["threshold"])
+    mode = ("serial" if not opts.dask else f"local Dask cluster, {opts.workers} worker(s)" if opts.workers
+            else f"Dask scheduler {opts.scheduler}")
+    meta = run_metadata(res.failures, versions=versions, options=options, model=model_desc,
+                        complete_classifier=clf_desc, images=res.images, units=UNITS_NOTE,
+                        seconds=round(res.seconds, 2),
+                        run={"mode": mode, "images": n_images, "analysed": analysed,
+                             "skipped": len(res.skipped), "skipped_images": res.skipped,
+                             "redone_images": res.redone, "kept_other_images": res.kept_other,
+                             "removed_from_earlier_run": len(res.removed),
+                             "failed": len(res.failures), "force": opts.force,
+                             "report_panels": [m["image"] for m in shown["metas"]],
+                             "pooled": shown["pooled"],
+                             "seconds": {k: round(v, 2) for k, v in stages.items()}})
+    res.files["analysis.json"] = write_json(res.out_dir / "analysis.json", meta)
+    if opts.report:
+        res.report = res.files["report.html"] = rep.write_report(
+            res.out_dir, shown["summary"], versions, distribution=shown["distribution"],
+            images=shown["metas"], plots=shown["plots"], overlays=shown["overlays"],
+            envelopes=shown["envelopes"], model=model_desc, failures=res.failures,
+            options=options, title=f"tio2fiji analysis of {n_images} image(s)",
+            scope=shown["note"], pooled=shown["pooled"])
 
 
 def _run_all(todo, net, clf, progress, client) -> dict:
@@ -659,7 +543,7 @@ def _worker_network(job, device):
     sent = shared("network")
     if device.type == "cpu" and sent is not None and sent[0] == job.key:
         return sent[1]
-    return load_model(job.model, device=device)
+    return load_model(job.options.model, device=device)
 
 
 def _collect(steps, outcome, total, progress) -> dict:

@@ -1,9 +1,10 @@
 """Per-image parts of an ``analyze`` run: written as each image finishes, kept on a rerun, merged.
 
 A part is ``parts/<stem>.json`` (the image's meta, distribution and summary rows, its SHA-256, the
-run's key: model, classifier, code version and the options that change numbers) beside
-``parts/<stem>.csv`` (its particles). :func:`write_part` writes the CSV first and the JSON last,
-each atomically, so a part whose JSON exists is complete whatever killed its run.
+run's key: model, classifier, code version and the options that change numbers,
+:meth:`tio2fiji.run.AnalysisOptions.resume_key`) beside ``parts/<stem>.csv`` (its particles).
+:func:`write_part` writes the CSV first and the JSON last, each atomically, so a part whose JSON
+exists is complete whatever killed its run.
 :func:`reusable_part` says whether an earlier part can stand for this run's analysis of an image;
 :func:`merge_parts` streams the parts, one after another, into ``summary.csv``, ``particles.csv``
 and ``distribution.csv`` (memory does not grow with the number of particles) and collects what the
@@ -29,6 +30,7 @@ from ..errors import InputError, OutputError
 from ..io import IMAGE_SUFFIXES, MANIFEST, atomic_write, file_sha256, read_manifest, write_csv, write_json
 from ..particles import mixed_units
 from ..report import SUMMARY_COLUMNS, pooled_statistics
+from ._options import MAX_PANELS  # the default of AnalysisOptions.max_panels
 
 __all__ = ["PLOTS", "MAX_PANELS", "WRITTEN_SUFFIXES", "gather_images", "panel_positions", "write_part", "read_part",
            "reusable_part", "earlier_parts", "image_files", "run_outputs", "other_parts", "merge_parts", "pooled_sizes"]
@@ -41,9 +43,6 @@ PLOTS = {"area_violin.png": "Particle area per image (thesis Fig. 34)",
           "ecd_distribution.png": "Particle size: equivalent circle diameter (ECD)",
           "run_overview.png": "The whole run: the pooled ECD distribution of every particle, and each "
                               "image's median ECD and particle count in input order"}
-#: Images with their own panels (overlay, G/L envelopes) in the report, at most; the plots of a
-#: larger run show these images too (evenly spaced over the input order, first and last included).
-MAX_PANELS = 24
 _PART_FORMAT = 1
 #: Files tio2fiji writes beside a run's manifest that are never SEM images (even when the manifest
 #: does not list them: a run that died before it finished).
