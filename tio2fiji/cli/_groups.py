@@ -27,7 +27,8 @@ COMMANDS = {
     "export": ("._segment", "Export the U-Net for bioimage.io consumers (deepImageJ, ilastik, ...), or a U-Net or "
                             "Mask R-CNN as ONNX (PyTorch's side of the ONNX check runs on --device)."),
     "info": ("._inspect", "Print size, type, calibration (its value, vendor tag or entry and reader), data-bar "
-                          "height and the recorded magnification and beam energy of SEM IMAGES."),
+                          "height, the recorded magnification and beam energy of SEM IMAGES, and whether their "
+                          "pixel size lies within the scales the model supports."),
     "install-macros": ("._inspect", "Copy tio2fiji's ImageJ macros into the Fiji.app (or ImageJ) folder APP, under "
                                     "plugins/Macros."),
     "measure": ("._measure", "Measure every particle of MASKS as ImageJ's Analyze Particles does; writes "
