@@ -1,10 +1,21 @@
-"""Shared test set-up: keep every cache inside a temp dir and never reach for a model hub."""
+"""Shared test set-up: keep every cache inside a temp dir and never reach for a model hub.
+
+The tests mirror the packages (``tests/<package>/test_*.py``); test file names are unique across
+the folders, and every folder is on ``sys.path`` so that a test can import a helper of another
+(``from test_complete import use_tiny_classifier``), as pytest's own "prepend" mode does for one.
+"""
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+_HERE = Path(__file__).resolve().parent
+for _folder in sorted(p for p in _HERE.iterdir() if p.is_dir() and any(p.glob("test_*.py"))):
+    if str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="tio2fiji-mpl-"))

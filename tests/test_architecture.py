@@ -186,3 +186,32 @@ def test_no_function_over_80_code_lines():
                 long.append(f"{module}.{fn.name} (line {fn.lineno}): {n} lines of code")
     assert not long, (f"functions over {MAX_FUNCTION_LINES} lines of code (docstring, comments and "
                       "blank lines not counted): split them\n" + "\n".join(sorted(long)))
+
+
+def test_at_most_8_flat_modules_and_tests_mirror_the_packages():
+    """The folders show the flow: few modules outside packages, one test folder per package."""
+    flat = sorted(p.stem for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert len(flat) <= 8, flat
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    tests = ROOT / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    assert folders <= packages | set(flat), sorted(folders - packages - set(flat))
+    untested = packages - folders - {"macros", "data"}
+    assert not untested, sorted(untested)
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), "test file names must be unique across the folders"
+
+
+@pytest.mark.parametrize("package", ["tio2fiji", "tio2fiji.run"])
+def test_type_stubs_declare_the_lazy_public_face(package):
+    """``__init__.pyi`` lists what the lazy ``__getattr__`` serves, from the same modules."""
+    module = __import__(package, fromlist=["_EXPORTS"])
+    stub = Path(module.__file__).with_suffix(".pyi")
+    declared = {}
+    for node in ast.parse(stub.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                declared[alias.asname or alias.name] = node.module
+    expected = {name: home.rpartition(".")[2] if package == "tio2fiji" else home
+                for name, home in module._EXPORTS.items()}
+    assert declared == expected

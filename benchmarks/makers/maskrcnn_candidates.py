@@ -50,7 +50,7 @@ from tio2fiji.predict import segment, tiled_detections
 from tio2fiji.training import train_maskrcnn
 
 #: The levers of issue 14 on top of the thesis's configuration 1 (Table 3), sized for a 2-core CPU:
-#: masks at 28 (the exact paste keeps small particles: tests/test_maskrcnn_levers.py), 512 sampled
+#: masks at 28 (the exact paste keeps small particles: tests/models/test_maskrcnn_levers.py), 512 sampled
 #: RoIs per tile instead of 2000 (about 3x faster steps), the first two ResNet stages frozen.
 _LEVERS = {"config": 1, "backbone": "resnet18", "weights_backbone": "unet", "norm": "frozen",
            "trainable_backbone_layers": 3, "mask_resolution": 28, "anchor_sizes": "auto",

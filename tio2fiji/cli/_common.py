@@ -77,7 +77,7 @@ class _LazyGroup(_Group):
 
     ``lazy`` maps a command's name to ``(module, one-line help)``; the module (relative to
     ``tio2fiji.cli``) registers the command on this group when imported. The one-line help is what
-    the group's ``--help`` lists; ``tests/test_cli.py`` checks it against the command's own.
+    the group's ``--help`` lists; ``tests/cli/test_cli.py`` checks it against the command's own.
     """
 
     def __init__(self, *args, lazy=None, **kwargs):

@@ -15,7 +15,7 @@ __all__ = ["main", "dataset_group", "train_group", "COMMANDS", "TRAIN_COMMANDS",
 
 
 #: Every command: its module (registers it when imported) and its short help (the first sentence
-#: of its docstring, as click takes it; ``tests/test_cli.py`` keeps the two equal).
+#: of its docstring, as click takes it; ``tests/cli/test_cli.py`` keeps the two equal).
 COMMANDS = {
     "analyze": ("._analyze", "Segment SEM IMAGES (files or folders), measure every particle, test their spatial "
                              "distribution, and write particles.csv, distribution.csv, summary.csv (per image a "

@@ -19,7 +19,7 @@ def _format_pixel_size(ps):
 
 def _model_pixel_size(model):
     """``(pixel size in m, name)`` of the model ``info`` compares images with; the bundled models'
-    without importing torch (tests/test_scale.py checks every bundled file stores it)."""
+    without importing torch (tests/predict/test_scale.py checks every bundled file stores it)."""
     from ..transforms import TRAINED_PIXEL_SIZE_M
 
     if model is None:

@@ -8,7 +8,7 @@ with tiles and stitches its particle probabilities:
     One forward pass over the image mirrored at its right and bottom borders up to multiples of
     32 (as the tiles are padded), cropped back: every pixel sees all of its context. On the
     bundled examples it differs from ``"blend"`` by less than the tiling test's tolerance (at most
-    0.013 % of the mask pixels, ``tests/test_whole_image.py``), and it computes about 55 % of blend's
+    0.013 % of the mask pixels, ``tests/predict/test_whole_image.py``), and it computes about 55 % of blend's
     FLOPs (no overlap is computed twice).
 ``mode="auto"`` (the default of :func:`segment`)
     ``"whole"`` when the padded image has at most :data:`WHOLE_LIMIT` pixels, else ``"blend"``

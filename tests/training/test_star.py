@@ -13,7 +13,7 @@ from tio2fiji.instances import connected_components, labels_from_star, star_targ
 from tio2fiji.metrics import match_instances, matched_pairs
 from tio2fiji.transforms import augment_pair
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "data"
 
 

@@ -36,7 +36,7 @@ from tio2fiji.run import measure_files
 #: particle and it does not touch the image border.
 TINY = {"features": list(FEATURES), "mean": [0.0] * 7, "scale": [1.0] * 7,
         "coef": [0.0, 0.0, 0.0, 0.0, -20.0, -10.0, 0.0], "intercept": 5.0, "threshold": 0.5,
-        "made_by": "tests/test_complete.py"}
+        "made_by": "tests/particles/test_complete.py"}
 
 
 def use_tiny_classifier(tmp_path, monkeypatch, clf=TINY):
@@ -114,7 +114,7 @@ def test_scores_and_the_classifier_file(tmp_path):
     assert s == pytest.approx([1 / (1 + math.exp(15)), 1 / (1 + math.exp(-1))])  # logits -15 and 1
     # the bundled file (here the tiny one, see the autouse fixture) gives the same
     assert complete_scores(lab) == pytest.approx(s)
-    assert load_classifier("default")["made_by"] == "tests/test_complete.py"
+    assert load_classifier("default")["made_by"] == "tests/particles/test_complete.py"
     with pytest.raises(InputError, match="cannot read the complete-particle classifier"):
         load_classifier(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"

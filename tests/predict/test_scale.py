@@ -16,7 +16,7 @@ from tio2fiji.models.checkpoint import TRAINED_PIXEL_SIZE_M, load_model
 from tio2fiji.predict import SCALE_RANGE, particles_on_grid, segment, working_scale
 from tio2fiji.transforms import resample_image, resample_labels, scaled_shape
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "data" / "SEM" / "1908248.tif"
 
 

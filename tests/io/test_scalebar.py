@@ -12,7 +12,7 @@ from tio2fiji.io._scalebar import BurnedInCalibration, read_burned_in_calibratio
 
 pytesseract = pytest.importorskip("pytesseract")
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples" / "data" / "SEM").glob("*.tif"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "data" / "SEM").glob("*.tif"))
 
 
 def _tesseract_installed() -> bool:
@@ -146,7 +146,7 @@ def test_scale_bar_in_a_label_box_of_a_real_tvips_file(tmp_path):
 
     from tio2fiji.io import calibrate_missing
 
-    with zipfile.ZipFile(Path(__file__).parent / "data" / "vendor" / "TVIPS_bin4.zip") as zf:
+    with zipfile.ZipFile(Path(__file__).parents[1] / "data" / "vendor" / "TVIPS_bin4.zip") as zf:
         zf.extractall(tmp_path)
     sem = read_sem(tmp_path / "TVIPS_bin4.tif")
     assert sem.pixel_size_m == pytest.approx(1.42080e-9, rel=1e-5)

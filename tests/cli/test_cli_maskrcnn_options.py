@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A practical-mode data folder from three generated 256x256 images (1 train, 1 val, 1 test),
-    made as tests/test_maskrcnn.py makes its own."""
+    made as tests/models/test_maskrcnn.py makes its own."""
     from PIL import Image
 
     from tio2fiji.training import build_dataset

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from tio2fiji.io import read_pixel_size, read_sem
 
-VENDOR = Path(__file__).parent / "data" / "vendor"
+VENDOR = Path(__file__).parents[1] / "data" / "vendor"
 
 
 @pytest.fixture(scope="module")

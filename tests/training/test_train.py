@@ -17,7 +17,7 @@ from tio2fiji.errors import InputError, Tio2FijiError
 from tio2fiji.models.checkpoint import load_checkpoint
 from tio2fiji.training import HISTORY_COLUMNS, fit_unet, make_loss
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "data"
 
 

@@ -14,7 +14,7 @@ from tio2fiji.models.checkpoint import DEFAULT_MODEL, load_model
 from tio2fiji.models.onnx import OnnxUNet, onnx_session
 from tio2fiji.predict import predict_maps, predict_probability, resolve_mode, segment
 
-EX = Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM"
+EX = Path(__file__).resolve().parents[2] / "examples" / "data" / "SEM"
 bundled = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="bundled model missing")
 
 
@@ -44,7 +44,7 @@ def test_whole_matches_blend_within_the_tiling_tolerance(model):
     blend = predict_probability(model, sem.analysed, mode="blend")
     whole = predict_probability(model, sem.analysed, mode="whole")
     assert whole.shape == blend.shape == sem.analysed.shape and whole.dtype == np.float32
-    # tests/test_tiling.py's bounds for blend against one pass; measured here: 1.3e-4 of the mask
+    # tests/predict/test_tiling.py's bounds for blend against one pass; measured here: 1.3e-4 of the mask
     # pixels and a mean |dp| of 2e-4
     assert np.mean((whole > 0.5) != (blend > 0.5)) < 5e-4
     assert np.abs(whole - blend).mean() < 1e-3
@@ -177,7 +177,7 @@ def test_onnx_graph_is_cached_on_disk_by_model_file(tmp_path, monkeypatch):
     real = O.onnx_graph
     monkeypatch.setattr(O, "onnx_graph", lambda m: exports.append(1) or real(m))
     torch.set_num_threads(1)
-    img = read_sem(Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM" / "1908248.tif").analysed
+    img = read_sem(Path(__file__).resolve().parents[2] / "examples" / "data" / "SEM" / "1908248.tif").analysed
     kw = dict(mode="whole", engine="onnx")  # the float32 graph (the int8 one is cached the same way)
     first = predict_probability(load_model("default"), img, **kw)
     assert len(exports) == 1 and len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
@@ -205,7 +205,7 @@ def test_int8_graph_from_a_stored_calibration(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TIO2FIJI_CACHE", str(tmp_path / "cache"))
     torch.set_num_threads(1)
-    img = read_sem(Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM" / "1908252.tif").analysed
+    img = read_sem(Path(__file__).resolve().parents[2] / "examples" / "data" / "SEM" / "1908252.tif").analysed
     x = normalize_for_network(img)
     crops = np.stack([x[None, y:y + 256, c:c + 256] for y, c in ((0, 0), (200, 500), (400, 700))])
     cfg = {k: v for k, v in load_checkpoint("default")["model_config"].items() if k != "int8_calibration"}

@@ -29,7 +29,7 @@ from tio2fiji.imagej import find_ij_jar
 from tio2fiji.io import pixel_size_nm, read_mask, read_sem, write_mask
 from tio2fiji.particles import ANGLE_COLUMNS, BIOVOXXEL_COLUMNS, IMAGEJ_COLUMNS, measure
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MACROS = ROOT / "tio2fiji" / "macros"
 ANALYSIS = MACROS / "TiO2_Particle_Analysis.ijm"
 SEGMENT = MACROS / "TiO2_Segment.ijm"

@@ -18,8 +18,8 @@ from tio2fiji.errors import OutputError
 from tio2fiji.io import LOCK, MANIFEST, RunFolder, check_output_dir, read_manifest
 from tio2fiji.run import run_files
 
-EX = Path(__file__).resolve().parent.parent / "examples" / "data"
-REPO = Path(__file__).resolve().parent.parent
+EX = Path(__file__).resolve().parents[2] / "examples" / "data"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _mask(path, boxes):

@@ -19,7 +19,7 @@ from tio2fiji.errors import InputError
 from tio2fiji.instances import remove_touching
 from tio2fiji.io import detect_annotations, read_sem
 
-VENDOR = Path(__file__).parent / "data" / "vendor"
+VENDOR = Path(__file__).parents[1] / "data" / "vendor"
 
 
 def _draw_label(area, xy=(600, 500), size=20, text="500 nm"):

@@ -91,7 +91,7 @@ def test_cli_segment_with_a_crafted_model_is_one_line_error(tmp_path):
     from tio2fiji.cli import main
 
     path, marker = _crafted(tmp_path, "torch")
-    image = sorted((__import__("pathlib").Path(__file__).parent.parent / "examples" / "data" / "SEM")
+    image = sorted((__import__("pathlib").Path(__file__).parents[2] / "examples" / "data" / "SEM")
                    .glob("*.tif"))[0]
     res = CliRunner().invoke(main, ["segment", str(image), "--model", str(path),
                                     "--out", str(tmp_path / "out")])

@@ -12,7 +12,7 @@ from tio2fiji.predict import predict_probability
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="bundled model missing")
 
-EX = Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM"
+EX = Path(__file__).resolve().parents[2] / "examples" / "data" / "SEM"
 
 
 @pytest.fixture(scope="module")

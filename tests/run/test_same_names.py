@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from tio2fiji.cli import main
 from tio2fiji.run import unique_names
 
-EX = Path(__file__).resolve().parent.parent / "examples" / "data"
+EX = Path(__file__).resolve().parents[2] / "examples" / "data"
 
 
 def test_names_use_the_shortest_path_ending_that_differs():

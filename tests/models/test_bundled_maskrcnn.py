@@ -17,7 +17,7 @@ from tio2fiji.io import mask_for_image, read_labels, read_mask, read_sem
 from tio2fiji.metrics import instance_scores, iou, match_counts, match_instances
 from tio2fiji.models.checkpoint import BUNDLED, load_checkpoint, load_model, resolve_model
 
-EX = Path(__file__).resolve().parent.parent / "examples" / "data"
+EX = Path(__file__).resolve().parents[2] / "examples" / "data"
 pytestmark = pytest.mark.skipif(not BUNDLED["maskrcnn"].is_file(), reason="bundled Mask R-CNN missing")
 
 

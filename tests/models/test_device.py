@@ -20,7 +20,7 @@ from tio2fiji.models.device import torch_threads
 from tio2fiji.predict import predict_probability, segment
 from tio2fiji.training import fit_unet
 
-EX = Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM"
+EX = Path(__file__).resolve().parents[2] / "examples" / "data" / "SEM"
 NO_GPU = not torch.cuda.is_available()
 needs_no_gpu = pytest.mark.skipif(not NO_GPU, reason="checks the refusal on a machine without a GPU")
 

@@ -13,7 +13,7 @@ from tio2fiji.instances import border_band, drop_small, labels_from_border, labe
 from tio2fiji.metrics import error_anatomy, evaluate_images, match_instances
 from tio2fiji.transforms import DIHEDRAL, dihedral, undo_dihedral
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "data"
 
 

@@ -277,7 +277,7 @@ def test_evaluate_cli_with_the_default_model_on_the_bundled_examples(tmp_path):
 
     from tio2fiji.cli import main
 
-    ex = Path(__file__).resolve().parent.parent / "examples" / "data"
+    ex = Path(__file__).resolve().parents[2] / "examples" / "data"
     out = tmp_path / "eval"
     res = CliRunner().invoke(main, ["evaluate", "--model", "default", "--images", str(ex / "SEM"),
                                     "--masks", str(ex / "masks"), "--out", str(out)])

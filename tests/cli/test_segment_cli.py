@@ -13,7 +13,7 @@ from tio2fiji.io import read_labels, read_mask, read_sem
 from tio2fiji.models.checkpoint import DEFAULT_MODEL
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="bundled model missing")
-EX = Path(__file__).resolve().parent.parent / "examples" / "data" / "SEM"
+EX = Path(__file__).resolve().parents[2] / "examples" / "data" / "SEM"
 
 
 def test_segment_writes_consistent_mask_labels_scores_rois_and_probability(tmp_path):
