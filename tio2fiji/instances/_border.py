@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from ..errors import InputError
+from ._extrema import h_maxima
 from ._labels import add_unseeded, connected_components, labels_to_separated_mask
 
 __all__ = ["BORDER_DEFAULTS", "BORDER_WIDTH", "border_band", "labels_from_border"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
 from ..errors import InputError
+from ._extrema import h_maxima
 
 __all__ = ["CONNECTIVITY", "SEPARATE", "SEPARATIONS", "WATERSHED_DEFAULTS", "connected_components",
            "watershed_split", "labels_from_probability", "particle_scores", "labels_to_separated_mask",
