@@ -7,10 +7,12 @@ Usage::
         [--new default] [--old unet-watershed] [--out runs/default-speed.json]
 
 Per image (default: the three bundled examples, 1024×704 analysed area), each row the median over
-``--repeats`` runs after one warm-up, one process, ``--threads`` threads for PyTorch and ONNX
+``--repeats`` runs after one warm-up, the rows taking turns, one process, ``--threads`` threads for PyTorch and ONNX
 Runtime, every model loaded (and its ONNX graph built) before the clock starts:
 
-* ``old``: ``segment(old)`` (the previous default: float32 ONNX Runtime, watershed);
+* ``old``: ``segment(old)`` as it ran before issue 29 (the previous default file: float32 ONNX
+  Runtime, the watershed seeded by scikit-image's ``h_maxima``);
+* ``old_file_new_code``: the same file with today's code (the linear-time ``h_maxima``);
 * ``new``: ``segment(new)`` (its defaults: int8 ONNX Runtime when the file stores a calibration,
   its own particle rule);
 * ``new_float32``: ``segment(new, engine="onnx")``;
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +40,35 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _median_seconds(fn, repeats):
-    fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return float(np.median(out))
+def _interleaved_medians(rows, sems, repeats) -> dict:
+    """Median seconds of every row on every image, the rows taking turns (one warm-up each), so
+    that the machine's load falls on all rows alike."""
+    times = {k: [[] for _ in sems] for k in rows}
+    for i, s in enumerate(sems):
+        for f in rows.values():
+            f(s)
+        for _ in range(repeats):
+            for k, f in rows.items():
+                t0 = time.perf_counter()
+                f(s)
+                times[k][i].append(time.perf_counter() - t0)
+    return {k: [float(np.median(t)) for t in v] for k, v in times.items()}
+
+
+@contextmanager
+def skimage_h_maxima():
+    """The watershed's seeds by scikit-image's h_maxima (two float sorts), as segment found them
+    before issue 29's linear-time version (the same seeds: tests/instances/test_extrema.py)."""
+    import skimage.morphology
+
+    import tio2fiji.instances._labels as labels
+
+    fast = labels.h_maxima
+    labels.h_maxima = skimage.morphology.h_maxima
+    try:
+        yield
+    finally:
+        labels.h_maxima = fast
 
 
 def main(argv=None):
@@ -66,9 +90,13 @@ def main(argv=None):
 
     old, new = load_model(a.old), load_model(a.new)
     sems = [read_sem(p) for p in a.images]
-    rows = {"old": lambda s: segment(old, s), "new": lambda s: segment(new, s),
+    def old_code(s):
+        with skimage_h_maxima():
+            return segment(old, s)
+
+    rows = {"old": old_code, "old_file_new_code": lambda s: segment(old, s), "new": lambda s: segment(new, s),
             "new_float32": lambda s: segment(new, s, engine="onnx"), "new_tta": lambda s: segment(new, s, tta=True)}
-    per = {k: [_median_seconds(lambda s=s, f=f: f(s), a.repeats) for s in sems] for k, f in rows.items()}
+    per = _interleaved_medians(rows, sems, a.repeats)
     info = {k: segment(m, sems[0], **kw).info.get("engine") for k, (m, kw) in
             {"old": (old, {}), "new": (new, {}), "new_float32": (new, {"engine": "onnx"})}.items()}
     result = {"threads": a.threads, "images": [str(p) for p in a.images], "engines": info,

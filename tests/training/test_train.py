@@ -171,7 +171,7 @@ def test_non_finite_loss_stops_the_run(tmp_path):
 _CHILD = textwrap.dedent("""
     import sys, time, torch
     sys.path.insert(0, {root!r})
-    from tests.test_train import Blobs, _tiny_model
+    from tests.training.test_train import Blobs, _tiny_model
     from tio2fiji.training import fit_unet
 
     def progress(done, total, name):
