@@ -60,10 +60,11 @@ from candidates import prepare  # noqa: E402  (the bundled model's split and ima
 
 #: The border U-Net's post-processing grid (chosen on the validation images). The first grid's
 #: choice for unet-border (border threshold 0.15, smallest seed 16) lay on its edge; the grid now
-#: reaches beyond both (0.02-0.1; 24, 32 px).
+#: reaches beyond both (0.005-0.1; 24, 32 px).
 BORDER_GRID = [{"threshold": t, "border_threshold": b, "min_seed": s, "sigma": g, "h": h}
-               for t, b, s, g, h in itertools.product((0.4, 0.5), (0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
-                                                      (1, 4, 8, 16, 24, 32), (0.0, 1.0), (0.0, 1.0))]
+               for t, b, s, g, h in itertools.product(
+                   (0.4, 0.5), (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5), (1, 4, 8, 16, 24, 32),
+                   (0.0, 1.0), (0.0, 1.0))]
 #: Settings whose pooled validation F1 is within this of the best match as many particles (about two
 #: of the ~350 validation particles); among them the lowest count error + median-ECD error wins:
 #: the numbers users publish.
