@@ -55,14 +55,23 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name):
-    home = _EXPORTS.get(name)
-    if home is None:
-        raise AttributeError(f"module 'tio2fiji' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+def _lazy_face(namespace: dict, exports: dict):
+    """``(__getattr__, __dir__)`` of a package whose public names are imported on first use
+    (PEP 562): ``exports`` maps each name to the absolute name of the module that defines it;
+    ``namespace`` is the package's ``globals()``. Used here and by :mod:`tio2fiji.run`."""
+
+    def __getattr__(name):
+        home = exports.get(name)
+        if home is None:
+            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(home), name)
+        namespace[name] = value  # later lookups skip __getattr__
+        return value
+
+    def __dir__():
+        return sorted(set(namespace) | set(exports))
+
+    return __getattr__, __dir__
 
 
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = _lazy_face(globals(), _EXPORTS)

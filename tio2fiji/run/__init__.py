@@ -6,7 +6,7 @@ Each public name is imported from its module on first use (as :mod:`tio2fiji` do
 ``from tio2fiji.run import AnalysisOptions`` (``tio2fiji analyze --help``) loads no torch.
 """
 
-import importlib
+from .. import _lazy_face
 
 #: Public name -> the module of this package that defines it.
 _EXPORTS = {
@@ -27,14 +27,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    home = _EXPORTS.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = _lazy_face(globals(), {name: f"{__name__}.{home}" for name, home in _EXPORTS.items()})
