@@ -44,7 +44,7 @@ __all__ = [
     "axis_positions", "tile_positions", "tile_weights", "flip", "rotation_footprint",
     "context_margin", "rotate_pair", "augment_pair", "crop_with_context", "gaussian_blur",
     "photometric", "DIHEDRAL", "dihedral", "undo_dihedral", "resample_image", "resample_map",
-    "resample_labels", "scaled_shape", "SCALES", "SCALE_TOLERANCE", "SCALE_RANGE", "TRAINED_PIXEL_SIZE_M",
+    "resample_labels", "scaled_shape", "coarsen", "SCALES", "SCALE_TOLERANCE", "SCALE_RANGE", "TRAINED_PIXEL_SIZE_M",
     "scale_warning",
 ]
 
@@ -471,6 +471,19 @@ def resample_image(image, shape) -> np.ndarray:
     out = resize(img.astype(np.float64), shape, order=3, mode="reflect",
                  anti_aliasing=shrink > ANTIALIAS_ABOVE + 1e-9, preserve_range=True)
     return _restore_dtype(out, img.dtype)
+
+
+def coarsen(image, factor: float) -> np.ndarray:
+    """``image`` as a microscope with ``factor``× coarser pixels would record it, brought back to
+    this grid the way :func:`tio2fiji.predict.segment` brings a coarse image to a model's scale
+    (:func:`resample_image` down, then up): the training augmentation for images acquired at a
+    lower magnification than the model's (``factor`` 1 returns the image unchanged)."""
+    img = np.asarray(image)
+    if not float(factor) >= 1.0:
+        raise InputError(f"coarsen factor must be at least 1, got {factor}.")
+    if factor == 1.0:
+        return img
+    return resample_image(resample_image(img, scaled_shape(img.shape, 1.0 / float(factor))), img.shape)
 
 
 def resample_map(values, shape) -> np.ndarray:

@@ -210,6 +210,22 @@ def test_train_border_on_the_examples_resume_and_segment(tmp_path):
     assert (border_samples(train_pairs)[0].mask == FRAGMENT).any()
 
 
+def test_border_training_validates_with_the_decoding_it_is_given_or_the_inits():
+    """A longer run of a border U-Net chooses its epoch with the init's own decoding (the bundled
+    unet-border stores threshold 0.4, band 0.05, seed 16 px); a one-output init gets the defaults;
+    a decoding given replaces both, and unknown keys are refused."""
+    from tio2fiji.instances import BORDER_DEFAULTS
+    from tio2fiji.models.checkpoint import resolve_model
+    from tio2fiji.training.border import _decoding
+
+    thr, border = _decoding(None, str(resolve_model("unet-border")))
+    assert thr == 0.4 and border == {"border_threshold": 0.05, "min_seed": 16, "sigma": 1.0, "h": 0.0}
+    assert _decoding(None, str(resolve_model("default"))) == (0.5, BORDER_DEFAULTS)
+    assert _decoding({"threshold": 0.3, "border": {"min_seed": 4}}, None) == (0.3, {**BORDER_DEFAULTS, "min_seed": 4})
+    with pytest.raises(InputError, match="decoding"):
+        _decoding({"band": 0.1}, None)
+
+
 def test_border_crop_targets_by_hand():
     """A 256x256 label image, no augmentation: band and particle targets as hand-made, drawing
     fragment and its one-pixel ring out of the loss."""

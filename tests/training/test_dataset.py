@@ -264,6 +264,77 @@ def test_random_crop_dataset_mask_is_the_geometric_crop(samples):
         np.testing.assert_allclose(img, ei, atol=1e-6)
 
 
+def test_coarsen_keeps_broad_shapes_and_removes_pixel_detail():
+    """A disc of radius 30 on a one-pixel checkerboard of amplitude 0.1: coarsened 2x (down, then up
+    again, cubic both ways) the checkerboard averages out (cubic samples half-way between pixels
+    weigh both alike) while the disc keeps its area (pi r^2 within 2 %); factor 1 is the image."""
+    yy, xx = np.mgrid[:128, :128]
+    disc = (yy - 63.5) ** 2 + (xx - 63.5) ** 2 <= 30 ** 2
+    img = (0.45 + 0.1 * ((yy + xx) % 2) + 0.3 * disc).astype(np.float32)
+    assert T.coarsen(img, 1.0) is img
+    out = T.coarsen(img, 2.0)
+    assert out.shape == img.shape and out.dtype == np.float32
+    flat = out[:20, :20]  # background far from the disc: the checkerboard is gone
+    assert flat.std() < 0.01 * img[:20, :20].std() + 1e-3 and abs(flat.mean() - 0.5) < 0.01
+    assert abs((out > 0.65).sum() / (np.pi * 30 ** 2) - 1) < 0.02
+    with pytest.raises(InputError, match="at least 1"):
+        T.coarsen(img, 0.5)
+
+
+def _disc_sample(radius=10):
+    """A 704x1024 image of discs (value 1 on 0.2) on a 40-px grid, with their labels."""
+    from tio2fiji.training.datasets import Sample
+
+    yy, xx = np.mgrid[:704, :1024]
+    cy, cx = (yy % 40) - 19.5, (xx % 40) - 19.5
+    inside = cy ** 2 + cx ** 2 <= radius ** 2
+    labels = np.where(inside, 1 + (yy // 40) * 26 + xx // 40, 0).astype(np.uint16)
+    return Sample("discs", np.where(inside, 1.0, 0.2).astype(np.float32), labels)
+
+
+@pytest.mark.parametrize("zoom", [0.75, 1.5])
+def test_zoomed_crops_scale_the_particles(zoom):
+    """zoom z on every crop: the whole particles of a crop have z^2 times the area of the
+    unzoomed ones, and image and labels stay aligned."""
+    sample = _disc_sample()
+    plain = D.RandomCropDataset([sample], seed=1, length=4, variants=((None, 0),), photometric_p=0.0)
+    zoomed = D.RandomCropDataset([sample], seed=1, length=4, variants=((None, 0),), photometric_p=0.0,
+                                 zoom=(zoom, zoom), zoom_p=1.0)
+
+    def median_area(ds):
+        areas = []
+        for i in range(len(ds)):
+            img, lab, val, r = ds.item_arrays(i)
+            assert img.shape == lab.shape == (256, 256) and val.all()
+            assert img[lab > 0].mean() > 0.95 and img[lab == 0].mean() < 0.3
+            inner = np.setdiff1d(np.unique(lab[2:-2, 2:-2]), np.unique(np.r_[lab[:2].ravel(), lab[-2:].ravel(),
+                                                                             lab[:, :2].ravel(), lab[:, -2:].ravel()]))
+            areas += [int((lab == k).sum()) for k in inner if k]
+        return np.median(areas), r
+
+    a0, r0 = median_area(plain)
+    a1, r1 = median_area(zoomed)
+    assert r0["zoom"] == 1.0 and r1["zoom"] == pytest.approx(zoom)
+    assert abs(a0 / (np.pi * 10 ** 2) - 1) < 0.05
+    assert abs(a1 / a0 / zoom ** 2 - 1) < 0.06
+
+
+def test_coarsened_crops_keep_their_masks_and_scale_augmentation_is_off_by_default(samples):
+    """Coarsening touches the image only (the same crops, masks identical); with both scale
+    augmentations off (the default) the items are those of a dataset that has none."""
+    base = D.RandomCropDataset(samples, seed=3, length=4)
+    off = D.RandomCropDataset(samples, seed=3, length=4, zoom=(0.8, 1.2), zoom_p=0.0, coarsen_max=2.0)
+    coarse = D.RandomCropDataset(samples, seed=3, length=4, coarsen_max=2.0, coarsen_p=1.0)
+    for i in range(4):
+        a, b, c = base.item_arrays(i), off.item_arrays(i), coarse.item_arrays(i)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[3] == b[3]
+        assert np.array_equal(a[1], c[1]) and 1.0 <= c[3]["coarsen"] <= 2.0
+        # less fine detail: the coarsened image's pixel-to-pixel differences are smaller
+        assert np.abs(np.diff(c[0], axis=1)).mean() < np.abs(np.diff(a[0], axis=1)).mean()
+    with pytest.raises(InputError, match="scale augmentation"):
+        D.RandomCropDataset(samples, zoom=(1.5, 1.2), zoom_p=0.5)
+
+
 def test_full_tile_dataset(samples):
     ds = D.FullTileDataset(samples)
     assert len(ds) == 3 * 12

@@ -114,16 +114,21 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 @click.option("--crops-per-epoch", type=_Checked("crops_per_epoch"), default=128, show_default=True)
 @click.option("--width", type=click.IntRange(min=1), default=2, show_default=True,
               help="Half-width of the border band in pixels (2: a 5x5 window holding two particles).")
+@click.option("--border-weight", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Weight of the border band's loss beside the particle mask's.")
+@click.option("--scale-augment", is_flag=True,
+              help="Train for a range of magnifications: half the crops zoomed 0.75-1.33x, 30 percent coarsened "
+                   "1-2x (as an image of coarser pixels brought to the model's scale).")
 @click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (give more --epochs to go on).")
 @_OVERWRITE
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @_device_option
 def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, schedule, gap_weight,
-                     crops_per_epoch, width, seed, resume, overwrite, threads, device):
+                     crops_per_epoch, width, border_weight, scale_augment, seed, resume, overwrite, threads, device):
     """Train a border U-Net (particle mask + where touching particles meet) on DATA_DIR (practical mode)."""
     from ..models import resolve_device
-    from ..training.border import train_border
+    from ..training.border import SCALE_AUGMENTATION, train_border
 
     device = resolve_device(device)
     progress = bar = _StepProgress("train border")
@@ -131,8 +136,9 @@ def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, sc
         res = train_border(data_dir, out_dir, config=config, init=None if init == "none" else init,
                            epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
                            gap_weight=gap_weight, crops_per_epoch=crops_per_epoch, width=width, seed=seed,
-                           resume=resume,
-                           threads=threads, overwrite=overwrite, progress=progress, device=device)
+                           resume=resume, border_weight=border_weight,
+                           threads=threads, overwrite=overwrite, progress=progress, device=device,
+                           **(SCALE_AUGMENTATION if scale_augment else {}))
     finally:
         bar.close()
     click.echo(f"best validation F1 {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "

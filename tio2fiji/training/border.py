@@ -57,8 +57,9 @@ from .splits import read_split
 from .star import star_samples
 from .unet import make_loss
 
-__all__ = ["BORDER_HISTORY_COLUMNS", "FRAGMENT", "SCORE_MIN_SIZE", "BorderCropDataset", "border_samples",
-           "make_border_loss", "particle_sizes", "training_pixel_size", "validate_border", "train_border"]
+__all__ = ["BORDER_HISTORY_COLUMNS", "FRAGMENT", "SCALE_AUGMENTATION", "SCORE_MIN_SIZE", "BorderCropDataset",
+           "border_samples", "make_border_loss", "particle_sizes", "training_pixel_size", "validate_border",
+           "train_border"]
 
 BORDER_HISTORY_COLUMNS = ["epoch", "train_loss", "val_iou", "val_f1", "val_pq", "val_count_error", "lr",
                           "seconds", "fg_loss", "border_loss"]
@@ -217,12 +218,36 @@ def _init_weights(model, path, encoder: str, border_bias: float) -> None:
         head.bias[:1] = b[:1]
 
 
+_NO_SCALE = {"zoom": [1.0, 1.0], "zoom_p": 0.0, "coarsen_max": 1.0, "coarsen_p": 0.0}
+#: The scale augmentation of campaign stage 4 (``train border --scale-augment``): half the crops
+#: zoomed 0.75-1.33x, 30 % coarsened 1-2x (images down to half the magnification brought to the
+#: model's scale).
+SCALE_AUGMENTATION = {"zoom": (0.75, 1.33), "zoom_p": 0.5, "coarsen_max": 2.0, "coarsen_p": 0.3}
+
+
+def _decoding(decoding: dict | None, init_path) -> tuple:
+    """``(threshold, border)`` that validation decodes with: ``decoding``, else the init border
+    U-Net's stored ones, else 0.5 and :data:`~tio2fiji.instances.BORDER_DEFAULTS`."""
+    if decoding is None and init_path is not None:
+        cfg = load_checkpoint(init_path).get("model_config", {})
+        if cfg.get("outputs") == "border":
+            decoding = {"threshold": cfg.get("threshold", 0.5), "border": cfg.get("border")}
+    decoding = dict(decoding or {})
+    unknown = set(decoding) - {"threshold", "border"}
+    border = {**BORDER_DEFAULTS, **(decoding.get("border") or {})}
+    if unknown or set(border) != set(BORDER_DEFAULTS):
+        raise InputError(f"decoding: keys 'threshold' and 'border' ({', '.join(BORDER_DEFAULTS)}), "
+                         f"got {sorted(decoding)} / {sorted(border)}.")
+    return float(decoding.get("threshold", 0.5)), border
+
+
 def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="default", epochs: int = 30,
                  batch_size: int = 4, lr: float = 3e-4, schedule: str = "cosine", gap_weight: float = 10.0,
                  border_weight: float = 1.0, width: int = BORDER_WIDTH, min_fragment: int = SCORE_MIN_SIZE,
                  border_bias: float = -4.0, crops_per_epoch: int | None = None, seed: int = 0,
                  resume: bool = False, images_dir=None, masks_dir=None, threads: int | None = None,
-                 overwrite: bool = False, progress=None, device=None) -> dict:
+                 overwrite: bool = False, progress=None, device=None, decoding: dict | None = None,
+                 zoom=(1.0, 1.0), zoom_p: float = 0.0, coarsen_max: float = 1.0, coarsen_p: float = 0.0) -> dict:
     """Train a border U-Net on a practical-mode data folder (:func:`tio2fiji.training.build_dataset`).
 
     Parameters
@@ -249,6 +274,15 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
     epochs, batch_size, lr, schedule, crops_per_epoch, seed, resume, overwrite, threads, progress, device
         As :func:`tio2fiji.training.unet.fit_unet` (the validation images are segmented on the
         same device).
+    decoding : dict, optional
+        How validation turns the outputs into particles, and what the saved models store:
+        ``{"threshold": ..., "border": {...}}`` (:func:`tio2fiji.instances.labels_from_border`).
+        Default: the init's own when it is a border U-Net, else threshold 0.5 and
+        :data:`tio2fiji.instances.BORDER_DEFAULTS`. Give the decoding a model ships with, so that
+        the epoch is chosen as the model will be used.
+    zoom, zoom_p, coarsen_max, coarsen_p
+        Scale augmentation (:class:`~tio2fiji.training.datasets.RandomCropDataset`; off by
+        default), recorded in the model file (``train_scale``).
 
     Returns
     -------
@@ -276,10 +310,14 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
         raise InputError(f"{data_dir}: the split has no validation images; the border U-Net chooses "
                          f"its epoch on them.")
     train_ds = BorderCropDataset(train, width=width, seed=seed, length=crops_per_epoch,
-                                 tile=int(meta.get("tile", TILE)))
+                                 tile=int(meta.get("tile", TILE)), zoom=zoom, zoom_p=zoom_p,
+                                 coarsen_max=coarsen_max, coarsen_p=coarsen_p)
     encoder, weights = parse_config(config)
     loss_fn = make_border_loss(gap_weight, border_weight)
     init_path = None if init is None else str(resolve_model(init))
+    threshold, border = _decoding(decoding, init_path)
+    train_scale = {"zoom": list(train_ds.zoom), "zoom_p": train_ds.zoom_p, "coarsen_max": train_ds.coarsen_max,
+                   "coarsen_p": train_ds.coarsen_p}
 
     def forward(model, batch):
         image, target, valid = on_device(batch, device)
@@ -290,7 +328,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
 
     def validate(model):
         last.clear()
-        last.update(validate_border(model, val))
+        last.update(validate_border(model, val, border=border, threshold=threshold))
         return last["val_loss"], last["val_f1"]
 
     with run_settings(threads, seed):
@@ -303,8 +341,9 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
 
         model_config = {"arch": "unet", "encoder": encoder, "in_channels": 1, "classes": 2,
                         "outputs": "border", "border_width": int(width), "config": config,
-                        "init": init_path, "threshold": 0.5, "border": dict(BORDER_DEFAULTS),
+                        "init": init_path, "threshold": threshold, "border": dict(border),
                         "pixel_size_m": pixel_size_m, "train_ecd": particle_sizes(train, pixel_size_m),
+                        "train_scale": train_scale,
                         "normalisation": "transforms.normalize_for_network"}
         settings = {"recipe": "border", "device": str(device), "epochs": epochs, "batch_size": batch_size,
                     "lr": lr, "schedule": schedule, "gap_weight": gap_weight, "border_weight": border_weight,
@@ -313,6 +352,8 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
                     "val_images": [s.name for s in val],
                     "selection": f"val_f1 (F1 at IoU 0.5 pooled over the validation images, objects "
                                  f"under {SCORE_MIN_SIZE} px dropped on both sides)",
+                    **({} if train_scale == _NO_SCALE else {"train_scale": train_scale}),
+                    **({} if decoding is None else {"decoding": {"threshold": threshold, "border": border}}),
                     "model_config": model_config, "data_dir": str(Path(data_dir).resolve())}
         run = FitConfig(out_dir, epochs, batch_size, seed, settings, model_config, BORDER_HISTORY_COLUMNS,
                         loss_terms=("fg_loss", "border_loss"), resume=resume, overwrite=overwrite,

@@ -24,10 +24,13 @@ from ..transforms import (
     THESIS_VARIANTS,
     TILE,
     augment_pair,
+    coarsen,
     context_margin,
     crop_with_context,
     normalize_for_network,
     photometric,
+    resample_image,
+    resample_labels,
     tile_positions,
 )
 from .splits import read_split
@@ -99,12 +102,32 @@ class RandomCropDataset:
         Default :data:`tio2fiji.transforms.THESIS_VARIANTS`.
     photometric_p : float
         Probability of the brightness + blur augmentation (0 turns it off).
+    zoom : (float, float)
+        Range of magnifications (log-uniform) applied, with probability ``zoom_p``, to the crop
+        before it is rotated: a window ``tile / zoom`` wide is cut and resampled to ``tile``
+        (:func:`~tio2fiji.transforms.resample_image`, labels by
+        :func:`~tio2fiji.transforms.resample_labels`): particles at other sizes, as at another
+        magnification.
+    coarsen_max : float
+        With probability ``coarsen_p`` the crop's image (not its mask) is
+        :func:`~tio2fiji.transforms.coarsen`-ed by a factor drawn uniformly from
+        ``[1, coarsen_max]``: what a coarser image looks like once brought to the model's scale.
+        Both scale augmentations are off by default (``zoom_p = coarsen_p = 0``) and then draw
+        nothing, so earlier runs' crops are unchanged.
     """
 
     def __init__(self, samples, tile: int = TILE, length: int | None = None, seed: int = 0,
-                 variants=THESIS_VARIANTS, photometric_p: float = 0.4):
+                 variants=THESIS_VARIANTS, photometric_p: float = 0.4, zoom=(1.0, 1.0), zoom_p: float = 0.0,
+                 coarsen_max: float = 1.0, coarsen_p: float = 0.0):
         if not samples:
             raise InputError("RandomCropDataset needs at least one image.")
+        lo, hi = (float(z) for z in zoom)
+        if not (0.25 <= lo <= hi <= 4.0) or not (0.0 <= zoom_p <= 1.0 and 0.0 <= coarsen_p <= 1.0) \
+                or not 1.0 <= float(coarsen_max) <= 4.0:
+            raise InputError(f"scale augmentation: zoom range within 0.25-4 (got {lo}-{hi}), coarsen_max within "
+                             f"1-4 (got {coarsen_max}) and probabilities within 0-1 (got {zoom_p}, {coarsen_p}).")
+        self.zoom, self.zoom_p = (lo, hi), float(zoom_p)
+        self.coarsen_max, self.coarsen_p = float(coarsen_max), float(coarsen_p)
         self.samples = list(samples)
         self.tile = int(tile)
         self.seed = int(seed)
@@ -130,21 +153,36 @@ class RandomCropDataset:
         if not 0 <= index < self.length:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        zoom = self._draw_zoom(rng)
         k = int(rng.choice(len(self.samples), p=self._weights))
         s = self.samples[k]
         flip_kind, angle = self.variants[int(rng.integers(len(self.variants)))]
-        margin = context_margin(self.tile, [angle])
-        side = self.tile + 2 * margin
+        size = self.tile if zoom == 1.0 else max(8, int(round(self.tile / zoom)))
+        margin = context_margin(size, [angle])
+        side = size + 2 * margin
         h, w = s.image.shape
         # window top-left so that the whole window lies inside the image when it fits
         wy = int(rng.integers(0, h - side + 1)) if h >= side else -((side - h) // 2)
         wx = int(rng.integers(0, w - side + 1)) if w >= side else -((side - w) // 2)
-        img, msk, val = crop_with_context(s.image, s.mask, wy + margin, wx + margin, self.tile, margin)
-        img, msk, val = augment_pair(img, msk, flip_kind, angle, out_size=self.tile, valid=val)
+        img, msk, val = crop_with_context(s.image, s.mask, wy + margin, wx + margin, size, margin)
+        img, msk, val = augment_pair(img, msk, flip_kind, angle, out_size=size, valid=val)
+        if size != self.tile:
+            shape = (self.tile, self.tile)
+            img, msk, val = resample_image(img, shape), resample_labels(msk, shape), resample_labels(val, shape)
         img = photometric(img, rng, p=self.photometric_p)
+        factor = 1.0
+        if self.coarsen_p > 0 and rng.random() < self.coarsen_p:
+            factor = float(rng.uniform(1.0, self.coarsen_max))
+            img = coarsen(img, factor)
         img = np.where(val, img, 0.0).astype(np.float32)
         return img, msk, val, {"name": s.name, "y": wy + margin, "x": wx + margin, "flip": flip_kind,
-                               "angle": angle}
+                               "angle": angle, "zoom": zoom, "coarsen": factor}
+
+    def _draw_zoom(self, rng) -> float:
+        if self.zoom_p <= 0 or not rng.random() < self.zoom_p:
+            return 1.0
+        lo, hi = self.zoom
+        return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
     def __getitem__(self, index: int):
         img, msk, val, _ = self.item_arrays(index)
