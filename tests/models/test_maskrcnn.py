@@ -158,9 +158,10 @@ def test_backbone_weights_from_file_and_offline_cache(tmp_path, monkeypatch):
 # tiled prediction
 
 
-def _fake_detect(model, images, score_threshold=0.5):
+def _fake_detect(model, images, score_threshold=0.5, regions=None):
     """A perfect detector: the 4-connected bright components of each tile, with their masks
-    sampled on a 28x28 grid over the box (as torchvision makes the mask head's targets)."""
+    sampled on a 28x28 grid over the box (as torchvision makes the mask head's targets); with
+    ``regions``, only those whose box centre lies in the tile's region, as :func:`detect` does."""
     from scipy import ndimage
     from torchvision.ops import roi_align
 
@@ -179,6 +180,10 @@ def _fake_detect(model, images, score_threshold=0.5):
         # scores by size: larger particles win where masks overlap
         scores = 0.6 + 0.3 * (boxes[:, 2] - boxes[:, 0]) / 64.0
         keep = scores > score_threshold
+        if regions is not None:
+            y0, y1, x0, x1 = regions[len(out)]
+            cy, cx = (boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 0] + boxes[:, 2]) / 2
+            keep &= (cy >= y0) & (cy < y1) & (cx >= x0) & (cx < x1)
         out.append({"boxes": boxes[keep], "scores": scores[keep].astype(np.float32),
                     "masks": masks[keep]})
     return out
@@ -228,6 +233,36 @@ def test_tiles_keep_border_particles_whole_and_once(model1, monkeypatch):
     # labels are numbered in raster order like connected components
     first = [np.flatnonzero(labels.ravel() == i)[0] for i in range(1, labels.max() + 1)]
     assert first == sorted(first)
+
+
+def test_detect_in_regions_is_detect_filtered_before_the_mask_head(model1, monkeypatch):
+    """``regions`` drops the detections whose box centre lies outside before the mask head runs:
+    the kept ones are exactly those of a plain ``detect`` (same boxes, scores and masks), and the
+    mask head sees only them."""
+    monkeypatch.setattr(model1.roi_heads, "detections_per_img", 40)
+    rng = np.random.default_rng(0)
+    tiles = [rng.random((256, 256)).astype(np.float32) for _ in range(2)]
+    full = P.detect(model1, tiles, 0.0)
+    seen = []
+    hook = model1.roi_heads.mask_head.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    # windows that cut through the detections: above the median centre row; left of the median column
+    cy = [float(np.median((f["boxes"][:, 1] + f["boxes"][:, 3]) / 2)) for f in full]
+    cx = [float(np.median((f["boxes"][:, 0] + f["boxes"][:, 2]) / 2)) for f in full]
+    regions = [(0, cy[0], 0, 256), (0, 256, 0, cx[1])]
+    try:
+        part = P.detect(model1, tiles, 0.0, regions=regions)
+    finally:
+        hook.remove()
+    assert all(len(f["scores"]) == 40 for f in full)
+    for f, p, (y0, y1, x0, x1) in zip(full, part, regions):
+        b = f["boxes"]
+        cy, cx = (b[:, 1] + b[:, 3]) / 2, (b[:, 0] + b[:, 2]) / 2
+        inside = (cy >= y0) & (cy < y1) & (cx >= x0) & (cx < x1)
+        assert 0 < inside.sum() < 40
+        assert np.array_equal(p["boxes"], b[inside]) and np.array_equal(p["scores"], f["scores"][inside])
+        # the mask head runs on fewer RoIs at once: float sums in another order (random weights)
+        np.testing.assert_allclose(p["masks"], f["masks"][inside], atol=1e-4)
+    assert seen == [sum(len(p["scores"]) for p in part)]
 
 
 def test_overlapping_masks_go_to_the_higher_score():
@@ -432,9 +467,9 @@ def test_segment_runs_mask_rcnn_with_its_stored_score_threshold(model1, monkeypa
 
     used = []
 
-    def detect(model, images, score_threshold=0.5):
+    def detect(model, images, score_threshold=0.5, regions=None):
         used.append(score_threshold)
-        return _fake_detect(model, images, score_threshold)
+        return _fake_detect(model, images, score_threshold, regions)
 
     monkeypatch.setattr(P._maskrcnn, "detect", detect)
     img, mask = _blobs((256, 256), 12, seed=5, rmin=4, rmax=9)

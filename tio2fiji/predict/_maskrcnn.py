@@ -17,7 +17,7 @@ __all__ = ["detect", "tiled_detections", "predict_instances"]
 # Mask R-CNN: detections and tiled instances
 
 
-def detect(model, images, score_threshold: float = 0.5) -> list:
+def detect(model, images, score_threshold: float = 0.5, regions=None) -> list:
     """Detections of a batch of tiles, with the masks at RoI resolution (not pasted).
 
     Parameters
@@ -29,6 +29,11 @@ def detect(model, images, score_threshold: float = 0.5) -> list:
     score_threshold : float
         Detections scoring at or below it are dropped before the mask head runs (the mask head is
         the costly part with thousands of detections).
+    regions : list of (y0, y1, x0, x1), optional
+        Per image, the half-open window a detection's box centre must lie in to be kept; the others
+        are dropped before the mask head runs (:func:`tiled_detections` passes each tile's own
+        region: the masks of detections another tile owns would be thrown away). The kept
+        detections are those without ``regions``, filtered.
 
     Returns
     -------
@@ -37,6 +42,7 @@ def detect(model, images, score_threshold: float = 0.5) -> list:
         float32 ``(N,)``, ``masks`` float32 ``(N, M, M)`` mask probabilities inside the boxes.
     """
     import torch
+    from torchvision.models.detection.roi_heads import maskrcnn_inference
     from torchvision.models.detection.transform import resize_boxes
 
     model = as_model(model).net
@@ -53,16 +59,30 @@ def detect(model, images, score_threshold: float = 0.5) -> list:
             batch, _ = model.transform(x)
             features = model.backbone(batch.tensors)
             proposals, _ = model.rpn(batch, features)
-            dets, _ = heads(features, proposals, batch.image_sizes)
+            # RoIHeads.forward (eval) in two halves, so that detections are filtered between them
+            shapes = batch.image_sizes
+            box_features = heads.box_head(heads.box_roi_pool(features, proposals, shapes))
+            boxes, scores, labels = heads.postprocess_detections(*heads.box_predictor(box_features),
+                                                                 proposals, shapes)
+            image_boxes = [resize_boxes(b, r, o) for b, r, o in zip(boxes, shapes, sizes)]
+            if regions is not None:
+                keep = [_centre_inside(b, r) for b, r in zip(image_boxes, regions)]
+                boxes, scores, labels, image_boxes = ([t[k] for t, k in zip(ts, keep)]
+                                                      for ts in (boxes, scores, labels, image_boxes))
+            mask_logits = heads.mask_predictor(heads.mask_head(heads.mask_roi_pool(features, boxes, shapes)))
+            masks = maskrcnn_inference(mask_logits, labels)
     finally:
         heads.score_thresh = old
         model.train(was_training)
-    out = []
-    for d, resized, original in zip(dets, batch.image_sizes, sizes):
-        boxes = resize_boxes(d["boxes"], resized, original)
-        out.append({"boxes": boxes.float().cpu().numpy(), "scores": d["scores"].float().cpu().numpy(),
-                    "masks": d["masks"][:, 0].float().cpu().numpy()})
-    return out
+    return [{"boxes": b.float().cpu().numpy(), "scores": s.float().cpu().numpy(),
+             "masks": m[:, 0].float().cpu().numpy()} for b, s, m in zip(image_boxes, scores, masks)]
+
+
+def _centre_inside(boxes, region):
+    """Which boxes ``(N, 4)`` (x0, y0, x1, y1) have their centre in ``region`` (y0, y1, x0, x1)."""
+    y0, y1, x0, x1 = region
+    cy, cx = (boxes[:, 1] + boxes[:, 3]) / 2.0, (boxes[:, 0] + boxes[:, 2]) / 2.0
+    return (cy >= y0) & (cy < y1) & (cx >= x0) & (cx < x1)
 
 
 def _own_ranges(pos: list, tile: int, size: int) -> list:
@@ -142,13 +162,18 @@ def tiled_detections(model, image, tile: int = TILE, overlap: int = 64, batch_si
     ys, xs = axis_positions(H, tile, stride), axis_positions(W, tile, stride)
     own_y, own_x = dict(zip(ys, _own_ranges(ys, tile, h))), dict(zip(xs, _own_ranges(xs, tile, w)))
     corners = [(y, c) for y in ys for c in xs]
-    if detector is None:
-        def detector(tiles, thresh):
-            return detect(model, tiles, thresh)
+    def own_region(ty, tx):  # in tile coordinates, 1 px wider: the exact test below decides
+        (ylo, yhi), (xlo, xhi) = own_y[ty], own_x[tx]
+        return ylo - ty - 1, yhi - ty + 1, xlo - tx - 1, xhi - tx + 1
+
     instances = []
     for b in range(0, len(corners), batch_size):
         chunk = corners[b:b + batch_size]
-        dets = detector([x[y:y + tile, c:c + tile] for y, c in chunk], score_threshold)
+        tiles = [x[y:y + tile, c:c + tile] for y, c in chunk]
+        if detector is None:  # only the owned detections get masks
+            dets = detect(model, tiles, score_threshold, regions=[own_region(y, c) for y, c in chunk])
+        else:
+            dets = detector(tiles, score_threshold)
         for (ty, tx), d in zip(chunk, dets):
             boxes = d["boxes"]
             cy = (boxes[:, 1] + boxes[:, 3]) / 2.0 + ty
