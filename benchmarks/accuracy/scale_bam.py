@@ -1,5 +1,5 @@
 """Issue 28: the same field at other magnifications. Each test image's analysed area is resampled
-(cubic, area-averaged when shrunk) by a factor and written as an ImageJ TIFF whose calibration is
+(cubic, :func:`tio2fiji.transforms.resample_image`) by a factor and written as an ImageJ TIFF whose calibration is
 set accordingly (pixel size / factor), so the specimen and its particles are the same; then
 ``tio2fiji.predict.segment`` runs on every copy as a user's file would be read (``read_sem``), with
 ``scale="none"`` (segmented at the image's own pixel size: tio2fiji before issue 28) and
