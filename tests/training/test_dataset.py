@@ -19,6 +19,7 @@ from tio2fiji import transforms as T
 from tio2fiji.errors import InputError
 from tio2fiji.instances import connected_components
 from tio2fiji.io import pair_files
+from tio2fiji.training.datasets import resample_mask
 
 # pycocotools' decode trips numpy 2's __array__(copy=...) deprecation; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -279,6 +280,22 @@ def test_coarsen_keeps_broad_shapes_and_removes_pixel_detail():
     assert abs((out > 0.65).sum() / (np.pi * 30 ** 2) - 1) < 0.02
     with pytest.raises(InputError, match="at least 1"):
         T.coarsen(img, 0.5)
+
+
+def test_resample_mask_keeps_touching_particles_apart():
+    """Two 15x15 squares with a one-pixel gap, shrunk to half: nearest-pixel sampling loses the gap
+    (one particle), resample_mask redraws it (two); label images are sampled as they are."""
+    m = np.zeros((40, 40), bool)
+    m[5:20, 5:20] = True
+    m[5:20, 21:35] = True
+    assert connected_components(T.resample_labels(m, (20, 20)), 4).max() == 1
+    half = resample_mask(m, (20, 20))
+    assert half.dtype == bool and connected_components(half, 4).max() == 2
+    # by hand: rows 5..19 sampled at odd rows (8), columns 8 and 7 -> 64 + 56 pixels, now adjacent
+    # (columns 19 and 21 are output columns 9 and 10), less one gap column of 8 pixels
+    assert half.sum() == 8 * 8 + 8 * 7 - 8
+    lab = connected_components(m, 4).astype(np.uint16)
+    assert np.array_equal(resample_mask(lab, (20, 20)), T.resample_labels(lab, (20, 20)))
 
 
 def _disc_sample(radius=10):

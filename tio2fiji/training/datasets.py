@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..instances import connected_components, labels_to_separated_mask
 from ..io import atomic_write, mask_for_image, pair_files, read_mask, read_sem
 from ..transforms import (
     THESIS_VARIANTS,
@@ -35,7 +36,7 @@ from ..transforms import (
 )
 from .splits import read_split
 
-__all__ = ["Sample", "load_pair", "load_samples", "RandomCropDataset", "FullTileDataset",
+__all__ = ["Sample", "load_pair", "load_samples", "resample_mask", "RandomCropDataset", "FullTileDataset",
            "TileDataset", "split_pairs", "training_datasets", "read_tile", "write_tile"]
 
 
@@ -74,6 +75,21 @@ def _to_tensors(image, mask, valid):
     return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
             torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
             torch.from_numpy(np.ascontiguousarray(valid, dtype=np.float32))[None])
+
+
+def resample_mask(mask, shape) -> np.ndarray:
+    """A training mask resampled to ``shape`` by its nearest pixel, touching particles kept apart.
+
+    Label images are resampled as they are (:func:`tio2fiji.transforms.resample_labels`). A binary
+    mask's particles (4-connected, one-pixel gaps between touching ones) are labelled first and
+    the gaps redrawn afterwards (:func:`tio2fiji.instances.labels_to_separated_mask`): shrunk by
+    nearest pixel, a one-pixel gap would otherwise vanish and two particles become one.
+    """
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        return resample_labels(mask, shape)
+    labels = resample_labels(connected_components(mask, 4), shape)
+    return labels_to_separated_mask(labels, 4) > 0
 
 
 class RandomCropDataset:
@@ -168,7 +184,7 @@ class RandomCropDataset:
         img, msk, val = augment_pair(img, msk, flip_kind, angle, out_size=size, valid=val)
         if size != self.tile:
             shape = (self.tile, self.tile)
-            img, msk, val = resample_image(img, shape), resample_labels(msk, shape), resample_labels(val, shape)
+            img, msk, val = resample_image(img, shape), resample_mask(msk, shape), resample_labels(val, shape)
         img = photometric(img, rng, p=self.photometric_p)
         factor = 1.0
         if self.coarsen_p > 0 and rng.random() < self.coarsen_p:
