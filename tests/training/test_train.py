@@ -238,9 +238,14 @@ def test_cli_dataset_build_train_and_evaluate(tmp_path):
     run = tmp_path / "run"
     res = runner.invoke(main, ["train", "unet", str(data), "--out", str(run), "--config",
                                "resnet18-scratch", "--epochs", "1", "--crops-per-epoch", "2",
-                               "--batch-size", "2", "--threads", "2"])
+                               "--batch-size", "2", "--threads", "2", "--scale-augment"])
     assert res.exit_code == 0, (res.output, repr(res.exception))
     assert "best validation IoU" in res.output and (run / "best.pt").is_file()
+    from tio2fiji.training.datasets import SCALE_AUGMENTATION
+
+    # the model file says which scales it was trained for
+    assert load_checkpoint(run / "best.pt")["model_config"]["train_scale"] == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in SCALE_AUGMENTATION.items()}
     out = tmp_path / "eval"
     split = json.loads((data / "split.json").read_text())
     res = runner.invoke(main, ["evaluate", "--model", str(run / "best.pt"), "--images",

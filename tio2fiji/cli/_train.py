@@ -18,6 +18,11 @@ from ..models.maskrcnn import (
 from ._common import _OVERWRITE, _Checked, _device_option, _StepProgress
 from ._groups import train_group
 
+_SCALE_AUGMENT = click.option(
+    "--scale-augment", is_flag=True,
+    help="Practical mode: train for a range of magnifications: half the crops zoomed 0.75-1.33x, 30 percent "
+         "coarsened 1-2x (as an image of coarser pixels looks once brought to the model's scale).")
+
 
 class _AnchorSizes(click.ParamType):
     """``--anchor-sizes``: ``thesis`` (None: the library's :data:`ANCHOR_SIZES`), ``auto`` (from the
@@ -69,16 +74,19 @@ _TABLE3_ROIS = ", ".join(str(CONFIGS[k]["box_batch_size_per_image"]) for k in so
 @click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
 @click.option("--crops-per-epoch", type=_Checked("crops_per_epoch"), default=None,
               help="Practical mode: random crops per epoch (default: tiles that fit the images).")
+@_SCALE_AUGMENT
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @_OVERWRITE
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--workers", type=_Checked("workers"), default=0, show_default=True, help="DataLoader worker processes.")
 @_device_option
 def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_size, lr, loss, gap_weight,
-                   init, schedule, seed, crops_per_epoch, resume, overwrite, threads, workers, device):
+                   init, schedule, seed, crops_per_epoch, scale_augment, resume, overwrite, threads, workers,
+                   device):
     """Train a U-Net on DATA_DIR (written by 'tio2fiji dataset build')."""
     from ..models import resolve_device
     from ..training import train_unet
+    from ..training.datasets import SCALE_AUGMENTATION
 
     device = resolve_device(device)  # a missing GPU is one line, before any data is read
     progress = bar = _StepProgress(f"train {config}")
@@ -87,7 +95,8 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
                          epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, gap_weight=gap_weight,
                          init=init, schedule=schedule, seed=seed, resume=resume,
                          crops_per_epoch=crops_per_epoch, num_workers=workers, threads=threads,
-                         overwrite=overwrite, progress=progress, device=device)
+                         overwrite=overwrite, progress=progress, device=device,
+                         scale_augmentation=SCALE_AUGMENTATION if scale_augment else None)
     finally:
         bar.close()
     click.echo(f"best validation IoU {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "
@@ -116,9 +125,7 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
               help="Half-width of the border band in pixels (2: a 5x5 window holding two particles).")
 @click.option("--border-weight", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Weight of the border band's loss beside the particle mask's.")
-@click.option("--scale-augment", is_flag=True,
-              help="Train for a range of magnifications: half the crops zoomed 0.75-1.33x, 30 percent coarsened "
-                   "1-2x (as an image of coarser pixels brought to the model's scale).")
+@_SCALE_AUGMENT
 @click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (give more --epochs to go on).")
 @_OVERWRITE
@@ -128,7 +135,8 @@ def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, sc
                      crops_per_epoch, width, border_weight, scale_augment, seed, resume, overwrite, threads, device):
     """Train a border U-Net (particle mask + where touching particles meet) on DATA_DIR (practical mode)."""
     from ..models import resolve_device
-    from ..training.border import SCALE_AUGMENTATION, train_border
+    from ..training.border import train_border
+    from ..training.datasets import SCALE_AUGMENTATION
 
     device = resolve_device(device)
     progress = bar = _StepProgress("train border")

@@ -40,7 +40,7 @@ from ..models.device import resolve_device
 from ..models.unet import build_unet, parse_config
 from ..predict import predict_maps
 from ..transforms import TILE
-from .datasets import RandomCropDataset, split_pairs
+from .datasets import SCALE_AUGMENTATION, RandomCropDataset, split_pairs
 from .engine import (
     FitConfig,
     Recipe,
@@ -219,10 +219,7 @@ def _init_weights(model, path, encoder: str, border_bias: float) -> None:
 
 
 _NO_SCALE = {"zoom": [1.0, 1.0], "zoom_p": 0.0, "coarsen_max": 1.0, "coarsen_p": 0.0}
-#: The scale augmentation of campaign stage 4 (``train border --scale-augment``): half the crops
-#: zoomed 0.75-1.33x, 30 % coarsened 1-2x (images down to half the magnification brought to the
-#: model's scale).
-SCALE_AUGMENTATION = {"zoom": (0.75, 1.33), "zoom_p": 0.5, "coarsen_max": 2.0, "coarsen_p": 0.3}
+
 
 
 def _decoding(decoding: dict | None, init_path) -> tuple:
@@ -316,8 +313,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
     loss_fn = make_border_loss(gap_weight, border_weight)
     init_path = None if init is None else str(resolve_model(init))
     threshold, border = _decoding(decoding, init_path)
-    train_scale = {"zoom": list(train_ds.zoom), "zoom_p": train_ds.zoom_p, "coarsen_max": train_ds.coarsen_max,
-                   "coarsen_p": train_ds.coarsen_p}
+    train_scale = train_ds.scale_settings()
 
     def forward(model, batch):
         image, target, valid = on_device(batch, device)

@@ -36,8 +36,8 @@ from ..transforms import (
 )
 from .splits import read_split
 
-__all__ = ["Sample", "load_pair", "load_samples", "resample_mask", "RandomCropDataset", "FullTileDataset",
-           "TileDataset", "split_pairs", "training_datasets", "read_tile", "write_tile"]
+__all__ = ["Sample", "load_pair", "load_samples", "SCALE_AUGMENTATION", "resample_mask", "RandomCropDataset",
+           "FullTileDataset", "TileDataset", "split_pairs", "training_datasets", "read_tile", "write_tile"]
 
 
 @dataclass
@@ -75,6 +75,12 @@ def _to_tensors(image, mask, valid):
     return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
             torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
             torch.from_numpy(np.ascontiguousarray(valid, dtype=np.float32))[None])
+
+
+#: The scale augmentation of ``train unet|border --scale-augment`` (campaign stage 4): half the
+#: crops zoomed 0.75-1.33x, 30 % coarsened 1-2x (images down to half the magnification, brought to
+#: the model's scale).
+SCALE_AUGMENTATION = {"zoom": (0.75, 1.33), "zoom_p": 0.5, "coarsen_max": 2.0, "coarsen_p": 0.3}
 
 
 def resample_mask(mask, shape) -> np.ndarray:
@@ -160,6 +166,11 @@ class RandomCropDataset:
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose crops the items are (call once per epoch before iterating)."""
         self.epoch = int(epoch)
+
+    def scale_settings(self) -> dict:
+        """The scale augmentation as a model file records it (``train_scale``)."""
+        return {"zoom": list(self.zoom), "zoom_p": self.zoom_p, "coarsen_max": self.coarsen_max,
+                "coarsen_p": self.coarsen_p}
 
     def __len__(self) -> int:
         return self.length
@@ -327,13 +338,15 @@ def split_pairs(out_dir, images_dir=None, masks_dir=None):
     return [pairs[i] for i in split["train"]], [pairs[i] for i in split["val"]], meta
 
 
-def training_datasets(out_dir, seed: int = 0, images_dir=None, masks_dir=None, length=None):
+def training_datasets(out_dir, seed: int = 0, images_dir=None, masks_dir=None, length=None,
+                      scale_augmentation: dict | None = None):
     """The training and validation datasets of a data folder (:func:`tio2fiji.training.build_dataset`).
 
     Thesis mode: :class:`TileDataset` ``"train"`` (photometric augmentation on) and ``"val"``.
     Practical mode: :class:`RandomCropDataset` over the training images (read from the folders
     recorded in ``split.json``, or ``images_dir``/``masks_dir``) and :class:`FullTileDataset` over
-    the validation images.
+    the validation images. ``scale_augmentation``: :class:`RandomCropDataset`'s ``zoom``,
+    ``zoom_p``, ``coarsen_max``, ``coarsen_p`` (practical mode only).
 
     Returns
     -------
@@ -342,11 +355,14 @@ def training_datasets(out_dir, seed: int = 0, images_dir=None, masks_dir=None, l
     out_dir = Path(out_dir)
     _, meta = read_split(out_dir / "split.json")
     if meta.get("mode") == "thesis":
+        if scale_augmentation:
+            raise InputError(f"{out_dir}: a thesis-mode data folder (fixed tiles); scale augmentation "
+                             f"draws crops from whole images (dataset build --mode practical).")
         return TileDataset(out_dir, "train", seed=seed), TileDataset(out_dir, "val", seed=seed)
     train_pairs, val_pairs, meta = split_pairs(out_dir, images_dir, masks_dir)
     bar = meta.get("data_bar_rows")
     train = load_samples(train_pairs, data_bar_rows=bar)
     val = load_samples(val_pairs, data_bar_rows=bar)
     tile = int(meta.get("tile", TILE))
-    return (RandomCropDataset(train, tile=tile, seed=seed, length=length),
+    return (RandomCropDataset(train, tile=tile, seed=seed, length=length, **(scale_augmentation or {})),
             FullTileDataset(val, tile=tile))

@@ -256,7 +256,7 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
                gap_weight: float = 0.0, schedule: str = "constant", seed: int = 0,
                resume: bool = False, init=None, crops_per_epoch: int | None = None, images_dir=None,
                masks_dir=None, num_workers: int = 0, threads: int | None = None,
-               overwrite: bool = False, progress=None, device=None) -> dict:
+               overwrite: bool = False, progress=None, device=None, scale_augmentation: dict | None = None) -> dict:
     """Train one U-Net configuration on a data folder written by
     :func:`tio2fiji.training.build_dataset`.
 
@@ -276,6 +276,10 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
         must be the configuration's.
     crops_per_epoch : int, optional
         Practical mode: random crops per epoch (default: as many as non-overlapping tiles fit).
+    scale_augmentation : dict, optional
+        Practical mode: zoom and coarsening of the crops
+        (:data:`tio2fiji.training.border.SCALE_AUGMENTATION`; see
+        :class:`~tio2fiji.training.datasets.RandomCropDataset`), recorded as ``train_scale``.
     Other parameters
         As :func:`fit_unet`.
     """
@@ -288,7 +292,8 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
     if encoder_weights is not None:
         weights = encoder_weights
     train_ds, val_ds = training_datasets(data_dir, seed=seed, images_dir=images_dir,
-                                         masks_dir=masks_dir, length=crops_per_epoch)
+                                         masks_dir=masks_dir, length=crops_per_epoch,
+                                         scale_augmentation=scale_augmentation)
     with run_settings(threads, seed):  # the initial weights come from the seed
         model = build_unet(encoder, weights if init is None else None)
         if init is not None:
@@ -307,7 +312,8 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
         model_config = {"arch": "unet", "encoder": encoder, "in_channels": 1, "classes": 1,
                         "config": config, "encoder_weights_at_start": weights_name,
                         "init": None if init is None else str(init),
-                        "threshold": 0.5, "normalisation": "transforms.normalize_for_network"}
+                        "threshold": 0.5, "normalisation": "transforms.normalize_for_network",
+                        **({"train_scale": train_ds.scale_settings()} if scale_augmentation else {})}
         return fit_unet(model, train_ds, val_ds, out_dir, epochs=epochs, batch_size=batch_size,
                         lr=lr, loss=loss, gap_weight=gap_weight, schedule=schedule, seed=seed,
                         resume=resume, overwrite=overwrite, num_workers=num_workers,
