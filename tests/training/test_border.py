@@ -211,15 +211,16 @@ def test_train_border_on_the_examples_resume_and_segment(tmp_path):
 
 
 def test_border_training_validates_with_the_decoding_it_is_given_or_the_inits():
-    """A longer run of a border U-Net chooses its epoch with the init's own decoding (the bundled
-    unet-border stores threshold 0.4, band 0.05, seed 16 px); a one-output init gets the defaults;
-    a decoding given replaces both, and unknown keys are refused."""
+    """A longer run of a border U-Net chooses its epoch with the init's own decoding (what the
+    bundled unet-border's settings say); a one-output init gets the defaults; a decoding given
+    replaces both, and unknown keys are refused."""
     from tio2fiji.instances import BORDER_DEFAULTS
-    from tio2fiji.models.checkpoint import resolve_model
+    from tio2fiji.models.checkpoint import load_model, resolve_model
     from tio2fiji.training.border import _decoding
 
-    thr, border = _decoding(None, str(resolve_model("unet-border")))
-    assert thr == 0.4 and border == {"border_threshold": 0.05, "min_seed": 16, "sigma": 1.0, "h": 0.0}
+    shipped = load_model("unet-border").settings
+    assert shipped.border != BORDER_DEFAULTS  # its decoding was chosen on the validation images
+    assert _decoding(None, str(resolve_model("unet-border"))) == (shipped.threshold, shipped.border)
     assert _decoding(None, str(resolve_model("default"))) == (0.5, BORDER_DEFAULTS)
     assert _decoding({"threshold": 0.3, "border": {"min_seed": 4}}, None) == (0.3, {**BORDER_DEFAULTS, "min_seed": 4})
     with pytest.raises(InputError, match="decoding"):
