@@ -120,6 +120,7 @@ DOMAINS = {
     "lr": Domain(False, 0.0, low_open=True, hint="e.g. 1e-4"),
     "lr_final": Domain(False, 0.0, low_open=True, hint="e.g. 1e-5"),
     "gap_weight": Domain(False, 0.0, hint="0: no extra weight"),
+    "border_weight": Domain(False, 0.0, low_open=True, hint="e.g. 1"),
     "crops_per_epoch": _POS_INT,
     "n_rays": Domain(True, 3, hint="e.g. 32"),
     "threads": Domain(True, 0, hint="0 or omitted: torch's choice"),

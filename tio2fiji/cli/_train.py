@@ -123,7 +123,7 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 @click.option("--crops-per-epoch", type=_Checked("crops_per_epoch"), default=128, show_default=True)
 @click.option("--width", type=click.IntRange(min=1), default=2, show_default=True,
               help="Half-width of the border band in pixels (2: a 5x5 window holding two particles).")
-@click.option("--border-weight", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--border-weight", type=_Checked("border_weight"), default=1.0, show_default=True,
               help="Weight of the border band's loss beside the particle mask's.")
 @_SCALE_AUGMENT
 @click.option("--seed", type=_Checked("seed"), default=0, show_default=True)

@@ -289,7 +289,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
     import torch
 
     device = resolve_device(device)
-    check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight,
+    check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight, border_weight=border_weight,
                   crops_per_epoch=crops_per_epoch, threads=threads)
     check_run_folder(out_dir, resume, overwrite)
     check_schedule(schedule)
