@@ -146,7 +146,7 @@ def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, sc
                            gap_weight=gap_weight, crops_per_epoch=crops_per_epoch, width=width, seed=seed,
                            resume=resume, border_weight=border_weight,
                            threads=threads, overwrite=overwrite, progress=progress, device=device,
-                           **(SCALE_AUGMENTATION if scale_augment else {}))
+                           scale_augmentation=SCALE_AUGMENTATION if scale_augment else None)
     finally:
         bar.close()
     click.echo(f"best validation F1 {res['best_val_iou']:.4f} at epoch {res['best_epoch']}; "

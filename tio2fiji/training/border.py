@@ -40,7 +40,7 @@ from ..models.device import resolve_device
 from ..models.unet import build_unet, parse_config
 from ..predict import predict_maps
 from ..transforms import TILE
-from .datasets import SCALE_AUGMENTATION, RandomCropDataset, split_pairs
+from .datasets import RandomCropDataset, split_pairs
 from .engine import (
     FitConfig,
     Recipe,
@@ -57,9 +57,8 @@ from .splits import read_split
 from .star import star_samples
 from .unet import make_loss
 
-__all__ = ["BORDER_HISTORY_COLUMNS", "FRAGMENT", "SCALE_AUGMENTATION", "SCORE_MIN_SIZE", "BorderCropDataset",
-           "border_samples", "make_border_loss", "particle_sizes", "training_pixel_size", "validate_border",
-           "train_border"]
+__all__ = ["BORDER_HISTORY_COLUMNS", "FRAGMENT", "SCORE_MIN_SIZE", "BorderCropDataset", "border_samples",
+           "make_border_loss", "particle_sizes", "training_pixel_size", "validate_border", "train_border"]
 
 BORDER_HISTORY_COLUMNS = ["epoch", "train_loss", "val_iou", "val_f1", "val_pq", "val_count_error", "lr",
                           "seconds", "fg_loss", "border_loss"]
@@ -218,10 +217,6 @@ def _init_weights(model, path, encoder: str, border_bias: float) -> None:
         head.bias[:1] = b[:1]
 
 
-_NO_SCALE = {"zoom": [1.0, 1.0], "zoom_p": 0.0, "coarsen_max": 1.0, "coarsen_p": 0.0}
-
-
-
 def _decoding(decoding: dict | None, init_path) -> tuple:
     """``(threshold, border)`` that validation decodes with: ``decoding``, else the init border
     U-Net's stored ones, else 0.5 and :data:`~tio2fiji.instances.BORDER_DEFAULTS`."""
@@ -244,7 +239,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
                  border_bias: float = -4.0, crops_per_epoch: int | None = None, seed: int = 0,
                  resume: bool = False, images_dir=None, masks_dir=None, threads: int | None = None,
                  overwrite: bool = False, progress=None, device=None, decoding: dict | None = None,
-                 zoom=(1.0, 1.0), zoom_p: float = 0.0, coarsen_max: float = 1.0, coarsen_p: float = 0.0) -> dict:
+                 scale_augmentation: dict | None = None) -> dict:
     """Train a border U-Net on a practical-mode data folder (:func:`tio2fiji.training.build_dataset`).
 
     Parameters
@@ -277,9 +272,9 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
         Default: the init's own when it is a border U-Net, else threshold 0.5 and
         :data:`tio2fiji.instances.BORDER_DEFAULTS`. Give the decoding a model ships with, so that
         the epoch is chosen as the model will be used.
-    zoom, zoom_p, coarsen_max, coarsen_p
-        Scale augmentation (:class:`~tio2fiji.training.datasets.RandomCropDataset`; off by
-        default), recorded in the model file (``train_scale``).
+    scale_augmentation : dict, optional
+        Zoom and coarsening of the crops, as :func:`tio2fiji.training.unet.train_unet`
+        (:data:`tio2fiji.training.datasets.SCALE_AUGMENTATION`); recorded as ``train_scale``.
 
     Returns
     -------
@@ -307,8 +302,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
         raise InputError(f"{data_dir}: the split has no validation images; the border U-Net chooses "
                          f"its epoch on them.")
     train_ds = BorderCropDataset(train, width=width, seed=seed, length=crops_per_epoch,
-                                 tile=int(meta.get("tile", TILE)), zoom=zoom, zoom_p=zoom_p,
-                                 coarsen_max=coarsen_max, coarsen_p=coarsen_p)
+                                 tile=int(meta.get("tile", TILE)), **(scale_augmentation or {}))
     encoder, weights = parse_config(config)
     loss_fn = make_border_loss(gap_weight, border_weight)
     init_path = None if init is None else str(resolve_model(init))
@@ -348,7 +342,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
                     "val_images": [s.name for s in val],
                     "selection": f"val_f1 (F1 at IoU 0.5 pooled over the validation images, objects "
                                  f"under {SCORE_MIN_SIZE} px dropped on both sides)",
-                    **({} if train_scale == _NO_SCALE else {"train_scale": train_scale}),
+                    **({"train_scale": train_scale} if scale_augmentation else {}),
                     **({} if decoding is None else {"decoding": {"threshold": threshold, "border": border}}),
                     "model_config": model_config, "data_dir": str(Path(data_dir).resolve())}
         run = FitConfig(out_dir, epochs, batch_size, seed, settings, model_config, BORDER_HISTORY_COLUMNS,

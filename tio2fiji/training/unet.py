@@ -278,7 +278,7 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
         Practical mode: random crops per epoch (default: as many as non-overlapping tiles fit).
     scale_augmentation : dict, optional
         Practical mode: zoom and coarsening of the crops
-        (:data:`tio2fiji.training.border.SCALE_AUGMENTATION`; see
+        (:data:`tio2fiji.training.datasets.SCALE_AUGMENTATION`; see
         :class:`~tio2fiji.training.datasets.RandomCropDataset`), recorded as ``train_scale``.
     Other parameters
         As :func:`fit_unet`.
