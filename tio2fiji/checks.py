@@ -121,6 +121,8 @@ DOMAINS = {
     "lr_final": Domain(False, 0.0, low_open=True, hint="e.g. 1e-5"),
     "gap_weight": Domain(False, 0.0, hint="0: no extra weight"),
     "border_weight": Domain(False, 0.0, low_open=True, hint="e.g. 1"),
+    "distance_weight": Domain(False, 0.0, hint="0: no distance output; e.g. 1"),
+    "head_lr_factor": Domain(False, 0.0, low_open=True, hint="e.g. 10 for a new head"),
     "crops_per_epoch": _POS_INT,
     "n_rays": Domain(True, 3, hint="e.g. 32"),
     "threads": Domain(True, 0, hint="0 or omitted: torch's choice"),

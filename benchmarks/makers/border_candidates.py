@@ -15,7 +15,8 @@ Usage::
    float16, reused when present), timed;
 2. the post-processing chosen on the validation images only: a border U-Net's
    (:func:`tio2fiji.instances.labels_from_border`: particle threshold, border threshold, smallest
-   seed, smoothing, seed splitting; :data:`BORDER_GRID`) by pooled F1 at IoU 0.5 with objects under
+   seed, smoothing, seed splitting; :data:`BORDER_GRID`) or a distance U-Net's
+   (:func:`tio2fiji.instances.labels_from_distance`; :data:`DISTANCE_GRID`) by pooled F1 at IoU 0.5 with objects under
    10 px dropped on both sides (BAM's protocol); settings within :data:`F1_TIE` of the best are tied
    and the lowest mean count error + median-ECD error among them wins; a one-output U-Net keeps
    its stored watershed;
@@ -65,6 +66,12 @@ BORDER_GRID = [{"threshold": t, "border_threshold": b, "min_seed": s, "sigma": g
                for t, b, s, g, h in itertools.product(
                    (0.4, 0.5), (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5), (1, 4, 8, 16, 24, 32),
                    (0.0, 1.0), (0.0, 1.0))]
+#: The distance U-Net's grid (:func:`tio2fiji.instances.labels_from_distance`): particle threshold,
+#: seed threshold on the normalised distance, smallest seed, the band's veto on seeds (1: none), smoothing.
+DISTANCE_GRID = [{"threshold": t, "seed_threshold": d, "min_seed": s, "border_threshold": b, "sigma": g}
+                 for t, d, s, b, g in itertools.product(
+                     (0.4, 0.5), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8), (1, 2, 4, 8), (0.1, 0.3, 0.5, 1.0), (0.0, 1.0))]
+GRIDS = {"border": BORDER_GRID, "distance": DISTANCE_GRID}
 #: Settings whose pooled validation F1 is within this of the best match as many particles (about two
 #: of the ~350 validation particles); among them the lowest count error + median-ECD error wins:
 #: the numbers users publish.
@@ -106,22 +113,22 @@ def _pooled_f1(labels_list, images, min_size):
 
 
 def choose(outputs: str, post: dict, maps, val, stored: bool = False) -> dict:
-    """The post-processing: a border U-Net's best on the validation images, else (or with
-    ``stored``) the one stored in the model file."""
-    if outputs != "border" or stored:
+    """The post-processing: a border or distance U-Net's best on the validation images (over
+    :data:`GRIDS`), else (or with ``stored``) the one stored in the model file."""
+    if outputs not in GRIDS or stored:
         method = {"probability": "watershed"}.get(outputs, outputs)
         return {"threshold": post["threshold"], "separate": method, "params": dict(post[method]), "grid": []}
     rows = []
-    for params in tqdm(BORDER_GRID, desc="border grid", leave=False):
+    for params in tqdm(GRIDS[outputs], desc=f"{outputs} grid", leave=False):
         p = dict(params)
         t = p.pop("threshold")
-        labels = [labels_from_maps(m, "border", t, "border", p)[0] for m in maps]
+        labels = [labels_from_maps(m, outputs, t, outputs, p)[0] for m in maps]
         rows.append({**params, **_pooled_f1(labels, val, BAM_MIN_SIZE)})
     top = max(r["f1"] for r in rows)
     best = min((r for r in rows if r["f1"] >= top - F1_TIE),
                key=lambda r: (r["count_error"] + r["median_ecd_error"], -r["f1"]))
-    params = {k: best[k] for k in ("border_threshold", "min_seed", "sigma", "h")}
-    return {"threshold": best["threshold"], "separate": "border", "params": params, "grid": rows,
+    params = {k: best[k] for k in GRIDS[outputs][0] if k != "threshold"}
+    return {"threshold": best["threshold"], "separate": outputs, "params": params, "grid": rows,
             "val_f1_over_9px": best["f1"], "val_pq_over_9px": best["pq"], "val_best_f1_over_9px": top}
 
 
@@ -229,7 +236,7 @@ def export_choice(row, dest, data_dir: Path, n_crops: int = 16) -> Path:
     metrics = {"test_over_9px": {k: row["test"]["over_9px"][k] for k in _KEYS},
                "test_all_objects": {k: row["test"]["all"][k] for k in _KEYS},
                "val_over_9px": {k: row["val"]["over_9px"][k] for k in _KEYS}}
-    return export_model(row["file"], dest, weights="int8", threshold=c["threshold"], border=c["params"],
+    return export_model(row["file"], dest, weights="int8", threshold=c["threshold"], **{c["separate"]: c["params"]},
                         pixel_size_m=pixel_size, train_ecd=particle_sizes(samples, pixel_size),
                         int8_calibration=int8_calibration(load_model(row["file"]), crops),
                         metadata={"metrics": metrics,

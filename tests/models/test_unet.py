@@ -210,7 +210,13 @@ def test_load_model_errors(tmp_path):
 def test_post_processing_parameters_are_stored_with_the_weights(tmp_path):
     """export_model stores the threshold and the watershed parameters next to the weights, segment
     uses them, and a file that stores none gets today's defaults."""
-    from tio2fiji.instances import BORDER_DEFAULTS, STAR_DEFAULTS, WATERSHED_DEFAULTS, labels_from_probability
+    from tio2fiji.instances import (
+        BORDER_DEFAULTS,
+        DISTANCE_DEFAULTS,
+        STAR_DEFAULTS,
+        WATERSHED_DEFAULTS,
+        labels_from_probability,
+    )
     from tio2fiji.models import Model, ModelSettings
 
     torch.manual_seed(0)
@@ -225,6 +231,7 @@ def test_post_processing_parameters_are_stored_with_the_weights(tmp_path):
                                                     "outputs": "probability", "n_rays": 0,
                                                     "ray_scale": 1.0, "star": STAR_DEFAULTS,
                                                     "border": BORDER_DEFAULTS, "border_width": 2,
+                                                    "distance": DISTANCE_DEFAULTS,
                                                     "pixel_size_m": 7.34375e-9, "train_ecd": None,
                                                     "pixel_size_source": "assumed: the BAM training images' 7.34375 nm"}
     loaded = load_model(export_model(ck, tmp_path / "m.pt", threshold=0.4, watershed={"h": 20.0}))

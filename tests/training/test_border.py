@@ -259,3 +259,92 @@ def test_labels_from_border_h_splits_a_seed_region_at_its_neck():
     assert lab.max() == 2 and abs(int((lab == 1).sum()) - int((lab == 2).sum())) <= 16
     with pytest.raises(InputError):
         labels_from_border(prob, border, h=-1)
+
+
+def test_distance_crop_target_and_loss_by_hand():
+    """The third target is each particle's normalised distance; the distance loss counts only the
+    manual particles' pixels: logits that match the target inside them and are wrong outside
+    cost the minimum (the target's own entropy), logits wrong inside cost more."""
+    from tio2fiji.instances import inner_distance
+    from tio2fiji.training.border import BorderCropDataset, make_border_loss
+    from tio2fiji.training.datasets import Sample
+
+    lab = np.zeros((256, 256), np.uint16)
+    lab[100:120, 100:110] = 1
+    lab[100:120, 111:121] = 2
+    ds = BorderCropDataset([Sample("x", np.zeros((256, 256), np.float32), lab)], length=1, seed=0,
+                           variants=((None, 0),), photometric_p=0.0, distance=True)
+    _, target, valid = ds[0]
+    assert target.shape == (3, 256, 256)
+    assert np.array_equal(target[2].numpy(), inner_distance(lab.astype(np.int32)))
+    t = target[None]
+    v = valid[None]
+    logit = torch.logit(t[:, 2:3].clamp(1e-6, 1 - 1e-6))
+    base = torch.cat([t[:, :2] * 20 - 10, logit], 1)
+    loss = make_border_loss(distance_weight=2.0)
+    outside = base.clone()
+    outside[:, 2:3][t[:, :1] == 0] = 5.0  # wrong outside the particles: not counted
+    inside = base.clone()
+    inside[:, 2:3][t[:, :1] > 0] = 0.0  # 0.5 everywhere inside
+    _, terms = loss(base, t, v)
+    p = t[:, 2][t[:, 0] > 0].double()
+    entropy = float(-(p * torch.log(p) + (1 - p) * torch.log1p(-p.clamp(max=1 - 1e-12))).nan_to_num().mean())
+    assert float(terms["distance_loss"]) == pytest.approx(entropy, abs=1e-4)
+    assert float(loss(outside, t, v)[1]["distance_loss"]) == pytest.approx(entropy, abs=1e-4)
+    assert float(loss(inside, t, v)[1]["distance_loss"]) > entropy + 0.05
+    total_d, _ = loss(base, t, v)
+    total_b, _ = make_border_loss()(base[:, :2], t[:, :2], v)
+    assert float(total_d - total_b) == pytest.approx(2.0 * entropy, abs=1e-3)
+    with pytest.raises(InputError):
+        make_border_loss(distance_weight=-1)
+
+
+def test_train_distance_from_the_bundled_border_unet_and_segment(tmp_path):
+    """A distance U-Net started from unet-border: its first two outputs are unet-border's before
+    training, one tiny epoch, then the exported file segments with its stored decoding."""
+    from tio2fiji.models.checkpoint import export_model, load_checkpoint, load_model, resolve_model
+    from tio2fiji.models.unet import build_unet
+    from tio2fiji.predict import predict_maps, segment
+    from tio2fiji.training import build_dataset
+    from tio2fiji.training.border import DISTANCE_HISTORY_COLUMNS, _init_weights, train_border
+
+    shipped = load_model("unet-border")
+    net = build_unet("resnet18", None, classes=3)
+    assert _init_weights(net, resolve_model("unet-border"), "resnet18", -4.0, "distance")  # a new head
+    net.eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        ref, new = shipped.net(x), net(x)
+    # the new distance head starts as a copy of the particle head
+    assert torch.allclose(new[:, :2], ref, atol=1e-5) and torch.equal(new[:, 2], new[:, 0])
+    # ... and learns at 10x lr while the rest is fine-tuned
+    from tio2fiji.training.engine import adam_optimizer
+
+    optimizer, _ = adam_optimizer(net, 1e-4, 5, "cosine", head_lr_factor=10.0)("all")
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-4, pytest.approx(1e-3)]
+    assert len(optimizer.param_groups[1]["params"]) == 2  # the head's kernel and bias
+
+    data = tmp_path / "data"
+    build_dataset(EXAMPLES / "SEM", EXAMPLES / "masks", data, mode="practical", seed=0,
+                  fractions=(0.34, 0.33, 0.33))
+    run = tmp_path / "run"
+    res = train_border(data, run, init="unet-border", epochs=1, crops_per_epoch=2, batch_size=2, threads=2,
+                       distance_weight=1.0)
+    assert res["best_epoch"] == 1
+    ck = load_checkpoint(run / "best.pt")
+    cfg = ck["model_config"]
+    assert cfg["outputs"] == "distance" and cfg["classes"] == 3 and cfg["threshold"] == shipped.settings.threshold
+    import pandas as pd
+
+    assert list(pd.read_csv(run / "history.csv").columns) == DISTANCE_HISTORY_COLUMNS
+    assert json.loads((run / "run.json").read_text())["head_lr_factor"] == 10.0
+    out = export_model(run / "best.pt", tmp_path / "distance.pt", weights="int8",
+                       distance={"seed_threshold": 0.6, "min_seed": 2})
+    model = load_model(out)
+    assert model.settings.outputs == "distance" and model.settings.distance["seed_threshold"] == 0.6
+    image = next((EXAMPLES / "SEM").iterdir())
+    seg = segment(model, image)
+    assert seg.info["separate"] == "distance" and seg.info["distance"]["min_seed"] == 2 and seg.labels.max() > 20
+    assert predict_maps(model, np.zeros((64, 64), np.float32), mode="whole").shape == (3, 64, 64)
+    with pytest.raises(InputError, match="distance"):
+        train_border(data, tmp_path / "run2", init=out, epochs=1, crops_per_epoch=2, threads=2)

@@ -112,7 +112,7 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
               type=click.Choice(["resnet18-imagenet", "resnet18-scratch", "resnet34-imagenet",
                                  "resnet34-scratch"]), help="The encoder (weights from --init or scratch).")
 @click.option("--init", "init", default="default", show_default=True,
-              help="Start from a one-output or border U-Net: 'default', a bundled name or a checkpoint/model "
+              help="Start from a one-output, border or distance U-Net: 'default', a bundled name or a checkpoint/model "
                    "file; 'none' trains from scratch.")
 @click.option("--epochs", type=_Checked("epochs"), default=30, show_default=True)
 @click.option("--batch-size", type=_Checked("batch_size"), default=4, show_default=True)
@@ -125,6 +125,9 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
               help="Half-width of the border band in pixels (2: a 5x5 window holding two particles).")
 @click.option("--border-weight", type=_Checked("border_weight"), default=1.0, show_default=True,
               help="Weight of the border band's loss beside the particle mask's.")
+@click.option("--distance-weight", type=_Checked("distance_weight"), default=0.0, show_default=True,
+              help="> 0: a third output, each particle's normalised distance to its edge (seeds that small "
+                   "particles keep), with this weight in the loss.")
 @_SCALE_AUGMENT
 @click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (give more --epochs to go on).")
@@ -132,7 +135,8 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @_device_option
 def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, schedule, gap_weight,
-                     crops_per_epoch, width, border_weight, scale_augment, seed, resume, overwrite, threads, device):
+                     crops_per_epoch, width, border_weight, distance_weight, scale_augment, seed, resume, overwrite,
+                     threads, device):
     """Train a border U-Net (particle mask + where touching particles meet) on DATA_DIR (practical mode)."""
     from ..models import resolve_device
     from ..training.border import train_border
@@ -144,7 +148,7 @@ def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, sc
         res = train_border(data_dir, out_dir, config=config, init=None if init == "none" else init,
                            epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
                            gap_weight=gap_weight, crops_per_epoch=crops_per_epoch, width=width, seed=seed,
-                           resume=resume, border_weight=border_weight,
+                           resume=resume, border_weight=border_weight, distance_weight=distance_weight,
                            threads=threads, overwrite=overwrite, progress=progress, device=device,
                            scale_augmentation=SCALE_AUGMENTATION if scale_augment else None)
     finally:

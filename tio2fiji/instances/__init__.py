@@ -25,6 +25,7 @@ geometry and NMS are the ``stardist`` package's compiled code (it needs no Tenso
 """
 
 from ._border import BORDER_DEFAULTS, BORDER_WIDTH, border_band, labels_from_border
+from ._distance import DISTANCE_DEFAULTS, inner_distance, labels_from_distance
 from ._labels import (
     CONNECTIVITY,
     SEPARATE,
@@ -39,7 +40,7 @@ from ._labels import (
     remove_touching,
     watershed_split,
 )
-from ._maps import OWN_SEPARATION, labels_from_maps
+from ._maps import OWN_LINES, OWN_SEPARATION, labels_from_maps
 from ._maskrcnn import PASTE_METHODS, paint_instances, paste_masks
 from ._star import STAR_DEFAULTS, STAR_MODES, labels_from_star, star_targets
 
@@ -47,4 +48,5 @@ __all__ = ["CONNECTIVITY", "SEPARATE", "SEPARATIONS", "WATERSHED_DEFAULTS", "con
            "watershed_split", "labels_from_probability", "particle_scores", "labels_to_separated_mask",
            "remove_touching", "drop_small", "add_unseeded", "PASTE_METHODS", "paste_masks", "paint_instances",
            "STAR_DEFAULTS", "STAR_MODES", "star_targets", "labels_from_star", "BORDER_DEFAULTS",
-           "BORDER_WIDTH", "border_band", "labels_from_border", "OWN_SEPARATION", "labels_from_maps"]
+           "BORDER_WIDTH", "border_band", "labels_from_border", "DISTANCE_DEFAULTS", "inner_distance",
+           "labels_from_distance", "OWN_LINES", "OWN_SEPARATION", "labels_from_maps"]

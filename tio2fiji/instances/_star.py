@@ -8,6 +8,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
 from ..errors import InputError
+from ._distance import inner_distance
 from ._labels import add_unseeded, check_mask, connected_components, labels_to_separated_mask
 
 __all__ = ["STAR_DEFAULTS", "STAR_MODES", "star_targets", "labels_from_star"]
@@ -44,20 +45,9 @@ def star_targets(labels, n_rays: int = 32):
     if n_rays < 3:
         raise InputError(f"n_rays must be at least 3, got {n_rays}.")
     lab = lab.astype(np.int32, copy=False)
-    # distance to the nearest pixel of another value (background or another particle); the image
-    # border counts as an edge, as it does for star_dist's rays
-    edt = np.zeros(lab.shape, np.float64)
-    objects = ndi.find_objects(lab)
-    for k, sl in enumerate(objects, 1):
-        if sl is None:
-            continue
-        sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
-        inside = lab[sl] == k
-        d = ndi.distance_transform_edt(np.pad(inside, 1, constant_values=False))[1:-1, 1:-1]
-        top = d[inside].max()
-        edt[sl][inside] = d[inside] / top
+    edt = inner_distance(lab)  # the image border counts as an edge, as it does for star_dist's rays
     dist = star_dist(lab, n_rays)  # (H, W, n_rays)
-    return edt.astype(np.float32), np.ascontiguousarray(np.moveaxis(dist, -1, 0), dtype=np.float32)
+    return edt, np.ascontiguousarray(np.moveaxis(dist, -1, 0), dtype=np.float32)
 
 
 def labels_from_star(object_probability, distances, mask=None,

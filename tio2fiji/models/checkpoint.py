@@ -247,7 +247,7 @@ def model_arch(model) -> str:
 def export_model(checkpoint, path, weights: str = "float16", metadata: dict | None = None,
                  threshold: float | None = None, score_threshold: float | None = None,
                  watershed: dict | None = None, star: dict | None = None, border: dict | None = None,
-                 max_overlap: float | None = None, rpn_nms_thresh: float | None = None,
+                 distance: dict | None = None, max_overlap: float | None = None, rpn_nms_thresh: float | None = None,
                  pixel_size_m: float | None = None, train_ecd: dict | None = None,
                  int8_calibration: str | None = None) -> Path:
     """Write a compact inference file from a training checkpoint, atomically.
@@ -283,7 +283,10 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
     border : dict, optional
         ``outputs="border"`` U-Net: the parameters of :func:`tio2fiji.instances.labels_from_border`
         (keys of :data:`tio2fiji.instances.BORDER_DEFAULTS`).
-
+    distance : dict, optional
+        ``outputs="distance"`` U-Net: the parameters of
+        :func:`tio2fiji.instances.labels_from_distance` (keys of
+        :data:`tio2fiji.instances.DISTANCE_DEFAULTS`).
     pixel_size_m : float, optional
         The pixel size (m) of the training images: the model's working scale (issue 28); files
         that store none are taken to be at :data:`TRAINED_PIXEL_SIZE_M`.
@@ -338,6 +341,8 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         cfg["star"] = dict(star)
     if border is not None:
         cfg["border"] = dict(border)
+    if distance is not None:
+        cfg["distance"] = dict(distance)
     if pixel_size_m is not None:
         cfg["pixel_size_m"] = float(pixel_size_m)
     if train_ecd is not None:
@@ -354,6 +359,8 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
             cfg["star"] = post.star
         if post.outputs == "border":
             cfg["border"] = post.border
+        if post.outputs == "distance":
+            cfg["distance"] = post.distance
     doc = {"format": FORMAT, "version": 1, "weights_dtype": weights,
            "model_config": cfg, "epoch": ck.get("epoch"), "val_iou": ck.get("val_iou"),
            **(metadata or {}), "weights": out}

@@ -23,15 +23,24 @@ import copy
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from ..instances import BORDER_DEFAULTS, BORDER_WIDTH, STAR_DEFAULTS, STAR_MODES, WATERSHED_DEFAULTS
+from ..instances import (
+    BORDER_DEFAULTS,
+    BORDER_WIDTH,
+    DISTANCE_DEFAULTS,
+    STAR_DEFAULTS,
+    STAR_MODES,
+    WATERSHED_DEFAULTS,
+)
 from ..transforms import TRAINED_PIXEL_SIZE_M
 
 __all__ = ["OUTPUTS", "TRAINED_PIXEL_SIZE_M", "Provenance", "ModelSettings", "Model", "as_model"]
 
 #: What a U-Net's output channels mean: ``"probability"`` = 1 particle logit; ``"star"`` = particle
 #: logit, object-probability logit, then ``n_rays`` ray distances in pixels (StarDist's maps);
-#: ``"border"`` = particle logit, then the logit of the band where two particles meet.
-OUTPUTS = ("probability", "star", "border")
+#: ``"border"`` = particle logit, then the logit of the band where two particles meet;
+#: ``"distance"`` = the border U-Net's two, then the logit of each particle's normalised distance to
+#: its edge (:func:`tio2fiji.instances.inner_distance`).
+OUTPUTS = ("probability", "star", "border", "distance")
 _DEFAULT_THRESHOLD = 0.5
 _DEFAULT_SCORE_THRESHOLD = 0.5
 _ASSUMED_SOURCE = "assumed: the BAM training images' 7.34375 nm"
@@ -39,7 +48,7 @@ _ASSUMED_SOURCE = "assumed: the BAM training images' 7.34375 nm"
 #: (:meth:`ModelSettings.postprocessing`).
 _POSTPROCESSING = ("threshold", "pixel_size_m", "pixel_size_source", "train_ecd", "score_threshold",
                    "max_overlap", "watershed", "outputs", "n_rays", "ray_scale", "star", "border",
-                   "border_width")
+                   "border_width", "distance")
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,7 @@ class ModelSettings:
         Mask R-CNN: :func:`tio2fiji.instances.paint_instances`' overlap rule (None: not stored).
     watershed : dict
         The parameters of :func:`tio2fiji.instances.watershed_split` for a U-Net.
-    outputs : {"probability", "star", "border"}
+    outputs : {"probability", "star", "border", "distance"}
         What the U-Net's channels mean (:data:`OUTPUTS`).
     n_rays : int
         ``"star"``: the rays per pixel.
@@ -110,7 +119,9 @@ class ModelSettings:
     border : dict
         The parameters of :func:`tio2fiji.instances.labels_from_border`.
     border_width : int
-        The border band the ``"border"`` U-Net was trained on.
+        The border band the ``"border"`` (and ``"distance"``) U-Net was trained on.
+    distance : dict
+        The parameters of :func:`tio2fiji.instances.labels_from_distance`.
     pixel_size_m : float
         The pixel size its training images had: its working scale.
     pixel_size_source : str
@@ -132,6 +143,7 @@ class ModelSettings:
     star: dict = field(default_factory=lambda: dict(STAR_DEFAULTS))
     border: dict = field(default_factory=lambda: dict(BORDER_DEFAULTS))
     border_width: int = BORDER_WIDTH
+    distance: dict = field(default_factory=lambda: dict(DISTANCE_DEFAULTS))
     pixel_size_m: float = TRAINED_PIXEL_SIZE_M
     pixel_size_source: str = _ASSUMED_SOURCE
     train_ecd: dict | None = None
@@ -163,6 +175,11 @@ class ModelSettings:
         if not 0.0 < float(border["border_threshold"]) < 1.0 or int(border["min_seed"]) < 1 or border["sigma"] < 0:
             raise InputError(f"model_config: border parameters out of range ({border}); border_threshold "
                              f"in (0, 1), min_seed >= 1, sigma >= 0.")
+        distance = _stored(cfg, "distance", DISTANCE_DEFAULTS)
+        if (not 0.0 < float(distance["seed_threshold"]) < 1.0 or not 0.0 < float(distance["border_threshold"]) <= 1.0
+                or int(distance["min_seed"]) < 1 or distance["sigma"] < 0):
+            raise InputError(f"model_config: distance parameters out of range ({distance}); seed_threshold "
+                             f"in (0, 1), border_threshold in (0, 1], min_seed >= 1, sigma >= 0.")
         ps = cfg.get("pixel_size_m")
         if ps is not None and not (isinstance(ps, (int, float)) and 1e-12 < float(ps) < 1e-3):
             raise InputError(f"model_config: pixel_size_m must be a length in metres, not {ps!r}.")
@@ -175,7 +192,7 @@ class ModelSettings:
                    watershed=_stored(cfg, "watershed", WATERSHED_DEFAULTS),
                    outputs=outputs, n_rays=int(cfg.get("n_rays", 0)),
                    ray_scale=float(cfg.get("ray_scale", 1.0)), star=star, border=border,
-                   border_width=int(cfg.get("border_width", BORDER_WIDTH)),
+                   border_width=int(cfg.get("border_width", BORDER_WIDTH)), distance=distance,
                    config=cfg, provenance=provenance or Provenance())
 
     @property
@@ -197,13 +214,13 @@ class ModelSettings:
 
     def params(self, method: str) -> dict:
         """A copy of the parameters of a separation ``method`` (``"watershed"``, ``"star"``,
-        ``"border"``); ``{}`` for any other."""
-        return dict(getattr(self, method)) if method in ("watershed", "star", "border") else {}
+        ``"border"``, ``"distance"``); ``{}`` for any other."""
+        return dict(getattr(self, method)) if method in ("watershed", "star", "border", "distance") else {}
 
     def postprocessing(self) -> dict:
         """The post-processing as a plain dict (copies): ``threshold``, ``score_threshold``,
         ``max_overlap``, ``watershed``, ``outputs``, ``n_rays``, ``ray_scale``, ``star``,
-        ``border``, ``border_width``, ``pixel_size_m``, ``pixel_size_source``, ``train_ecd``."""
+        ``border``, ``border_width``, ``distance``, ``pixel_size_m``, ``pixel_size_source``, ``train_ecd``."""
         return {k: copy.deepcopy(getattr(self, k)) for k in _POSTPROCESSING}
 
 

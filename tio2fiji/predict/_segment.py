@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import InputError
 from ..instances import (
     CONNECTIVITY,
+    OWN_LINES,
     OWN_SEPARATION,
     SEPARATE,
     add_unseeded,
@@ -203,7 +204,7 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
     if factor is not None:
         labels, prob = particles_on_grid(labels, prob, area.shape, threshold)
         mask = labels > 0
-    info.update(arch="unet", separate=method, **({"outputs": method} if method in ("star", "border") else {}),
+    info.update(arch="unet", separate=method, **({"outputs": method} if method in OWN_LINES else {}),
                 **({method: params} if params else {"connectivity": connectivity}))
     if annotations is not None:
         kept, _ = _leave_out(labels, None, annotations, sem_image, info)

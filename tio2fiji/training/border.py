@@ -33,7 +33,15 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
-from ..instances import BORDER_DEFAULTS, BORDER_WIDTH, border_band, drop_small, labels_from_border
+from ..instances import (
+    BORDER_DEFAULTS,
+    BORDER_WIDTH,
+    DISTANCE_DEFAULTS,
+    border_band,
+    drop_small,
+    inner_distance,
+    labels_from_maps,
+)
 from ..metrics import BAM_MIN_SIZE, count_error, instance_scores, match_counts, match_instances
 from ..models.checkpoint import load_checkpoint, load_model, resolve_model
 from ..models.device import resolve_device
@@ -57,11 +65,14 @@ from .splits import read_split
 from .star import star_samples
 from .unet import make_loss
 
-__all__ = ["BORDER_HISTORY_COLUMNS", "FRAGMENT", "SCORE_MIN_SIZE", "BorderCropDataset", "border_samples",
-           "make_border_loss", "particle_sizes", "training_pixel_size", "validate_border", "train_border"]
+__all__ = ["BORDER_HISTORY_COLUMNS", "DISTANCE_HISTORY_COLUMNS", "FRAGMENT", "SCORE_MIN_SIZE", "BorderCropDataset",
+           "border_samples", "make_border_loss", "particle_sizes", "training_pixel_size", "validate_border",
+           "train_border"]
 
 BORDER_HISTORY_COLUMNS = ["epoch", "train_loss", "val_iou", "val_f1", "val_pq", "val_count_error", "lr",
                           "seconds", "fg_loss", "border_loss"]
+#: A distance U-Net's history: the border U-Net's, and its distance loss.
+DISTANCE_HISTORY_COLUMNS = BORDER_HISTORY_COLUMNS + ["distance_loss"]
 #: Label value that marks a drawing fragment in a training label image (ignored by the loss).
 FRAGMENT = np.iinfo(np.uint16).max
 #: Objects under this many pixels are dropped on both sides when validation scores are computed
@@ -98,14 +109,17 @@ class BorderCropDataset(RandomCropDataset):
 
     Items ``(image (1, t, t), target (2, t, t), valid (1, t, t))``, float32 tensors: the target's
     channels are the particle mask and the border band (:func:`tio2fiji.instances.border_band`,
-    half-width ``width``) of the augmented crop; ``valid`` is 0 where a rotation invented pixels and
-    on the drawing fragments (:data:`FRAGMENT`) with a one-pixel ring. Other parameters as
-    :class:`~tio2fiji.training.datasets.RandomCropDataset`; ``samples`` from :func:`border_samples`.
+    half-width ``width``) of the augmented crop, and with ``distance`` a third, each particle's
+    normalised distance to its edge (:func:`tio2fiji.instances.inner_distance`); ``valid`` is 0
+    where a rotation invented pixels and on the drawing fragments (:data:`FRAGMENT`) with a
+    one-pixel ring. Other parameters as :class:`~tio2fiji.training.datasets.RandomCropDataset`;
+    ``samples`` from :func:`border_samples`.
     """
 
-    def __init__(self, samples, width: int = BORDER_WIDTH, **kwargs):
+    def __init__(self, samples, width: int = BORDER_WIDTH, distance: bool = False, **kwargs):
         super().__init__(samples, **kwargs)
         self.width = int(width)
+        self.distance = bool(distance)
 
     def __getitem__(self, index: int):
         import torch
@@ -116,51 +130,67 @@ class BorderCropDataset(RandomCropDataset):
         if frag.any():
             val = val & ~ndi.binary_dilation(frag, np.ones((3, 3), bool))
             lab = np.where(frag, 0, lab)
-        target = np.stack([lab > 0, border_band(lab, self.width)]).astype(np.float32)
+        maps = [lab > 0, border_band(lab, self.width)] + ([inner_distance(lab)] if self.distance else [])
+        target = np.stack(maps).astype(np.float32)
         return (torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None],
                 torch.from_numpy(target),
                 torch.from_numpy(val.astype(np.float32))[None])
 
 
-def make_border_loss(gap_weight: float = 10.0, border_weight: float = 1.0):
-    """``loss(logits, target, valid) -> (loss, terms)`` on ``(N, 2, H, W)`` tensors.
+def make_border_loss(gap_weight: float = 10.0, border_weight: float = 1.0, distance_weight: float = 0.0):
+    """``loss(logits, target, valid) -> (loss, terms)`` on ``(N, 2, H, W)`` tensors (``(N, 3, H, W)``
+    with ``distance_weight > 0``).
 
     * particle channel: :func:`tio2fiji.training.unet.make_loss` ``("dice+bce", gap_weight)``, the
       shipped model's loss;
     * border channel: Dice + BCE on the band (:func:`~tio2fiji.training.unet.make_loss` without gap
       weights; the Dice term keeps a band of ~1 % of the pixels from being predicted away), times
-      ``border_weight``.
+      ``border_weight``;
+    * distance channel (``distance_weight > 0``): binary cross-entropy of its sigmoid against the
+      normalised distance (a soft target), on the manual particles' pixels only (outside them the
+      particle channel decides), times ``distance_weight``.
 
-    Pixels where ``valid`` is 0 count in neither term.
+    Pixels where ``valid`` is 0 count in no term.
     """
-    if gap_weight < 0 or border_weight <= 0:
-        raise InputError(f"gap_weight must be >= 0 and border_weight > 0, got {gap_weight}, {border_weight}.")
+    import torch
+
+    if gap_weight < 0 or border_weight <= 0 or distance_weight < 0:
+        raise InputError(f"gap_weight and distance_weight must be >= 0 and border_weight > 0, got "
+                         f"{gap_weight}, {border_weight}, {distance_weight}.")
     fg_loss = make_loss("dice+bce", gap_weight)
     band_loss = make_loss("dice+bce", 0.0)
 
     def loss(logits, target, valid):
         fg = fg_loss(logits[:, :1], target[:, :1], valid)
         band = band_loss(logits[:, 1:2], target[:, 1:2], valid)
-        return fg + border_weight * band, {"fg_loss": fg.detach(), "border_loss": band.detach()}
+        total, terms = fg + border_weight * band, {"fg_loss": fg.detach(), "border_loss": band.detach()}
+        if distance_weight > 0:
+            inside = valid * target[:, :1]
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 2:3], target[:, 2:3], reduction="none")
+            dist = (bce * inside).sum() / inside.sum().clamp_min(1.0)
+            total, terms["distance_loss"] = total + distance_weight * dist, dist.detach()
+        return total, terms
 
     return loss
 
 
 def validate_border(model, samples, border: dict | None = None, threshold: float = 0.5,
-                    min_size: int = SCORE_MIN_SIZE) -> dict:
+                    min_size: int = SCORE_MIN_SIZE, outputs: str = "border") -> dict:
     """Segment whole validation images: mean pixel IoU, pooled F1/PQ at IoU 0.5 and the mean count
     error, objects under ``min_size`` pixels dropped on both sides.
 
     ``samples`` are :func:`border_samples` (fragments count as manual objects here, as in the
-    scoring protocol, and under ``min_size`` they are dropped anyway).
+    scoring protocol, and under ``min_size`` they are dropped anyway). ``border``: the decoding
+    parameters of ``outputs`` (``"border"``: :func:`tio2fiji.instances.labels_from_border`,
+    ``"distance"``: :func:`tio2fiji.instances.labels_from_distance`; default theirs).
     """
-    border = dict(BORDER_DEFAULTS if border is None else border)
+    border = dict((DISTANCE_DEFAULTS if outputs == "distance" else BORDER_DEFAULTS) if border is None else border)
     tp = fp = fn = 0
     sum_iou, ious, counts = 0.0, [], []
     for s in samples:
         # PyTorch itself: an ONNX graph of weights that change every epoch would be rebuilt each time
-        maps = predict_maps(model, s.image, mode="whole", outputs="border", engine="torch")
-        labels = drop_small(labels_from_border(maps[0], maps[1], threshold=threshold, **border), min_size)
+        maps = predict_maps(model, s.image, mode="whole", outputs=outputs, engine="torch")
+        labels = drop_small(labels_from_maps(maps, outputs, threshold, "auto", border)[0], min_size)
         gt = drop_small(np.where(s.mask == FRAGMENT, 1, s.mask), min_size)
         c = match_counts(match_instances(labels, gt))
         tp, fp, fn, sum_iou = tp + c["tp"], fp + c["fp"], fn + c["fn"], sum_iou + c["sum_iou"]
@@ -187,9 +217,12 @@ def training_pixel_size(samples) -> float | None:
     return float(np.median(known))
 
 
-def _init_weights(model, path, encoder: str, border_bias: float) -> None:
-    """Start ``model`` from a border U-Net (all weights: a longer run) or a one-output U-Net (see
-    the module docstring)."""
+def _init_weights(model, path, encoder: str, border_bias: float, outputs: str = "border") -> bool:
+    """Start ``model`` (a ``outputs`` U-Net) from one of the same outputs (all weights: a longer
+    run) or one with fewer: a one-output U-Net (see the module docstring) or, for a distance U-Net,
+    a border U-Net; a new border head starts at zero weights and a bias of ``border_bias``, a new
+    distance head as a copy of the particle head (high inside particles, low at their gaps). Returns
+    whether a head is new."""
     import torch
 
     ck = load_checkpoint(path)
@@ -200,11 +233,13 @@ def _init_weights(model, path, encoder: str, border_bias: float) -> None:
     if not state and "weights" in ck:  # a compact model file: expand it through load_model
         state = load_model(path).net.state_dict()
     state = {k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()}
-    if cfg.get("outputs") == "border":
+    kept = {"probability": 1, "border": 2, "distance": 3}.get(cfg.get("outputs", "probability"))
+    if kept == model.segmentation_head[0].out_channels:
         model.load_state_dict(state)
-        return
-    if cfg.get("outputs", "probability") != "probability":
-        raise InputError(f"{path}: a {cfg.get('outputs')!r} U-Net; start from a one-output or border U-Net.")
+        return False
+    if kept is None or kept > model.segmentation_head[0].out_channels:
+        raise InputError(f"{path}: a {cfg.get('outputs')!r} U-Net; a {outputs} U-Net starts from a one-output"
+                         f"{', border' if outputs == 'distance' else ''} or {outputs} U-Net.")
     w, b = state.pop("segmentation_head.0.weight"), state.pop("segmentation_head.0.bias")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or set(missing) != {"segmentation_head.0.weight", "segmentation_head.0.bias"}:
@@ -213,24 +248,32 @@ def _init_weights(model, path, encoder: str, border_bias: float) -> None:
     with torch.no_grad():
         head.weight.zero_()
         head.bias.fill_(float(border_bias))
-        head.weight[:1] = w[:1]
-        head.bias[:1] = b[:1]
+        head.weight[:kept] = w[:kept]
+        head.bias[:kept] = b[:kept]
+        if outputs == "distance":
+            head.weight[2] = w[0]
+            head.bias[2] = b[0]
+    return True
 
 
-def _decoding(decoding: dict | None, init_path) -> tuple:
-    """``(threshold, border)`` that validation decodes with: ``decoding``, else the init border
-    U-Net's stored ones, else 0.5 and :data:`~tio2fiji.instances.BORDER_DEFAULTS`."""
+def _decoding(decoding: dict | None, init_path, outputs: str = "border") -> tuple:
+    """``(threshold, params)`` that validation decodes with (``params``: of ``outputs``'s rule):
+    ``decoding``, else the init's stored ones (a distance U-Net started from a border U-Net keeps
+    its threshold), else 0.5 and :data:`~tio2fiji.instances.BORDER_DEFAULTS` /
+    :data:`~tio2fiji.instances.DISTANCE_DEFAULTS`."""
     if decoding is None and init_path is not None:
         cfg = load_checkpoint(init_path).get("model_config", {})
-        if cfg.get("outputs") == "border":
-            decoding = {"threshold": cfg.get("threshold", 0.5), "border": cfg.get("border")}
+        if cfg.get("outputs") in ("border", "distance"):
+            decoding = {"threshold": cfg.get("threshold", 0.5),
+                        **({outputs: cfg.get(outputs)} if cfg.get("outputs") == outputs else {})}
     decoding = dict(decoding or {})
-    unknown = set(decoding) - {"threshold", "border"}
-    border = {**BORDER_DEFAULTS, **(decoding.get("border") or {})}
-    if unknown or set(border) != set(BORDER_DEFAULTS):
-        raise InputError(f"decoding: keys 'threshold' and 'border' ({', '.join(BORDER_DEFAULTS)}), "
-                         f"got {sorted(decoding)} / {sorted(border)}.")
-    return float(decoding.get("threshold", 0.5)), border
+    defaults = DISTANCE_DEFAULTS if outputs == "distance" else BORDER_DEFAULTS
+    unknown = set(decoding) - {"threshold", outputs}
+    params = {**defaults, **(decoding.get(outputs) or {})}
+    if unknown or set(params) != set(defaults):
+        raise InputError(f"decoding: keys 'threshold' and {outputs!r} ({', '.join(defaults)}), "
+                         f"got {sorted(decoding)} / {sorted(params)}.")
+    return float(decoding.get("threshold", 0.5)), params
 
 
 def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="default", epochs: int = 30,
@@ -239,7 +282,8 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
                  border_bias: float = -4.0, crops_per_epoch: int | None = None, seed: int = 0,
                  resume: bool = False, images_dir=None, masks_dir=None, threads: int | None = None,
                  overwrite: bool = False, progress=None, device=None, decoding: dict | None = None,
-                 scale_augmentation: dict | None = None) -> dict:
+                 scale_augmentation: dict | None = None, distance_weight: float = 0.0,
+                 head_lr_factor: float | None = None) -> dict:
     """Train a border U-Net on a practical-mode data folder (:func:`tio2fiji.training.build_dataset`).
 
     Parameters
@@ -253,10 +297,19 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
     config : str
         One of :data:`tio2fiji.models.unet.CONFIGS` (its encoder).
     init : path or None
-        A one-output U-Net (``"default"``: the bundled one) or a border U-Net to start from; None
-        trains from scratch (the configuration's encoder weights).
+        A one-output U-Net (``"default"``: the bundled one), a border U-Net or (with
+        ``distance_weight``) a distance U-Net to start from; None trains from scratch (the
+        configuration's encoder weights).
     gap_weight, border_weight : float
         See :func:`make_border_loss`.
+    distance_weight : float
+        > 0: a *distance U-Net* (``outputs="distance"``): a third output, each particle's
+        normalised distance to its edge, with this weight in the loss; its particles are
+        :func:`tio2fiji.instances.labels_from_distance`'s.
+    head_lr_factor : float, optional
+        The output head learns at ``lr`` times this (:func:`~tio2fiji.training.engine.adam_optimizer`);
+        default 10 when the init lacks one of the heads (a new head, while the rest is fine-tuned),
+        else 1.
     width : int
         Half-width of the border band in pixels (stored with the model).
     min_fragment : int
@@ -268,7 +321,8 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
         same device).
     decoding : dict, optional
         How validation turns the outputs into particles, and what the saved models store:
-        ``{"threshold": ..., "border": {...}}`` (:func:`tio2fiji.instances.labels_from_border`).
+        ``{"threshold": ..., "border": {...}}`` (:func:`tio2fiji.instances.labels_from_border`);
+        a distance U-Net ``{"threshold": ..., "distance": {...}}``.
         Default: the init's own when it is a border U-Net, else threshold 0.5 and
         :data:`tio2fiji.instances.BORDER_DEFAULTS`. Give the decoding a model ships with, so that
         the epoch is chosen as the model will be used.
@@ -285,7 +339,9 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
 
     device = resolve_device(device)
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight, border_weight=border_weight,
-                  crops_per_epoch=crops_per_epoch, threads=threads)
+                  distance_weight=distance_weight, head_lr_factor=head_lr_factor, crops_per_epoch=crops_per_epoch,
+                  threads=threads)
+    outputs = "distance" if distance_weight > 0 else "border"
     check_run_folder(out_dir, resume, overwrite)
     check_schedule(schedule)
     if int(width) < 1 or int(min_fragment) < 1:
@@ -301,12 +357,12 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
     if not val:
         raise InputError(f"{data_dir}: the split has no validation images; the border U-Net chooses "
                          f"its epoch on them.")
-    train_ds = BorderCropDataset(train, width=width, seed=seed, length=crops_per_epoch,
+    train_ds = BorderCropDataset(train, width=width, distance=outputs == "distance", seed=seed, length=crops_per_epoch,
                                  tile=int(meta.get("tile", TILE)), **(scale_augmentation or {}))
     encoder, weights = parse_config(config)
-    loss_fn = make_border_loss(gap_weight, border_weight)
+    loss_fn = make_border_loss(gap_weight, border_weight, distance_weight)
     init_path = None if init is None else str(resolve_model(init))
-    threshold, border = _decoding(decoding, init_path)
+    threshold, params = _decoding(decoding, init_path, outputs)
     train_scale = train_ds.scale_settings()
 
     def forward(model, batch):
@@ -318,35 +374,45 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
 
     def validate(model):
         last.clear()
-        last.update(validate_border(model, val, border=border, threshold=threshold))
+        last.update(validate_border(model, val, border=params, threshold=threshold, outputs=outputs))
         return last["val_loss"], last["val_f1"]
 
     with run_settings(threads, seed):
-        model = build_unet(encoder, weights if init is None else None, classes=2)
+        classes = 3 if outputs == "distance" else 2
+        model = build_unet(encoder, weights if init is None else None, classes=classes)
         if init_path is not None:
-            _init_weights(model, init_path, encoder, border_bias)
+            new_head = _init_weights(model, init_path, encoder, border_bias, outputs)
+        else:
+            new_head = False
+        if head_lr_factor is None:
+            head_lr_factor = 10.0 if new_head else 1.0
         model.to(device)
 
-        optimizer_for = adam_optimizer(model, lr, epochs, schedule)
+        optimizer_for = adam_optimizer(model, lr, epochs, schedule, head_lr_factor)
 
-        model_config = {"arch": "unet", "encoder": encoder, "in_channels": 1, "classes": 2,
-                        "outputs": "border", "border_width": int(width), "config": config,
-                        "init": init_path, "threshold": threshold, "border": dict(border),
+        model_config = {"arch": "unet", "encoder": encoder, "in_channels": 1, "classes": classes,
+                        "outputs": outputs, "border_width": int(width), "config": config,
+                        "init": init_path, "threshold": threshold, outputs: dict(params),
                         "pixel_size_m": pixel_size_m, "train_ecd": particle_sizes(train, pixel_size_m),
                         "train_scale": train_scale,
                         "normalisation": "transforms.normalize_for_network"}
         settings = {"recipe": "border", "device": str(device), "epochs": epochs, "batch_size": batch_size,
                     "lr": lr, "schedule": schedule, "gap_weight": gap_weight, "border_weight": border_weight,
+                    **({"distance_weight": distance_weight} if distance_weight > 0 else {}),
+                    **({"head_lr_factor": head_lr_factor} if head_lr_factor != 1.0 else {}),
                     "width": int(width), "min_fragment": int(min_fragment), "border_bias": border_bias,
                     "seed": seed, "threads": torch.get_num_threads(), "train_items": len(train_ds),
                     "val_images": [s.name for s in val],
                     "selection": f"val_f1 (F1 at IoU 0.5 pooled over the validation images, objects "
                                  f"under {SCORE_MIN_SIZE} px dropped on both sides)",
                     **({"train_scale": train_scale} if scale_augmentation else {}),
-                    **({} if decoding is None else {"decoding": {"threshold": threshold, "border": border}}),
+                    **({} if decoding is None else {"decoding": {"threshold": threshold, outputs: params}}),
                     "model_config": model_config, "data_dir": str(Path(data_dir).resolve())}
-        run = FitConfig(out_dir, epochs, batch_size, seed, settings, model_config, BORDER_HISTORY_COLUMNS,
-                        loss_terms=("fg_loss", "border_loss"), resume=resume, overwrite=overwrite,
+        distance = outputs == "distance"
+        run = FitConfig(out_dir, epochs, batch_size, seed, settings, model_config,
+                        DISTANCE_HISTORY_COLUMNS if distance else BORDER_HISTORY_COLUMNS,
+                        loss_terms=("fg_loss", "border_loss") + (("distance_loss",) if distance else ()),
+                        resume=resume, overwrite=overwrite,
                         pin_memory=device.type == "cuda", score_label="val_f1",
                         what="border U-Net training", hint=" Lower lr.", progress=progress)
         return fit(run, Recipe(model, train_ds, forward, validate, Schedule(optimizer_for),

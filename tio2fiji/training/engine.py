@@ -182,15 +182,22 @@ def check_schedule(schedule: str) -> None:
         raise InputError(f"schedule must be 'constant' or 'cosine', not {schedule!r}.")
 
 
-def adam_optimizer(model, lr: float, epochs: int, schedule: str):
+def adam_optimizer(model, lr: float, epochs: int, schedule: str, head_lr_factor: float = 1.0):
     """The U-Net recipes' ``optimizer_for(phase)`` of a :class:`Schedule`: Adam at ``lr``, constant or
-    cosine-annealed to 1 % of it over ``epochs``."""
+    cosine-annealed to 1 % of it over ``epochs``; the output head (``model.segmentation_head``) at
+    ``head_lr_factor`` times that (a new head learns from scratch while the rest is fine-tuned:
+    Adam moves each weight by about the learning rate per step)."""
     import torch
 
     check_schedule(schedule)
 
     def optimizer_for(phase):
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        groups = model.parameters()
+        if head_lr_factor != 1.0:
+            head = {id(p) for p in model.segmentation_head.parameters()}
+            groups = [{"params": [p for p in model.parameters() if id(p) not in head]},
+                      {"params": list(model.segmentation_head.parameters()), "lr": lr * head_lr_factor}]
+        optimizer = torch.optim.Adam(groups, lr=lr)
         scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr * 0.01)
                      if schedule == "cosine" else None)
         return optimizer, scheduler
