@@ -31,17 +31,6 @@ from tio2fiji.run import AnalysisOptions, analyze_images
 PS = 7.34375e-9
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The test machine's cores are shared: one torch thread, restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def tiny_classifier(tmp_path, monkeypatch):
     """The complete columns come from a hand-made classifier, not the bundled one's numbers."""

@@ -34,16 +34,6 @@ VENV = Path(sys.executable).parent
 KW = {"methods": ("clark-evans",), "n_boot": 50, "envelope_sims": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _crops(example_images, folder, n, size=(192, 256)):
     """``n`` calibrated crops (four places and the centre of the three examples) as ``img00.tif``, ..."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import pandas as pd
 from ..io import atomic_write
 from ._summary import SIZE_STATS
 
-__all__ = ["html_table", "result_warnings", "write_report"]
+__all__ = ["format_value", "html_table", "result_warnings", "write_report"]
 
 #: Columns of the report's whole-run table (:func:`tio2fiji.run.pooled_sizes`) and their headers.
 _POOLED_HEADERS = {"particles_kind": "Particles", "images": "Images", "particles": "Count",
@@ -47,7 +47,9 @@ def _esc(v) -> str:
     return html.escape(str(v), quote=True)
 
 
-def _fmt(v) -> str:
+def format_value(v) -> str:
+    """A table cell or plot label: yes/no, integers as such, floats to 4 significant digits
+    (Table 8 style), NaN as a dash, None as empty."""
     if v is None:
         return ""
     if isinstance(v, (bool, np.bool_)):
@@ -83,7 +85,7 @@ def html_table(df, columns=None, headers=None, table_id=None) -> str:
     out += [f'<th class="{"text" if c in text else "num"}">{_esc(headers.get(c, c))}</th>' for c in cols]
     out.append("</tr></thead><tbody>")
     for _, row in df.iterrows():
-        out.append("<tr>" + "".join(f'<td class="{"text" if c in text else "num"}">{_esc(_fmt(row[c]))}</td>'
+        out.append("<tr>" + "".join(f'<td class="{"text" if c in text else "num"}">{_esc(format_value(row[c]))}</td>'
                                     for c in cols) + "</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)

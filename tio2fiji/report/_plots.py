@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..distribution import envelope_tests
 from ..io import atomic_write
-from ._html import _fmt
+from ._html import format_value
 
 __all__ = ["plot_area_violin", "plot_feret_angle_kde", "plot_correlation", "plot_ecd_distribution",
            "plot_run_overview", "plot_envelopes", "plot_envelopes_png", "correlation_matrix", "CORRELATION_COLUMNS"]
@@ -345,7 +345,7 @@ def plot_envelopes(env, unit="px", title=None):
         ax.plot(r, e["observed"] - shift, "C3", lw=1.5, label="observed")
         ax.set_xlabel(f"r ({unit})")
         ax.set_ylabel("G(r)" if name == "G" else f"L(r) - r ({unit})")
-        ax.set_title(f"{name} envelope test ({t['n_sim']} sims): p = {_fmt(t['p_value'])} "
+        ax.set_title(f"{name} envelope test ({t['n_sim']} sims): p = {format_value(t['p_value'])} "
                      f"({t['classification']})", fontsize=9)
         ax.legend(fontsize=7, loc="best")
     if title:
