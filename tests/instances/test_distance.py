@@ -81,10 +81,28 @@ def test_labels_from_distance_lines_and_parameters():
     # seeds under min_seed pixels seed nothing (each square's core over 0.8 is 2x2 = 4 px)
     assert labels_from_distance(prob, band, dist, seed_threshold=0.8, min_seed=5).max() == 1
     assert labels_from_distance(prob, band, dist, seed_threshold=0.8, min_seed=4).max() == 2
-    assert set(DISTANCE_DEFAULTS) == {"seed_threshold", "min_seed", "border_threshold", "sigma"}
-    for bad in ({"seed_threshold": 1.0}, {"border_threshold": 0.0}, {"min_seed": 0}, {"sigma": -1}):
+    assert set(DISTANCE_DEFAULTS) == {"seed_threshold", "min_seed", "border_threshold", "sigma", "h"}
+    for bad in ({"seed_threshold": 1.0}, {"border_threshold": 0.0}, {"min_seed": 0}, {"sigma": -1}, {"h": 1.0}):
         with pytest.raises(InputError):
             labels_from_distance(prob, band, dist, **bad)
     with pytest.raises(InputError, match="same 2-D shape"):
         labels_from_distance(prob, band, dist[:5])
     assert labels_from_distance(prob * 0, band, dist).max() == 0
+
+
+def test_labels_from_distance_h_splits_a_seed_region_at_its_saddle():
+    """Two touching discs (radius 8, centres 14 px apart) whose predicted distance stays over the
+    seed threshold across the contact (peaks 1 and 0.95, saddle 0.7): one seed region, one
+    particle with h = 0; with h = 0.2 each peak (the lower 0.25 above the saddle) seeds its own,
+    two particles of equal size; h = 0.4 (above the lower peak's 0.25) gives one again."""
+    yy, xx = np.mgrid[0:30, 0:44]
+    r1, r2 = np.hypot(yy - 15, xx - 15), np.hypot(yy - 15, xx - 29)
+    prob = ((r1 <= 8) | (r2 <= 8)).astype(np.float32)
+    dist = np.where(prob > 0, np.maximum(1 - 0.3 * r1 / 7, 0.95 - 0.25 * r2 / 7), 0).astype(np.float32)
+    band = np.zeros_like(prob)
+    assert dist[15, 22] == pytest.approx(0.7)  # the saddle on the contact
+    one = labels_from_distance(prob, band, dist, seed_threshold=0.5, sigma=0.0, min_seed=1)
+    assert one.max() == 1
+    two = labels_from_distance(prob, band, dist, seed_threshold=0.5, sigma=0.0, min_seed=1, h=0.2)
+    assert two.max() == 2 and abs(int((two == 1).sum()) - int((two == 2).sum())) <= 16
+    assert labels_from_distance(prob, band, dist, seed_threshold=0.5, sigma=0.0, min_seed=1, h=0.4).max() == 1

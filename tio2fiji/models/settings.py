@@ -177,9 +177,9 @@ class ModelSettings:
                              f"in (0, 1), min_seed >= 1, sigma >= 0.")
         distance = _stored(cfg, "distance", DISTANCE_DEFAULTS)
         if (not 0.0 < float(distance["seed_threshold"]) < 1.0 or not 0.0 < float(distance["border_threshold"]) <= 1.0
-                or int(distance["min_seed"]) < 1 or distance["sigma"] < 0):
+                or int(distance["min_seed"]) < 1 or distance["sigma"] < 0 or not 0 <= distance["h"] < 1):
             raise InputError(f"model_config: distance parameters out of range ({distance}); seed_threshold "
-                             f"in (0, 1), border_threshold in (0, 1], min_seed >= 1, sigma >= 0.")
+                             f"in (0, 1), border_threshold in (0, 1], min_seed >= 1, sigma >= 0, h in [0, 1).")
         ps = cfg.get("pixel_size_m")
         if ps is not None and not (isinstance(ps, (int, float)) and 1e-12 < float(ps) < 1e-3):
             raise InputError(f"model_config: pixel_size_m must be a length in metres, not {ps!r}.")
