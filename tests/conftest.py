@@ -39,6 +39,18 @@ def example_masks():
     return masks
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread_module():
+    """torch on one thread for a whole test module (Dask workers, a training beside the suite),
+    restored afterwards: ``pytestmark = pytest.mark.usefixtures("one_torch_thread_module")``."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def one_torch_thread():
     """torch on one thread for the test (a second core stays free), restored afterwards."""

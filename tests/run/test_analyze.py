@@ -29,6 +29,7 @@ from tio2fiji.particles import measure
 from tio2fiji.run import AnalysisOptions, analyze_images
 
 PS = 7.34375e-9
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")  # the cores are shared
 
 
 @pytest.fixture(autouse=True)

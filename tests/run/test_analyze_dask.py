@@ -30,6 +30,7 @@ from tio2fiji.io import MANIFEST, read_sem
 from tio2fiji.run import analyze_images, gather_images
 
 PS = 7.34375e-9
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")  # the cores are shared
 VENV = Path(sys.executable).parent
 KW = {"methods": ("clark-evans",), "n_boot": 50, "envelope_sims": 0}
 
