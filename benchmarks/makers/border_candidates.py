@@ -68,10 +68,12 @@ BORDER_GRID = [{"threshold": t, "border_threshold": b, "min_seed": s, "sigma": g
                    (0.0, 1.0), (0.0, 1.0))]
 #: The distance U-Net's grid (:func:`tio2fiji.instances.labels_from_distance`): particle threshold,
 #: seed threshold on the normalised distance, smallest seed, the band's veto on seeds (1: none),
-#: smoothing, seeds at distance maxima higher than h (0: seed regions).
+#: smoothing, seeds at distance maxima higher than h (0: seed regions). Stage 7's first choice lay on
+#: the edge of sigma (2 px): the grid reaches 3.
 DISTANCE_GRID = [{"threshold": t, "seed_threshold": d, "min_seed": s, "border_threshold": b, "sigma": g, "h": h}
                  for t, d, s, b, g, h in itertools.product(
-                     (0.4, 0.5), (0.2, 0.3, 0.4, 0.5, 0.6), (1, 4), (0.1, 0.3, 1.0), (1.0, 2.0), (0.0, 0.1, 0.2, 0.3))]
+                     (0.4, 0.5), (0.2, 0.3, 0.4, 0.5, 0.6), (1, 4), (0.1, 0.3, 1.0), (1.0, 2.0, 3.0),
+                     (0.0, 0.1, 0.2, 0.3))]
 GRIDS = {"border": BORDER_GRID, "distance": DISTANCE_GRID}
 #: Settings whose pooled validation F1 is within this of the best match as many particles (about two
 #: of the ~350 validation particles); among them the lowest count error + median-ECD error wins:

@@ -210,21 +210,29 @@ def test_train_border_on_the_examples_resume_and_segment(tmp_path):
     assert (border_samples(train_pairs)[0].mask == FRAGMENT).any()
 
 
-def test_border_training_validates_with_the_decoding_it_is_given_or_the_inits():
-    """A longer run of a border U-Net chooses its epoch with the init's own decoding (what the
-    bundled unet-border's settings say); a one-output init gets the defaults; a decoding given
-    replaces both, and unknown keys are refused."""
-    from tio2fiji.instances import BORDER_DEFAULTS
+def test_border_training_validates_with_the_decoding_it_is_given_or_the_inits(tmp_path):
+    """A longer run chooses its epoch with the init's own decoding (what the bundled unet-border's
+    settings say, or a border U-Net's); a distance U-Net started from a border U-Net keeps its
+    threshold and gets the distance defaults; a one-output init gets the defaults; a decoding
+    given replaces them, and unknown keys are refused."""
+    from tio2fiji.instances import BORDER_DEFAULTS, DISTANCE_DEFAULTS
     from tio2fiji.models.checkpoint import load_model, resolve_model
     from tio2fiji.training.border import _decoding
 
     shipped = load_model("unet-border").settings
-    assert shipped.border != BORDER_DEFAULTS  # its decoding was chosen on the validation images
-    assert _decoding(None, str(resolve_model("unet-border"))) == (shipped.threshold, shipped.border)
-    assert _decoding(None, str(resolve_model("default"))) == (0.5, BORDER_DEFAULTS)
+    assert shipped.outputs == "distance" and shipped.distance != DISTANCE_DEFAULTS  # chosen on validation
+    assert _decoding(None, str(resolve_model("unet-border")), "distance") == (shipped.threshold, shipped.distance)
+    border = {"border_threshold": 0.05, "min_seed": 16, "sigma": 1.0, "h": 0.0}
+    torch.save({"model": {}, "model_config": {"outputs": "border", "threshold": 0.45, "border": border}},
+               tmp_path / "border.pt")
+    assert _decoding(None, str(tmp_path / "border.pt")) == (0.45, border)
+    assert _decoding(None, str(tmp_path / "border.pt"), "distance") == (0.45, DISTANCE_DEFAULTS)
+    assert _decoding(None, str(resolve_model("unet-watershed"))) == (0.5, BORDER_DEFAULTS)
     assert _decoding({"threshold": 0.3, "border": {"min_seed": 4}}, None) == (0.3, {**BORDER_DEFAULTS, "min_seed": 4})
     with pytest.raises(InputError, match="decoding"):
         _decoding({"band": 0.1}, None)
+    with pytest.raises(InputError, match="decoding"):
+        _decoding({"border": {"min_seed": 4}}, None, "distance")
 
 
 def test_border_crop_targets_by_hand():
@@ -299,24 +307,36 @@ def test_distance_crop_target_and_loss_by_hand():
         make_border_loss(distance_weight=-1)
 
 
-def test_train_distance_from_the_bundled_border_unet_and_segment(tmp_path):
-    """A distance U-Net started from unet-border: its first two outputs are unet-border's before
-    training, one tiny epoch, then the exported file segments with its stored decoding."""
+def test_train_distance_from_a_border_unet_and_segment(tmp_path):
+    """A distance U-Net started from a border U-Net (the bundled unet-border's first two outputs):
+    its first two outputs are the border U-Net's before training, the new head a copy of the
+    particle head; one tiny epoch, then the exported file segments with its stored decoding."""
     from tio2fiji.models.checkpoint import export_model, load_checkpoint, load_model, resolve_model
     from tio2fiji.models.unet import build_unet
     from tio2fiji.predict import predict_maps, segment
     from tio2fiji.training import build_dataset
     from tio2fiji.training.border import DISTANCE_HISTORY_COLUMNS, _init_weights, train_border
 
-    shipped = load_model("unet-border")
+    shipped = load_model("unet-border")  # a distance U-Net since stop 29
+    state = {k: v.float() if torch.is_floating_point(v) else v for k, v in shipped.net.state_dict().items()}
+    for k in ("segmentation_head.0.weight", "segmentation_head.0.bias"):
+        state[k] = state[k][:2].clone()
+    border_file = tmp_path / "border.pt"
+    torch.save({"model": state, "model_config": {"arch": "unet", "encoder": "resnet18", "in_channels": 1,
+                                                 "classes": 2, "outputs": "border", "threshold": 0.4}},
+               border_file)
     net = build_unet("resnet18", None, classes=3)
-    assert _init_weights(net, resolve_model("unet-border"), "resnet18", -4.0, "distance")  # a new head
+    assert _init_weights(net, border_file, "resnet18", -4.0, "distance")  # a new head
     net.eval()
     x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
         ref, new = shipped.net(x), net(x)
     # the new distance head starts as a copy of the particle head
-    assert torch.allclose(new[:, :2], ref, atol=1e-5) and torch.equal(new[:, 2], new[:, 0])
+    assert torch.allclose(new[:, :2], ref[:, :2], atol=1e-5) and torch.equal(new[:, 2], new[:, 0])
+    # a distance U-Net init gives all its weights, no new head
+    assert not _init_weights(net, resolve_model("unet-border"), "resnet18", -4.0, "distance")
+    with torch.no_grad():
+        assert torch.allclose(net(x), ref, atol=1e-5)
     # ... and learns at 10x lr while the rest is fine-tuned
     from tio2fiji.training.engine import adam_optimizer
 
@@ -328,12 +348,12 @@ def test_train_distance_from_the_bundled_border_unet_and_segment(tmp_path):
     build_dataset(EXAMPLES / "SEM", EXAMPLES / "masks", data, mode="practical", seed=0,
                   fractions=(0.34, 0.33, 0.33))
     run = tmp_path / "run"
-    res = train_border(data, run, init="unet-border", epochs=1, crops_per_epoch=2, batch_size=2, threads=2,
+    res = train_border(data, run, init=str(border_file), epochs=1, crops_per_epoch=2, batch_size=2, threads=2,
                        distance_weight=1.0)
     assert res["best_epoch"] == 1
     ck = load_checkpoint(run / "best.pt")
     cfg = ck["model_config"]
-    assert cfg["outputs"] == "distance" and cfg["classes"] == 3 and cfg["threshold"] == shipped.settings.threshold
+    assert cfg["outputs"] == "distance" and cfg["classes"] == 3 and cfg["threshold"] == 0.4
     import pandas as pd
 
     assert list(pd.read_csv(run / "history.csv").columns) == DISTANCE_HISTORY_COLUMNS

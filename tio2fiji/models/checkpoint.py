@@ -45,9 +45,9 @@ _DATA = Path(__file__).resolve().parent.parent / "data"
 #: The models bundled with tio2fiji, by the name ``--model`` takes (see ``tio2fiji/data/MODEL_CARD.md``).
 BUNDLED = {"unet-border": _DATA / "unet_border.pt", "unet-watershed": _DATA / "unet_watershed.pt",
            "maskrcnn": _DATA / "maskrcnn.pt"}
-#: The bundled model ``"default"`` names. ``unet-border`` (issue 27) matched more particles on the
-#: validation images but counted and sized the complete particles worse (count error 12.6 vs 4.6 %,
-#: median ECD error 7.2 vs 2.0 %), so ``unet-watershed`` stays the default (MODEL_CARD.md).
+#: The bundled model ``"default"`` names. ``unet-border`` (issue 27; a distance U-Net since stop 29)
+#: matches more particles, but on the test images ``unet-watershed`` still counts and sizes better,
+#: and it stays the default until the switch is made with its tests (MODEL_CARD.md, *Stage 7*).
 DEFAULT_NAME = "unet-watershed"
 DEFAULT_MODEL = BUNDLED[DEFAULT_NAME]
 #: ``format`` of a compact model file.
