@@ -9,7 +9,7 @@ from skimage.segmentation import watershed
 
 from ..errors import InputError
 from ._extrema import h_maxima
-from ._labels import add_unseeded, connected_components, labels_to_separated_mask
+from ._labels import check_labels, connected_components, grow_seeds
 
 __all__ = ["BORDER_DEFAULTS", "BORDER_WIDTH", "border_band", "labels_from_border"]
 
@@ -39,9 +39,7 @@ def border_band(labels, width: int = BORDER_WIDTH) -> np.ndarray:
     -------
     (H, W) ndarray of bool
     """
-    lab = np.asarray(labels)
-    if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer):
-        raise InputError(f"border_band needs a 2-D integer label image, got {lab.dtype} {lab.shape}.")
+    lab = check_labels(labels, "border_band")
     if int(width) < 1:
         raise InputError(f"border width must be at least 1 pixel, got {width}.")
     lab = lab.astype(np.int64, copy=False)
@@ -114,12 +112,4 @@ def labels_from_border(probability, border, threshold: float = 0.5,
         # regions with peaks are split between them; regions without keep one seed
         split = watershed(-dist, peaks, mask=core)
         seeds = np.where(split > 0, split, np.where(seeds > 0, seeds + split.max(), 0))
-    if int(min_seed) > 1 and seeds.max() > 0:
-        small = np.bincount(seeds.ravel()) < int(min_seed)
-        small[0] = False
-        seeds[small[seeds]] = 0
-    lab = watershed(bnd, seeds, mask=mask, watershed_line=True).astype(np.int64)
-    lab = add_unseeded(lab, mask)  # the line pixels stay background
-    # a watershed line is 8-connected; 4-connectivity must see the same particles
-    lab = connected_components(labels_to_separated_mask(lab, 4), 4, dtype=np.int64)
-    return lab.astype(np.uint32)
+    return grow_seeds(bnd, seeds, mask, min_seed)

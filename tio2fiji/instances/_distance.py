@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.segmentation import watershed
 
 from ..errors import InputError
 from ._extrema import h_maxima
-from ._labels import add_unseeded, connected_components, labels_to_separated_mask
+from ._labels import check_labels, connected_components, grow_seeds
 
 __all__ = ["DISTANCE_DEFAULTS", "inner_distance", "labels_from_distance"]
 
@@ -40,10 +39,7 @@ def inner_distance(labels) -> np.ndarray:
     -------
     (H, W) ndarray of float32
     """
-    lab = np.asarray(labels)
-    if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer):
-        raise InputError(f"inner_distance needs a 2-D integer label image, got {lab.dtype} {lab.shape}.")
-    lab = lab.astype(np.int64, copy=False)
+    lab = check_labels(labels, "inner_distance").astype(np.int64, copy=False)
     out = np.zeros(lab.shape, np.float64)
     for k, sl in enumerate(ndi.find_objects(lab), 1):
         if sl is None:
@@ -118,12 +114,4 @@ def labels_from_distance(probability, border, distance, threshold: float = 0.5,
     if h > 0:
         core = h_maxima(np.where(core, dist, 0).astype(np.float32), float(h)) & core
     seeds = connected_components(core, 8 if h > 0 else 4, dtype=np.int64)
-    if int(min_seed) > 1 and seeds.max() > 0:
-        small = np.bincount(seeds.ravel()) < int(min_seed)
-        small[0] = False
-        seeds[small[seeds]] = 0
-    lab = watershed(-dist, seeds, mask=mask, watershed_line=True).astype(np.int64)
-    lab = add_unseeded(lab, mask)  # the line pixels stay background
-    # a watershed line is 8-connected; 4-connectivity must see the same particles
-    lab = connected_components(labels_to_separated_mask(lab, 4), 4, dtype=np.int64)
-    return lab.astype(np.uint32)
+    return grow_seeds(-dist, seeds, mask, min_seed)

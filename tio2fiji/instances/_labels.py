@@ -12,7 +12,8 @@ from ._extrema import h_maxima
 
 __all__ = ["CONNECTIVITY", "SEPARATE", "SEPARATIONS", "WATERSHED_DEFAULTS", "connected_components",
            "watershed_split", "labels_from_probability", "particle_scores", "labels_to_separated_mask",
-           "remove_touching", "drop_small", "check_mask", "raster_order", "add_unseeded"]
+           "remove_touching", "drop_small", "check_mask", "check_labels", "raster_order", "add_unseeded",
+           "grow_seeds"]
 
 #: Particle connectivity used by default everywhere (segmentation, measurement, scoring): the BAM
 #: manual masks, and ours, keep touching particles apart by one-pixel lines that are 8-connected,
@@ -34,6 +35,14 @@ def check_mask(mask, name="mask") -> np.ndarray:
     if mask.ndim != 2:
         raise InputError(f"{name} must be 2-D, got shape {mask.shape}.")
     return mask.astype(bool, copy=False)
+
+
+def check_labels(labels, name: str) -> np.ndarray:
+    """``labels`` as an array, or an error naming ``name`` when it is not a 2-D integer label image."""
+    lab = np.asarray(labels)
+    if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer):
+        raise InputError(f"{name} needs a 2-D integer label image, got {lab.dtype} {lab.shape}.")
+    return lab
 
 
 def connected_components(mask, connectivity: int = CONNECTIVITY, dtype=np.uint32) -> np.ndarray:
@@ -126,6 +135,25 @@ def add_unseeded(labels, mask, whole: bool = True) -> np.ndarray:
         return lab
     extra = connected_components(rest, 4, dtype=np.int64)
     return np.where(extra > 0, extra + lab.max(), lab)
+
+
+def grow_seeds(landscape, seeds, mask, min_seed: int = 1) -> np.ndarray:
+    """Particles grown from ``seeds`` over ``mask``: the rule the border and distance U-Nets share.
+
+    Seeds under ``min_seed`` pixels are dropped; a watershed of ``landscape`` (low first) grows the
+    rest over the mask with one-pixel lines between particles, like the manual masks; a mask
+    component no seed reached stays a particle of its own. Returns uint32 labels numbered in raster
+    order, 4-connected (a watershed line is 8-connected: 4-connectivity sees the same particles).
+    ``seeds`` (int64 labels) is changed in place.
+    """
+    if int(min_seed) > 1 and seeds.max() > 0:
+        small = np.bincount(seeds.ravel()) < int(min_seed)
+        small[0] = False
+        seeds[small[seeds]] = 0
+    lab = watershed(landscape, seeds, mask=mask, watershed_line=True).astype(np.int64)
+    lab = add_unseeded(lab, mask)  # the line pixels stay background
+    lab = connected_components(labels_to_separated_mask(lab, 4), 4, dtype=np.int64)
+    return lab.astype(np.uint32)
 
 
 def raster_order(labels: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from skimage.segmentation import watershed
 
 from ..errors import InputError
 from ._distance import inner_distance
-from ._labels import add_unseeded, check_mask, connected_components, labels_to_separated_mask
+from ._labels import add_unseeded, check_labels, check_mask, connected_components, labels_to_separated_mask
 
 __all__ = ["STAR_DEFAULTS", "STAR_MODES", "star_targets", "labels_from_star"]
 
@@ -39,9 +39,7 @@ def star_targets(labels, n_rays: int = 32):
     """
     from stardist.geometry import star_dist
 
-    lab = np.asarray(labels)
-    if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer):
-        raise InputError(f"star_targets needs a 2-D integer label image, got {lab.dtype} {lab.shape}.")
+    lab = check_labels(labels, "star_targets")
     if n_rays < 3:
         raise InputError(f"n_rays must be at least 3, got {n_rays}.")
     lab = lab.astype(np.int32, copy=False)

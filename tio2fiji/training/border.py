@@ -71,6 +71,8 @@ __all__ = ["BORDER_HISTORY_COLUMNS", "DISTANCE_HISTORY_COLUMNS", "FRAGMENT", "SC
 
 BORDER_HISTORY_COLUMNS = ["epoch", "train_loss", "val_iou", "val_f1", "val_pq", "val_count_error", "lr",
                           "seconds", "fg_loss", "border_loss"]
+#: The decoding parameters of each output kind this recipe trains, when none are given.
+_DECODING_DEFAULTS = {"border": BORDER_DEFAULTS, "distance": DISTANCE_DEFAULTS}
 #: A distance U-Net's history: the border U-Net's, and its distance loss.
 DISTANCE_HISTORY_COLUMNS = BORDER_HISTORY_COLUMNS + ["distance_loss"]
 #: Label value that marks a drawing fragment in a training label image (ignored by the loss).
@@ -184,7 +186,7 @@ def validate_border(model, samples, border: dict | None = None, threshold: float
     parameters of ``outputs`` (``"border"``: :func:`tio2fiji.instances.labels_from_border`,
     ``"distance"``: :func:`tio2fiji.instances.labels_from_distance`; default theirs).
     """
-    border = dict((DISTANCE_DEFAULTS if outputs == "distance" else BORDER_DEFAULTS) if border is None else border)
+    border = dict(_DECODING_DEFAULTS[outputs] if border is None else border)
     tp = fp = fn = 0
     sum_iou, ious, counts = 0.0, [], []
     for s in samples:
@@ -267,7 +269,7 @@ def _decoding(decoding: dict | None, init_path, outputs: str = "border") -> tupl
             decoding = {"threshold": cfg.get("threshold", 0.5),
                         **({outputs: cfg.get(outputs)} if cfg.get("outputs") == outputs else {})}
     decoding = dict(decoding or {})
-    defaults = DISTANCE_DEFAULTS if outputs == "distance" else BORDER_DEFAULTS
+    defaults = _DECODING_DEFAULTS[outputs]
     unknown = set(decoding) - {"threshold", outputs}
     params = {**defaults, **(decoding.get(outputs) or {})}
     if unknown or set(params) != set(defaults):
