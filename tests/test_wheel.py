@@ -77,8 +77,8 @@ def test_installed_wheel_is_what_runs_and_ships_the_macros(installed, tmp_path):
     assert Path(out[1]) == target / "tio2fiji" / "macros" / "BioVoxxel_Particle_Distribution.ijm"
     for name in MACRO_FILES:
         assert _sha(target / "tio2fiji" / "macros" / name) == _sha(ROOT / "tio2fiji" / "macros" / name)
-    assert _sha(target / "tio2fiji" / "data" / "unet_watershed.pt") == _sha(ROOT / "tio2fiji" / "data" /
-                                                                           "unet_watershed.pt")
+    for name in ("unet_border.pt", "unet_watershed.pt"):
+        assert _sha(target / "tio2fiji" / "data" / name) == _sha(ROOT / "tio2fiji" / "data" / name)
 
 
 def test_installed_demo_runs_on_one_image(installed, tmp_path):
@@ -95,7 +95,7 @@ def test_installed_demo_runs_on_one_image(installed, tmp_path):
     res = _run(installed, "demo", "--data", data, "--out", out, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     meta = json.loads((out / "analysis.json").read_text())
-    assert meta["model"]["sha256"] == _sha(installed[0] / "tio2fiji" / "data" / "unet_watershed.pt")
+    assert meta["model"]["sha256"] == _sha(installed[0] / "tio2fiji" / "data" / "unet_border.pt")  # the default
     (image,) = meta["images"]
     assert image["pixel_size_m"] == PIXEL and image["pixel_size_source"] == "CZ_SEM"
     table = pd.read_csv(out / "particles.csv")

@@ -123,6 +123,7 @@ DOMAINS = {
     "border_weight": Domain(False, 0.0, low_open=True, hint="e.g. 1"),
     "distance_weight": Domain(False, 0.0, hint="0: no distance output; e.g. 1"),
     "head_lr_factor": Domain(False, 0.0, low_open=True, hint="e.g. 10 for a new head"),
+    "touch_p": Domain(False, 0.0, 1.0, hint="0: crops drawn anywhere; e.g. 0.5"),
     "crops_per_epoch": _POS_INT,
     "n_rays": Domain(True, 3, hint="e.g. 32"),
     "threads": Domain(True, 0, hint="0 or omitted: torch's choice"),

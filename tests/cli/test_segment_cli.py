@@ -40,7 +40,12 @@ def test_segment_writes_consistent_mask_labels_scores_rois_and_probability(tmp_p
     # a particle's score is its mean probability, and particles are where the probability is high
     lab = 7
     assert scores["score"].iloc[lab - 1] == pytest.approx(prob[labels == lab].mean(), rel=1e-5)
-    assert prob[mask].min() > 0.5 - 1e-6
+    # the default's stored threshold decides (the distance U-Net's: 0.4)
+    from tio2fiji.models.checkpoint import load_model
+
+    threshold = load_model("default").settings.threshold
+    assert threshold == pytest.approx(0.4)
+    assert prob[mask].min() > threshold - 1e-6 and (prob[~mask] <= threshold + 1e-6).mean() > 0.99
     assert f"1908252: {n} particles" in res.output
     assert len(read_roi_zip(out / "1908252_rois.zip")) == n
     # calibration travels with the label image

@@ -35,7 +35,10 @@ def test_anchor_sizes_refuse_empty_input():
 
 def test_resnet18_backbone_takes_the_bundled_unet_encoder():
     model = build_maskrcnn(config=1, backbone="resnet18", weights_backbone="unet")
-    ck = load_checkpoint(resolve_model("default"))
+    from tio2fiji.models.weights import BACKBONE_UNET
+
+    assert BACKBONE_UNET == resolve_model("unet-watershed")  # 'unet': the one-output U-Net's encoder
+    ck = load_checkpoint(BACKBONE_UNET)
     entry = ck["weights"]["encoder.layer1.0.conv1.weight"]  # int8, one scale per output channel
     stored = entry["q"].float() * entry["scale"].float().reshape(-1, 1, 1, 1)
     body = model.backbone.body.layer1[0].conv1.weight.detach().float()
@@ -95,7 +98,7 @@ def test_unet_encoder_sees_the_input_the_unet_saw():
     from tio2fiji.models.checkpoint import load_model
 
     torch.manual_seed(0)
-    unet = load_model("default").net.eval()
+    unet = load_model("unet-watershed").net.eval()
     model = build_maskrcnn(config=1, backbone="resnet18", weights_backbone="unet").eval()
     assert model.tio2fiji_model_config["input_norm"] == [0.0, 1.0]
     x = torch.rand(1, 1, 64, 64)

@@ -39,21 +39,26 @@ class _Echo(torch.nn.Module):
 
 
 @bundled
-def test_whole_matches_blend_within_the_tiling_tolerance(model):
+@pytest.mark.parametrize("name, bound", [("unet-watershed", 5e-4), ("unet-border", 1e-3)])
+def test_whole_matches_blend_within_the_tiling_tolerance(name, bound):
+    torch.set_num_threads(1)
+    model = load_model(name)
+    t = model.settings.threshold
     sem = read_sem(EX / "1908256.tif")  # the example where they differ most
     blend = predict_probability(model, sem.analysed, mode="blend")
     whole = predict_probability(model, sem.analysed, mode="whole")
     assert whole.shape == blend.shape == sem.analysed.shape and whole.dtype == np.float32
-    # tests/predict/test_tiling.py's bounds for blend against one pass; measured here: 1.3e-4 of the mask
-    # pixels and a mean |dp| of 2e-4
-    assert np.mean((whole > 0.5) != (blend > 0.5)) < 5e-4
+    # tests/predict/test_tiling.py's bounds for blend against one pass; measured here at the stored
+    # threshold: 1.3e-4 of the mask pixels for unet-watershed (0.5), 5.8e-4 for unet-border (0.4),
+    # a mean |dp| of 2e-4 and 5e-4
+    assert np.mean((whole > t) != (blend > t)) < bound
     assert np.abs(whole - blend).mean() < 1e-3
     # the particles: the stored threshold (chosen on blend outputs) gives nearly the same masks,
-    # and the watershed nearly the same particles (measured 228 vs 225)
+    # and the decoding nearly the same particles (measured 228 vs 225; unet-border 223 vs 220)
     sb = segment(model, sem, mode="blend")
     sw = segment(model, sem)  # the default: auto -> whole for 1024x704
     assert sw.info["mode"] == "whole" and sb.info["mode"] == "blend"
-    assert np.mean(sb.mask != sw.mask) < 5e-4
+    assert np.mean(sb.mask != sw.mask) < 2 * bound
     nb, nw = int(sb.labels.max()), int(sw.labels.max())
     assert nb > 150 and abs(nb - nw) <= 0.03 * nb
 

@@ -82,7 +82,8 @@ def test_demo_writes_consistent_results_and_a_report_that_renders(tmp_path, exam
     assert meta["options"] == AnalysisOptions().recorded(meta["model"]["threshold"])
     assert set(dist["image"]) == set(names) and set(dist["method"]) == {"clark-evans", "monte-carlo"}
     assert [m["pixel_size_source"] for m in meta["images"]] == ["CZ_SEM"] * 3
-    assert [m["separation"] for m in meta["images"]] == ["watershed"] * 3  # "auto" for a one-output U-Net
+    # "auto" is the model's own decoding: the default is a distance U-Net since stop 30
+    assert [m["separation"] for m in meta["images"]] == ["distance"] * 3
     assert meta["model"]["sha256"] == hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
     assert meta["failures"] == [] and meta["versions"]["torch"]
     for n, row in zip(names, summary.itertuples()):

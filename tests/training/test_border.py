@@ -173,7 +173,7 @@ def test_anatomy_overlay_colours_each_cause():
 
 
 def test_train_border_on_the_examples_resume_and_segment(tmp_path):
-    """One tiny epoch from the bundled model on the examples, a resumed second, then segment."""
+    """One tiny epoch from the bundled one-output model on the examples, a resumed second, then segment."""
     from tio2fiji.models.checkpoint import export_model, load_checkpoint, load_model
     from tio2fiji.predict import segment
     from tio2fiji.training import build_dataset
@@ -184,9 +184,10 @@ def test_train_border_on_the_examples_resume_and_segment(tmp_path):
                   fractions=(0.34, 0.33, 0.33))
     assert len(json.loads((data / "split.json").read_text())["splits"]["val"]) == 1
     run = tmp_path / "run"
-    res = train_border(data, run, init="default", epochs=1, crops_per_epoch=2, batch_size=2, threads=2)
+    res = train_border(data, run, init="unet-watershed", epochs=1, crops_per_epoch=2, batch_size=2, threads=2)
     assert res["best_epoch"] == 1 and (run / "best.pt").is_file()
-    train_border(data, run, init="default", epochs=2, crops_per_epoch=2, batch_size=2, threads=2, resume=True)
+    train_border(data, run, init="unet-watershed", epochs=2, crops_per_epoch=2, batch_size=2, threads=2,
+                 resume=True)
     assert [h["epoch"] for h in load_checkpoint(run / "last.pt")["history"]] == [1, 2]
     import pandas as pd
 
@@ -366,5 +367,15 @@ def test_train_distance_from_a_border_unet_and_segment(tmp_path):
     seg = segment(model, image)
     assert seg.info["separate"] == "distance" and seg.info["distance"]["min_seed"] == 2 and seg.labels.max() > 20
     assert predict_maps(model, np.zeros((64, 64), np.float32), mode="whole").shape == (3, 64, 64)
-    with pytest.raises(InputError, match="distance"):
-        train_border(data, tmp_path / "run2", init=out, epochs=1, crops_per_epoch=2, threads=2)
+    # fine-tuning a distance U-Net (the default since stop 30) keeps its kind unless told otherwise
+    train_border(data, tmp_path / "run2", init=out, epochs=1, crops_per_epoch=1, batch_size=1, threads=2)
+    assert load_checkpoint(tmp_path / "run2" / "best.pt")["model_config"]["outputs"] == "distance"
+    # a border U-Net from a distance U-Net keeps its particle and band heads
+    net2 = build_unet("resnet18", None, classes=2)
+    assert not _init_weights(net2, resolve_model("unet-border"), "resnet18", -4.0, "border")
+    net2.eval()
+    with torch.no_grad():
+        assert torch.allclose(net2(x), ref[:, :2], atol=1e-5)
+    torch.save({"model": {}, "model_config": {"encoder": "resnet18", "outputs": "star"}}, tmp_path / "star.pt")
+    with pytest.raises(InputError, match="star"):
+        _init_weights(net2, tmp_path / "star.pt", "resnet18", -4.0, "border")

@@ -260,3 +260,25 @@ def test_cli_dataset_build_train_and_evaluate(tmp_path):
     res = runner.invoke(main, ["train", "unet", str(data), "--out", str(tmp_path / "r2"), "--config",
                                "resnet18-imagenet", "--epochs", "1"])
     assert res.exit_code == 1 and "error:" in res.output and "Traceback" not in res.output
+
+
+def test_one_output_unet_starts_from_the_default_distance_unets_particle_head(tmp_path):
+    """``train unet --init default``: the bundled default is a distance U-Net (three heads); a
+    one-output U-Net takes its encoder, decoder and particle head, so before training it outputs the
+    default's particle channel; a star-convex file is refused in one line."""
+    from tio2fiji.models.checkpoint import load_model, resolve_model
+    from tio2fiji.models.unet import build_unet
+    from tio2fiji.training.unet import _init_weights
+
+    default = load_model("default")
+    assert default.settings.outputs == "distance"
+    net = build_unet("resnet18", None)
+    _init_weights(net, resolve_model("default"), "resnet18", "resnet18-scratch")
+    net.eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(net(x), default.net(x)[:, :1], atol=1e-5)
+    torch.save({"model": {}, "model_config": {"encoder": "resnet18", "classes": 34, "outputs": "star"}},
+               tmp_path / "star.pt")
+    with pytest.raises(InputError, match="one-output"):
+        _init_weights(net, tmp_path / "star.pt", "resnet18", "resnet18-scratch")

@@ -125,9 +125,13 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
               help="Half-width of the border band in pixels (2: a 5x5 window holding two particles).")
 @click.option("--border-weight", type=_Checked("border_weight"), default=1.0, show_default=True,
               help="Weight of the border band's loss beside the particle mask's.")
-@click.option("--distance-weight", type=_Checked("distance_weight"), default=0.0, show_default=True,
+@click.option("--distance-weight", type=_Checked("distance_weight"), default=None,
               help="> 0: a third output, each particle's normalised distance to its edge (seeds that small "
-                   "particles keep), with this weight in the loss.")
+                   "particles keep), with this weight in the loss; 0: particle and band only. Default: 1 when "
+                   "--init is a distance U-Net (the bundled default), else 0.")
+@click.option("--touch-p", type=_Checked("touch_p"), default=0.0, show_default=True,
+              help="Share of the training crops centred where two manual particles meet (dense agglomerates "
+                   "seen more often).")
 @_SCALE_AUGMENT
 @click.option("--seed", type=_Checked("seed"), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (give more --epochs to go on).")
@@ -135,8 +139,8 @@ def train_unet_cmd(data_dir, out_dir, config, encoder_weights, epochs, batch_siz
 @click.option("--threads", type=_Checked("threads"), default=None, help="torch CPU threads (default: torch's choice).")
 @_device_option
 def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, schedule, gap_weight,
-                     crops_per_epoch, width, border_weight, distance_weight, scale_augment, seed, resume, overwrite,
-                     threads, device):
+                     crops_per_epoch, width, border_weight, distance_weight, touch_p, scale_augment, seed, resume,
+                     overwrite, threads, device):
     """Train a border U-Net (particle mask + where touching particles meet) on DATA_DIR (practical mode)."""
     from ..models import resolve_device
     from ..training.border import train_border
@@ -149,7 +153,7 @@ def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, sc
                            epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
                            gap_weight=gap_weight, crops_per_epoch=crops_per_epoch, width=width, seed=seed,
                            resume=resume, border_weight=border_weight, distance_weight=distance_weight,
-                           threads=threads, overwrite=overwrite, progress=progress, device=device,
+                           touch_p=touch_p, threads=threads, overwrite=overwrite, progress=progress, device=device,
                            scale_augmentation=SCALE_AUGMENTATION if scale_augment else None)
     finally:
         bar.close()

@@ -45,10 +45,10 @@ _DATA = Path(__file__).resolve().parent.parent / "data"
 #: The models bundled with tio2fiji, by the name ``--model`` takes (see ``tio2fiji/data/MODEL_CARD.md``).
 BUNDLED = {"unet-border": _DATA / "unet_border.pt", "unet-watershed": _DATA / "unet_watershed.pt",
            "maskrcnn": _DATA / "maskrcnn.pt"}
-#: The bundled model ``"default"`` names. ``unet-border`` (issue 27; a distance U-Net since stop 29)
-#: matches more particles, but on the test images ``unet-watershed`` still counts and sizes better,
-#: and it stays the default until the switch is made with its tests (MODEL_CARD.md, *Stage 7*).
-DEFAULT_NAME = "unet-watershed"
+#: The bundled model ``"default"`` names: since stop 30 ``unet-border`` (issue 27; a distance U-Net),
+#: which won on the validation images (MODEL_CARD.md, *Default*); ``unet-watershed`` was the default
+#: before.
+DEFAULT_NAME = "unet-border"
 DEFAULT_MODEL = BUNDLED[DEFAULT_NAME]
 #: ``format`` of a compact model file.
 FORMAT = "tio2fiji-model"

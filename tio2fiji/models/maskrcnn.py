@@ -39,8 +39,8 @@ first two stages stay frozen (``trainable_backbone_layers=3``), as torchvision d
 
 Backbone weights ``"unet"`` or a U-Net file
     The encoder of a tio2fiji U-Net, which already knows SEM particles: ``"unet"`` is the bundled
-    default U-Net (:data:`tio2fiji.models.weights.DEFAULT_UNET`, a ResNet-18 encoder), a path may
-    be any tio2fiji U-Net model file or training ``best.pt``. smp's ResNet encoder keeps
+    one-output U-Net ``unet-watershed`` (:data:`tio2fiji.models.weights.BACKBONE_UNET`, a ResNet-18
+    encoder), a path may be any tio2fiji U-Net model file or training ``best.pt``. smp's ResNet encoder keeps
     torchvision's parameter names, so ``encoder.layer1.0.conv1.weight`` becomes
     ``backbone.body.layer1.0.conv1.weight``; its 1-channel ``conv1`` and its BatchNorm statistics
     (learnt on SEM tiles) are used as they are. The encoder must be the chosen ``backbone``
@@ -78,7 +78,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..instances import CONNECTIVITY, connected_components
-from .weights import DEFAULT_UNET, is_model_file, load_weights_file, resnet_state, unet_encoder_state
+from .weights import BACKBONE_UNET, is_model_file, load_weights_file, resnet_state, unet_encoder_state
 
 __all__ = ["CONFIGS", "ANCHOR_SIZES", "ANCHOR_QUANTILES", "ASPECT_RATIOS", "BACKBONES", "NORMS",
            "MASK_RESOLUTIONS", "BOX_HEAD_DIM", "CANONICAL_LEVEL", "CANONICAL_SCALE", "IMAGE_SIZE",
@@ -263,10 +263,10 @@ def _weights_source(weights_backbone, backbone: str):
     if key in _IMAGENET_KEYS:
         return _imagenet_file(key, backbone)
     if key == "unet":
-        if not DEFAULT_UNET.is_file():
-            raise InputError(f"weights_backbone 'unet': the bundled default U-Net ({DEFAULT_UNET}) is "
+        if not BACKBONE_UNET.is_file():
+            raise InputError(f"weights_backbone 'unet': the bundled one-output U-Net ({BACKBONE_UNET}) is "
                              f"missing from this installation; give a U-Net model file instead.")
-        return DEFAULT_UNET, f"unet (encoder of the bundled default U-Net, {DEFAULT_UNET.name})"
+        return BACKBONE_UNET, f"unet (encoder of the bundled one-output U-Net, {BACKBONE_UNET.name})"
     path = Path(text)
     if not path.is_file():
         raise InputError(f"backbone weights {text!r}: not 'imagenet', 'unet', 'none', or an existing "

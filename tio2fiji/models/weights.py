@@ -7,7 +7,8 @@ Three kinds of file hold ResNet weights that a network here can start from:
 * a tio2fiji U-Net model file (``tio2fiji export``, a bundled model) or training checkpoint
   (``best.pt``): its ``encoder.*`` weights are a torchvision ResNet's (smp's ResNet encoder keeps
   torchvision's names), read by :func:`unet_encoder_state`;
-* the bundled default U-Net, :data:`DEFAULT_UNET`.
+* the bundled one-output U-Net (``unet-watershed``), :data:`BACKBONE_UNET`, whose encoder the
+  bundled Mask R-CNN started from.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["DEFAULT_UNET", "MODEL_FORMAT", "load_weights_file", "is_model_file", "expand_weights",
+__all__ = ["BACKBONE_UNET", "MODEL_FORMAT", "load_weights_file", "is_model_file", "expand_weights",
            "resnet_state", "resnet_state_from_file", "unet_encoder_state"]
 
-#: The bundled default U-Net (``tio2fiji.models.checkpoint.resolve_model("default")``; named here
-#: because ``checkpoint`` imports the factories that use this module; a test keeps them equal).
-DEFAULT_UNET = Path(__file__).resolve().parent.parent / "data" / "unet_watershed.pt"
+#: The bundled one-output U-Net (``resolve_model("unet-watershed")``; named here because
+#: ``checkpoint`` imports the factories that use this module; a test keeps them equal): the
+#: encoder that Mask R-CNN's ``"unet"`` backbone weights are.
+BACKBONE_UNET = Path(__file__).resolve().parent.parent / "data" / "unet_watershed.pt"
 #: ``format`` of a compact tio2fiji model file (as :data:`tio2fiji.models.checkpoint.FORMAT`).
 MODEL_FORMAT = "tio2fiji-model"
 

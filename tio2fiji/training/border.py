@@ -114,14 +114,37 @@ class BorderCropDataset(RandomCropDataset):
     half-width ``width``) of the augmented crop, and with ``distance`` a third, each particle's
     normalised distance to its edge (:func:`tio2fiji.instances.inner_distance`); ``valid`` is 0
     where a rotation invented pixels and on the drawing fragments (:data:`FRAGMENT`) with a
-    one-pixel ring. Other parameters as :class:`~tio2fiji.training.datasets.RandomCropDataset`;
+    one-pixel ring. With ``touch_p`` > 0 that share of the crops is centred on a random pixel of
+    an image's border band (where two manual particles meet), and images are drawn by a mixture of
+    their areas and (with that weight) their band pixels, so that the dense agglomerates, where
+    particles merge, are seen more often; 0 (default) draws as
+    :class:`~tio2fiji.training.datasets.RandomCropDataset`. Other parameters as that class;
     ``samples`` from :func:`border_samples`.
     """
 
-    def __init__(self, samples, width: int = BORDER_WIDTH, distance: bool = False, **kwargs):
+    def __init__(self, samples, width: int = BORDER_WIDTH, distance: bool = False, touch_p: float = 0.0,
+                 **kwargs):
         super().__init__(samples, **kwargs)
         self.width = int(width)
         self.distance = bool(distance)
+        check_options(touch_p=touch_p)
+        self.touch_p = float(touch_p)
+        self._touch = None
+        if self.touch_p > 0:
+            self._touch = [np.flatnonzero(border_band(np.where(s.mask == FRAGMENT, 0, s.mask), self.width))
+                           for s in self.samples]
+            band = np.array([t.size for t in self._touch], dtype=np.float64)
+            if band.sum() > 0:
+                self._weights = (1 - self.touch_p) * self._weights + self.touch_p * band / band.sum()
+
+    def _window_origin(self, rng, k: int, side: int) -> tuple[int, int]:
+        if self._touch is None or not rng.random() < self.touch_p or self._touch[k].size == 0:
+            return super()._window_origin(rng, k, side)
+        h, w = self.samples[k].image.shape
+        cy, cx = divmod(int(self._touch[k][int(rng.integers(self._touch[k].size))]), w)
+        wy = min(max(cy - side // 2, 0), h - side) if h >= side else -((side - h) // 2)
+        wx = min(max(cx - side // 2, 0), w - side) if w >= side else -((side - w) // 2)
+        return wy, wx
 
     def __getitem__(self, index: int):
         import torch
@@ -219,15 +242,16 @@ def training_pixel_size(samples) -> float | None:
     return float(np.median(known))
 
 
-def _init_weights(model, path, encoder: str, border_bias: float, outputs: str = "border") -> bool:
+def _init_weights(model, path, encoder: str, border_bias: float, outputs: str = "border", ck=None) -> bool:
     """Start ``model`` (a ``outputs`` U-Net) from one of the same outputs (all weights: a longer
-    run) or one with fewer: a one-output U-Net (see the module docstring) or, for a distance U-Net,
-    a border U-Net; a new border head starts at zero weights and a bias of ``border_bias``, a new
+    run), from a distance U-Net (a border U-Net keeps its particle and band heads), or one with
+    fewer: a one-output U-Net (see the module docstring) or, for a distance U-Net, a border U-Net;
+    a new border head starts at zero weights and a bias of ``border_bias``, a new
     distance head as a copy of the particle head (high inside particles, low at their gaps). Returns
-    whether a head is new."""
+    whether a head is new. ``ck``: the file's checkpoint when already read."""
     import torch
 
-    ck = load_checkpoint(path)
+    ck = load_checkpoint(path) if ck is None else ck
     cfg = ck.get("model_config", {})
     if cfg.get("encoder") != encoder:
         raise InputError(f"{path}: holds a {cfg.get('encoder')} U-Net, not {encoder}.")
@@ -236,17 +260,23 @@ def _init_weights(model, path, encoder: str, border_bias: float, outputs: str = 
         state = load_model(path).net.state_dict()
     state = {k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()}
     kept = {"probability": 1, "border": 2, "distance": 3}.get(cfg.get("outputs", "probability"))
-    if kept == model.segmentation_head[0].out_channels:
+    n = model.segmentation_head[0].out_channels
+    if kept == n:
         model.load_state_dict(state)
         return False
-    if kept is None or kept > model.segmentation_head[0].out_channels:
-        raise InputError(f"{path}: a {cfg.get('outputs')!r} U-Net; a {outputs} U-Net starts from a one-output"
-                         f"{', border' if outputs == 'distance' else ''} or {outputs} U-Net.")
+    if kept is None:
+        raise InputError(f"{path}: a {cfg.get('outputs')!r} U-Net; a {outputs} U-Net starts from a one-output, "
+                         f"border or distance U-Net.")
     w, b = state.pop("segmentation_head.0.weight"), state.pop("segmentation_head.0.bias")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or set(missing) != {"segmentation_head.0.weight", "segmentation_head.0.bias"}:
         raise InputError(f"{path}: weights do not fit a {encoder} U-Net ({(missing + unexpected)[:3]}).")
     head = model.segmentation_head[0]
+    if kept > n:  # a border U-Net from a distance U-Net: its particle and band heads
+        with torch.no_grad():
+            head.weight.copy_(w[:n])
+            head.bias.copy_(b[:n])
+        return False
     with torch.no_grad():
         head.weight.zero_()
         head.bias.fill_(float(border_bias))
@@ -258,13 +288,13 @@ def _init_weights(model, path, encoder: str, border_bias: float, outputs: str = 
     return True
 
 
-def _decoding(decoding: dict | None, init_path, outputs: str = "border") -> tuple:
+def _decoding(decoding: dict | None, init_path, outputs: str = "border", ck=None) -> tuple:
     """``(threshold, params)`` that validation decodes with (``params``: of ``outputs``'s rule):
     ``decoding``, else the init's stored ones (a distance U-Net started from a border U-Net keeps
     its threshold), else 0.5 and :data:`~tio2fiji.instances.BORDER_DEFAULTS` /
     :data:`~tio2fiji.instances.DISTANCE_DEFAULTS`."""
     if decoding is None and init_path is not None:
-        cfg = load_checkpoint(init_path).get("model_config", {})
+        cfg = (load_checkpoint(init_path) if ck is None else ck).get("model_config", {})
         if cfg.get("outputs") in ("border", "distance"):
             decoding = {"threshold": cfg.get("threshold", 0.5),
                         **({outputs: cfg.get(outputs)} if cfg.get("outputs") == outputs else {})}
@@ -284,8 +314,8 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
                  border_bias: float = -4.0, crops_per_epoch: int | None = None, seed: int = 0,
                  resume: bool = False, images_dir=None, masks_dir=None, threads: int | None = None,
                  overwrite: bool = False, progress=None, device=None, decoding: dict | None = None,
-                 scale_augmentation: dict | None = None, distance_weight: float = 0.0,
-                 head_lr_factor: float | None = None) -> dict:
+                 scale_augmentation: dict | None = None, distance_weight: float | None = None,
+                 head_lr_factor: float | None = None, touch_p: float = 0.0) -> dict:
     """Train a border U-Net on a practical-mode data folder (:func:`tio2fiji.training.build_dataset`).
 
     Parameters
@@ -304,8 +334,9 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
         configuration's encoder weights).
     gap_weight, border_weight : float
         See :func:`make_border_loss`.
-    distance_weight : float
-        > 0: a *distance U-Net* (``outputs="distance"``): a third output, each particle's
+    distance_weight : float, optional
+        Default: 1 when ``init`` is a distance U-Net, else 0. > 0: a *distance U-Net*
+        (``outputs="distance"``): a third output, each particle's
         normalised distance to its edge, with this weight in the loss; its particles are
         :func:`tio2fiji.instances.labels_from_distance`'s.
     head_lr_factor : float, optional
@@ -331,6 +362,8 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
     scale_augmentation : dict, optional
         Zoom and coarsening of the crops, as :func:`tio2fiji.training.unet.train_unet`
         (:data:`tio2fiji.training.datasets.SCALE_AUGMENTATION`); recorded as ``train_scale``.
+    touch_p : float
+        Share of the crops centred where two manual particles meet (:class:`BorderCropDataset`).
 
     Returns
     -------
@@ -342,9 +375,13 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
     device = resolve_device(device)
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, gap_weight=gap_weight, border_weight=border_weight,
                   distance_weight=distance_weight, head_lr_factor=head_lr_factor, crops_per_epoch=crops_per_epoch,
-                  threads=threads)
-    outputs = "distance" if distance_weight > 0 else "border"
+                  threads=threads, touch_p=touch_p)
     check_run_folder(out_dir, resume, overwrite)
+    init_path = None if init is None else str(resolve_model(init))
+    init_ck = None if init_path is None else load_checkpoint(init_path)
+    if distance_weight is None:  # the init's kind: fine-tuning a distance U-Net keeps its distance output
+        distance_weight = 1.0 if (init_ck or {}).get("model_config", {}).get("outputs") == "distance" else 0.0
+    outputs = "distance" if distance_weight > 0 else "border"
     check_schedule(schedule)
     if int(width) < 1 or int(min_fragment) < 1:
         raise InputError(f"width and min_fragment must be at least 1 pixel (got {width}, {min_fragment}).")
@@ -359,12 +396,12 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
     if not val:
         raise InputError(f"{data_dir}: the split has no validation images; the border U-Net chooses "
                          f"its epoch on them.")
-    train_ds = BorderCropDataset(train, width=width, distance=outputs == "distance", seed=seed, length=crops_per_epoch,
-                                 tile=int(meta.get("tile", TILE)), **(scale_augmentation or {}))
+    train_ds = BorderCropDataset(train, width=width, distance=outputs == "distance", touch_p=touch_p, seed=seed,
+                                 length=crops_per_epoch, tile=int(meta.get("tile", TILE)),
+                                 **(scale_augmentation or {}))
     encoder, weights = parse_config(config)
     loss_fn = make_border_loss(gap_weight, border_weight, distance_weight)
-    init_path = None if init is None else str(resolve_model(init))
-    threshold, params = _decoding(decoding, init_path, outputs)
+    threshold, params = _decoding(decoding, init_path, outputs, ck=init_ck)
     train_scale = train_ds.scale_settings()
 
     def forward(model, batch):
@@ -383,7 +420,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
         classes = 3 if outputs == "distance" else 2
         model = build_unet(encoder, weights if init is None else None, classes=classes)
         if init_path is not None:
-            new_head = _init_weights(model, init_path, encoder, border_bias, outputs)
+            new_head = _init_weights(model, init_path, encoder, border_bias, outputs, ck=init_ck)
         else:
             new_head = False
         if head_lr_factor is None:
@@ -402,6 +439,7 @@ def train_border(data_dir, out_dir, config: str = "resnet18-scratch", init="defa
                     "lr": lr, "schedule": schedule, "gap_weight": gap_weight, "border_weight": border_weight,
                     **({"distance_weight": distance_weight} if distance_weight > 0 else {}),
                     **({"head_lr_factor": head_lr_factor} if head_lr_factor != 1.0 else {}),
+                    **({"touch_p": float(touch_p)} if touch_p > 0 else {}),
                     "width": int(width), "min_fragment": int(min_fragment), "border_bias": border_bias,
                     "seed": seed, "threads": torch.get_num_threads(), "train_items": len(train_ds),
                     "val_images": [s.name for s in val],

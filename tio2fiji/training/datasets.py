@@ -187,10 +187,7 @@ class RandomCropDataset:
         size = self.tile if zoom == 1.0 else max(8, int(round(self.tile / zoom)))
         margin = context_margin(size, [angle])
         side = size + 2 * margin
-        h, w = s.image.shape
-        # window top-left so that the whole window lies inside the image when it fits
-        wy = int(rng.integers(0, h - side + 1)) if h >= side else -((side - h) // 2)
-        wx = int(rng.integers(0, w - side + 1)) if w >= side else -((side - w) // 2)
+        wy, wx = self._window_origin(rng, k, side)
         img, msk, val = crop_with_context(s.image, s.mask, wy + margin, wx + margin, size, margin)
         img, msk, val = augment_pair(img, msk, flip_kind, angle, out_size=size, valid=val)
         if size != self.tile:
@@ -204,6 +201,13 @@ class RandomCropDataset:
         img = np.where(val, img, 0.0).astype(np.float32)
         return img, msk, val, {"name": s.name, "y": wy + margin, "x": wx + margin, "flip": flip_kind,
                                "angle": angle, "zoom": zoom, "coarsen": factor}
+
+    def _window_origin(self, rng, k: int, side: int) -> tuple[int, int]:
+        """Top-left of a ``side``-wide window in image ``k``, inside the image when it fits."""
+        h, w = self.samples[k].image.shape
+        wy = int(rng.integers(0, h - side + 1)) if h >= side else -((side - h) // 2)
+        wx = int(rng.integers(0, w - side + 1)) if w >= side else -((side - w) // 2)
+        return wy, wx
 
     def _draw_zoom(self, rng) -> float:
         if self.zoom_p <= 0 or not rng.random() < self.zoom_p:

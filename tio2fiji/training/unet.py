@@ -251,6 +251,24 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
         return {**fit(config, recipe), "device": str(device)}
 
 
+def _init_weights(model, path, encoder: str, config: str) -> None:
+    """Start a one-output U-Net from another (all weights) or from the particle head (channel 0),
+    encoder and decoder of a border or distance U-Net (the bundled default)."""
+    ck = load_checkpoint(path)
+    cfg = ck.get("model_config", {})
+    multi = cfg.get("outputs") in ("border", "distance")
+    if cfg.get("encoder") != encoder or (int(cfg.get("classes", 1)) != 1 and not multi):
+        raise InputError(f"{path}: holds a {cfg.get('encoder')} U-Net with {cfg.get('classes', 1)} "
+                         f"output(s), not a one-output {encoder} ({config}); train border or star "
+                         f"continue their own kinds.")
+    # a training checkpoint holds "model"; a compact model file is expanded by load_model
+    state = dict(ck["model"] if "model" in ck else load_model(path).net.state_dict())
+    if multi:
+        for key in ("segmentation_head.0.weight", "segmentation_head.0.bias"):
+            state[key] = state[key][:1]
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+
+
 def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weights=None,
                epochs: int = 50, batch_size: int = 4, lr: float = 1e-4, loss: str = "dice",
                gap_weight: float = 0.0, schedule: str = "constant", seed: int = 0,
@@ -298,14 +316,7 @@ def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weig
         model = build_unet(encoder, weights if init is None else None)
         if init is not None:
             init = resolve_model(init)  # "default" and the bundled names too
-            ck = load_checkpoint(init)
-            cfg = ck.get("model_config", {})
-            if cfg.get("encoder") != encoder or int(cfg.get("classes", 1)) != 1:
-                raise InputError(f"{init}: holds a {cfg.get('encoder')} U-Net with {cfg.get('classes', 1)} "
-                                 f"output(s), not a one-output {encoder} ({config}); train border or star "
-                                 f"continue their own kinds.")
-            # a training checkpoint holds "model"; a compact model file is expanded by load_model
-            model.load_state_dict(ck["model"] if "model" in ck else load_model(init).net.state_dict())
+            _init_weights(model, init, encoder, config)
         weights_name = weights if weights is None or weights == "imagenet" else str(weights)
         # practical mode: validation IoU per whole validation image (its tiles pooled)
         val_groups = [k for k, _, _ in val_ds.index] if hasattr(val_ds, "index") else None
