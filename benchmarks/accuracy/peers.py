@@ -19,7 +19,8 @@ it against the manual mask (:func:`tio2fiji.read_mask`, cropped with
 :func:`tio2fiji.mask_for_image`).
 
 a. **tio2fiji U-Net**: :func:`tio2fiji.segment` with the bundled model (``"default"``) and its
-   defaults (stored threshold, watershed separation); the particles are ``Segmentation.labels``.
+   defaults (stored threshold and decoding: the distance U-Net's since stop 30); the particles are
+   ``Segmentation.labels``.
    The model is loaded once; the seconds per image are those of ``segment`` (tiling, network,
    watershed), not of reading the file.
 b. **Fiji route** in a real ImageJ 1.x (``ij.jar``, e.g. Debian's 1.53t), run as its own process
@@ -75,6 +76,7 @@ from tqdm import tqdm
 
 import tio2fiji
 from tio2fiji.imagej import find_ij_jar
+from tio2fiji.instances import OWN_SEPARATION
 from tio2fiji.metrics import BAM_MIN_SIZE, per_image_frame
 
 TEST_IDS = ("1908250", "1908272", "1908288", "1908312", "1908320")
@@ -302,7 +304,9 @@ def main(argv=None):
     else:
         preds["cellpose"], seconds["cellpose"], notes["cellpose"] = res_cp
 
-    labels_of = {"unet": "tio2fiji U-Net (bundled, watershed)", "fiji": "Fiji route (ImageJ 1.x)",
+    unet_label = "tio2fiji U-Net" if args.skip_unet else \
+        f"tio2fiji U-Net (default: {OWN_SEPARATION[model.settings.outputs]} decoding)"
+    labels_of = {"unet": unet_label, "fiji": "Fiji route (ImageJ 1.x)",
                  "cellpose": f"Cellpose ({args.cellpose_model})"}
     results, rows = {}, []
     # both protocols of DESIGN.md: all objects, and objects under 10 px dropped on both sides (BAM's scorer)

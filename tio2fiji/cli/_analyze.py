@@ -43,8 +43,8 @@ def _names(names, shown=5) -> str:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Output folder.")
 @click.option("--model", "model_path", default=_DEFAULT.model, show_default=True,
-              help="A bundled model ('default' = unet-watershed; unet-border; maskrcnn), a compact model file, "
-              "or a training checkpoint (best.pt).")
+              help="A bundled model ('default' = unet-border, the distance U-Net; unet-watershed; maskrcnn), "
+              "a compact model file, or a training checkpoint (best.pt).")
 @click.option("--backend", type=click.Choice(BACKENDS), default=_DEFAULT.backend, show_default=True,
               help="Who measures the particles.")
 @click.option("--separate", type=click.Choice(SEPARATE), default=_DEFAULT.separate,

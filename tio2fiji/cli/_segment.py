@@ -26,8 +26,8 @@ from ._groups import main
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for <stem>_mask.tif, <stem>_labels.tif, <stem>_scores.csv.")
 @click.option("--model", "model_path", default="default", show_default=True,
-              help="A bundled model ('default' = unet-watershed; unet-border; maskrcnn), a model file or a "
-              "checkpoint (U-Net or Mask R-CNN).")
+              help="A bundled model ('default' = unet-border, the distance U-Net; unet-watershed; maskrcnn), "
+              "a model file or a checkpoint (U-Net or Mask R-CNN).")
 @click.option("--separate", type=click.Choice(SEPARATE), default="auto",
               show_default=True, help="Touching particles: auto = the model's own way (the default's distance "
               "watershed; unet-border's seeds from its distance and band outputs), watershed (of the particle "
@@ -83,8 +83,8 @@ def segment_cmd(images, out_dir, model_path, separate, connectivity, threshold, 
 
 @main.command("evaluate")
 @click.option("--model", "model_path", default="default", show_default=True,
-              help="A bundled model ('default' = unet-watershed; unet-border; maskrcnn), a compact model file, "
-              "or a training checkpoint (best.pt).")
+              help="A bundled model ('default' = unet-border, the distance U-Net; unet-watershed; maskrcnn), "
+              "a compact model file, or a training checkpoint (best.pt).")
 @click.option("--images", "images_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
 @click.option("--masks", "masks_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
 @click.option("--split", "split_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),

@@ -169,7 +169,8 @@ def train_border_cmd(data_dir, out_dir, config, init, epochs, batch_size, lr, sc
               type=click.Choice(["resnet18-imagenet", "resnet18-scratch", "resnet34-imagenet",
                                  "resnet34-scratch"]), help="The encoder (weights from --init or scratch).")
 @click.option("--init", "init", default=None,
-              help="Start from a one-output U-Net: 'default', a bundled name or a checkpoint/model file.")
+              help="Start from a U-Net's encoder, decoder and particle head: 'default', a bundled name or a "
+                   "checkpoint/model file.")
 @click.option("--n-rays", type=_Checked("n_rays"), default=32, show_default=True, help="Rays per pixel (StarDist).")
 @click.option("--epochs", type=_Checked("epochs"), default=15, show_default=True)
 @click.option("--batch-size", type=_Checked("batch_size"), default=4, show_default=True)
