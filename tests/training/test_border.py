@@ -257,6 +257,35 @@ def test_border_crop_targets_by_hand():
     assert v.sum() == 256 * 256 - 9 and not v[49:52, 49:52].any()
 
 
+def test_touch_crops_are_centred_where_particles_meet():
+    """touch_p 1: every crop is centred on a band pixel (one pair of touching particles in a 1024x1024
+    image), and an image without a band is never drawn; touch_p 0 draws as before (the plain
+    dataset's crops); out of 0-1 refused."""
+    from tio2fiji.training.border import BorderCropDataset
+    from tio2fiji.training.datasets import RandomCropDataset, Sample
+
+    lab = np.zeros((1024, 1024), np.uint16)
+    lab[700:720, 300:310] = 1
+    lab[700:720, 311:321] = 2  # the band: rows 698..721, columns 309..311
+    sparse = np.zeros_like(lab)
+    sparse[100:120, 100:120] = 1  # one particle, no band
+    samples = [Sample("touch", np.random.default_rng(0).random(lab.shape, np.float32), lab),
+               Sample("sparse", np.zeros(lab.shape, np.float32), sparse)]
+    ds = BorderCropDataset(samples, touch_p=1.0, length=20, seed=1, photometric_p=0.0)
+    ds.set_epoch(2)
+    for i in range(len(ds)):
+        img, lab_crop, val, recipe = ds.item_arrays(i)
+        assert recipe["name"] == "touch"  # the image without a band is never drawn
+        assert 698 <= recipe["y"] + 128 <= 722 and 309 <= recipe["x"] + 128 <= 312
+        target = ds[i][1][1].numpy()
+        assert target[124:133, 124:133].any()  # the band at the centre whatever the rotation
+    plain = RandomCropDataset(samples, length=8, seed=1)
+    zero = BorderCropDataset(samples, touch_p=0.0, length=8, seed=1)
+    assert [plain.item_arrays(i)[3] for i in range(8)] == [zero.item_arrays(i)[3] for i in range(8)]
+    with pytest.raises(InputError, match="touch_p"):
+        BorderCropDataset(samples, touch_p=1.5)
+
+
 def test_labels_from_border_h_splits_a_seed_region_at_its_neck():
     """Two discs of radius 8 whose centres are 14 px apart, no band between them: one particle
     with h = 0, two with h = 1 (each disc's distance maximum stands 8 - ~4.1 px above the neck)."""
