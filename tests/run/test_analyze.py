@@ -84,6 +84,10 @@ def test_demo_writes_consistent_results_and_a_report_that_renders(tmp_path, exam
     assert [m["pixel_size_source"] for m in meta["images"]] == ["CZ_SEM"] * 3
     # "auto" is the model's own decoding: the default is a distance U-Net since stop 30
     assert [m["separation"] for m in meta["images"]] == ["distance"] * 3
+    # the default's smallest particle (10 px at its 7.34375 nm: 539 nm²) and what it dropped are recorded
+    for m in meta["images"]:
+        assert m["segmentation"]["min_particle"]["nm2"] == pytest.approx(539.3, abs=0.1)
+        assert m["segmentation"]["min_particle"]["dropped"] >= 0
     assert meta["model"]["sha256"] == hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
     assert meta["failures"] == [] and meta["versions"]["torch"]
     for n, row in zip(names, summary.itertuples()):

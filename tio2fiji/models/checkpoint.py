@@ -249,7 +249,7 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
                  watershed: dict | None = None, star: dict | None = None, border: dict | None = None,
                  distance: dict | None = None, max_overlap: float | None = None, rpn_nms_thresh: float | None = None,
                  pixel_size_m: float | None = None, train_ecd: dict | None = None,
-                 int8_calibration: str | None = None) -> Path:
+                 int8_calibration: str | None = None, min_particle_px: int | None = None) -> Path:
     """Write a compact inference file from a training checkpoint, atomically.
 
     Parameters
@@ -296,6 +296,9 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
     int8_calibration : str, optional
         The activation ranges of :func:`tio2fiji.models.onnx.int8_calibration`: with it the U-Net
         runs as an int8 graph on the CPU by default (``engine="auto"``).
+    min_particle_px : int, optional
+        The smallest particle in pixels at the model's pixel size
+        (:attr:`~tio2fiji.models.settings.ModelSettings.min_particle_px`).
 
     The post-processing parameters not given are the checkpoint's, else the defaults
     (:meth:`tio2fiji.models.settings.ModelSettings.from_config`, which checks them); all of them are
@@ -349,6 +352,8 @@ def export_model(checkpoint, path, weights: str = "float16", metadata: dict | No
         cfg["train_ecd"] = dict(train_ecd)
     if int8_calibration is not None:
         cfg["int8_calibration"] = str(int8_calibration)
+    if min_particle_px is not None:
+        cfg["min_particle_px"] = min_particle_px
     post = ModelSettings.from_config(cfg)
     cfg["threshold"] = post.threshold
     if cfg.get("arch") == "maskrcnn":

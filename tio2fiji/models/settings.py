@@ -48,7 +48,7 @@ _ASSUMED_SOURCE = "assumed: the BAM training images' 7.34375 nm"
 #: (:meth:`ModelSettings.postprocessing`).
 _POSTPROCESSING = ("threshold", "pixel_size_m", "pixel_size_source", "train_ecd", "score_threshold",
                    "max_overlap", "watershed", "outputs", "n_rays", "ray_scale", "star", "border",
-                   "border_width", "distance")
+                   "border_width", "distance", "min_particle_px")
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,11 @@ class ModelSettings:
         ``"stored"``, or the assumption for a file that stores none (:data:`TRAINED_PIXEL_SIZE_M`).
     train_ecd : dict or None
         The ECD quantiles of its training particles (pixels and nm).
+    min_particle_px : int
+        Particles under this many pixels *at the model's pixel size* are not particles
+        (:func:`tio2fiji.predict.segment` drops them, the bound converted to each image's pixel
+        size): a model trained with the manual masks' components under 10 px left out as drawing
+        fragments never learnt particles that small. 1 (files that store none) keeps all.
     config : dict
         The ``model_config`` as stored (architecture, for export and provenance).
     provenance : Provenance
@@ -147,6 +152,7 @@ class ModelSettings:
     pixel_size_m: float = TRAINED_PIXEL_SIZE_M
     pixel_size_source: str = _ASSUMED_SOURCE
     train_ecd: dict | None = None
+    min_particle_px: int = 1
     config: dict = field(default_factory=dict, repr=False)  # long (an int8 calibration): not in repr
     provenance: Provenance = field(default_factory=Provenance)
 
@@ -180,13 +186,17 @@ class ModelSettings:
                 or int(distance["min_seed"]) < 1 or distance["sigma"] < 0 or not 0 <= distance["h"] < 1):
             raise InputError(f"model_config: distance parameters out of range ({distance}); seed_threshold "
                              f"in (0, 1), border_threshold in (0, 1], min_seed >= 1, sigma >= 0, h in [0, 1).")
+        min_px = cfg.get("min_particle_px", 1)
+        if isinstance(min_px, bool) or not isinstance(min_px, int) or not 1 <= min_px <= 10_000:
+            raise InputError(f"model_config: min_particle_px must be a whole number of pixels from 1 to 10000, "
+                             f"not {min_px!r}.")
         ps = cfg.get("pixel_size_m")
         if ps is not None and not (isinstance(ps, (int, float)) and 1e-12 < float(ps) < 1e-3):
             raise InputError(f"model_config: pixel_size_m must be a length in metres, not {ps!r}.")
         return cls(threshold=float(cfg.get("threshold", _DEFAULT_THRESHOLD)),
                    pixel_size_m=float(TRAINED_PIXEL_SIZE_M if ps is None else ps),
                    pixel_size_source="stored" if ps is not None else _ASSUMED_SOURCE,
-                   train_ecd=cfg.get("train_ecd"),
+                   train_ecd=cfg.get("train_ecd"), min_particle_px=min_px,
                    score_threshold=float(cfg.get("score_threshold", _DEFAULT_SCORE_THRESHOLD)),
                    max_overlap=None if cfg.get("max_overlap") is None else float(cfg["max_overlap"]),
                    watershed=_stored(cfg, "watershed", WATERSHED_DEFAULTS),
@@ -220,7 +230,8 @@ class ModelSettings:
     def postprocessing(self) -> dict:
         """The post-processing as a plain dict (copies): ``threshold``, ``score_threshold``,
         ``max_overlap``, ``watershed``, ``outputs``, ``n_rays``, ``ray_scale``, ``star``,
-        ``border``, ``border_width``, ``distance``, ``pixel_size_m``, ``pixel_size_source``, ``train_ecd``."""
+        ``border``, ``border_width``, ``distance``, ``pixel_size_m``, ``pixel_size_source``, ``train_ecd``,
+        ``min_particle_px``."""
         return {k: copy.deepcopy(getattr(self, k)) for k in _POSTPROCESSING}
 
 

@@ -16,6 +16,7 @@ from ..instances import (
     SEPARATE,
     add_unseeded,
     connected_components,
+    drop_small,
     labels_from_maps,
     labels_to_separated_mask,
     particle_scores,
@@ -132,6 +133,10 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
         (:func:`particles_on_grid`), where they are measured. An uncalibrated image (or ``"none"``)
         is segmented as it is. ``info["scale"]`` says what was done.
 
+    A U-Net's particles under the model's smallest particle
+    (``model.settings.min_particle_px`` pixels at its pixel size, converted to this image's) are
+    dropped from the labels and the mask; ``info["min_particle"]`` says the bound and how many.
+
     Returns
     -------
     Segmentation
@@ -204,6 +209,7 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
     if factor is not None:
         labels, prob = particles_on_grid(labels, prob, area.shape, threshold)
         mask = labels > 0
+    labels, mask = _drop_small_particles(labels, mask, ps, post, info)
     info.update(arch="unet", separate=method, **({"outputs": method} if method in OWN_LINES else {}),
                 **({method: params} if params else {"connectivity": connectivity}))
     if annotations is not None:
@@ -213,6 +219,21 @@ def segment(model, sem_image, threshold: float | None = None, tile: int = TILE, 
     return Segmentation(probability=prob, mask=mask,
                         threshold=float(threshold), data_bar_rows=int(bar), pixel_size_m=ps, info=info,
                         labels=labels, scores=particle_scores(labels, prob).astype(np.float32))
+
+
+def _drop_small_particles(labels, mask, ps, settings, info):
+    """The particles under the model's smallest (``settings.min_particle_px`` at its pixel size,
+    converted to this image's: ``ps``, or the model's for an uncalibrated image) leave the labels
+    and the mask; ``info["min_particle"]`` says the bound and how many were dropped."""
+    if settings.min_particle_px <= 1:
+        return labels, mask
+    ratio = 1.0 if ps is None else (settings.pixel_size_m / ps) ** 2
+    bound = settings.min_particle_px * ratio
+    kept = drop_small(labels, int(np.ceil(bound - 1e-9)))
+    info["min_particle"] = {"pixels": round(float(bound), 3), "model_pixels": settings.min_particle_px,
+                            "nm2": round(settings.min_particle_px * (settings.pixel_size_m * 1e9) ** 2, 1),
+                            "dropped": int(labels.max()) - int(kept.max())}
+    return kept, mask & ~((labels > 0) & (kept == 0))
 
 
 def _leave_out(labels, scores, annotations, sem_image, info):
