@@ -233,6 +233,7 @@ def test_post_processing_parameters_are_stored_with_the_weights(tmp_path):
                                                     "border": BORDER_DEFAULTS, "border_width": 2,
                                                     "distance": DISTANCE_DEFAULTS,
                                                     "pixel_size_m": 7.34375e-9, "train_ecd": None,
+                                                    "min_particle_px": 1,
                                                     "pixel_size_source": "assumed: the BAM training images' 7.34375 nm"}
     loaded = load_model(export_model(ck, tmp_path / "m.pt", threshold=0.4, watershed={"h": 20.0}))
     post = loaded.settings.postprocessing()
