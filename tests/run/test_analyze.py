@@ -88,6 +88,9 @@ def test_demo_writes_consistent_results_and_a_report_that_renders(tmp_path, exam
     for m in meta["images"]:
         assert m["segmentation"]["min_particle"]["nm2"] == pytest.approx(539.3, abs=0.1)
         assert m["segmentation"]["min_particle"]["dropped"] >= 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    first = meta["images"][0]["segmentation"]["min_particle"]["dropped"]
+    assert f"{first} under 539.3 nm² (10 px)" in html
     assert meta["model"]["sha256"] == hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
     assert meta["failures"] == [] and meta["versions"]["torch"]
     for n, row in zip(names, summary.itertuples()):

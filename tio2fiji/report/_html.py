@@ -288,6 +288,13 @@ def _images_frame(images):
             f"{a['source']}: {a['pixels']} px, {a['particles_removed']} particles beside them dropped"
             if isinstance(a, dict) else "" for a in idf["annotations"]]
         cols.insert(5, "Left out (annotations)")
+    if "segmentation" in idf and idf["segmentation"].map(lambda s: isinstance(s, dict) and "min_particle" in s).any():
+        # the model's smallest particle (ModelSettings.min_particle_px): what was not reported
+        idf["Not particles (under the model's smallest)"] = [
+            f"{s['min_particle']['dropped']} under {s['min_particle']['nm2']:g} nm² "
+            f"({s['min_particle']['pixels']:g} px)" if isinstance(s, dict) and "min_particle" in s else ""
+            for s in idf["segmentation"]]
+        cols.insert(cols.index("particles") + 1, "Not particles (under the model's smallest)")
     return idf.astype(object), cols
 
 
