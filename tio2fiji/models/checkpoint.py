@@ -39,7 +39,8 @@ from .unet import build_unet
 from .weights import expand_weights
 
 __all__ = ["BUNDLED", "DEFAULT_NAME", "DEFAULT_MODEL", "FORMAT", "OUTPUTS", "TRAINED_PIXEL_SIZE_M", "resolve_model",
-           "save_checkpoint", "load_checkpoint", "build_model", "load_model", "export_model", "model_arch"]
+           "save_checkpoint", "load_checkpoint", "checkpoint_contents", "build_model", "load_model", "export_model",
+           "model_arch"]
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
 #: The models bundled with tio2fiji, by the name ``--model`` takes (see ``tio2fiji/data/MODEL_CARD.md``).
@@ -148,8 +149,9 @@ def _one_line(exc) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
-def _contents(obj: dict, where) -> tuple[dict, dict, dict]:
-    """``(model_config, float32 state dict, metadata)`` of a compact file or a training checkpoint;
+def checkpoint_contents(obj: dict, where) -> tuple[dict, dict, dict]:
+    """``(model_config, float32 state dict, metadata)`` of a compact file or a training checkpoint
+    (``obj``: what :func:`load_checkpoint` read from ``where``), without building the network;
     metadata: what is stored beside the weights (``epoch``, ``val_iou``, ``weights_dtype``, ...)."""
     import torch
 
@@ -214,7 +216,7 @@ def load_model(path="default", device="cpu"):
     else:
         where = resolve_model(path)
         obj = load_checkpoint(where)
-    cfg, state, meta = _contents(obj, where)
+    cfg, state, meta = checkpoint_contents(obj, where)
     meta = dict(meta)
     provenance = Provenance(
         file=None if isinstance(path, dict) else str(where),

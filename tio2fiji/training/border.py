@@ -43,7 +43,7 @@ from ..instances import (
     labels_from_maps,
 )
 from ..metrics import BAM_MIN_SIZE, count_error, instance_scores, match_counts, match_instances
-from ..models.checkpoint import load_checkpoint, load_model, resolve_model
+from ..models.checkpoint import checkpoint_contents, load_checkpoint, resolve_model
 from ..models.device import resolve_device
 from ..models.unet import build_unet, parse_config
 from ..predict import predict_maps
@@ -251,14 +251,9 @@ def _init_weights(model, path, encoder: str, border_bias: float, outputs: str = 
     whether a head is new. ``ck``: the file's checkpoint when already read."""
     import torch
 
-    ck = load_checkpoint(path) if ck is None else ck
-    cfg = ck.get("model_config", {})
+    cfg, state, _ = checkpoint_contents(load_checkpoint(path) if ck is None else ck, path)
     if cfg.get("encoder") != encoder:
         raise InputError(f"{path}: holds a {cfg.get('encoder')} U-Net, not {encoder}.")
-    state = dict(ck.get("model") or {})
-    if not state and "weights" in ck:  # a compact model file: expand it through load_model
-        state = load_model(path).net.state_dict()
-    state = {k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()}
     kept = {"probability": 1, "border": 2, "distance": 3}.get(cfg.get("outputs", "probability"))
     n = model.segmentation_head[0].out_channels
     if kept == n:

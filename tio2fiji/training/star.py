@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import InputError
 from ..instances import CONNECTIVITY, STAR_DEFAULTS, connected_components, labels_from_star, star_targets
 from ..metrics import instance_scores, match_counts, match_instances
-from ..models.checkpoint import load_checkpoint, load_model, resolve_model
+from ..models.checkpoint import checkpoint_contents, load_checkpoint, resolve_model
 from ..models.device import resolve_device
 from ..models.settings import Model, ModelSettings
 from ..models.unet import build_unet, parse_config
@@ -164,18 +164,14 @@ def _init_weights(model, path, encoder: str, ray_bias: float, n_rays: int, ray_s
     from a one-output U-Net (see the module docstring); ``ray_bias`` is in output units."""
     import torch
 
-    ck = load_checkpoint(path)
-    cfg = ck.get("model_config", {})
+    cfg, state, _ = checkpoint_contents(load_checkpoint(path), path)
     if cfg.get("encoder") != encoder:
         raise InputError(f"{path}: holds a {cfg.get('encoder')} U-Net, not {encoder}.")
-    state = dict(ck.get("model") or {})
-    if not state and "weights" in ck:  # a compact model file: expand it through load_model
-        state = load_model(path).net.state_dict()
     if cfg.get("outputs") == "star":
         if int(cfg.get("n_rays", 0)) != n_rays or float(cfg.get("ray_scale", 1.0)) != ray_scale:
             raise InputError(f"{path}: a star-convex U-Net with {cfg.get('n_rays')} rays and ray scale "
                              f"{cfg.get('ray_scale')}, not {n_rays} and {ray_scale}.")
-        model.load_state_dict({k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()})
+        model.load_state_dict(state)
         return
     w, b = state.pop("segmentation_head.0.weight"), state.pop("segmentation_head.0.bias")
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..models.checkpoint import load_checkpoint, load_model, resolve_model
+from ..models.checkpoint import checkpoint_contents, load_checkpoint, resolve_model
 from ..models.device import resolve_device
 from ..models.unet import build_unet, parse_config
 from .datasets import training_datasets
@@ -254,19 +254,16 @@ def fit_unet(model, train_ds, val_ds, out_dir, epochs: int = 50, batch_size: int
 def _init_weights(model, path, encoder: str, config: str) -> None:
     """Start a one-output U-Net from another (all weights) or from the particle head (channel 0),
     encoder and decoder of a border or distance U-Net (the bundled default)."""
-    ck = load_checkpoint(path)
-    cfg = ck.get("model_config", {})
+    cfg, state, _ = checkpoint_contents(load_checkpoint(path), path)
     multi = cfg.get("outputs") in ("border", "distance")
     if cfg.get("encoder") != encoder or (int(cfg.get("classes", 1)) != 1 and not multi):
         raise InputError(f"{path}: holds a {cfg.get('encoder')} U-Net with {cfg.get('classes', 1)} "
                          f"output(s), not a one-output {encoder} ({config}); train border or star "
                          f"continue their own kinds.")
-    # a training checkpoint holds "model"; a compact model file is expanded by load_model
-    state = dict(ck["model"] if "model" in ck else load_model(path).net.state_dict())
     if multi:
         for key in ("segmentation_head.0.weight", "segmentation_head.0.bias"):
             state[key] = state[key][:1]
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict(state)
 
 
 def train_unet(data_dir, out_dir, config: str = "resnet18-scratch", encoder_weights=None,
