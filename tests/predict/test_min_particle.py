@@ -2,24 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
+from test_whole_image import _Echo  # probability = input
 
 from tio2fiji.errors import InputError
 from tio2fiji.models import Model, ModelSettings
 from tio2fiji.predict import segment
 from tio2fiji.predict._segment import _drop_small_particles
-
-
-class _Echo(torch.nn.Module):
-    """Probability = input."""
-
-    def __init__(self):
-        super().__init__()
-        self.dummy = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, x):
-        p = x.clamp(1e-6, 1 - 1e-6)
-        return torch.log(p / (1 - p)) + 0 * self.dummy
 
 
 def _labels():

@@ -48,9 +48,9 @@ def _names(names, shown=5) -> str:
 @click.option("--backend", type=click.Choice(BACKENDS), default=_DEFAULT.backend, show_default=True,
               help="Who measures the particles.")
 @click.option("--separate", type=click.Choice(SEPARATE), default=_DEFAULT.separate,
-              show_default=True, help="Touching particles: the model's own way (auto: the default's distance "
-              "watershed, unet-border's distance and band outputs; a Mask R-CNN finds its own), watershed, or "
-              "none (connected components, as the thesis).")
+              show_default=True, help="Touching particles: the model's own way (auto: the default unet-border's seeds "
+              "from its distance and band outputs, unet-watershed's distance watershed; a Mask R-CNN finds its "
+              "own), watershed, or none (connected components, as the thesis).")
 @click.option("--connectivity", type=_CONNECTIVITY, default=str(_DEFAULT.connectivity), show_default=True,
               help="Particle connectivity of the components and the measurement (4: as the BAM masks).")
 @click.option("--method", "methods", multiple=True, default=_DEFAULT.methods, show_default=True,

@@ -29,9 +29,9 @@ from ._groups import main
               help="A bundled model ('default' = unet-border, the distance U-Net; unet-watershed; maskrcnn), "
               "a model file or a checkpoint (U-Net or Mask R-CNN).")
 @click.option("--separate", type=click.Choice(SEPARATE), default="auto",
-              show_default=True, help="Touching particles: auto = the model's own way (the default's distance "
-              "watershed; unet-border's seeds from its distance and band outputs), watershed (of the particle "
-              "probability), or none.")
+              show_default=True, help="Touching particles: auto = the model's own way (the default unet-border's "
+              "seeds from its distance and band outputs; unet-watershed's distance watershed), watershed (of the "
+              "particle probability), or none.")
 @click.option("--connectivity", type=_CONNECTIVITY, default=str(CONNECTIVITY), show_default=True,
               help="Connectivity of the particles with --separate none.")
 @click.option("--threshold", type=_Checked("threshold"), default=None,
